@@ -1,0 +1,102 @@
+# exec-broker: a plain Makefile. `make` builds build/exec-broker; `make check` installs what
+# is missing and runs every test; `make check SANITIZE=1` does the same with ASan + UBSan
+# in build/asan. Headers are tracked with -MMD; rules are quiet unless V=1.
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+PKGS := libevent libssh2 libpq jansson inih libcrypto uuid
+TEST_PKGS := check
+
+ifeq ($(SANITIZE),1)
+BUILD := build/asan
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD := build
+SAN :=
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wvla -Wpointer-arith -Wundef
+CFLAGS ?= -O2 -g
+# Evaluated lazily so that `make check` can install the packages before they are asked for.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+TEST_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DEB_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SAN) \
+	-I. -I$(BUILD)/gen $(PKG_CFLAGS)
+
+MAIN_SRC := broker/main.c
+LIB_SRC := $(filter-out $(MAIN_SRC),$(wildcard common/*.c broker/*.c pool/*.c db/*.c audit/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o
+TEST_SRC := $(wildcard tests/check_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+SOURCES := $(wildcard */*.c */*.h)
+
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n'
+endif
+
+.PHONY: all deps check test-run install clean format run bench
+all: $(BUILD)/exec-broker
+
+deps:
+	$(Q)scripts/install-deps
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory test-run
+
+test-run: $(BUILD)/exec-broker $(TEST_BIN)
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) tests/run $(TEST_BIN)
+
+$(BUILD)/exec-broker: $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(BUILD)/libeb.a
+	$(say) LINK $@
+	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@
+
+$(BUILD)/libeb.a: $(LIB_OBJ)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/tutil.o \
+		$(BUILD)/libeb.a
+	$(say) LINK $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) $(TEST_LIBS) -o $@
+
+$(BUILD)/obj/%.o: %.c
+	$(say) CC $<
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+# The SQL of every migration is compiled into the binary, so that an installed
+# exec-broker migrates without the source tree.
+$(BUILD)/gen/migrations_data.c: scripts/embed-migrations $(MIGRATIONS)
+	$(say) GEN $@
+	$(Q)mkdir -p $(@D)
+	$(Q)scripts/embed-migrations $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	$(say) CC $<
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+install: $(BUILD)/exec-broker
+	install -D -m 0755 $(BUILD)/exec-broker $(DESTDIR)$(PREFIX)/bin/exec-broker
+
+run:
+	@echo "make run: the local demo (PostgreSQL, sshd, broker) arrives with the exec API; see README.md" >&2
+	@exit 1
+
+format:
+	clang-format -i $(SOURCES)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
