@@ -1,0 +1,126 @@
+/* broker/cli.c: the parts the administrative subcommands share, and `migrate`. */
+#include "broker/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "db/db.h"
+#include "db/migrate.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("exec-broker: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_common_option(struct cli *cli, int opt)
+{
+	switch (opt) {
+	case CLI_OPT_CONFIG:
+		cli->flags.config_path = optarg;
+		return 1;
+	case CLI_OPT_DATABASE_URL:
+		cli->flags.database_url = optarg;
+		return 1;
+	case CLI_OPT_LISTEN:
+		cli->flags.listen = optarg;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int cli_load_config(struct cli *cli)
+{
+	char err[1024];
+
+	if (cli->cfg_loaded)
+		return 0;
+	if (config_load(&cli->cfg, &cli->flags, cli->envp, err, sizeof(err)) != 0) {
+		cli_error("%s", err);
+		return CLI_EXIT_USAGE;
+	}
+	cli->cfg_loaded = 1;
+	return 0;
+}
+
+int cli_connect(struct cli *cli, PGconn **conn)
+{
+	char err[1024];
+	int rc;
+
+	*conn = NULL;
+	rc = cli_load_config(cli);
+	if (rc != 0)
+		return rc;
+	if (db_connect(cli->cfg.database_url, conn, err, sizeof(err)) != 0) {
+		cli_error("%s", err);
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static void migrate_usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: exec-broker migrate [--status] [--config FILE] [--database-url URL]\n"
+	        "\n"
+	        "Applies the pending schema migrations in order, each in its own transaction,\n"
+	        "under an advisory lock (concurrent migrators are safe; running it twice is a\n"
+	        "no-op). Refuses when an applied migration was changed or the database has a\n"
+	        "version this exec-broker does not know.\n"
+	        "  --status   list applied and pending versions; exit 0 when current, 1 when\n"
+	        "             migrations are pending or the schema cannot be migrated\n");
+}
+
+int cli_migrate(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"status", no_argument, NULL, 's'}, CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+	int status = 0, opt, rc;
+	PGconn *conn = NULL;
+	char err[1024];
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_common_option(cli, opt))
+			continue;
+		switch (opt) {
+		case 's':
+			status = 1;
+			break;
+		case CLI_OPT_HELP:
+			migrate_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			migrate_usage(stderr);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		cli_error("migrate takes no arguments (got \"%s\")", argv[optind]);
+		return CLI_EXIT_USAGE;
+	}
+	rc = cli_connect(cli, &conn);
+	if (rc != 0)
+		return rc;
+	if (status) {
+		rc = migrate_status(conn, stdout, err, sizeof(err));
+		if (rc < 0)
+			cli_error("%s", err);
+		rc = rc == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	} else {
+		rc = migrate_apply(conn, stdout, err, sizeof(err));
+		if (rc != 0)
+			cli_error("%s", err);
+		rc = rc == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+	PQfinish(conn);
+	return rc;
+}

@@ -1,0 +1,52 @@
+/* broker/cli.h: what the administrative subcommands share: the common options (--config,
+ * --database-url, --listen), loading the configuration, connecting to the database, and
+ * the exit codes. */
+#ifndef EB_BROKER_CLI_H
+#define EB_BROKER_CLI_H
+
+#include <getopt.h>
+#include <libpq-fe.h>
+
+#include "broker/config.h"
+
+/* Exit codes of every subcommand. */
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_FAIL = 1,  /* the operation failed (database, network, not found, ...) */
+	CLI_EXIT_USAGE = 2, /* the command line is wrong */
+};
+
+struct cli {
+	struct config_flags flags;
+	char *const *envp;
+	struct config cfg;
+	int cfg_loaded;
+};
+
+/* Long options every subcommand accepts; option values from CLI_OPT_BASE upwards. */
+enum { CLI_OPT_CONFIG = 0x1000, CLI_OPT_DATABASE_URL, CLI_OPT_LISTEN, CLI_OPT_HELP };
+#define CLI_COMMON_OPTIONS                                                                         \
+	{"config", required_argument, NULL, CLI_OPT_CONFIG},                                       \
+	    {"database-url", required_argument, NULL, CLI_OPT_DATABASE_URL},                       \
+	    {"listen", required_argument, NULL, CLI_OPT_LISTEN},                                   \
+	{                                                                                          \
+		"help", no_argument, NULL, CLI_OPT_HELP                                            \
+	}
+
+/* Handles a common option returned by getopt_long. 1 if it was one, 0 otherwise. */
+int cli_common_option(struct cli *cli, int opt);
+
+/* Prints "exec-broker: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Loads the configuration once (printing the error). 0 or CLI_EXIT_USAGE. */
+int cli_load_config(struct cli *cli);
+/* Loads the configuration and connects. 0, or a CLI_EXIT_* after printing the error. */
+int cli_connect(struct cli *cli, PGconn **conn);
+
+/* Subcommands: argv[0] is the subcommand's name. Return a CLI_EXIT_* code. */
+int cli_migrate(struct cli *cli, int argc, char **argv);
+int cli_workspace(struct cli *cli, int argc, char **argv);
+int cli_token(struct cli *cli, int argc, char **argv);
+
+#endif
