@@ -85,6 +85,35 @@ static int connect_tcp(const char *host, int port, int timeout_ms, int *out, cha
 	return 0;
 }
 
+int hostkey_set_method_pref(LIBSSH2_SESSION *session)
+{
+	const char **algs = NULL;
+	char pref[sizeof(HOSTKEY_METHODS)] = "";
+	const char *p = HOSTKEY_METHODS;
+	int n, rc;
+
+	/* libssh2 1.10 removes unsupported names from a preference list with an overlapping
+	 * memcpy (undefined behaviour); offer it only names it supports. */
+	n = libssh2_session_supported_algs(session, LIBSSH2_METHOD_HOSTKEY, &algs);
+	if (n <= 0)
+		return EB_ERR_SSH;
+	while (*p != '\0') {
+		size_t len = strcspn(p, ",");
+		for (int i = 0; i < n; i++)
+			if (strlen(algs[i]) == len && strncmp(algs[i], p, len) == 0) {
+				if (pref[0] != '\0')
+					strcat(pref, ",");
+				strncat(pref, p, len);
+			}
+		p += len + (p[len] == ',');
+	}
+	libssh2_free(session, algs);
+	if (pref[0] == '\0')
+		return EB_ERR_SSH;
+	rc = libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY, pref);
+	return rc == 0 ? 0 : EB_ERR_SSH;
+}
+
 int hostkey_probe(const char *host, int port, int timeout_ms, char fp[FP_TEXT_LEN + 1],
                   char type[16], char *err, size_t errlen)
 {
@@ -108,7 +137,7 @@ int hostkey_probe(const char *host, int port, int timeout_ms, char fp[FP_TEXT_LE
 	}
 	libssh2_session_set_blocking(session, 1);
 	libssh2_session_set_timeout(session, timeout_ms);
-	if (libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY, HOSTKEY_METHODS) != 0) {
+	if (hostkey_set_method_pref(session) != 0) {
 		snprintf(err, errlen, "libssh2 supports none of the host key algorithms");
 		goto out;
 	}

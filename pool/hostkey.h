@@ -4,6 +4,7 @@
 #ifndef EB_POOL_HOSTKEY_H
 #define EB_POOL_HOSTKEY_H
 
+#include <libssh2.h>
 #include <stddef.h>
 
 #include "pool/fingerprint.h"
@@ -11,6 +12,10 @@
 #define HOSTKEY_METHODS                                                                            \
 	"ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,"    \
 	"rsa-sha2-256,ssh-rsa"
+
+/* Sets the session's host-key algorithm preference to HOSTKEY_METHODS, less what this
+ * libssh2 does not support. 0 or EB_ERR_SSH. */
+int hostkey_set_method_pref(LIBSSH2_SESSION *session);
 
 /* Connects to host:port (blocking, for the CLI only), completes the key exchange without
  * authenticating, and writes the server's host-key fingerprint ("SHA256:...") and key type
