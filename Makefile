@@ -44,6 +44,8 @@ say = @printf '  %-6s %s\n'
 endif
 
 .PHONY: all deps check test-run install clean format run bench
+# Keep the objects of test binaries: they are intermediates of a chained rule.
+.SECONDARY:
 all: $(BUILD)/exec-broker
 
 deps:

@@ -1,0 +1,415 @@
+/* tests/check_cli.c: the administrative CLI against a real PostgreSQL and a real sshd:
+ * workspace and token round trips, bad input refused with one line and nothing written,
+ * no token secret anywhere in the database, `workspace hostkey` equal to ssh-keygen's
+ * fingerprint, and configuration errors. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "broker/token.h"
+#include "tests/harness.h"
+#include "tests/tutil.h"
+
+#define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"
+
+static char db[512];
+
+static void fresh_db(void)
+{
+	tu_migrated_db(db, sizeof(db));
+}
+
+/* Runs the broker on the fixture's database and expects exit code want. */
+static void run_ok(struct tu_run *r, int want, const char *const args[])
+{
+	tu_broker(r, db, NULL, args);
+	ck_assert_msg(r->exit_code == want, "%s: exit %d, stderr: %s", args[0], r->exit_code,
+	              r->err);
+}
+
+static void add_ws(const char *id, const char *org)
+{
+	const char *const args[] = {"workspace", "add",        id,       "--org",  org,
+	                            "--host",    "127.0.0.1",  "--user", "ebtest", "--tier",
+	                            "3",         "--host-key", FP,       NULL};
+	struct tu_run r;
+
+	run_ok(&r, 0, args);
+	tu_run_free(&r);
+}
+
+START_TEST(workspace_round_trip)
+{
+	static const char *const add[] = {
+	    "workspace",  "add",        "ws-1", "--org",   "acme",    "--host",
+	    "h1.example", "--port",     "2222", "--user",  "deploy",  "--tier",
+	    "3",          "--host-key", FP,     "--state", "stopped", NULL};
+	static const char *const set[] = {"workspace", "set", "ws-1",   "--state", "running",
+	                                  "--tier",    "4",   "--port", "22",      NULL};
+	static const char *const list_json[] = {"workspace", "list", "--format", "json", NULL};
+	static const char *const list_org[] = {"workspace", "list", "--org", "other", NULL};
+	static const char *const list[] = {"workspace", "list", NULL};
+	static const char *const rm[] = {"workspace", "remove", "ws-1", NULL};
+	struct tu_run r;
+
+	run_ok(&r, 0, add);
+	tu_run_free(&r);
+	run_ok(&r, 0, list_json);
+	ck_assert_msg(strstr(r.out, "\"id\":\"ws-1\"") && strstr(r.out, "\"org\":\"acme\"") &&
+	                  strstr(r.out, "\"port\":2222") && strstr(r.out, "\"tier\":3") &&
+	                  strstr(r.out, "\"state\":\"stopped\"") &&
+	                  strstr(r.out, "\"user\":\"deploy\"") && strstr(r.out, FP),
+	              "%s", r.out);
+	ck_assert_int_eq(tu_lines(r.out), 1);
+	tu_run_free(&r);
+
+	run_ok(&r, 0, set);
+	tu_run_free(&r);
+	run_ok(&r, 0, list);
+	ck_assert_int_eq(tu_lines(r.out), 2); /* header and one row */
+	ck_assert_msg(strstr(r.out, "running") && strstr(r.out, "  4  ") && !strstr(r.out, "2222"),
+	              "%s", r.out);
+	tu_run_free(&r);
+	run_ok(&r, 0, list_org);
+	ck_assert_int_eq(tu_lines(r.out), 1); /* header only */
+	tu_run_free(&r);
+
+	run_ok(&r, 0, rm);
+	tu_run_free(&r);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM workspaces"), 0);
+}
+END_TEST
+
+/* Each bad command line: a non-zero exit, exactly one line on stderr naming the problem,
+ * nothing on stdout, and no change in the database. */
+static const struct {
+	const char *args[20];
+	int exit_code;
+	const char *says;
+} bad_cli[] = {
+    {{"workspace", "add", "ws-1", "--org", "acme", "--host", "h", "--user", "u", "--tier", "3",
+      "--host-key", FP},
+     1,
+     "already exists"},
+    {{"workspace", "add", "ws-2", "--org", "acme", "--host", "h", "--user", "u", "--tier", "7",
+      "--host-key", FP},
+     2,
+     "--tier"},
+    {{"workspace", "add", "ws-2", "--org", "acme", "--host", "h", "--user", "u", "--tier", "3",
+      "--host-key", "SHA256:abc"},
+     2,
+     "SHA256:abc"},
+    {{"workspace", "add", "ws/2", "--org", "acme", "--host", "h", "--user", "u", "--tier", "3",
+      "--host-key", FP},
+     2,
+     "ws/2"},
+    {{"workspace", "add", "ws-2", "--host", "h", "--user", "u", "--tier", "3", "--host-key", FP},
+     2,
+     "--org is required"},
+    {{"workspace", "add", "ws-2", "--org", "acme", "--host", "-oProxyCommand=x", "--user", "u",
+      "--tier", "3", "--host-key", FP},
+     2,
+     "host"},
+    {{"workspace", "set", "nope", "--tier", "2"}, 1, "no workspace \"nope\""},
+    {{"workspace", "set", "ws-1"}, 2, "nothing to change"},
+    {{"workspace", "set", "ws-1", "--org", "other"}, 2, "does not take --org"},
+    {{"workspace", "remove", "nope"}, 1, "no workspace \"nope\""},
+    {{"workspace", "list", "--format", "xml"}, 2, "--format"},
+    {{"workspace", "frobnicate"}, 2, "unknown workspace command"},
+    {{"token", "create", "--org", "acme", "--admin"}, 2, "exactly one of"},
+    {{"token", "create"}, 2, "exactly one of"},
+    {{"token", "create", "--workspace", "nope"}, 1, "no workspace \"nope\""},
+    {{"token", "create", "--admin", "--expires-in", "1y"}, 2, "--expires-in"},
+    {{"token", "create", "--admin", "--expires-in", "20000d"}, 2, "out of range"},
+    {{"token", "revoke", "ebk_zzzzzzzz"}, 1, "no token"},
+    {{"token", "revoke", "12abc"}, 2, "neither a token id nor a token prefix"},
+    {{"migrate", "extra"}, 2, "no arguments"},
+    {{"launch"}, 2, "unknown command"},
+};
+
+START_TEST(bad_input_is_one_line_and_writes_nothing)
+{
+	struct tu_run r;
+	long long before, after;
+	const char *sum = "SELECT (SELECT count(*) FROM workspaces) * 1000 + "
+	                  "(SELECT count(*) FROM api_tokens) + "
+	                  "(SELECT coalesce(sum(tier), 0) * 100 FROM workspaces)";
+
+	add_ws("ws-1", "acme");
+	before = tu_query_int(db, sum);
+	tu_broker(&r, db, NULL, bad_cli[_i].args);
+	ck_assert_msg(r.exit_code == bad_cli[_i].exit_code, "case %d: exit %d: %s", _i, r.exit_code,
+	              r.err);
+	ck_assert_msg(tu_lines(r.err) == 1, "case %d: stderr not one line: %s", _i, r.err);
+	ck_assert_msg(strncmp(r.err, "exec-broker: ", 13) == 0, "case %d: %s", _i, r.err);
+	ck_assert_msg(strstr(r.err, bad_cli[_i].says) != NULL, "case %d: \"%s\" lacks \"%s\"", _i,
+	              r.err, bad_cli[_i].says);
+	ck_assert_msg(r.out[0] == '\0', "case %d: stdout: %s", _i, r.out);
+	tu_run_free(&r);
+	after = tu_query_int(db, sum);
+	ck_assert_int_eq(before, after);
+}
+END_TEST
+
+static char *create_token(const char *const args[])
+{
+	struct tu_run r;
+	char *t;
+
+	run_ok(&r, 0, args);
+	ck_assert_int_eq(tu_lines(r.out), 1);
+	r.out[strcspn(r.out, "\n")] = '\0';
+	ck_assert_msg(token_check_format(r.out, strlen(r.out)) == 0, "token \"%s\"", r.out);
+	ck_assert_ptr_null(strstr(r.err, r.out)); /* printed once: not again on stderr */
+	t = strdup(r.out);
+	tu_run_free(&r);
+	return t;
+}
+
+/* The secret is printed once and stored only as its SHA-256: neither the token nor its
+ * secret part appears anywhere in a full dump of the database. */
+START_TEST(token_secret_never_reaches_the_database)
+{
+	static const char *const create[] = {"token",        "create", "--workspace",
+	                                     "ws-1",         "--name", "ci job",
+	                                     "--expires-in", "30d",    NULL};
+	const char *pg_dump_argv[] = {"pg_dump", "--data-only", "--inserts", db, NULL};
+	char pg_dump[256], sql[512], hash[TOKEN_HASH_HEX_LEN + 1], *dump, *dump_err, *v;
+	const char *bindir = getenv("EB_TEST_PG_BINDIR");
+	int status;
+	char *tok;
+
+	add_ws("ws-1", "acme");
+	tok = create_token(create);
+	token_hash_hex(tok, strlen(tok), hash);
+	snprintf(sql, sizeof(sql),
+	         "SELECT kind || ' ' || workspace_id || ' ' || name || ' ' || prefix || ' ' || "
+	         "(expires_at > now() + interval '29 days') FROM api_tokens "
+	         "WHERE secret_sha256 = decode('%s', 'hex')",
+	         hash);
+	v = tu_query(db, sql);
+	char want[128];
+	snprintf(want, sizeof(want), "workspace ws-1 ci job %.12s true", tok);
+	ck_assert_str_eq(v, want);
+	free(v);
+
+	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump",
+	         bindir ? bindir : "/usr/lib/postgresql/15/bin");
+	pg_dump_argv[0] = pg_dump;
+	ck_assert_int_eq(th_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pg_dump: %s", dump_err);
+	ck_assert_ptr_nonnull(strstr(dump, "INSERT INTO public.api_tokens")); /* it dumped rows */
+	ck_assert_ptr_nonnull(strstr(dump, "ci job"));
+	ck_assert_ptr_null(strstr(dump, tok));
+	ck_assert_ptr_null(strstr(dump, tok + TOKEN_PUBLIC_LEN)); /* the secret part alone */
+	free(dump);
+	free(dump_err);
+	free(tok);
+}
+END_TEST
+
+START_TEST(token_list_and_revoke)
+{
+	static const char *const create_org[] = {"token", "create", "--org", "acme", NULL};
+	static const char *const create_admin[] = {"token",  "create", "--admin",
+	                                           "--name", "oncall", NULL};
+	static const char *const list[] = {"token", "list", NULL};
+	static const char *const list_json[] = {"token", "list", "--format", "json", NULL};
+	const char *revoke_prefix[] = {"token", "revoke", NULL, NULL};
+	static const char *const revoke_id[] = {"token", "revoke", "1", NULL};
+	char prefix[TOKEN_PUBLIC_LEN + 1];
+	struct tu_run r;
+	char *t1, *t2, *v;
+
+	t1 = create_token(create_org);
+	t2 = create_token(create_admin);
+	run_ok(&r, 0, list);
+	ck_assert_int_eq(tu_lines(r.out), 3);
+	ck_assert_ptr_null(strstr(r.out, t1 + 4));
+	ck_assert_ptr_null(strstr(r.out, t2 + 4));
+	token_public_prefix(t2, prefix);
+	ck_assert_ptr_nonnull(strstr(r.out, prefix));
+	ck_assert_ptr_nonnull(strstr(r.out, "oncall"));
+	tu_run_free(&r);
+
+	run_ok(&r, 0, list_json);
+	ck_assert_int_eq(tu_lines(r.out), 2);
+	ck_assert_ptr_nonnull(strstr(r.out, "\"kind\":\"admin\""));
+	ck_assert_ptr_nonnull(strstr(r.out, "\"scope\":\"acme\""));
+	ck_assert_ptr_null(strstr(r.out, t1 + 4));
+	tu_run_free(&r);
+
+	run_ok(&r, 0, revoke_id);
+	ck_assert_ptr_nonnull(strstr(r.out, "revoked token 1"));
+	tu_run_free(&r);
+	run_ok(&r, 0, revoke_id); /* again: says so, still succeeds */
+	ck_assert_ptr_nonnull(strstr(r.out, "already revoked"));
+	tu_run_free(&r);
+	revoke_prefix[2] = prefix;
+	run_ok(&r, 0, revoke_prefix);
+	tu_run_free(&r);
+	v = tu_query(db, "SELECT string_agg(kind || ':' || (revoked_at IS NOT NULL), ',' "
+	                 "ORDER BY id) FROM api_tokens");
+	ck_assert_str_eq(v, "org:true,admin:true");
+	free(v);
+	run_ok(&r, 0, list);
+	ck_assert_int_eq(tu_lines(r.out), 3);
+	ck_assert_ptr_nonnull(strstr(r.out, "revoked"));
+	ck_assert_ptr_null(strstr(r.out, "active"));
+	tu_run_free(&r);
+	free(t1);
+	free(t2);
+}
+END_TEST
+
+START_TEST(removing_a_workspace_removes_its_tokens)
+{
+	static const char *const create[] = {"token", "create", "--workspace", "ws-1", NULL};
+	static const char *const rm[] = {"workspace", "remove", "ws-1", NULL};
+	struct tu_run r;
+
+	add_ws("ws-1", "acme");
+	add_ws("ws-2", "acme");
+	free(create_token(create));
+	free(create_token(create));
+	run_ok(&r, 0, rm);
+	ck_assert_ptr_nonnull(strstr(r.out, "its 2 token(s)"));
+	tu_run_free(&r);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM api_tokens"), 0);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM workspaces"), 1);
+}
+END_TEST
+
+START_TEST(hostkey_matches_ssh_keygen)
+{
+	char port[16];
+	const char *const args[] = {"workspace", "hostkey", "127.0.0.1", "--port", port, NULL};
+	char want[128];
+	struct tu_run r;
+
+	snprintf(port, sizeof(port), "%d", th.sshd.port);
+	snprintf(want, sizeof(want), "%s\n", th.sshd.host_key_fp);
+	tu_broker(&r, NULL, NULL, args);
+	ck_assert_msg(r.exit_code == 0, "%s", r.err);
+	ck_assert_str_eq(r.out, want);
+	ck_assert_ptr_nonnull(strstr(r.err, "ED25519"));
+	tu_run_free(&r);
+}
+END_TEST
+
+START_TEST(hostkey_of_a_closed_port_fails_clearly)
+{
+	char port[16];
+	const char *const args[] = {"workspace", "hostkey", "127.0.0.1", "--port", port, NULL};
+	struct tu_run r;
+
+	th_sshd_stop(&th.sshd);
+	snprintf(port, sizeof(port), "%d", th.sshd.port);
+	tu_broker(&r, NULL, NULL, args);
+	ck_assert_int_eq(th_sshd_restart(&th.sshd), 0);
+	ck_assert_int_eq(r.exit_code, 1);
+	ck_assert_int_eq(tu_lines(r.err), 1);
+	ck_assert_msg(strstr(r.err, "cannot connect to 127.0.0.1 port") && strstr(r.err, "refused"),
+	              "%s", r.err);
+	ck_assert_str_eq(r.out, "");
+	tu_run_free(&r);
+}
+END_TEST
+
+START_TEST(config_command_redacts_and_reports_sources)
+{
+	static const char *const args[] = {"config", NULL};
+	static const char *const env[] = {"EXEC_BROKER_LISTEN=127.0.0.1:9999", NULL};
+	struct tu_run r;
+
+	tu_broker(&r, "host=/tmp port=1 user=eb password=topsecret-123 dbname=eb", env, args);
+	ck_assert_int_eq(r.exit_code, 0);
+	ck_assert_ptr_null(strstr(r.out, "topsecret-123"));
+	ck_assert_ptr_nonnull(strstr(r.out, "password='********'"));
+	ck_assert_ptr_nonnull(
+	    strstr(r.out, "listen = 127.0.0.1:9999  # environment EXEC_BROKER_LISTEN"));
+	tu_run_free(&r);
+}
+END_TEST
+
+START_TEST(bad_config_stops_before_doing_anything)
+{
+	static const char *const args[] = {"workspace", "list", NULL};
+	char path[] = "/tmp/eb-cli-conf-XXXXXX", var[64];
+	const char *env[] = {var, NULL};
+	struct tu_run r;
+	FILE *f;
+	int fd;
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	f = fdopen(fd, "w");
+	fputs("log_level = info\npool_size = 3\n", f);
+	fclose(f);
+	snprintf(var, sizeof(var), "EXEC_BROKER_CONFIG=%s", path);
+	/* EXEC_BROKER_CONFIG from env[] overrides the /dev/null tu_broker sets. */
+	tu_broker(&r, db, env, args);
+	unlink(path);
+	ck_assert_int_eq(r.exit_code, 2);
+	ck_assert_int_eq(tu_lines(r.err), 1);
+	ck_assert_msg(strstr(r.err, path) && strstr(r.err, ":2: unknown setting \"pool_size\""),
+	              "%s", r.err);
+	ck_assert_str_eq(r.out, "");
+	tu_run_free(&r);
+}
+END_TEST
+
+START_TEST(every_command_has_help)
+{
+	static const char *const cmds[][3] = {{"--help"},
+	                                      {"migrate", "--help"},
+	                                      {"workspace", "--help"},
+	                                      {"workspace", "add", "--help"},
+	                                      {"token", "--help"},
+	                                      {"token", "create", "--help"},
+	                                      {"config", "--help"},
+	                                      {"version"}};
+	struct tu_run r;
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		tu_broker(&r, NULL, NULL, cmds[i]);
+		ck_assert_msg(r.exit_code == 0, "%s %s: %d", cmds[i][0], cmds[i][1], r.exit_code);
+		ck_assert_msg(strlen(r.out) > 10, "%s: no output", cmds[i][0]);
+		tu_run_free(&r);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("cli");
+	SRunner *sr;
+	int failed;
+
+	if (th_setup(TH_PG | TH_SSHD) != 0)
+		return EXIT_FAILURE;
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, fresh_db, NULL);
+	tcase_add_test(tc, workspace_round_trip);
+	tcase_add_loop_test(tc, bad_input_is_one_line_and_writes_nothing, 0,
+	                    sizeof(bad_cli) / sizeof(bad_cli[0]));
+	tcase_add_test(tc, token_secret_never_reaches_the_database);
+	tcase_add_test(tc, token_list_and_revoke);
+	tcase_add_test(tc, removing_a_workspace_removes_its_tokens);
+	tcase_add_test(tc, hostkey_matches_ssh_keygen);
+	tcase_add_test(tc, hostkey_of_a_closed_port_fails_clearly);
+	tcase_add_test(tc, config_command_redacts_and_reports_sources);
+	tcase_add_test(tc, bad_config_stops_before_doing_anything);
+	tcase_add_test(tc, every_command_has_help);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	th_teardown();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
