@@ -221,23 +221,22 @@ static int tok_list(struct cli *cli, int argc, char **argv)
 		return rc;
 #define TS(col)                                                                                    \
 	"coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
-	res =
-	    db_exec(
-	        conn,
-	        "SELECT id, prefix, kind, coalesce(workspace_id, org_id, '*'), "
-	        "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
-	        "WHEN expires_at <= now() THEN 'expired' ELSE 'active' END, name, " TS(
-	            "created_at") ", " TS("expires_at") ", " TS("last_used_at") ", " TS("revoked_"
-	                                                                                "at") " FRO"
-	                                                                                      "M "
-	                                                                                      "api_"
-	                                                                                      "toke"
-	                                                                                      "ns "
-	                                                                                      "ORDE"
-	                                                                                      "R "
-	                                                                                      "BY "
-	                                                                                      "id",
-	        0, NULL, err, sizeof(err), state);
+	res = db_exec(
+	    conn,
+	    "SELECT id, prefix, kind, coalesce(workspace_id, org_id, '*'), "
+	    "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+	    "WHEN expires_at <= now() THEN 'expired' ELSE 'active' END, name, " TS(
+	        "created_at") ", " TS("expires_at") ", " TS("last_used_at") ", " TS("revoked_"
+	                                                                            "at") " FRO"
+	                                                                                  "M "
+	                                                                                  "api_"
+	                                                                                  "toke"
+	                                                                                  "ns "
+	                                                                                  "ORDE"
+	                                                                                  "R "
+	                                                                                  "BY "
+	                                                                                  "id",
+	    0, NULL, err, sizeof(err), state);
 #undef TS
 	if (res == NULL) {
 		cli_error("cannot list tokens: %s", err);
