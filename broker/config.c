@@ -48,6 +48,26 @@ static const struct setting settings[] = {
      "path of the broker's SSH private key, used to log in to every workspace host"},
     {"log_level", SETTING_ENUM, "info", 0, 0, "debug|info|warn|error", FIELD(log_level), NULL, NULL,
      "least severe log level written: debug, info, warn or error"},
+    {"pool_max_channels_per_session", SETTING_INT, "8", 1, 64, NULL,
+     FIELD(pool_max_channels_per_session), NULL, NULL,
+     "execs one SSH session carries at once; keep it below the hosts' sshd MaxSessions "
+     "(default 10) so that a slot stays free for cancelling"},
+    {"pool_max_sessions_per_host", SETTING_INT, "4", 1, 64, NULL, FIELD(pool_max_sessions_per_host),
+     NULL, NULL, "SSH sessions the pool opens to one workspace host; beyond them execs wait"},
+    {"pool_max_sessions_total", SETTING_INT, "1024", 1, 100000, NULL,
+     FIELD(pool_max_sessions_total), NULL, NULL,
+     "SSH sessions in all; the least recently used idle ones are closed first"},
+    {"pool_idle_ttl_s", SETTING_INT, "300", 1, 86400, NULL, FIELD(pool_idle_ttl_s), NULL, NULL,
+     "seconds an idle SSH session is kept before it is closed"},
+    {"pool_keepalive_s", SETTING_INT, "30", 1, 3600, NULL, FIELD(pool_keepalive_s), NULL, NULL,
+     "seconds between SSH keepalives on an idle session"},
+    {"pool_connect_timeout_s", SETTING_INT, "10", 1, 300, NULL, FIELD(pool_connect_timeout_s), NULL,
+     NULL, "seconds allowed for TCP connect, key exchange and authentication"},
+    {"pool_channel_buffer_bytes", SETTING_INT, "262144", 16384, 16777216, NULL,
+     FIELD(pool_channel_buffer_bytes), NULL, NULL,
+     "output bytes buffered per exec before its reading pauses (and the SSH window closes)"},
+    {"pool_kill_grace_s", SETTING_INT, "5", 1, 60, NULL, FIELD(pool_kill_grace_s), NULL, NULL,
+     "seconds between TERM and KILL when a command is cancelled"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -458,7 +478,7 @@ void config_free(struct config *cfg)
 
 void config_print(const struct config *cfg, FILE *out)
 {
-	struct config *c = (struct config *)cfg; /* field accessors only read through it */
+	struct config *c = (struct config *)cfg; /* the accessors only read through it here */
 
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting *s = &settings[i];

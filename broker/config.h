@@ -16,6 +16,14 @@ struct config {
 	char *listen;
 	char *ssh_key;
 	char *log_level;
+	int pool_max_channels_per_session;
+	int pool_max_sessions_per_host;
+	int pool_max_sessions_total;
+	int pool_idle_ttl_s;
+	int pool_keepalive_s;
+	int pool_connect_timeout_s;
+	int pool_channel_buffer_bytes;
+	int pool_kill_grace_s;
 	/* Where each setting's value came from ("default", "FILE:LINE", "environment NAME",
 	 * "flag --NAME"), indexed like the table; owned. */
 	char *origin[CONFIG_MAX_SETTINGS];

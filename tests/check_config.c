@@ -48,6 +48,9 @@ START_TEST(defaults_apply_without_any_source)
 	ck_assert_str_eq(cfg.listen, "127.0.0.1:8080");
 	ck_assert_str_eq(cfg.log_level, "info");
 	ck_assert_str_eq(cfg.origin[0], "default");
+	ck_assert_int_eq(cfg.pool_max_channels_per_session, 8);
+	ck_assert_int_eq(cfg.pool_max_sessions_per_host, 4);
+	ck_assert_int_eq(cfg.pool_channel_buffer_bytes, 262144);
 	config_free(&cfg);
 }
 END_TEST
@@ -79,6 +82,7 @@ START_TEST(file_values_and_comments)
 	ck_assert_str_eq(cfg.database_url, "host=/run/pg dbname=eb");
 	ck_assert_str_eq(cfg.listen, "[::1]:9000");
 	ck_assert_str_eq(cfg.log_level, "debug");
+	ck_assert_int_eq(cfg.pool_idle_ttl_s, 300);
 	ck_assert_ptr_nonnull(strstr(cfg.origin[0], ":4"));
 	ck_assert_str_eq(cfg.path, cfg_path);
 	config_free(&cfg);
@@ -93,7 +97,7 @@ START_TEST(precedence_flag_over_env_over_file_over_default)
 	                                                    "listen = 127.0.0.1:1\n"
 	                                                    "log_level = warn\n")};
 	char *env[] = {"EXEC_BROKER_DATABASE_URL=from-env", "EXEC_BROKER_LISTEN=127.0.0.1:2",
-	               "PATH=/bin", NULL};
+	               "EXEC_BROKER_POOL_IDLE_TTL_S=60", "PATH=/bin", NULL};
 
 	fl.database_url = "from-flag";
 	ck_assert_int_eq(config_load(&cfg, &fl, env, err, sizeof(err)), 0);
@@ -101,8 +105,9 @@ START_TEST(precedence_flag_over_env_over_file_over_default)
 	ck_assert_str_eq(cfg.origin[0], "flag --database-url");
 	ck_assert_str_eq(cfg.listen, "127.0.0.1:2"); /* env beats file */
 	ck_assert_str_eq(cfg.origin[1], "environment EXEC_BROKER_LISTEN");
-	ck_assert_str_eq(cfg.log_level, "warn"); /* file beats default */
-	ck_assert_str_eq(cfg.ssh_key, "");       /* default */
+	ck_assert_str_eq(cfg.log_level, "warn");   /* file beats default */
+	ck_assert_str_eq(cfg.ssh_key, "");         /* default */
+	ck_assert_int_eq(cfg.pool_idle_ttl_s, 60); /* an integer from the environment */
 	config_free(&cfg);
 }
 END_TEST
@@ -136,6 +141,10 @@ static const struct {
     {"[server]\nlisten = 127.0.0.1:1\n", {":2:", "section [server]", ""}},
     {"log_level = info\nlog_level = warn\n", {":2:", "set twice", "line 1"}},
     {"this line has no equals sign\n", {":1:", "syntax error", ""}},
+    {"pool_max_sessions_per_host = 0\n", {":1:", "pool_max_sessions_per_host", "1 to 64"}},
+    {"pool_idle_ttl_s = 10m\n", {":1:", "pool_idle_ttl_s", "not a whole number"}},
+    {"pool_idle_ttl_s = \n", {":1:", "pool_idle_ttl_s", "not a whole number"}},
+    {"pool_kill_grace_s = 99999999999999999999\n", {":1:", "pool_kill_grace_s", ""}},
 };
 
 START_TEST(bad_file_names_key_and_line)
