@@ -128,9 +128,10 @@ int command_build(const struct command_spec *spec, char **out, char *err, size_t
 			rc = command_quote(&buf, &len, &cap, spec->argv[i].p, spec->argv[i].len);
 	}
 	if (rc == 0 && len + 1 > COMMAND_MAX_LEN) {
-		snprintf(err, errlen,
-		         "the command is %zu bytes once quoted; the remote shell takes at most %d",
-		         len, COMMAND_MAX_LEN - 1);
+		snprintf(
+		    err, errlen,
+		    "the command is %zu bytes once quoted; an SSH exec request carries at most %d",
+		    len, COMMAND_MAX_LEN - 1);
 		rc = EB_ERR_RANGE;
 	}
 	if (rc == 0 && spec->timeout_s <= 0 && spec->argv[0].p[0] == '-') {

@@ -27,9 +27,11 @@ struct command_spec {
 	int kill_after_s; /* > 0: KILL this long after the remote timeout's TERM */
 };
 
-/* sshd runs the command as one argument of `sh -c`, and Linux refuses a single exec
- * argument of 128 KiB or more (MAX_ARG_STRLEN): the whole string, NUL included, must fit. */
-#define COMMAND_MAX_LEN (128 * 1024)
+/* The quoted command travels in one SSH packet, and libssh2 1.10 refuses payloads of
+ * 34744 bytes or more (MAX_SSH_PACKET_LEN 35000 less 256, src/transport.c): the whole
+ * string, NUL included, must fit in 32 KiB. (sshd's own limit, Linux's 128 KiB for one exec
+ * argument, is further away.) */
+#define COMMAND_MAX_LEN (32 * 1024)
 
 /* The first line the command prints on stdout: COMMAND_PGID_TAG, the group id, '\n'. */
 #define COMMAND_PGID_TAG "exec-broker-pgid "

@@ -114,7 +114,9 @@ struct session {
 	int slots;     /* leases and execs holding a slot (control execs do not) */
 	int max_slots; /* pool_max_channels_per_session, or what the server taught us */
 	bool listed;
-	bool owner_session;        /* a session-level call (keepalive) owns the partial send */
+	bool owner_session; /* a session-level call (keepalive) owns the partial send */
+	bool driving;       /* inside session_drive: scheduling means another pass */
+	bool again;
 	struct pool_exec *owner;   /* the exec whose call owns the partial send */
 	struct pool_exec *starter; /* the exec opening a channel or starting its command */
 	struct timeval idle_since;
@@ -589,6 +591,11 @@ static void session_schedule(struct session *s)
 {
 	if (s->state != SESS_READY)
 		return; /* connecting sessions run on their socket's own events */
+	if (s->driving) {
+		/* session_arm at the end of the drive would drop an event_active from here. */
+		s->again = true;
+		return;
+	}
 	if (!event_pending(s->ev, EV_READ | EV_WRITE, NULL))
 		event_assign(s->ev, s->p->base, s->fd, EV_READ, session_event_cb, s);
 	event_active(s->ev, EV_READ, 0);
@@ -611,15 +618,14 @@ static void session_connect_failed(struct session *s, enum pool_fail_reason why,
 
 	s->p->stats.handshake_failures[why]++;
 	snprintf(s->detail, sizeof(s->detail), "%s", detail);
-	session_break(s, detail);
 	/* Waiters wait on while another session may still serve them; otherwise they learn
-	 * why now rather than at their deadline. */
+	 * why now, before the break below could open a new session for them. */
 	TAILQ_FOREACH(other, &t->sessions, link)
-	alive = true;
-	if (alive)
-		return;
-	while (!TAILQ_EMPTY(&t->waiters))
-		acquire_complete(TAILQ_FIRST(&t->waiters), NULL, why, detail);
+	alive |= other != s;
+	if (!alive)
+		while (!TAILQ_EMPTY(&t->waiters))
+			acquire_complete(TAILQ_FIRST(&t->waiters), NULL, why, detail);
+	session_break(s, detail);
 }
 
 static void session_ready(struct session *s)
@@ -1354,7 +1360,8 @@ static bool exec_step(struct pool_exec *e)
 			}
 			s->starter = NULL;
 			if (rc != 0) {
-				if (!channel_error(rc)) {
+				/* LIBSSH2_ERROR_INVAL: refused before sending (too large). */
+				if (!channel_error(rc) && rc != LIBSSH2_ERROR_INVAL) {
 					session_break(
 					    s, "the SSH connection failed starting a command");
 					return false;
@@ -1527,13 +1534,17 @@ static void session_drive_ready(struct session *s)
 		if (!exec_step(e) || s->owner != NULL)
 			return;
 	}
-	TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
-	{
-		if (!exec_step(e))
-			return;
-		if (s->owner != NULL || s->state != SESS_READY)
-			return;
-	}
+	/* Execs added or woken during a pass (a kill channel, a resume) get another pass. */
+	do {
+		s->again = false;
+		TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
+		{
+			if (!exec_step(e))
+				return;
+			if (s->owner != NULL || s->state != SESS_READY)
+				return;
+		}
+	} while (s->again);
 }
 
 static void session_drive(struct session *s)
@@ -1632,7 +1643,9 @@ static void session_event_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	session_ref(s); /* the driver may unlist it */
+	s->driving = true;
 	session_drive(s);
+	s->driving = false;
 	session_unref(s);
 }
 
