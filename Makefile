@@ -71,6 +71,15 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/o
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) $(TEST_LIBS) -o $@
 
+# Benchmarks print figures and never fail on timing; see bench/README.md.
+bench: $(BUILD)/bench/bench_pool
+	$(Q)$(BUILD)/bench/bench_pool
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/libeb.a
+	$(say) LINK $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@
+
 $(BUILD)/obj/%.o: %.c
 	$(say) CC $<
 	$(Q)mkdir -p $(@D)
