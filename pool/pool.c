@@ -1755,6 +1755,11 @@ void pool_free(struct pool *p)
 		free(t->fp_text);
 		free(t);
 	}
+	while (!TAILQ_EMPTY(&p->reports)) {
+		struct pool_exec *e = TAILQ_FIRST(&p->reports);
+		TAILQ_REMOVE(&p->reports, e, link);
+		exec_free(e);
+	}
 	if (p->kick != NULL)
 		kick_cb(-1, 0, p);
 	if (p->kick != NULL)

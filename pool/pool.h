@@ -71,6 +71,8 @@ struct pool_outcome {
 	enum pool_fail_reason fail_reason;
 	int exit_code;   /* POOL_EXITED */
 	char signal[32]; /* POOL_SIGNALED: name without "SIG" */
+	/* Every byte the command wrote: those handed to the data callback, and after a kill
+	 * also those drained and dropped while the channel closed. */
 	uint64_t stdout_bytes, stderr_bytes;
 	char detail[160]; /* a line for logs: what went wrong, never output */
 };
@@ -116,10 +118,13 @@ struct pool_acquire *pool_lease_acquire(struct pool *p, const struct pool_target
 void pool_acquire_cancel(struct pool_acquire *a);
 void pool_lease_release(struct pool_lease *l);
 
-/* Starts spec on the lease (taken over, even on failure). stdin_data (copied; may be
- * NULL) is written, then EOF. The deadline (absolute, as above) kills the command: outcome
- * POOL_TIMEOUT. If the session turns out dead before the exec request is sent, the pool
- * reconnects and tries once more; a command never runs twice. Returns the exec, or NULL
+/* Starts spec on the lease (taken over, even on failure). spec's timeout_s and
+ * kill_after_s are ignored: the pool sets them from the deadline and kill_grace_s. stdin_data
+ * (copied; may be NULL) is written, then EOF. The deadline (absolute, as above) kills the command:
+ * outcome POOL_TIMEOUT. If the session turns out dead before the exec request is sent, the pool
+ * reconnects and tries once more (stats.stale_retries); a command never runs twice. Idle
+ * sessions are not watched (only kept alive), so a session that died while idle is found
+ * this way. Returns the exec, or NULL
  * (out of memory). A bad spec is reported through finished(POOL_FAILED_TO_START,
  * POOL_FAIL_INVALID), as every other failure is. */
 struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spec *spec,
