@@ -1312,6 +1312,7 @@ static bool exec_step(struct pool_exec *e)
 				if (rc == LIBSSH2_ERROR_CHANNEL_FAILURE && !e->control) {
 					/* Refused on a healthy session: the server allows fewer
 					 * channels than we thought. Keep one spare for kills. */
+					p->stats.channel_refusals++;
 					struct pool_exec *x;
 					int open = 0;
 					TAILQ_FOREACH(x, &s->execs, link)

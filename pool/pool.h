@@ -153,6 +153,7 @@ struct pool_stats {
 	unsigned acquires_waiting;
 	uint64_t execs_by_outcome[7]; /* indexed by enum pool_outcome_kind */
 	uint64_t stale_retries;
+	uint64_t channel_refusals; /* channel opens a healthy session refused (MaxSessions) */
 };
 void pool_get_stats(const struct pool *p, struct pool_stats *st);
 

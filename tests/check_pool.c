@@ -1203,6 +1203,76 @@ START_TEST(paused_exec_is_bounded_and_others_flow)
 END_TEST
 
 /* 11. The server allows fewer channels per session than the pool would open. */
+/* An idle session is closed after pool_idle_ttl_s; the next exec connects again. */
+START_TEST(idle_sessions_close_after_their_ttl)
+{
+	struct pool_config cfg;
+	struct pool_stats st;
+	struct drv d;
+	struct job *j;
+
+	default_config(&cfg);
+	cfg.idle_ttl_s = 1;
+	cfg.keepalive_s = 1;
+	drv_init(&d, &cfg, NULL);
+	j = job_new(&d, "true", NULL);
+	job_run(j);
+	assert_exited(j, 0);
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.sessions_idle, 1);
+	drv_run_for(&d, 2.5);
+	pool_get_stats(d.pool, &st);
+	ck_assert_msg(st.sessions_idle == 0 && st.sessions_ready == 0, "idle %u ready %u",
+	              st.sessions_idle, st.sessions_ready);
+	j = job_new(&d, "true", NULL);
+	job_run(j);
+	assert_exited(j, 0);
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.handshakes_total, 2);
+	drv_free(&d);
+}
+END_TEST
+
+/* At pool_max_sessions_total, a new target's session replaces the least recently used
+ * idle one instead of waiting. */
+START_TEST(session_cap_evicts_the_least_recently_used_idle_session)
+{
+	struct pool_config cfg;
+	struct pool_stats st;
+	struct th_sshd other;
+	struct pool_target first;
+	char fp[64];
+	struct drv d;
+	struct job *j;
+
+	ck_assert_int_eq(th_sshd_start(&other, NULL), 0);
+	default_config(&cfg);
+	cfg.max_sessions_total = 1;
+	drv_init(&d, &cfg, NULL);
+	first = d.target;
+	j = job_new(&d, "true", NULL);
+	job_run(j);
+	assert_exited(j, 0);
+	snprintf(fp, sizeof(fp), "%s", other.host_key_fp);
+	d.target = (struct pool_target){"127.0.0.1", other.port, th.user, fp};
+	j = job_new(&d, "echo", "second", NULL);
+	job_run(j);
+	assert_exited(j, 0);
+	assert_out(j, "second\n", "");
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.handshakes_total, 2);
+	ck_assert_uint_eq(st.sessions_idle + st.sessions_ready + st.sessions_connecting, 1);
+	d.target = first;
+	j = job_new(&d, "true", NULL);
+	job_run(j);
+	assert_exited(j, 0);
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.handshakes_total, 3);
+	drv_free(&d);
+	ck_assert_int_eq(th_sshd_stop(&other), 0);
+}
+END_TEST
+
 START_TEST(server_max_sessions_below_pool_channels)
 {
 	struct th_sshd s;
@@ -1220,6 +1290,21 @@ START_TEST(server_max_sessions_below_pool_channels)
 		assert_exited(jobs[i], 0);
 		assert_out(jobs[i], "ok\n", "");
 	}
+	/* The refusals taught the pool the server's limit: a second round is not refused. */
+	struct pool_stats st;
+	pool_get_stats(d.pool, &st);
+	uint64_t refused = st.channel_refusals;
+	ck_assert_uint_ge(refused, 1);
+	for (int i = 0; i < 20; i++) {
+		jobs[i] = job_new(&d, "sh", "-c", "sleep 0.2; echo ok", NULL);
+		job_start(jobs[i]);
+	}
+	drv_wait(&d, pred_all_over, NULL, WAIT_S, "20 more execs");
+	for (int i = 0; i < 20; i++)
+		assert_exited(jobs[i], 0);
+	pool_get_stats(d.pool, &st);
+	ck_assert_msg(st.channel_refusals == refused, "refused %llu more after learning",
+	              (unsigned long long)(st.channel_refusals - refused));
 	drv_free(&d);
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 }
@@ -1413,6 +1498,8 @@ int main(void)
 	ADD_LOOP(s, deadline_and_cancel_leave_no_process_behind, KILL_CASES);
 	ADD(s, paused_exec_is_bounded_and_others_flow);
 	ADD(s, server_max_sessions_below_pool_channels);
+	ADD(s, idle_sessions_close_after_their_ttl);
+	ADD(s, session_cap_evicts_the_least_recently_used_idle_session);
 	ADD(s, stats_count_execs_by_outcome);
 	ADD(s, acquire_waits_until_deadline_then_is_exhausted);
 	ADD(s, shutdown_kills_running_execs_and_fails_waiting_acquires);
