@@ -1273,6 +1273,23 @@ START_TEST(session_cap_evicts_the_least_recently_used_idle_session)
 }
 END_TEST
 
+/* A host name goes through libevent's asynchronous resolver (here from /etc/hosts: tests
+ * send nothing to the machine's name servers). */
+START_TEST(host_names_are_resolved_asynchronously)
+{
+	struct drv d;
+	struct job *j;
+
+	drv_init(&d, NULL, NULL);
+	d.target.host = "localhost";
+	j = job_new(&d, "echo", "resolved", NULL);
+	job_run(j);
+	assert_exited(j, 0);
+	assert_out(j, "resolved\n", "");
+	drv_free(&d);
+}
+END_TEST
+
 START_TEST(server_max_sessions_below_pool_channels)
 {
 	struct th_sshd s;
@@ -1499,6 +1516,7 @@ int main(void)
 	ADD(s, paused_exec_is_bounded_and_others_flow);
 	ADD(s, server_max_sessions_below_pool_channels);
 	ADD(s, idle_sessions_close_after_their_ttl);
+	ADD(s, host_names_are_resolved_asynchronously);
 	ADD(s, session_cap_evicts_the_least_recently_used_idle_session);
 	ADD(s, stats_count_execs_by_outcome);
 	ADD(s, acquire_waits_until_deadline_then_is_exhausted);
