@@ -1,0 +1,129 @@
+/* tests/check_apierr.c: error codes and statuses, error bodies, bearer headers and
+ * break-glass reasons. */
+#include <check.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/apierr.h"
+
+START_TEST(every_code_has_its_status)
+{
+	static const struct {
+		const char *code;
+		int status;
+	} want[] = {{"invalid_json", 400},
+	            {"unauthorized", 401},
+	            {"forbidden_tier", 403},
+	            {"break_glass_reason_required", 403},
+	            {"not_found", 404},
+	            {"method_not_allowed", 405},
+	            {"workspace_not_running", 409},
+	            {"payload_too_large", 413},
+	            {"unsupported_media_type", 415},
+	            {"too_many_requests", 429},
+	            {"host_key_mismatch", 502},
+	            {"pool_exhausted", 503},
+	            {"audit_unavailable", 503},
+	            {"exec_timeout", 504}};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ck_assert_int_eq(apierr_status(want[i].code), want[i].status);
+	for (; apierr_code(n) != NULL; n++)
+		ck_assert_msg(apierr_known(apierr_code(n)), "%s", apierr_code(n));
+	ck_assert_uint_eq(n, 19); /* the list of codes */
+	ck_assert_int_eq(apierr_status("no_such_code"), 500);
+}
+END_TEST
+
+START_TEST(error_body_shape)
+{
+	char *b = apierr_body("invalid_request", "argv must be \"an array\"", "argv");
+	json_t *o = json_loads(b, 0, NULL);
+
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "error"), "code")),
+	                 "invalid_request");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "error"), "message")),
+	                 "argv must be \"an array\"");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "error"), "field")),
+	                 "argv");
+	ck_assert_uint_eq(json_object_size(o), 1);
+	json_decref(o);
+	free(b);
+	b = apierr_body("not_found", "no such workspace", NULL);
+	ck_assert_ptr_null(strstr(b, "field"));
+	free(b);
+}
+END_TEST
+
+static const struct {
+	const char *header;
+	const char *token; /* NULL: refused */
+} bearers[] = {
+    {"Bearer ebk_abc", "ebk_abc"},
+    {"bearer ebk_abc", "ebk_abc"},
+    {"BEARER  ebk_abc", "ebk_abc"},
+    {"Basic dXNlcjpwdw==", NULL},
+    {"Bearer", NULL},
+    {"Bearer ", NULL},
+    {"Bearer a b", NULL},
+    {"Bearerebk_abc", NULL},
+    {"Bearer ebk_abc ", NULL},
+    {"", NULL},
+};
+
+START_TEST(bearer_header_parsing)
+{
+	const char *tok = NULL;
+	unsigned long len = 0;
+	int rc = apierr_parse_bearer(bearers[_i].header, &tok, &len);
+
+	if (bearers[_i].token == NULL) {
+		ck_assert_msg(rc != 0, "accepted \"%s\"", bearers[_i].header);
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(len, strlen(bearers[_i].token));
+	ck_assert_int_eq(strncmp(tok, bearers[_i].token, len), 0);
+}
+END_TEST
+
+START_TEST(break_glass_reasons)
+{
+	char long_reason[600];
+
+	ck_assert(apierr_reason_valid("incident 4711: disk full on ws-3"));
+	ck_assert(apierr_reason_valid("r\xc3\xa9paration urgente"));
+	ck_assert(!apierr_reason_valid(""));
+	ck_assert(!apierr_reason_valid("line1\nline2"));
+	ck_assert(!apierr_reason_valid("tab\there"));
+	ck_assert(!apierr_reason_valid("bad \xff byte"));
+	memset(long_reason, 'x', 500);
+	long_reason[500] = '\0';
+	ck_assert(apierr_reason_valid(long_reason));
+	long_reason[500] = 'x';
+	long_reason[501] = '\0';
+	ck_assert(!apierr_reason_valid(long_reason));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("apierr");
+	TCase *tc = tcase_create("apierr");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, every_code_has_its_status);
+	tcase_add_test(tc, error_body_shape);
+	tcase_add_loop_test(tc, bearer_header_parsing, 0, sizeof(bearers) / sizeof(bearers[0]));
+	tcase_add_test(tc, break_glass_reasons);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
