@@ -1,0 +1,65 @@
+/* broker/authz.c: the token + workspace decision. */
+#include "broker/authz.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char authz_lookup_sql[] =
+    "WITH t AS ("
+    " UPDATE api_tokens SET last_used_at = now()"
+    " WHERE secret_sha256 = decode($1, 'hex')"
+    " RETURNING kind, org_id, workspace_id, expires_at <= now() AS expired,"
+    "  revoked_at IS NOT NULL AS revoked) "
+    "SELECT t.kind, t.org_id, t.workspace_id, t.expired, t.revoked,"
+    " w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256 "
+    "FROM t LEFT JOIN workspaces w ON w.id = $2";
+
+static bool reaches(const struct authz_row *r)
+{
+	if (strcmp(r->kind, "admin") == 0)
+		return true;
+	if (strcmp(r->kind, "org") == 0)
+		return r->token_org != NULL && strcmp(r->token_org, r->ws_org) == 0;
+	if (strcmp(r->kind, "workspace") == 0)
+		return r->token_ws != NULL && strcmp(r->token_ws, r->ws_id) == 0;
+	return false;
+}
+
+enum authz_verdict authz_decide(const struct authz_row *r, int min_exec_tier, bool has_reason)
+{
+	if (!r->token_found || r->expired || r->revoked)
+		return AUTHZ_UNAUTHORIZED;
+	/* Missing and unreachable look the same, and are decided before anything else about
+	 * the workspace, so that no other answer reveals it exists. */
+	if (!r->ws_found || !reaches(r))
+		return AUTHZ_NOT_FOUND;
+	if (strcmp(r->kind, "admin") == 0) {
+		if (!has_reason)
+			return AUTHZ_REASON_REQUIRED;
+	} else if (r->ws_tier < min_exec_tier) {
+		return AUTHZ_FORBIDDEN_TIER;
+	}
+	if (strcmp(r->ws_state, "running") != 0)
+		return AUTHZ_NOT_RUNNING;
+	return AUTHZ_OK;
+}
+
+const char *authz_code(enum authz_verdict v)
+{
+	switch (v) {
+	case AUTHZ_OK:
+		return NULL;
+	case AUTHZ_UNAUTHORIZED:
+		return "unauthorized";
+	case AUTHZ_NOT_FOUND:
+		return "not_found";
+	case AUTHZ_FORBIDDEN_TIER:
+		return "forbidden_tier";
+	case AUTHZ_REASON_REQUIRED:
+		return "break_glass_reason_required";
+	case AUTHZ_NOT_RUNNING:
+		return "workspace_not_running";
+	default:
+		abort();
+	}
+}

@@ -1,0 +1,42 @@
+/* broker/authz.h: who may run what. One SQL statement fetches the token (by the hash of
+ * the presented secret) and the workspace together; a pure function turns that row into a
+ * decision. A tenant cannot tell another org's workspace from a missing one: both are
+ * not_found. */
+#ifndef EB_BROKER_AUTHZ_H
+#define EB_BROKER_AUTHZ_H
+
+#include <stdbool.h>
+
+/* $1: hex SHA-256 of the token, $2: workspace id. At most one row: the token's, with the
+ * workspace's columns NULL when there is no such workspace. Also stamps last_used_at. */
+extern const char authz_lookup_sql[];
+
+/* What the lookup row says, as text columns parsed. */
+struct authz_row {
+	bool token_found;
+	const char *kind;      /* "workspace", "org", "admin" */
+	const char *token_org; /* org tokens */
+	const char *token_ws;  /* workspace tokens */
+	bool expired, revoked;
+	bool ws_found;
+	const char *ws_id, *ws_org, *ws_state;
+	int ws_tier;
+};
+
+enum authz_verdict {
+	AUTHZ_OK,
+	AUTHZ_UNAUTHORIZED,    /* 401 unauthorized: no such token, expired, revoked */
+	AUTHZ_NOT_FOUND,       /* 404 not_found: missing, or out of the token's reach */
+	AUTHZ_FORBIDDEN_TIER,  /* 403 forbidden_tier */
+	AUTHZ_REASON_REQUIRED, /* 403 break_glass_reason_required */
+	AUTHZ_NOT_RUNNING,     /* 409 workspace_not_running */
+};
+
+/* has_reason: a valid X-Break-Glass-Reason came with the request. Admins reach every
+ * workspace of every tier, but only with a reason. */
+enum authz_verdict authz_decide(const struct authz_row *r, int min_exec_tier, bool has_reason);
+
+/* The API error code of a verdict ("unauthorized", ...); NULL for AUTHZ_OK. */
+const char *authz_code(enum authz_verdict v);
+
+#endif

@@ -1,0 +1,174 @@
+/* tests/check_authz.c: the tenancy matrix. Tokens made by the real CLI, the lookup SQL run
+ * on the harness's PostgreSQL, and the decision for every token and workspace pairing:
+ * 401 for bad tokens, 404 (never 403) for what a tenant cannot reach, the tier gate, the
+ * admin's break-glass reason, stopped workspaces. */
+#include <check.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/authz.h"
+#include "broker/token.h"
+#include "tests/harness.h"
+#include "tests/tutil.h"
+
+#define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"
+
+static char db[512];
+enum { T_WS_A, T_ORG_ACME, T_ORG_OTHER, T_ADMIN, T_EXPIRED, T_REVOKED, T_UNKNOWN, NTOKENS };
+static char tokens[NTOKENS][TOKEN_LEN + 1];
+
+static void add_ws(const char *id, const char *org, const char *tier, const char *state)
+{
+	const char *const args[] = {"workspace", "add",     id,    "--org",  org,  "--host",
+	                            "10.0.0.1",  "--user",  "u",   "--tier", tier, "--host-key",
+	                            FP,          "--state", state, NULL};
+	struct tu_run r;
+
+	tu_broker(&r, db, NULL, args);
+	ck_assert_msg(r.exit_code == 0, "%s", r.err);
+	tu_run_free(&r);
+}
+
+static void make_token(int slot, const char *flag, const char *scope)
+{
+	const char *const args[] = {"token", "create", flag, scope, NULL};
+	struct tu_run r;
+
+	tu_broker(&r, db, NULL, args);
+	ck_assert_msg(r.exit_code == 0, "%s", r.err);
+	snprintf(tokens[slot], sizeof(tokens[slot]), "%.*s", (int)TOKEN_LEN, r.out);
+	tu_run_free(&r);
+}
+
+static void setup(void)
+{
+	static const char *const revoke[] = {"token", "revoke", "6", NULL};
+	struct tu_run r;
+
+	tu_migrated_db(db, sizeof(db));
+	add_ws("ws-a", "acme", "3", "running");
+	add_ws("ws-low", "acme", "1", "running");
+	add_ws("ws-stopped", "acme", "4", "stopped");
+	add_ws("ws-o", "other", "4", "running");
+	make_token(T_WS_A, "--workspace", "ws-a");    /* id 1 */
+	make_token(T_ORG_ACME, "--org", "acme");      /* id 2 */
+	make_token(T_ORG_OTHER, "--org", "other");    /* id 3 */
+	make_token(T_ADMIN, "--admin", NULL);         /* id 4 */
+	make_token(T_EXPIRED, "--workspace", "ws-a"); /* id 5 */
+	make_token(T_REVOKED, "--org", "acme");       /* id 6 */
+	free(tu_query(db, "UPDATE api_tokens SET created_at = now() - interval '2 days', "
+	                  "expires_at = now() - interval '1 day' WHERE id = 5"));
+	tu_broker(&r, db, NULL, revoke);
+	ck_assert_int_eq(r.exit_code, 0);
+	tu_run_free(&r);
+	ck_assert_int_eq(token_generate(tokens[T_UNKNOWN]), 0);
+}
+
+/* Runs the lookup and the decision as the broker will. */
+static enum authz_verdict decide(int tok, const char *ws, bool reason)
+{
+	char hash[TOKEN_HASH_HEX_LEN + 1];
+	const char *params[2] = {hash, ws};
+	struct authz_row row = {0};
+	enum authz_verdict v;
+	PGconn *c = PQconnectdb(db);
+	PGresult *res;
+
+	token_hash_hex(tokens[tok], strlen(tokens[tok]), hash);
+	res = PQexecParams(c, authz_lookup_sql, 2, NULL, params, NULL, NULL, 0);
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+	ck_assert_int_le(PQntuples(res), 1);
+	if (PQntuples(res) == 1) {
+		row.token_found = true;
+		row.kind = PQgetvalue(res, 0, 0);
+		row.token_org = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
+		row.token_ws = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+		row.expired = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+		row.revoked = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+		row.ws_found = !PQgetisnull(res, 0, 5);
+		row.ws_id = PQgetvalue(res, 0, 5);
+		row.ws_org = PQgetvalue(res, 0, 6);
+		row.ws_state = PQgetvalue(res, 0, 7);
+		row.ws_tier = atoi(PQgetvalue(res, 0, 8));
+	}
+	v = authz_decide(&row, 3, reason);
+	PQclear(res);
+	PQfinish(c);
+	return v;
+}
+
+static const struct {
+	int token;
+	const char *ws;
+	bool reason;
+	enum authz_verdict want;
+} matrix[] = {
+    {T_WS_A, "ws-a", false, AUTHZ_OK},
+    {T_WS_A, "ws-low", false, AUTHZ_NOT_FOUND}, /* same org, other workspace */
+    {T_WS_A, "ws-o", false, AUTHZ_NOT_FOUND},   /* other org */
+    {T_WS_A, "nope", false, AUTHZ_NOT_FOUND},   /* missing: the same answer */
+    {T_ORG_ACME, "ws-a", false, AUTHZ_OK},
+    {T_ORG_ACME, "ws-low", false, AUTHZ_FORBIDDEN_TIER},
+    {T_ORG_ACME, "ws-stopped", false, AUTHZ_NOT_RUNNING},
+    {T_ORG_ACME, "ws-o", false, AUTHZ_NOT_FOUND},
+    {T_ORG_ACME, "nope", false, AUTHZ_NOT_FOUND},
+    {T_ORG_OTHER, "ws-a", false, AUTHZ_NOT_FOUND},       /* not forbidden: invisible */
+    {T_ORG_OTHER, "ws-low", false, AUTHZ_NOT_FOUND},     /* no tier hint across orgs */
+    {T_ORG_OTHER, "ws-stopped", false, AUTHZ_NOT_FOUND}, /* no state hint either */
+    {T_ORG_OTHER, "ws-o", false, AUTHZ_OK},
+    {T_ADMIN, "ws-o", false, AUTHZ_REASON_REQUIRED},
+    {T_ADMIN, "ws-o", true, AUTHZ_OK},
+    {T_ADMIN, "ws-low", true, AUTHZ_OK}, /* every tier */
+    {T_ADMIN, "ws-stopped", true, AUTHZ_NOT_RUNNING},
+    {T_ADMIN, "nope", true, AUTHZ_NOT_FOUND},
+    {T_EXPIRED, "ws-a", false, AUTHZ_UNAUTHORIZED},
+    {T_REVOKED, "ws-a", false, AUTHZ_UNAUTHORIZED},
+    {T_UNKNOWN, "ws-a", false, AUTHZ_UNAUTHORIZED},
+    {T_UNKNOWN, "nope", false, AUTHZ_UNAUTHORIZED},
+};
+
+START_TEST(tenancy_matrix)
+{
+	for (size_t i = 0; i < sizeof(matrix) / sizeof(matrix[0]); i++) {
+		enum authz_verdict v = decide(matrix[i].token, matrix[i].ws, matrix[i].reason);
+		ck_assert_msg(v == matrix[i].want, "case %zu (token %d on %s): got %s, want %s", i,
+		              matrix[i].token, matrix[i].ws, authz_code(v) ? authz_code(v) : "ok",
+		              authz_code(matrix[i].want) ? authz_code(matrix[i].want) : "ok");
+	}
+}
+END_TEST
+
+START_TEST(lookup_stamps_last_used)
+{
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM api_tokens WHERE id = 2 AND "
+	                                  "last_used_at IS NULL"),
+	                 1);
+	ck_assert_int_eq(decide(T_ORG_ACME, "ws-a", false), AUTHZ_OK);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM api_tokens WHERE id = 2 AND "
+	                                  "last_used_at IS NOT NULL"),
+	                 1);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("authz");
+	TCase *tc = tcase_create("authz");
+	SRunner *sr;
+	int failed;
+
+	if (th_setup(TH_PG) != 0)
+		return EXIT_FAILURE;
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, tenancy_matrix);
+	tcase_add_test(tc, lookup_stamps_last_used);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	th_teardown();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
