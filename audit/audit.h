@@ -1,0 +1,73 @@
+/* audit/audit.h: the statements that write exec_audit rows, and their parameters. A row is
+ * inserted 'running' (and committed) before the command may start, completed exactly once
+ * at the end, or inserted final as 'denied'. argv and env names travel as JSON and become
+ * text[] in SQL, so no array-literal escaping is written by hand. Never output, stdin or
+ * env values. */
+#ifndef EB_AUDIT_AUDIT_H
+#define EB_AUDIT_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pool/command.h"
+#include "pool/pool.h"
+
+#define AUDIT_EXEC_ID_LEN 36
+
+struct audit_begin {
+	char exec_id[AUDIT_EXEC_ID_LEN + 1];
+	const char *request_id, *workspace_id, *org_id;
+	const char *actor;              /* "token:<prefix>" */
+	const char *actor_kind;         /* "workspace", "org", "admin" */
+	const char *break_glass_reason; /* NULL unless admin */
+	const struct eb_bytes *argv;
+	size_t argc;
+	const struct eb_bytes *env_names; /* names only: values never reach the audit log */
+	size_t nenv;
+	const char *cwd; /* NULL if none */
+	unsigned long stdin_bytes;
+	const char *client_addr; /* NULL if unknown */
+	int timeout_s;
+	const char *error_code; /* audit_denied: why */
+};
+
+struct audit_end {
+	const char *exec_id;
+	const char *status;      /* audit_status_of() */
+	const char *error_code;  /* NULL, or why (failed_to_start: connect_failed, ...) */
+	int exit_code;           /* when status is "exited" */
+	const char *exit_signal; /* when "signaled" */
+	long long duration_ms;
+	unsigned long long stdout_bytes, stderr_bytes;
+	bool stdout_truncated, stderr_truncated;
+};
+
+#define AUDIT_BEGIN_NPARAMS  13 /* audit_begin_sql */
+#define AUDIT_DENIED_NPARAMS 14 /* audit_denied_sql: the same and error_code */
+#define AUDIT_END_NPARAMS    10
+
+extern const char audit_begin_sql[];  /* INSERT ... 'running' */
+extern const char audit_denied_sql[]; /* INSERT ... 'denied', final at once */
+/* Completes a running row; 0 rows when it was already completed, so a retry after a lost
+ * reply is harmless. */
+extern const char audit_end_sql[];
+/* At startup: rows left running by a broker that died become 'abandoned'. */
+extern const char audit_abandon_sql[];
+
+/* A new random (v4) exec id, lower-case. */
+void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1]);
+
+/* The audit status of a pool outcome: "exited", "signaled", "timeout", "cancelled",
+ * "transport_error", "failed_to_start", "shutdown". */
+const char *audit_status_of(enum pool_outcome_kind k);
+
+/* Text parameters for audit_begin_sql (the first AUDIT_BEGIN_NPARAMS) or audit_denied_sql
+ * (all of them). Strings the params point to are
+ * kept in *store (malloc'd; free it after the query). 0 or EB_ERR_NOMEM. */
+int audit_begin_params(const struct audit_begin *b, const char *params[AUDIT_DENIED_NPARAMS],
+                       char **store);
+/* Text parameters for audit_end_sql, likewise. */
+int audit_end_params(const struct audit_end *e, const char *params[AUDIT_END_NPARAMS],
+                     char **store);
+
+#endif
