@@ -104,7 +104,8 @@ int frame_output(const char *stream, struct utf8_carry *carry, const char *data,
 	if (buf == NULL)
 		return EB_ERR_NOMEM;
 	memcpy(buf, carry->buf, carry->len);
-	memcpy(buf + carry->len, data, len);
+	if (len > 0) /* data may be NULL for the final flush */
+		memcpy(buf + carry->len, data, len);
 	carry->len = 0;
 	valid = utf8_valid_prefix(buf, n, &incomplete);
 	if (incomplete && !final && n - valid < sizeof(carry->buf)) {
