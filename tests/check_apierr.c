@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker/apierr.h"
+#include "tests/tutil.h"
 
 START_TEST(every_code_has_its_status)
 {
@@ -113,17 +114,11 @@ int main(void)
 {
 	Suite *s = suite_create("apierr");
 	TCase *tc = tcase_create("apierr");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, every_code_has_its_status);
 	tcase_add_test(tc, error_body_shape);
 	tcase_add_loop_test(tc, bearer_header_parsing, 0, sizeof(bearers) / sizeof(bearers[0]));
 	tcase_add_test(tc, break_glass_reasons);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

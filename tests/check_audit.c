@@ -189,7 +189,6 @@ int main(void)
 {
 	Suite *s = suite_create("audit");
 	TCase *tc = tcase_create("audit");
-	SRunner *sr;
 	int failed;
 
 	if (th_setup(TH_PG) != 0)
@@ -201,10 +200,7 @@ int main(void)
 	tcase_add_test(tc, denied_rows_are_final_at_once);
 	tcase_add_test(tc, rows_left_running_become_abandoned);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = tu_run_suite(s);
 	th_teardown();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

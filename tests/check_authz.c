@@ -155,7 +155,6 @@ int main(void)
 {
 	Suite *s = suite_create("authz");
 	TCase *tc = tcase_create("authz");
-	SRunner *sr;
 	int failed;
 
 	if (th_setup(TH_PG) != 0)
@@ -165,10 +164,7 @@ int main(void)
 	tcase_add_test(tc, tenancy_matrix);
 	tcase_add_test(tc, lookup_stamps_last_used);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = tu_run_suite(s);
 	th_teardown();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

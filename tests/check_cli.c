@@ -387,7 +387,6 @@ int main(void)
 {
 	Suite *s = suite_create("cli");
 	TCase *tc = tcase_create("cli");
-	SRunner *sr;
 	int failed;
 
 	if (th_setup(TH_PG | TH_SSHD) != 0)
@@ -406,10 +405,7 @@ int main(void)
 	tcase_add_test(tc, bad_config_stops_before_doing_anything);
 	tcase_add_test(tc, every_command_has_help);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = tu_run_suite(s);
 	th_teardown();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

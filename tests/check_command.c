@@ -10,6 +10,7 @@
 
 #include "common/err.h"
 #include "pool/command.h"
+#include "tests/tutil.h"
 
 #define B(s) ((struct eb_bytes){s, sizeof(s) - 1})
 
@@ -305,8 +306,6 @@ int main(void)
 {
 	Suite *s = suite_create("command");
 	TCase *tc = tcase_create("command");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, hostile_argv_arrives_unchanged);
 	tcase_add_test(tc, large_element_arrives_unchanged);
@@ -319,9 +318,5 @@ int main(void)
 	tcase_add_test(tc, quote_examples);
 	tcase_add_test(tc, kill_group_ends_every_process_of_the_group);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

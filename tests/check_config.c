@@ -8,6 +8,7 @@
 
 #include "broker/config.h"
 #include "common/err.h"
+#include "tests/tutil.h"
 
 static char cfg_path[64];
 
@@ -287,11 +288,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(config_suite());
 }

@@ -328,7 +328,6 @@ int main(void)
 {
 	Suite *s = suite_create("db");
 	TCase *tc = tcase_create("db");
-	SRunner *sr;
 	int failed;
 
 	if (th_setup(TH_PG) != 0)
@@ -345,10 +344,7 @@ int main(void)
 	tcase_add_test(tc, schema_checks_refuse_inconsistent_rows);
 	tcase_add_test(tc, audit_table_has_no_column_for_output);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = tu_run_suite(s);
 	th_teardown();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/frame.h"
+#include "tests/tutil.h"
 
 static char *frame(struct utf8_carry *c, const char *data, size_t len, bool final)
 {
@@ -150,8 +151,6 @@ int main(void)
 {
 	Suite *s = suite_create("frame");
 	TCase *tc = tcase_create("frame");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, text_chunk_is_a_text_frame);
 	tcase_add_test(tc, split_sequence_is_carried_not_base64);
@@ -159,9 +158,5 @@ int main(void)
 	tcase_add_test(tc, final_flushes_an_unfinished_sequence_as_base64);
 	tcase_add_loop_test(tc, frames_round_trip_any_bytes_any_cuts, 0, 20);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "tests/tutil.h"
 
 static const struct {
 	const char *value, *want;
@@ -69,16 +70,10 @@ int main(void)
 {
 	Suite *s = suite_create("log");
 	TCase *tc = tcase_create("log");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, values_are_quoted_and_escaped, 0, sizeof(kvs) / sizeof(kvs[0]));
 	tcase_add_test(tc, lines_have_time_level_message_and_pairs);
 	tcase_add_test(tc, long_values_are_cut_not_overflowed);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker/metrics.h"
+#include "tests/tutil.h"
 
 static int has_line(const char *text, const char *line)
 {
@@ -78,15 +79,9 @@ int main(void)
 {
 	Suite *s = suite_create("metrics");
 	TCase *tc = tcase_create("metrics");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, counters_and_labels);
 	tcase_add_test(tc, histogram_is_cumulative);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

@@ -6,6 +6,7 @@
 
 #include "common/err.h"
 #include "db/migrate.h"
+#include "tests/tutil.h"
 
 #define SUM_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SUM_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -104,16 +105,10 @@ int main(void)
 {
 	Suite *s = suite_create("migrate_plan");
 	TCase *tc = tcase_create("plan");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, planning_rules, 0, sizeof(plans) / sizeof(plans[0]));
 	tcase_add_test(tc, known_must_ascend);
 	tcase_add_test(tc, embedded_migrations_are_ordered_with_stable_checksums);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

@@ -6,6 +6,7 @@
 
 #include "broker/request.h"
 #include "common/err.h"
+#include "tests/tutil.h"
 
 static const struct request_limits lim = {
     .timeout_default_s = 30, .timeout_max_s = 120, .stdin_max = 1024};
@@ -153,17 +154,11 @@ int main(void)
 {
 	Suite *s = suite_create("request");
 	TCase *tc = tcase_create("request");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, bodies_give_the_right_answer, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, accepted_request_carries_every_field);
 	tcase_add_test(tc, timeout_defaults_and_clamps);
 	tcase_add_test(tc, limits_on_sizes);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include "common/duration.h"
 #include "common/err.h"
 #include "pool/fingerprint.h"
+#include "tests/tutil.h"
 
 START_TEST(generated_tokens_have_the_format_and_differ)
 {
@@ -181,8 +182,6 @@ int main(void)
 {
 	Suite *s = suite_create("token");
 	TCase *tc = tcase_create("token");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, generated_tokens_have_the_format_and_differ);
 	tcase_add_test(tc, generated_tokens_use_the_whole_alphabet);
@@ -193,9 +192,5 @@ int main(void)
 	tcase_add_loop_test(tc, identifier_formats, 0, N(ids));
 	tcase_add_loop_test(tc, duration_parsing, 0, N(durations));
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(s);
 }

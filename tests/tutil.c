@@ -125,3 +125,14 @@ void tu_migrated_db(char *conninfo, size_t len)
 	ck_assert_msg(r.exit_code == 0, "migrate failed: %s", r.err);
 	tu_run_free(&r);
 }
+
+int tu_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

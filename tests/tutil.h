@@ -34,6 +34,11 @@ long long tu_query_int(const char *conninfo, const char *sql);
 /* Number of '\n' in s. */
 int tu_lines(const char *s);
 
+struct Suite;
+/* Runs every test of s (fork mode unless CK_FORK says otherwise), frees it, and returns
+ * the exit status for main(). */
+int tu_run_suite(struct Suite *s);
+
 /* A fresh database migrated by the broker itself; conninfo receives its conninfo. */
 void tu_migrated_db(char *conninfo, size_t len);
 
