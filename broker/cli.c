@@ -67,6 +67,48 @@ int cli_connect(struct cli *cli, PGconn **conn)
 	return 0;
 }
 
+int cli_parse(struct cli *cli, int argc, char **argv, const char *what, const struct option *opts,
+              const char *allowed, const char **vals, int nvals, int npos, const char *pos_name,
+              const char **pos, void (*usage)(FILE *out))
+{
+	int opt;
+
+	for (int i = 0; i < nvals; i++)
+		vals[i] = NULL;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_common_option(cli, opt))
+			continue;
+		if (opt == CLI_OPT_HELP) {
+			usage(stdout);
+			return CLI_PARSED_HELP;
+		}
+		if (opt <= 0 || opt >= nvals) {
+			usage(stderr); /* getopt_long has said what it did not know */
+			return CLI_EXIT_USAGE;
+		}
+		if (strchr(allowed, opt) == NULL) {
+			const char *name = "?";
+			for (const struct option *o = opts; o->name != NULL; o++)
+				if (o->val == opt)
+					name = o->name;
+			cli_error("%s %s does not take --%s", what, argv[0], name);
+			return CLI_EXIT_USAGE;
+		}
+		vals[opt] = optarg ? optarg : "";
+	}
+	if (argc - optind != npos) {
+		if (argc - optind < npos)
+			cli_error("%s %s: missing %s", what, argv[0], pos_name);
+		else
+			cli_error("%s %s: unexpected argument \"%s\"", what, argv[0],
+			          argv[optind + npos]);
+		return CLI_EXIT_USAGE;
+	}
+	for (int i = 0; i < npos; i++)
+		pos[i] = argv[optind + i];
+	return 0;
+}
+
 static void migrate_usage(FILE *out)
 {
 	fprintf(out,

@@ -47,57 +47,20 @@ static int parse_args(struct cli *cli, int argc, char **argv, const char *allowe
 	                                     {"format", required_argument, NULL, O_FORMAT},
 	                                     CLI_COMMON_OPTIONS,
 	                                     {NULL, 0, NULL, 0}};
-	int opt;
+	const char *v[O_FORMAT + 1];
+	int rc;
 
 	memset(a, 0, sizeof(*a));
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (cli_common_option(cli, opt))
-			continue;
-		if (opt == CLI_OPT_HELP) {
-			usage(stdout);
-			return -1;
-		}
-		if (opt <= 0 || opt > O_FORMAT || strchr(allowed, opt) == NULL) {
-			if (opt > 0 && opt <= O_FORMAT)
-				cli_error("token %s does not take --%s", argv[0],
-				          opts[opt - 1].name);
-			else
-				usage(stderr);
-			return CLI_EXIT_USAGE;
-		}
-		switch (opt) {
-		case O_WORKSPACE:
-			a->workspace = optarg;
-			break;
-		case O_ORG:
-			a->org = optarg;
-			break;
-		case O_ADMIN:
-			a->admin = 1;
-			break;
-		case O_NAME:
-			a->name = optarg;
-			break;
-		case O_EXPIRES:
-			a->expires = optarg;
-			break;
-		case O_FORMAT:
-			a->format = optarg;
-			break;
-		default:
-			abort();
-		}
-	}
-	if (argc - optind != npos) {
-		if (argc - optind < npos)
-			cli_error("token %s: missing the token id or prefix", argv[0]);
-		else
-			cli_error("token %s: unexpected argument \"%s\"", argv[0],
-			          argv[optind + npos]);
-		return CLI_EXIT_USAGE;
-	}
-	if (npos == 1)
-		a->pos = argv[optind];
+	rc = cli_parse(cli, argc, argv, "token", opts, allowed, v, O_FORMAT + 1, npos,
+	               "the token id or prefix", &a->pos, usage);
+	if (rc != 0)
+		return rc;
+	a->workspace = v[O_WORKSPACE];
+	a->org = v[O_ORG];
+	a->admin = v[O_ADMIN] != NULL;
+	a->name = v[O_NAME];
+	a->expires = v[O_EXPIRES];
+	a->format = v[O_FORMAT];
 	return 0;
 }
 
@@ -115,7 +78,7 @@ static int tok_create(struct cli *cli, int argc, char **argv)
 
 	rc = parse_args(cli, argc, argv, allowed, 0, &a);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	scopes = (a.workspace != NULL) + (a.org != NULL) + a.admin;
 	if (scopes != 1) {
 		cli_error("token create needs exactly one of --workspace ID, --org ORG, --admin%s",
@@ -210,7 +173,7 @@ static int tok_list(struct cli *cli, int argc, char **argv)
 
 	rc = parse_args(cli, argc, argv, allowed, 0, &a);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	if (a.format && strcmp(a.format, "table") != 0 && strcmp(a.format, "json") != 0) {
 		cli_error("--format must be table or json (got \"%s\")", a.format);
 		return CLI_EXIT_USAGE;
@@ -297,7 +260,7 @@ static int tok_revoke(struct cli *cli, int argc, char **argv)
 
 	rc = parse_args(cli, argc, argv, "", 1, &a);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	if (a.pos[0] != '\0' && strspn(a.pos, "0123456789") == strlen(a.pos) && strlen(a.pos) < 19)
 		by_id = a.pos;
 	else if (strncmp(a.pos, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) == 0 &&

@@ -68,68 +68,24 @@ static int parse_args(struct cli *cli, int argc, char **argv, const char *allowe
 	                                     {"format", required_argument, NULL, O_FORMAT},
 	                                     CLI_COMMON_OPTIONS,
 	                                     {NULL, 0, NULL, 0}};
-	int opt, idx, rc;
+	const char *v[O_FORMAT + 1];
+	int rc;
 
 	memset(a, 0, sizeof(*a));
-	while ((opt = getopt_long(argc, argv, "", opts, &idx)) != -1) {
-		if (cli_common_option(cli, opt))
-			continue;
-		if (opt == CLI_OPT_HELP) {
-			usage(stdout);
-			return -1;
-		}
-		if (opt <= 0 || opt > O_FORMAT || strchr(allowed, opt) == NULL) {
-			if (opt > 0 && opt <= O_FORMAT)
-				cli_error("workspace %s does not take --%s", argv[0],
-				          opts[opt - 1].name);
-			else
-				usage(stderr);
-			return CLI_EXIT_USAGE;
-		}
-		switch (opt) {
-		case O_ORG:
-			a->org = optarg;
-			break;
-		case O_HOST:
-			a->host = optarg;
-			break;
-		case O_PORT:
-			rc = parse_int_arg("port", optarg, 1, 65535, &a->port);
-			if (rc != 0)
-				return rc;
-			break;
-		case O_USER:
-			a->user = optarg;
-			break;
-		case O_TIER:
-			rc = parse_int_arg("tier", optarg, 1, 4, &a->tier);
-			if (rc != 0)
-				return rc;
-			break;
-		case O_HOST_KEY:
-			a->host_key = optarg;
-			break;
-		case O_STATE:
-			a->state = optarg;
-			break;
-		case O_FORMAT:
-			a->format = optarg;
-			break;
-		default:
-			abort();
-		}
-	}
-	if (argc - optind != npos) {
-		if (argc - optind < npos)
-			cli_error("workspace %s: missing %s", argv[0],
-			          strcmp(argv[0], "hostkey") == 0 ? "HOST" : "workspace ID");
-		else
-			cli_error("workspace %s: unexpected argument \"%s\"", argv[0],
-			          argv[optind + npos]);
-		return CLI_EXIT_USAGE;
-	}
-	if (npos == 1)
-		a->id = argv[optind];
+	rc = cli_parse(cli, argc, argv, "workspace", opts, allowed, v, O_FORMAT + 1, npos,
+	               strcmp(argv[0], "hostkey") == 0 ? "HOST" : "workspace ID", &a->id, usage);
+	if (rc != 0)
+		return rc;
+	if (v[O_PORT] != NULL && (rc = parse_int_arg("port", v[O_PORT], 1, 65535, &a->port)) != 0)
+		return rc;
+	if (v[O_TIER] != NULL && (rc = parse_int_arg("tier", v[O_TIER], 1, 4, &a->tier)) != 0)
+		return rc;
+	a->org = v[O_ORG];
+	a->host = v[O_HOST];
+	a->user = v[O_USER];
+	a->host_key = v[O_HOST_KEY];
+	a->state = v[O_STATE];
+	a->format = v[O_FORMAT];
 	return 0;
 }
 
@@ -202,7 +158,7 @@ static int ws_add(struct cli *cli, int argc, char **argv)
 	if (rc == 0)
 		rc = check_args(&a, required, 1);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	snprintf(port, sizeof(port), "%d", a.port ? a.port : 22);
 	snprintf(tier, sizeof(tier), "%d", a.tier);
 	const char *params[] = {a.id,   a.org,      a.host, port,
@@ -244,7 +200,7 @@ static int ws_set(struct cli *cli, int argc, char **argv)
 	if (rc == 0)
 		rc = check_args(&a, "", 1);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	if (!a.host && !a.port && !a.user && !a.tier && !a.host_key && !a.state) {
 		cli_error("workspace set: nothing to change (give --state, --tier, --host, --port, "
 		          "--user or --host-key)");
@@ -294,7 +250,7 @@ static int ws_list(struct cli *cli, int argc, char **argv)
 	if (rc == 0)
 		rc = check_args(&a, "", 0);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	json = a.format && strcmp(a.format, "json") == 0;
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
@@ -357,7 +313,7 @@ static int ws_remove(struct cli *cli, int argc, char **argv)
 	if (rc == 0)
 		rc = check_args(&a, "", 1);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
 		return rc;
@@ -392,7 +348,7 @@ static int ws_hostkey(struct cli *cli, int argc, char **argv)
 
 	rc = parse_args(cli, argc, argv, allowed, 1, &a);
 	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	if (!ids_valid_host(a.id)) {
 		cli_error("host \"%s\" is invalid: give a host name or an IP address", a.id);
 		return CLI_EXIT_USAGE;
