@@ -11,12 +11,12 @@
 
 #define BEGIN_COLUMNS                                                                              \
 	"exec_id, request_id, workspace_id, org_id, actor, actor_kind, break_glass_reason, "       \
-	"argv, env_keys, cwd, stdin_bytes, client_addr, timeout_s"
+	"argv, env_keys, cwd, stdin_bytes, client_addr, timeout_s, broker_instance"
 #define BEGIN_VALUES                                                                               \
 	"$1::uuid, $2, $3, $4, $5, $6, $7, "                                                       \
 	"ARRAY(SELECT jsonb_array_elements_text($8::jsonb)), "                                     \
 	"ARRAY(SELECT jsonb_array_elements_text($9::jsonb)), $10, $11::bigint, $12::inet, "        \
-	"$13::integer"
+	"$13::integer, $14"
 
 const char audit_begin_sql[] =
     "INSERT INTO exec_audit (" BEGIN_COLUMNS ", status) VALUES (" BEGIN_VALUES ", 'running')";
@@ -24,7 +24,7 @@ const char audit_begin_sql[] =
 const char audit_denied_sql[] =
     "INSERT INTO exec_audit (" BEGIN_COLUMNS
     ", status, error_code, finished_at, duration_ms) VALUES (" BEGIN_VALUES
-    ", 'denied', $14, now(), 0)";
+    ", 'denied', $15, now(), 0)";
 
 const char audit_end_sql[] =
     "UPDATE exec_audit SET status = $2, error_code = $3, exit_code = $4::integer, "
@@ -34,9 +34,10 @@ const char audit_end_sql[] =
     "WHERE exec_id = $1::uuid AND status = 'running'";
 
 const char audit_abandon_sql[] =
-    "UPDATE exec_audit SET status = 'abandoned', finished_at = now(), "
-    "duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint "
-    "WHERE status = 'running'";
+    "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
+    "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
+    "WHERE status = 'running' AND (broker_instance = $1 OR broker_instance IS NULL "
+    " OR started_at < now() - make_interval(secs => coalesce(timeout_s, 0) + $2::integer))";
 
 void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1])
 {
@@ -115,7 +116,8 @@ int audit_begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_N
 	p[10] = keep(&st, nums[0]);
 	p[11] = b->client_addr;
 	p[12] = b->timeout_s > 0 ? keep(&st, nums[1]) : NULL;
-	p[13] = b->error_code;
+	p[13] = b->broker_instance;
+	p[14] = b->error_code;
 	*store = st.buf;
 	rc = 0;
 out:

@@ -28,7 +28,8 @@ struct audit_begin {
 	unsigned long stdin_bytes;
 	const char *client_addr; /* NULL if unknown */
 	int timeout_s;
-	const char *error_code; /* audit_denied: why */
+	const char *broker_instance; /* which broker wrote the row (instance_name) */
+	const char *error_code;      /* audit_denied: why */
 };
 
 struct audit_end {
@@ -42,8 +43,8 @@ struct audit_end {
 	bool stdout_truncated, stderr_truncated;
 };
 
-#define AUDIT_BEGIN_NPARAMS  13 /* audit_begin_sql */
-#define AUDIT_DENIED_NPARAMS 14 /* audit_denied_sql: the same and error_code */
+#define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
+#define AUDIT_DENIED_NPARAMS 15 /* audit_denied_sql: the same and error_code */
 #define AUDIT_END_NPARAMS    10
 
 extern const char audit_begin_sql[];  /* INSERT ... 'running' */
@@ -51,7 +52,12 @@ extern const char audit_denied_sql[]; /* INSERT ... 'denied', final at once */
 /* Completes a running row; 0 rows when it was already completed, so a retry after a lost
  * reply is harmless. */
 extern const char audit_end_sql[];
-/* At startup: rows left running by a broker that died become 'abandoned'. */
+/* At startup: rows left running by a broker that died become 'abandoned'. $1: this
+ * broker's instance name (its own rows, whatever their age); $2: seconds past a row's
+ * timeout after which it is abandoned whoever wrote it (AUDIT_ABANDON_MARGIN_S). Rows from
+ * before broker_instance existed are abandoned too. Running execs of other live brokers
+ * are left alone. */
+#define AUDIT_ABANDON_MARGIN_S 3600
 extern const char audit_abandon_sql[];
 
 /* A new random (v4) exec id, lower-case. */

@@ -68,6 +68,30 @@ static const struct setting settings[] = {
      "output bytes buffered per exec before its reading pauses (and the SSH window closes)"},
     {"pool_kill_grace_s", SETTING_INT, "5", 1, 60, NULL, FIELD(pool_kill_grace_s), NULL, NULL,
      "seconds between TERM and KILL when a command is cancelled"},
+    {"exec_timeout_default_s", SETTING_INT, "30", 1, 86400, NULL, FIELD(exec_timeout_default_s),
+     NULL, NULL, "timeout of an exec whose request gives none (or 0)"},
+    {"exec_timeout_max_s", SETTING_INT, "120", 1, 86400, NULL, FIELD(exec_timeout_max_s), NULL,
+     NULL, "longest timeout an exec may have; longer requests are clamped to it"},
+    {"min_exec_tier", SETTING_INT, "3", 1, 4, NULL, FIELD(min_exec_tier), NULL, NULL,
+     "lowest workspace tier that workspace and org tokens may exec on (admins: any tier)"},
+    {"org_max_concurrent_execs", SETTING_INT, "32", 1, 1000000, NULL,
+     FIELD(org_max_concurrent_execs), NULL, NULL,
+     "execs one org may have running at once; beyond it requests get 429"},
+    {"max_body_bytes", SETTING_INT, "1048576", 1024, 1073741824, NULL, FIELD(max_body_bytes), NULL,
+     NULL, "largest request body accepted; larger ones get 413"},
+    {"output_cap_bytes", SETTING_INT, "1048576", 0, 2147483647, NULL, FIELD(output_cap_bytes), NULL,
+     NULL, "bytes of each output stream sent to the client; the rest is counted, not sent"},
+    {"shutdown_grace_s", SETTING_INT, "30", 0, 86400, NULL, FIELD(shutdown_grace_s), NULL, NULL,
+     "seconds running execs may finish after SIGTERM before they are killed"},
+    {"http_idle_timeout_s", SETTING_INT, "60", 1, 86400, NULL, FIELD(http_idle_timeout_s), NULL,
+     NULL,
+     "seconds a client may stay silent while sending a request, idle between requests, or "
+     "not reading a response, before its connection is closed"},
+    {"db_connections", SETTING_INT, "4", 1, 64, NULL, FIELD(db_connections), NULL, NULL,
+     "PostgreSQL connections the server keeps for tokens and audit rows"},
+    {"instance_name", SETTING_STRING, "", 0, 0, NULL, FIELD(instance_name), NULL, NULL,
+     "this broker's name in audit rows (default: host name and listen address); a "
+     "restarting broker marks the rows it left running as abandoned by this name"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -24,6 +24,16 @@ struct config {
 	int pool_connect_timeout_s;
 	int pool_channel_buffer_bytes;
 	int pool_kill_grace_s;
+	int exec_timeout_default_s;
+	int exec_timeout_max_s;
+	int min_exec_tier;
+	int org_max_concurrent_execs;
+	int max_body_bytes;
+	int output_cap_bytes;
+	int shutdown_grace_s;
+	int http_idle_timeout_s;
+	int db_connections;
+	char *instance_name;
 	/* Where each setting's value came from ("default", "FILE:LINE", "environment NAME",
 	 * "flag --NAME"), indexed like the table; owned. */
 	char *origin[CONFIG_MAX_SETTINGS];

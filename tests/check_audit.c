@@ -55,7 +55,8 @@ static struct audit_begin begin(const char *kind, const char *reason)
 	                        .cwd = "/srv",
 	                        .stdin_bytes = 12,
 	                        .client_addr = "127.0.0.1",
-	                        .timeout_s = 30};
+	                        .timeout_s = 30,
+	                        .broker_instance = "broker-a"};
 	audit_new_exec_id(b.exec_id);
 	return b;
 }
@@ -170,18 +171,40 @@ END_TEST
 
 START_TEST(rows_left_running_become_abandoned)
 {
-	struct audit_begin b = begin("workspace", NULL);
-	const char *p[AUDIT_DENIED_NPARAMS];
-	char err[512] = "", *store, *v;
+	struct audit_begin mine = begin("workspace", NULL), other = begin("workspace", NULL);
+	const char *p[AUDIT_DENIED_NPARAMS], *q[AUDIT_DENIED_NPARAMS];
+	const char *abandon[2] = {"broker-a", "3600"};
+	char err[512] = "", *store, *store2, *v;
 
-	ck_assert_int_eq(audit_begin_params(&b, p, &store), 0);
+	other.broker_instance = "broker-b";
+	ck_assert_int_eq(audit_begin_params(&mine, p, &store), 0);
 	ck_assert_int_eq(run(audit_begin_sql, AUDIT_BEGIN_NPARAMS, p, err, sizeof(err)), 1);
-	ck_assert_int_eq(run(audit_abandon_sql, 0, NULL, err, sizeof(err)), 1);
-	v = tu_query(db, "SELECT string_agg(status, ',') FROM exec_audit");
-	ck_assert_str_eq(v, "abandoned");
+	ck_assert_int_eq(audit_begin_params(&other, q, &store2), 0);
+	ck_assert_int_eq(run(audit_begin_sql, AUDIT_BEGIN_NPARAMS, q, err, sizeof(err)), 1);
+	/* Only this broker's row: broker-b's exec is still running, as far as anyone knows. */
+	ck_assert_int_eq(run(audit_abandon_sql, 2, abandon, err, sizeof(err)), 1);
+	v = tu_query(db, "SELECT string_agg(broker_instance || '=' || status, ',' ORDER BY "
+	                 "broker_instance) FROM exec_audit");
+	ck_assert_str_eq(v, "broker-a=abandoned,broker-b=running");
 	free(v);
-	ck_assert_int_eq(run(audit_abandon_sql, 0, NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(run(audit_abandon_sql, 2, abandon, err, sizeof(err)), 0);
+	/* Another broker's row far past its timeout is abandoned too. */
+	ck_assert_int_eq(run("ALTER TABLE exec_audit DISABLE TRIGGER exec_audit_final", 0, NULL,
+	                     err, sizeof(err)),
+	                 0);
+	ck_assert_int_eq(run("UPDATE exec_audit SET started_at = now() - interval '2 hours' "
+	                     "WHERE broker_instance = 'broker-b'",
+	                     0, NULL, err, sizeof(err)),
+	                 1);
+	ck_assert_int_eq(run("ALTER TABLE exec_audit ENABLE TRIGGER exec_audit_final", 0, NULL, err,
+	                     sizeof(err)),
+	                 0);
+	ck_assert_int_eq(run(audit_abandon_sql, 2, abandon, err, sizeof(err)), 1);
+	v = tu_query(db, "SELECT string_agg(status, ',') FROM exec_audit");
+	ck_assert_str_eq(v, "abandoned,abandoned");
+	free(v);
 	free(store);
+	free(store2);
 }
 END_TEST
 
