@@ -11,7 +11,8 @@ const char authz_lookup_sql[] =
     " RETURNING kind, org_id, workspace_id, expires_at <= now() AS expired,"
     "  revoked_at IS NOT NULL AS revoked) "
     "SELECT t.kind, t.org_id, t.workspace_id, t.expired, t.revoked,"
-    " w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256 "
+    " w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
+    " coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id)) "
     "FROM t LEFT JOIN workspaces w ON w.id = $2";
 
 static bool reaches(const struct authz_row *r)

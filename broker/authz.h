@@ -8,7 +8,9 @@
 #include <stdbool.h>
 
 /* $1: hex SHA-256 of the token, $2: workspace id. At most one row: the token's, with the
- * workspace's columns NULL when there is no such workspace. Also stamps last_used_at. */
+ * workspace's columns NULL when there is no such workspace. Also stamps last_used_at.
+ * Columns: kind, token org, token workspace, expired, revoked; workspace id, org, state,
+ * tier, host, port, ssh_user, host_key_sha256; the token's own org (NULL for admins). */
 extern const char authz_lookup_sql[];
 
 /* What the lookup row says, as text columns parsed. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker/cli.h"
+#include "broker/server.h"
 
 extern char **environ;
 
@@ -18,6 +19,7 @@ static void usage(FILE *out)
 	        "audit row per exec in PostgreSQL.\n"
 	        "\n"
 	        "Commands:\n"
+	        "  serve                          serve the HTTP API (foreground)\n"
 	        "  migrate [--status]             apply or list schema migrations\n"
 	        "  workspace add|set|list|remove|hostkey\n"
 	        "                                 manage workspaces and pin their host keys\n"
@@ -61,6 +63,42 @@ static int cmd_config(struct cli *cli, int argc, char **argv)
 	else
 		printf("# no config file (%s does not exist)\n", CONFIG_DEFAULT_PATH);
 	config_print(&cli->cfg, stdout);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_serve(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+	char err[512];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_common_option(cli, opt))
+			continue;
+		if (opt == CLI_OPT_HELP) {
+			printf("usage: exec-broker serve [--config FILE] [--database-url URL] "
+			       "[--listen HOST:PORT]\n\n"
+			       "Serves the HTTP API in the foreground until SIGTERM or SIGINT. "
+			       "Logs go "
+			       "to stderr.\nThe database schema must be current (exec-broker "
+			       "migrate).\n\n");
+			config_print_help(stdout);
+			return CLI_EXIT_OK;
+		}
+		return CLI_EXIT_USAGE;
+	}
+	if (optind != argc) {
+		cli_error("serve takes no arguments (got \"%s\")", argv[optind]);
+		return CLI_EXIT_USAGE;
+	}
+	rc = cli_load_config(cli);
+	if (rc != 0)
+		return rc;
+	rc = server_run(&cli->cfg, err, sizeof(err));
+	if (rc != 0) {
+		cli_error("%s", err);
+		return CLI_EXIT_FAIL;
+	}
 	return CLI_EXIT_OK;
 }
 
@@ -111,6 +149,8 @@ int main(int argc, char **argv)
 		rc = cli_token(&cli, argc, argv);
 	else if (strcmp(cmd, "config") == 0)
 		rc = cmd_config(&cli, argc, argv);
+	else if (strcmp(cmd, "serve") == 0)
+		rc = cmd_serve(&cli, argc, argv);
 	else if (strcmp(cmd, "version") == 0)
 		rc = cmd_version();
 	else if (strcmp(cmd, "help") == 0) {

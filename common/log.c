@@ -119,7 +119,8 @@ void log_kv(enum log_level l, const char *msg, ...)
 	va_start(ap, msg);
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		const char *v = va_arg(ap, const char *);
-		len = log_append_kv(line, len, sizeof(line), k, v);
+		if (v != NULL)
+			len = log_append_kv(line, len, sizeof(line), k, v);
 	}
 	va_end(ap);
 	fprintf(stream ? stream : stderr, "%s\n", line);

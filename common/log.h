@@ -17,7 +17,7 @@ void log_set_stream(FILE *f); /* default stderr */
 int log_enabled(enum log_level l);
 
 /* Logs msg with key/value pairs: a NULL-terminated list of alternating const char *key,
- * const char *value (a NULL value is written as an empty string). */
+ * const char *value; a pair whose value is NULL is left out. */
 void log_kv(enum log_level l, const char *msg, ...) __attribute__((sentinel));
 
 /* Appends key=value to buf (NUL-terminated, cap bytes): the value bare when it is made of
