@@ -659,10 +659,31 @@ static void send_start_failure(struct exec_job *j)
 	reply_error(j, j->fail_code, msg, NULL);
 }
 
+/* The client left: nobody reads a reply. The request goes away with its connection. */
+static void drop_client(struct exec_job *j)
+{
+	unwatch_client(j);
+	if (j->evcon != NULL)
+		evhttp_connection_free(j->evcon); /* frees the request with it */
+	else
+		evhttp_request_free(j->http.req); /* detached when evhttp closed the connection */
+	j->evcon = NULL;
+	j->http.req = NULL;
+	if (j->http.status == 0)
+		j->http.status = 499; /* as nginx logs it: the client closed the request */
+	j->http.error = "client_gone";
+	server_log_request(j->srv, &j->http);
+}
+
 static void send_final(struct exec_job *j)
 {
 	const char *msg;
 
+	if (j->client_gone) {
+		drop_client(j);
+		job_done(j);
+		return;
+	}
 	if (j->fail_code == NULL && j->streaming && j->http.status == 0) {
 		/* Ended before the reply started (the client left first): a plain error. */
 		j->fail_code = outcome_error(j, &msg);
@@ -678,9 +699,7 @@ static void send_final(struct exec_job *j)
 	} else if (j->http.req != NULL) {
 		send_last_frame(j);
 		unwatch_client(j);
-		evhttp_send_reply_end(j->http.req);
-		j->http.req = NULL;
-		server_log_request(j->srv, &j->http);
+		server_reply_end(j->srv, &j->http);
 	}
 	job_done(j);
 }

@@ -28,6 +28,7 @@
 
 #define MAX_HEADERS_BYTES  (16 * 1024)
 #define READYZ_DEADLINE_MS 2000
+#define FLUSH_WAIT_S       5
 
 struct org_slot {
 	struct org_slot *next;
@@ -86,12 +87,35 @@ static void add_common_headers(struct server *s, struct http_ctx *h, const char 
 		evhttp_add_header(out, "Connection", "close");
 }
 
+static void maybe_exit(struct server *s);
+
+static void on_flushed(struct evhttp_request *req, void *arg)
+{
+	struct server *s = arg;
+
+	(void)req;
+	s->flushing--;
+	maybe_exit(s);
+}
+
+/* Counts a reply until evhttp has written all of it, so that shutdown does not cut it
+ * off. (A reply whose connection fails instead is never reported: shutdown waits for
+ * those at most FLUSH_WAIT_S.) */
+static void track_flush(struct server *s, struct evhttp_request *req)
+{
+	if (evhttp_request_get_connection(req) == NULL)
+		return;
+	evhttp_request_set_on_complete_cb(req, on_flushed, s);
+	s->flushing++;
+}
+
 void server_reply(struct server *s, struct http_ctx *h, int status, const char *content_type,
                   const char *body, size_t len)
 {
 	struct evbuffer *b = evbuffer_new();
 
 	add_common_headers(s, h, content_type);
+	track_flush(s, h->req);
 	if (b != NULL && len > 0)
 		evbuffer_add(b, body, len);
 	evhttp_send_reply(h->req, status, NULL, b);
@@ -99,6 +123,14 @@ void server_reply(struct server *s, struct http_ctx *h, int status, const char *
 	h->req = NULL;
 	h->status = status;
 	metrics_count_http(&s->metrics, status);
+	server_log_request(s, h);
+}
+
+void server_reply_end(struct server *s, struct http_ctx *h)
+{
+	track_flush(s, h->req);
+	evhttp_send_reply_end(h->req);
+	h->req = NULL;
 	server_log_request(s, h);
 }
 
@@ -167,10 +199,35 @@ void server_org_leave(struct server *s, const char *org)
 	abort();
 }
 
+static void on_flush_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	char n[16];
+
+	(void)fd;
+	(void)what;
+	snprintf(n, sizeof(n), "%u", s->flushing);
+	log_kv(LOG_WARN, "stopping with replies not fully sent", "replies", n, NULL);
+	event_base_loopexit(s->base, NULL);
+}
+
+/* The loop ends once every exec has ended, the pool is closed and every reply has been
+ * written (or FLUSH_WAIT_S have passed since the rest was done). */
 static void maybe_exit(struct server *s)
 {
-	if (s->state == SERVER_STOPPING && s->pool_down && s->njobs == 0)
+	struct timeval wait = {FLUSH_WAIT_S, 0};
+
+	if (s->state != SERVER_STOPPING || !s->pool_down || s->njobs != 0)
+		return;
+	if (s->flushing == 0) {
 		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	if (s->ev_flush == NULL) {
+		s->ev_flush = evtimer_new(s->base, on_flush_wait_over, s);
+		if (s->ev_flush == NULL || evtimer_add(s->ev_flush, &wait) != 0)
+			event_base_loopexit(s->base, NULL);
+	}
 }
 
 static void on_pool_down(void *arg)
@@ -638,6 +695,8 @@ out:
 		event_free(s->ev_grace);
 	if (s->ev_reap != NULL)
 		event_free(s->ev_reap);
+	if (s->ev_flush != NULL)
+		event_free(s->ev_flush);
 	if (s->base != NULL)
 		event_base_free(s->base);
 	return rc;

@@ -58,7 +58,8 @@ struct server {
 	struct exec_job *jobs; /* every exec request not yet reclaimed (exec.c's list) */
 	unsigned njobs;
 	struct org_slots *orgs;
-	struct event *ev_term, *ev_int, *ev_grace, *ev_reap;
+	struct event *ev_term, *ev_int, *ev_grace, *ev_reap, *ev_flush;
+	unsigned flushing; /* replies handed to evhttp and not yet written out */
 	bool pool_down;
 	int exit_code;
 };
@@ -80,7 +81,9 @@ void server_reply_error(struct server *s, struct http_ctx *h, const char *code, 
                         const char *field);
 /* Starts a chunked 200 reply (headers only); the caller sends chunks and ends it. */
 void server_reply_start(struct server *s, struct http_ctx *h, const char *content_type);
-/* Logs a request whose reply was started with server_reply_start and has now ended. */
+/* Ends a reply begun with server_reply_start and logs the request. */
+void server_reply_end(struct server *s, struct http_ctx *h);
+/* Logs the request (server_reply and server_reply_end do it themselves). */
 void server_log_request(struct server *s, struct http_ctx *h);
 
 /* Per-org admission: true and one more running exec counted for org, or false when org
