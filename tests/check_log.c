@@ -55,6 +55,24 @@ START_TEST(lines_have_time_level_message_and_pairs)
 }
 END_TEST
 
+START_TEST(pairs_without_a_value_are_left_out)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	log_set_stream(f);
+	log_set_level(LOG_INFO);
+	log_kv(LOG_INFO, "request", "status", "404", "exec_id", (const char *)NULL, "error",
+	       "not_found", NULL);
+	log_set_stream(NULL);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(out, " msg=request status=404 error=not_found\n"));
+	ck_assert_ptr_null(strstr(out, "exec_id"));
+	free(out);
+}
+END_TEST
+
 START_TEST(long_values_are_cut_not_overflowed)
 {
 	char buf[32], big[100];
@@ -74,6 +92,7 @@ int main(void)
 	tcase_add_loop_test(tc, values_are_quoted_and_escaped, 0, sizeof(kvs) / sizeof(kvs[0]));
 	tcase_add_test(tc, lines_have_time_level_message_and_pairs);
 	tcase_add_test(tc, long_values_are_cut_not_overflowed);
+	tcase_add_test(tc, pairs_without_a_value_are_left_out);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
