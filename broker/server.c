@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -571,6 +572,33 @@ out:
 	return rc;
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->listener != NULL)
+		evconnlistener_enable(evhttp_bound_socket_get_listener(s->listener));
+}
+
+/* accept() failed, typically EMFILE: out of file descriptors (LimitNOFILE). The listening
+ * socket stays readable, so libevent would retry at once, forever; pause accepting for a
+ * second instead, while open connections finish and free descriptors. */
+static struct server *the_server; /* the listener's error callback gets evhttp's argument */
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct server *s = the_server;
+	struct timeval pause = {1, 0};
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	log_kv(LOG_WARN, "cannot accept connections; pausing for 1 s", "error", strerror(e), NULL);
+	evconnlistener_disable(l);
+	event_base_once(s->base, -1, EV_TIMEOUT, on_accept_resume, s, &pause);
+}
+
 static int setup_http(struct server *s, char *err, size_t errlen)
 {
 	char host[256];
@@ -600,6 +628,8 @@ static int setup_http(struct server *s, char *err, size_t errlen)
 		errf(err, errlen, "cannot listen on %s: %s", s->cfg->listen, strerror(errno));
 		return EB_ERR_IO;
 	}
+	the_server = s;
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(s->listener), on_accept_error);
 	return 0;
 }
 
