@@ -117,6 +117,7 @@ struct session {
 	bool owner_session; /* a session-level call (keepalive) owns the partial send */
 	bool driving;       /* inside session_drive: scheduling means another pass */
 	bool again;
+	uint64_t rx_bytes;         /* read from the socket by libssh2 (session_recv) */
 	struct pool_exec *owner;   /* the exec whose call owns the partial send */
 	struct pool_exec *starter; /* the exec opening a channel or starting its command */
 	struct timeval idle_since;
@@ -1514,6 +1515,18 @@ static bool exec_step(struct pool_exec *e)
 	}
 }
 
+/* libssh2's socket reads, counted (see session_drive_ready). */
+static ssize_t session_recv(libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract)
+{
+	struct session *s = *abstract;
+	ssize_t n = recv(fd, buf, len, flags);
+
+	if (n < 0)
+		return -errno;
+	s->rx_bytes += (uint64_t)n;
+	return n;
+}
+
 static void session_drive_ready(struct session *s)
 {
 	struct pool_exec *e, *next;
@@ -1535,8 +1548,14 @@ static void session_drive_ready(struct session *s)
 		if (!exec_step(e) || s->owner != NULL)
 			return;
 	}
-	/* Execs added or woken during a pass (a kill channel, a resume) get another pass. */
+	/* Execs added or woken during a pass (a kill channel, a resume) get another pass. So does
+	 * every pass in which libssh2 read from the socket: reading one channel queues the
+	 * packets of every channel, and a channel visited earlier in the pass would leave its
+	 * queued data (or its EOF, or CLOSE) unread while the socket stays quiet, its window
+	 * full: a stall. A pass that read nothing from the socket has drained every queue. */
 	do {
+		uint64_t rx = s->rx_bytes;
+
 		s->again = false;
 		TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
 		{
@@ -1545,6 +1564,8 @@ static void session_drive_ready(struct session *s)
 			if (s->owner != NULL || s->state != SESS_READY)
 				return;
 		}
+		if (s->rx_bytes != rx)
+			s->again = true;
 	} while (s->again);
 }
 
@@ -1563,7 +1584,10 @@ static void session_drive(struct session *s)
 			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
 			return;
 		}
-		s->ssh = libssh2_session_init();
+		s->ssh = libssh2_session_init_ex(NULL, NULL, NULL, s);
+		if (s->ssh != NULL)
+			libssh2_session_callback_set(s->ssh, LIBSSH2_CALLBACK_RECV,
+			                             (void *)session_recv);
 		if (s->ssh == NULL || hostkey_set_method_pref(s->ssh) != 0) {
 			session_connect_failed(s, POOL_FAIL_CONNECT,
 			                       "cannot create an SSH session");
