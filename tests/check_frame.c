@@ -147,12 +147,40 @@ START_TEST(frames_round_trip_any_bytes_any_cuts)
 }
 END_TEST
 
+/* Every ASCII byte, controls and quotes included, comes back exactly from a text frame. */
+START_TEST(text_frames_escape_every_ascii_byte)
+{
+	char src[128 * 3], *f;
+	size_t n = 0;
+	struct utf8_carry c = {0};
+	json_error_t je;
+	json_t *o;
+
+	for (int rep = 0; rep < 3; rep++)
+		for (int b = 0; b < 128; b++)
+			src[n++] = (char)b;
+	f = frame(&c, src, n, true);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_null(strstr(f, "encoding"));
+	ck_assert_int_eq(f[strlen(f) - 1], '\n');
+	ck_assert_ptr_null(memchr(f, '\n', strlen(f) - 1)); /* one line */
+	o = json_loads(f, JSON_ALLOW_NUL, &je);
+	ck_assert_msg(o != NULL, "%s: %s", je.text, f);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "stream")), "stdout");
+	ck_assert_uint_eq(json_string_length(json_object_get(o, "data")), n);
+	ck_assert_int_eq(memcmp(json_string_value(json_object_get(o, "data")), src, n), 0);
+	json_decref(o);
+	free(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("frame");
 	TCase *tc = tcase_create("frame");
 
 	tcase_add_test(tc, text_chunk_is_a_text_frame);
+	tcase_add_test(tc, text_frames_escape_every_ascii_byte);
 	tcase_add_test(tc, split_sequence_is_carried_not_base64);
 	tcase_add_loop_test(tc, invalid_utf8_is_base64, 0, sizeof(invalid) / sizeof(invalid[0]));
 	tcase_add_test(tc, final_flushes_an_unfinished_sequence_as_base64);
