@@ -699,6 +699,12 @@ static void send_final(struct exec_job *j)
 	} else if (j->http.req != NULL) {
 		send_last_frame(j);
 		unwatch_client(j);
+		/* evhttp takes "below the low watermark" for "written": with ours left in
+		 * place it would end the reply with up to STREAM_LOW_WATER bytes unsent, and
+		 * on a kept-alive connection stop writing them. */
+		if (j->evcon != NULL)
+			bufferevent_setwatermark(evhttp_connection_get_bufferevent(j->evcon),
+			                         EV_WRITE, 0, 0);
 		server_reply_end(j->srv, &j->http);
 	}
 	job_done(j);
