@@ -369,9 +369,11 @@ static void conn_lose_pg(struct conn *c)
 
 static void conn_connect_start(struct conn *c)
 {
-	/* Earlier keywords are defaults; the expanded conninfo after them overrides them. */
-	const char *const keys[] = {"fallback_application_name", "dbname", NULL};
-	const char *const vals[] = {"exec-broker", c->p->conninfo, NULL};
+	/* Earlier keywords are defaults; the expanded conninfo after them overrides them. A sent
+	 * statement cannot be cancelled without blocking (libpq 15), so the server bounds it. */
+	const char *const keys[] = {"fallback_application_name", "options", "dbname", NULL};
+	const char *const vals[] = {
+	    "exec-broker", "-c statement_timeout=" PGASYNC_STATEMENT_TIMEOUT, c->p->conninfo, NULL};
 	char why[256];
 
 	c->pg = PQconnectStartParams(keys, vals, 1);

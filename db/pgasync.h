@@ -22,6 +22,10 @@ struct pgasync_query;
 
 #define PGASYNC_MAX_CONNS 64
 
+/* Every connection's statement_timeout unless conninfo sets "options" itself: a statement
+ * that runs longer fails on the server (SQLSTATE 57014). */
+#define PGASYNC_STATEMENT_TIMEOUT "10s"
+
 /* SQLSTATEs of failures that did not come from a statement (class 08, as JDBC drivers use
  * them). UNAVAILABLE: the statement was never sent, no connection was free before its
  * deadline; the line starts "database unavailable: " and says why. LOST: the connection

@@ -299,6 +299,23 @@ START_TEST(many_queries_share_few_connections)
 }
 END_TEST
 
+START_TEST(statements_are_bounded_on_the_server)
+{
+	struct tloop t;
+	struct pgasync *p;
+	struct outcome o;
+	char db[512];
+
+	tloop_init(&t);
+	p = pool_up(&t, "pgasync_timeout", 1, db, sizeof(db));
+	run_one(&t, p, "SHOW statement_timeout", 0, NULL, &o);
+	ck_assert_msg(o.ok, "%s", o.error);
+	ck_assert_str_eq(o.cell[0], PGASYNC_STATEMENT_TIMEOUT);
+	pgasync_free(p);
+	tloop_free(&t);
+}
+END_TEST
+
 START_TEST(loop_runs_while_a_statement_sleeps)
 {
 	struct tloop t;
@@ -684,6 +701,7 @@ int main(void)
 	tcase_add_test(tc, rows_and_text_parameters_arrive_unchanged);
 	tcase_add_test(tc, many_queries_share_few_connections);
 	tcase_add_test(tc, loop_runs_while_a_statement_sleeps);
+	tcase_add_test(tc, statements_are_bounded_on_the_server);
 	tcase_add_test(tc, sql_errors_carry_sqlstate_and_keep_the_connection);
 	tcase_add_test(tc, killed_backend_fails_its_query_then_reconnects);
 	tcase_add_test(tc, cancelled_queued_query_never_calls_back);
