@@ -54,8 +54,9 @@ void pgasync_free(struct pgasync *p);
 /* Queues sql with nparams text parameters (params[i] may be NULL for SQL NULL; all are
  * copied); results come back as text. Queries run in order of arrival on the first free
  * connection. One that is still queued deadline_ms (> 0) from now fails with
- * PGASYNC_SQLSTATE_UNAVAILABLE. Once sent, a statement runs to completion or until its
- * connection breaks: bound it on the server (statement_timeout) if it may hang. Invalid
+ * PGASYNC_SQLSTATE_UNAVAILABLE. Once sent, a statement runs to completion, until its
+ * connection breaks, or until the server's statement_timeout (PGASYNC_STATEMENT_TIMEOUT
+ * unless conninfo sets options). Invalid
  * arguments are reported through cb. Returns a handle for pgasync_cancel, or NULL if out
  * of memory, if cb is NULL or if p is being freed. */
 struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int nparams,
