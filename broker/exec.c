@@ -331,6 +331,8 @@ static void on_denied_row(const PGresult *res, const char *error, const char *sq
 	(void)res;
 	(void)sqlstate;
 	j->q = NULL;
+	if (error == NULL)
+		j->http.exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
 	if (error != NULL) {
 		j->srv->metrics.audit_write_failures++;
 		log_kv(LOG_ERROR, "could not write a denied audit row", "request_id",
@@ -367,8 +369,6 @@ static void deny(struct exec_job *j, const char *code, const char *org, const ch
 	if (j->q == NULL) {
 		j->srv->metrics.audit_write_failures++;
 		deny_reply(j, &j->denial);
-	} else {
-		j->http.exec_id = j->exec_id;
 	}
 }
 
@@ -917,6 +917,8 @@ static void on_row_begun(const PGresult *res, const char *error, const char *sql
 	j->q = NULL;
 	j->audit_done = true;
 	j->audit_ok = error == NULL;
+	if (error == NULL)
+		j->http.exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
 	if (error != NULL) {
 		j->srv->metrics.audit_write_failures++;
 		/* A lost connection may have committed the insert: complete the row anyway (a
@@ -954,7 +956,6 @@ static void begin(struct exec_job *j)
 	char *store = NULL;
 
 	job_set_state(j, JOB_BEGIN);
-	j->http.exec_id = j->exec_id;
 	fill_audit(j, &b, j->org);
 	if (audit_begin_params(&b, params, &store) == 0)
 		j->q = pgasync_query(j->srv->db, audit_begin_sql, AUDIT_BEGIN_NPARAMS, params,
