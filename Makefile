@@ -66,16 +66,18 @@ $(BUILD)/libeb.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/tutil.o \
-		$(BUILD)/libeb.a
+		$(BUILD)/obj/tests/srvutil.o $(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) $(TEST_LIBS) -o $@
 
 # Benchmarks print figures and never fail on timing; see bench/README.md.
-bench: $(BUILD)/bench/bench_pool
+bench: $(BUILD)/bench/bench_pool $(BUILD)/bench/bench_exec $(BUILD)/exec-broker
 	$(Q)$(BUILD)/bench/bench_pool
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_exec
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/libeb.a
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/bench/benchutil.o $(BUILD)/obj/tests/harness.o \
+		$(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@
@@ -100,9 +102,11 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 install: $(BUILD)/exec-broker
 	install -D -m 0755 $(BUILD)/exec-broker $(DESTDIR)$(PREFIX)/bin/exec-broker
 
-run:
-	@echo "make run: the local demo (PostgreSQL, sshd, broker) arrives with the exec API; see README.md" >&2
-	@exit 1
+# The local demo (scripts/demo): PostgreSQL, an sshd workspace and the broker in the
+# foreground, state in var/demo; Ctrl-C stops all of it. Built after deps, like check.
+run: deps
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) $(BUILD)/exec-broker
+	$(Q)exec scripts/demo $(abspath $(BUILD)/exec-broker)
 
 format:
 	clang-format -i $(SOURCES)

@@ -1,0 +1,135 @@
+/* bench/benchutil.h: what the benchmarks share: latency series and their percentiles, the
+ * logins sshd accepted, the bare blocking libssh2 session that is every benchmark's floor,
+ * OpenSSH clients (fresh, and through a ControlMaster), execs through an in-process pool,
+ * and the BENCH_* counts. Everything runs against the harness's sshd (tests/harness.h). */
+#ifndef EB_BENCH_BENCHUTIL_H
+#define EB_BENCH_BENCHUTIL_H
+
+#include <libssh2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pool/pool.h"
+
+/* Execs in flight at once in the parallel phases. */
+#define BENCH_CONCURRENCY 32
+/* The deadline of every exec the benchmarks run through the pool. */
+#define BENCH_EXEC_DEADLINE_MS 30000
+/* Sequential execs run in turns of this many per way, so that load from outside the
+ * benchmark (the machine may be shared) falls on every way alike. */
+#define BENCH_BLOCK 10
+/* Every phase ends well within this; past it the phase counts as broken. */
+#define BENCH_PHASE_TIMEOUT_S 120
+
+/* Latencies of one way of running a command, in milliseconds. */
+struct series {
+	const char *name;
+	double *ms;
+	size_t n, cap;
+	unsigned failures; /* a way stops at its first failure */
+	char first_failure[256];
+	double wall_s; /* throughput: time from the first start to the last end, summed */
+	long logins;   /* SSH logins sshd accepted while this way ran */
+};
+
+uint64_t bench_now_ns(void); /* CLOCK_MONOTONIC */
+double bench_ms_since(uint64_t t0);
+
+int series_init(struct series *s, const char *name, size_t cap);
+void series_add(struct series *s, double ms);
+/* Counts a failure; the first one's text is kept. */
+void series_fail(struct series *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool series_ok(const struct series *s);
+/* Nearest-rank percentile q (0 < q <= 1). Sorts the series. */
+double series_pct(struct series *s, double q);
+/* Execs per second over wall_s. */
+double series_per_s(const struct series *s);
+
+/* SSH logins the harness's sshd (th.sshd) has accepted so far, from its log. */
+long bench_sshd_logins(void);
+
+/* A count from the environment (1 to 100000), else def. */
+size_t bench_env_count(const char *name, size_t def);
+
+/* The pool settings' defaults, from the broker's settings table: no file, no
+ * environment. */
+int bench_default_pool_config(struct pool_config *pc);
+
+/* ---- the floor: one bare libssh2 session in blocking mode to th.sshd ---- */
+
+struct floor {
+	int fd; /* -1 when closed */
+	LIBSSH2_SESSION *ssh;
+};
+
+/* Connects, checks the host key, authenticates with the client key. */
+int floor_open(struct floor *f, char *err, size_t errlen);
+void floor_close(struct floor *f);
+/* Channel, exec cmd, read to EOF, close, free: the least one exec over SSH can cost. 0 if
+ * the command exited 0; *bytes (may be NULL) receives how many output bytes were read. */
+int floor_exec(struct floor *f, const char *cmd, uint64_t *bytes, char *err, size_t errlen);
+/* n timed execs of cmd into s; stops at the first failure. */
+void floor_run(struct floor *f, struct series *s, const char *cmd, size_t n);
+
+/* ---- OpenSSH clients ---- */
+
+/* argv of one OpenSSH client run. -F /dev/null keeps the machine's ssh_config (GSSAPI,
+ * SendEnv...) and ~/.ssh/config out of every run. */
+struct ssh_argv {
+	char port[16], dest[96];
+	const char *v[40];
+	size_t n;
+};
+
+/* A client that logs in itself with the client key only (no agent keys) and runs command
+ * (NULL: none). opts (NULL-terminated) go before the destination. */
+void ssh_argv_direct(struct ssh_argv *a, const char *const *opts, const char *command);
+/* A mux client of the master on sock, running `true`, or the control command op. It has
+ * no key and knows no host key: were the master unreachable, ssh's fallback to a direct
+ * connection would fail instead of being timed as a multiplexed exec. */
+void ssh_argv_mux(struct ssh_argv *a, const char *sock, const char *op);
+
+/* Runs argv to its end with stdin and stdout on /dev/null (stderr too when quiet): 0 if
+ * it exited 0. Waits for that pid only: the harness reaps its own children by pid. */
+int bench_run_wait(const char *const argv[], bool quiet, char *err, size_t errlen);
+/* n timed runs of argv into s; stops at the first failure. */
+void ssh_run_sequential(const char *const argv[], struct series *s, size_t n);
+/* Keeps concurrency (at most BENCH_CONCURRENCY) copies of argv running until total have
+ * run, timing each. */
+void ssh_run_parallel(const char *const argv[], struct series *s, size_t total, size_t concurrency);
+
+/* Starts a ControlMaster on sock and waits until it answers -O check. */
+int master_start(const char *sock, char *err, size_t errlen);
+void master_stop(const char *sock);
+
+/* ---- execs through an in-process pool ---- */
+
+struct pool_run;
+
+struct pool_job {
+	struct pool_run *run;
+	uint64_t t0;
+};
+
+struct pool_run {
+	struct event_base *base;
+	struct pool *p;
+	struct pool_target target;
+	const struct command_spec *spec;
+	struct series *out;
+	size_t total, launched, finished;
+	bool stop;             /* the phase timed out: launch nothing more */
+	uint64_t stdout_bytes; /* output handed to the data callback, over all execs */
+	struct pool_job jobs[BENCH_CONCURRENCY];
+};
+
+/* Runs total execs of r->spec through the pool, concurrency (at most BENCH_CONCURRENCY)
+ * of them in flight at all times, timing each from pool_lease_acquire to its finished
+ * callback; an exec counts only if it exited 0. */
+void pool_run_execs(struct pool_run *r, struct series *out, size_t total, size_t concurrency);
+/* Shuts the pool down (waiting up to 10 s) and frees it and the base. */
+void pool_run_close(struct pool_run *r);
+
+#endif
