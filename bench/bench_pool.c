@@ -156,23 +156,6 @@ static void bench_parallel(struct bench *b)
 
 /* ------------------------------------------------------------------ report */
 
-static void print_row(struct series *s, struct series *fl)
-{
-	double p50, p99;
-
-	if (!series_ok(s)) {
-		printf("  %-42s broken (see failures)\n", s->name);
-		return;
-	}
-	p50 = series_pct(s, 0.50);
-	p99 = series_pct(s, 0.99);
-	if (series_ok(fl))
-		printf("  %-42s %8.2f %8.2f %8.2fx %8.2fx\n", s->name, p50, p99,
-		       p50 / series_pct(fl, 0.50), p99 / series_pct(fl, 0.99));
-	else
-		printf("  %-42s %8.2f %8.2f %9s %9s\n", s->name, p50, p99, "-", "-");
-}
-
 static void print_ratio(const char *label, struct series *num, struct series *den,
                         const char *target, bool at_most, double bound)
 {
@@ -213,7 +196,7 @@ static void bench_report(struct bench *b)
 	snprintf(title, sizeof(title), "sequential execs of `true`, N=%zu each", b->n);
 	printf("\n%-44s %8s %8s %9s %9s\n", title, "p50 ms", "p99 ms", "p50/floor", "p99/floor");
 	for (enum way w = 0; w < WAY_COUNT; w++)
-		print_row(&b->seq[w], &b->seq[WAY_FLOOR]);
+		bench_print_row(&b->seq[w], &b->seq[WAY_FLOOR]);
 	printf("(the ways took turns, %d execs each, so that outside load fell on all alike)\n",
 	       BENCH_BLOCK);
 	printf("\nnote: each pool exec runs the pool's wrapper on the host, not bare `true`:\n"

@@ -626,3 +626,20 @@ void master_stop(const char *sock)
 	if (bench_run_wait(a.v, true, err, sizeof(err)) != 0)
 		fprintf(stderr, "bench: stopping the ControlMaster: %s\n", err);
 }
+
+void bench_print_row(struct series *s, struct series *fl)
+{
+	double p50, p99;
+
+	if (!series_ok(s)) {
+		printf("  %-42s broken (see failures)\n", s->name);
+		return;
+	}
+	p50 = series_pct(s, 0.50);
+	p99 = series_pct(s, 0.99);
+	if (series_ok(fl))
+		printf("  %-42s %8.2f %8.2f %8.2fx %8.2fx\n", s->name, p50, p99,
+		       p50 / series_pct(fl, 0.50), p99 / series_pct(fl, 0.99));
+	else
+		printf("  %-42s %8.2f %8.2f %9s %9s\n", s->name, p50, p99, "-", "-");
+}

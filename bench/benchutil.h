@@ -44,6 +44,8 @@ void series_fail(struct series *s, const char *fmt, ...) __attribute__((format(p
 bool series_ok(const struct series *s);
 /* Nearest-rank percentile q (0 < q <= 1). Sorts the series. */
 double series_pct(struct series *s, double q);
+/* One table row: s's p50 and p99 in ms, and their ratios to fl's ("-" if fl broke). */
+void bench_print_row(struct series *s, struct series *fl);
 /* Execs per second over wall_s. */
 double series_per_s(const struct series *s);
 

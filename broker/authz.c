@@ -15,6 +15,24 @@ const char authz_lookup_sql[] =
     " coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id)) "
     "FROM t LEFT JOIN workspaces w ON w.id = $2";
 
+void authz_row_from_result(const PGresult *res, struct authz_row *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (PQntuples(res) != 1)
+		return;
+	r->token_found = true;
+	r->kind = PQgetvalue(res, 0, 0);
+	r->token_org = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
+	r->token_ws = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+	r->expired = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+	r->revoked = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+	r->ws_found = !PQgetisnull(res, 0, 5);
+	r->ws_id = PQgetvalue(res, 0, 5);
+	r->ws_org = PQgetvalue(res, 0, 6);
+	r->ws_state = PQgetvalue(res, 0, 7);
+	r->ws_tier = atoi(PQgetvalue(res, 0, 8));
+}
+
 static bool reaches(const struct authz_row *r)
 {
 	if (strcmp(r->kind, "admin") == 0)

@@ -5,6 +5,7 @@
 #ifndef EB_BROKER_AUTHZ_H
 #define EB_BROKER_AUTHZ_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 
 /* $1: hex SHA-256 of the token, $2: workspace id. At most one row: the token's, with the
@@ -24,6 +25,9 @@ struct authz_row {
 	const char *ws_id, *ws_org, *ws_state;
 	int ws_tier;
 };
+
+/* Fills *r from the lookup's result (0 or 1 row); r's strings point into res. */
+void authz_row_from_result(const PGresult *res, struct authz_row *r);
 
 enum authz_verdict {
 	AUTHZ_OK,

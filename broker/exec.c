@@ -484,6 +484,19 @@ static void job_complete(struct exec_job *j)
 
 static void send_chunk(struct exec_job *j, const char *data, size_t len);
 
+/* Sends o (taken over) as one NDJSON line. */
+static void send_json_frame(struct exec_job *j, json_t *o)
+{
+	char *line = json_dumps(o, JSON_COMPACT);
+
+	json_decref(o);
+	if (line != NULL) {
+		send_chunk(j, line, strlen(line));
+		send_chunk(j, "\n", 1);
+	}
+	free(line);
+}
+
 static json_t *counts(struct exec_job *j, json_t *o)
 {
 	json_object_set_new(o, "duration_ms", json_integer(j->duration_ms));
@@ -517,7 +530,6 @@ static void send_last_frame(struct exec_job *j)
 {
 	json_t *o;
 	const char *code, *msg;
-	char *line;
 
 	for (int i = 1; i <= 2; i++) {
 		char *f = NULL;
@@ -546,13 +558,7 @@ static void send_last_frame(struct exec_job *j)
 		o = counts(j, json_pack("{s:{s:s, s:s}, s:s}", "error", "code", code, "message",
 		                        msg, "exec_id", j->exec_id));
 	}
-	line = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (line != NULL) {
-		send_chunk(j, line, strlen(line));
-		send_chunk(j, "\n", 1);
-	}
-	free(line);
+	send_json_frame(j, o);
 }
 
 /* Buffered mode: one JSON document. */
@@ -748,7 +754,6 @@ static void on_started(struct pool_exec *e, void *arg)
 {
 	struct exec_job *j = arg;
 	json_t *o;
-	char *line;
 
 	(void)e;
 	job_set_state(j, JOB_RUNNING);
@@ -762,13 +767,7 @@ static void on_started(struct pool_exec *e, void *arg)
 	                         STREAM_LOW_WATER, 0);
 	o = json_pack("{s:s, s:s, s:i}", "exec_id", j->exec_id, "workspace_id", j->ws_id,
 	              "timeout_s", j->req.timeout_s);
-	line = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (line != NULL) {
-		send_chunk(j, line, strlen(line));
-		send_chunk(j, "\n", 1);
-	}
-	free(line);
+	send_json_frame(j, o);
 }
 
 static void on_data(struct pool_exec *e, enum pool_stream s, const char *buf, size_t len, void *arg)
@@ -859,6 +858,17 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 
 /* ---- begin: the row and the lease ---- */
 
+static void job_spec(const struct exec_job *j, struct command_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->argv = j->req.argv;
+	spec->argc = j->req.argc;
+	spec->env_names = j->req.env_names;
+	spec->env_values = j->req.env_values;
+	spec->nenv = j->req.nenv;
+	spec->cwd = j->req.cwd;
+}
+
 static void begin_step(struct exec_job *j)
 {
 	static const struct pool_exec_callbacks cbs = {on_started, on_data, on_finished};
@@ -891,13 +901,7 @@ static void begin_step(struct exec_job *j)
 		job_complete(j);
 		return;
 	}
-	memset(&spec, 0, sizeof(spec));
-	spec.argv = j->req.argv;
-	spec.argc = j->req.argc;
-	spec.env_names = j->req.env_names;
-	spec.env_values = j->req.env_values;
-	spec.nenv = j->req.nenv;
-	spec.cwd = j->req.cwd;
+	job_spec(j, &spec);
 	job_set_state(j, JOB_STARTING);
 	j->exec = pool_exec_start(j->lease, &spec, j->req.stdin_data, j->req.stdin_len,
 	                          &j->deadline, &cbs, j);
@@ -1002,19 +1006,7 @@ static void on_authz(const PGresult *res, const char *error, const char *sqlstat
 		job_done(j);
 		return;
 	}
-	if (PQntuples(res) == 1) {
-		r.token_found = true;
-		r.kind = PQgetvalue(res, 0, 0);
-		r.token_org = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
-		r.token_ws = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
-		r.expired = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-		r.revoked = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
-		r.ws_found = !PQgetisnull(res, 0, 5);
-		r.ws_id = PQgetvalue(res, 0, 5);
-		r.ws_org = PQgetvalue(res, 0, 6);
-		r.ws_state = PQgetvalue(res, 0, 7);
-		r.ws_tier = atoi(PQgetvalue(res, 0, 8));
-	}
+	authz_row_from_result(res, &r);
 	v = authz_decide(&r, j->srv->cfg->min_exec_tier, j->reason != NULL);
 	if (v == AUTHZ_UNAUTHORIZED) {
 		reply_error(j, "unauthorized",
@@ -1189,13 +1181,7 @@ void exec_handle(struct server *s, struct http_ctx *h, const char *workspace_id)
 		goto done;
 	}
 	/* The quoted command must fit in one SSH packet (see pool/command.h). */
-	memset(&spec, 0, sizeof(spec));
-	spec.argv = j->req.argv;
-	spec.argc = j->req.argc;
-	spec.env_names = j->req.env_names;
-	spec.env_values = j->req.env_values;
-	spec.nenv = j->req.nenv;
-	spec.cwd = j->req.cwd;
+	job_spec(j, &spec);
 	spec.timeout_s = j->req.timeout_s;
 	spec.kill_after_s = s->cfg->pool_kill_grace_s;
 	rc = command_build(&spec, &cmd, cmderr, sizeof(cmderr));

@@ -79,19 +79,7 @@ static enum authz_verdict decide(int tok, const char *ws, bool reason)
 	res = PQexecParams(c, authz_lookup_sql, 2, NULL, params, NULL, NULL, 0);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	ck_assert_int_le(PQntuples(res), 1);
-	if (PQntuples(res) == 1) {
-		row.token_found = true;
-		row.kind = PQgetvalue(res, 0, 0);
-		row.token_org = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
-		row.token_ws = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
-		row.expired = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-		row.revoked = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
-		row.ws_found = !PQgetisnull(res, 0, 5);
-		row.ws_id = PQgetvalue(res, 0, 5);
-		row.ws_org = PQgetvalue(res, 0, 6);
-		row.ws_state = PQgetvalue(res, 0, 7);
-		row.ws_tier = atoi(PQgetvalue(res, 0, 8));
-	}
+	authz_row_from_result(res, &row);
 	v = authz_decide(&row, 3, reason);
 	PQclear(res);
 	PQfinish(c);
