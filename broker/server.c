@@ -626,6 +626,9 @@ static int setup_http(struct server *s, char *err, size_t errlen)
 	}
 	evhttp_set_max_headers_size(s->http, MAX_HEADERS_BYTES);
 	evhttp_set_max_body_size(s->http, s->cfg->max_body_bytes);
+	/* Over the limit, read (and drop) the rest of the body before the 413: a client still
+	 * sending when the connection closed would get a reset instead of the answer. */
+	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_timeout(s->http, s->cfg->http_idle_timeout_s);
 	/* Every method evhttp parses reaches on_request, which answers 405 with Allow in the
 	 * API's error format rather than evhttp's 501 page. */
