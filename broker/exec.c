@@ -112,6 +112,7 @@ struct exec_job {
 	struct utf8_carry carry[3];
 	struct evbuffer *kept[3]; /* buffered mode: the output up to the cap */
 	bool paused;
+	struct evbuffer *chunk; /* streaming: the next HTTP chunk, reused */
 
 	struct event *retry;
 	int end_attempts;
@@ -270,6 +271,8 @@ static void job_free(struct exec_job *j)
 	for (int i = 1; i <= 2; i++)
 		if (j->kept[i] != NULL)
 			evbuffer_free(j->kept[i]);
+	if (j->chunk != NULL)
+		evbuffer_free(j->chunk);
 	request_free(&j->req);
 	free(j->reason);
 	free(j);
@@ -483,18 +486,26 @@ static void job_complete(struct exec_job *j)
 /* ---- replies ---- */
 
 static void send_chunk(struct exec_job *j, const char *data, size_t len);
+static void send_frame(struct exec_job *j, char *line, size_t len);
 
 /* Sends o (taken over) as one NDJSON line. */
 static void send_json_frame(struct exec_job *j, json_t *o)
 {
-	char *line = json_dumps(o, JSON_COMPACT);
+	char *line = json_dumps(o, JSON_COMPACT), *framed;
+	size_t n;
 
 	json_decref(o);
-	if (line != NULL) {
-		send_chunk(j, line, strlen(line));
-		send_chunk(j, "\n", 1);
+	if (line == NULL)
+		return;
+	n = strlen(line);
+	framed = realloc(line, n + 2);
+	if (framed == NULL) {
+		free(line);
+		return;
 	}
-	free(line);
+	framed[n] = '\n';
+	framed[n + 1] = '\0';
+	send_frame(j, framed, n + 1);
 }
 
 static json_t *counts(struct exec_job *j, json_t *o)
@@ -526,6 +537,19 @@ static const char *outcome_error(const struct exec_job *j, const char **message)
 	}
 }
 
+/* The API code of an outcome when it is told in a plain reply rather than a last frame:
+ * nobody is left to read "cancelled", and a refused request says "shutting_down". */
+static const char *reply_code(const struct exec_job *j)
+{
+	const char *msg, *code = outcome_error(j, &msg);
+
+	if (strcmp(code, "shutdown") == 0)
+		return "shutting_down";
+	if (strcmp(code, "cancelled") == 0)
+		return "transport_error";
+	return code;
+}
+
 static void send_last_frame(struct exec_job *j)
 {
 	json_t *o;
@@ -537,8 +561,7 @@ static void send_last_frame(struct exec_job *j)
 		if (!j->truncated[i] && j->carry[i].len > 0 &&
 		    frame_output(stream_names[i], &j->carry[i], NULL, 0, true, &f) == 0 &&
 		    f != NULL)
-			send_chunk(j, f, strlen(f));
-		free(f);
+			send_frame(j, f, strlen(f));
 	}
 	if (j->outcome.kind == POOL_EXITED || j->outcome.kind == POOL_SIGNALED) {
 		o = json_object();
@@ -571,11 +594,8 @@ static void send_document(struct exec_job *j)
 	int status = 200;
 
 	if (j->outcome.kind != POOL_EXITED && j->outcome.kind != POOL_SIGNALED) {
-		code = outcome_error(j, &msg);
-		if (strcmp(code, "shutdown") == 0)
-			code = "shutting_down";
-		if (strcmp(code, "cancelled") == 0)
-			code = "transport_error"; /* nobody is listening */
+		outcome_error(j, &msg);
+		code = reply_code(j);
 		status = apierr_status(code);
 		o = counts(j, json_pack("{s:{s:s, s:s}, s:s}", "error", "code", code, "message",
 		                        msg, "exec_id", j->exec_id));
@@ -683,7 +703,6 @@ static void drop_client(struct exec_job *j)
 
 static void send_final(struct exec_job *j)
 {
-	const char *msg;
 
 	if (j->client_gone) {
 		drop_client(j);
@@ -692,11 +711,7 @@ static void send_final(struct exec_job *j)
 	}
 	if (j->fail_code == NULL && j->streaming && j->http.status == 0) {
 		/* Ended before the reply started (the client left first): a plain error. */
-		j->fail_code = outcome_error(j, &msg);
-		if (strcmp(j->fail_code, "shutdown") == 0)
-			j->fail_code = "shutting_down";
-		else if (strcmp(j->fail_code, "cancelled") == 0)
-			j->fail_code = "transport_error";
+		j->fail_code = reply_code(j);
 	}
 	if (j->fail_code != NULL) {
 		send_start_failure(j);
@@ -729,25 +744,49 @@ static void on_drained(struct evhttp_connection *evcon, void *arg)
 	}
 }
 
-static void send_chunk(struct exec_job *j, const char *data, size_t len)
+static bool can_send(const struct exec_job *j)
 {
-	struct evbuffer *b;
+	return j->http.req != NULL && j->evcon != NULL && !j->client_gone && j->chunk != NULL;
+}
+
+/* Hands j->chunk to evhttp as one HTTP chunk (evhttp moves its memory, no copy) and pauses
+ * the exec when the client falls behind. */
+static void flush_chunk(struct exec_job *j)
+{
 	struct bufferevent *bev;
 
-	if (j->http.req == NULL || j->evcon == NULL || j->client_gone)
-		return;
-	b = evbuffer_new();
-	if (b == NULL)
-		return;
-	evbuffer_add(b, data, len);
-	evhttp_send_reply_chunk_with_cb(j->http.req, b, on_drained, j);
-	evbuffer_free(b);
+	evhttp_send_reply_chunk_with_cb(j->http.req, j->chunk, on_drained, j);
 	bev = evhttp_connection_get_bufferevent(j->evcon);
 	if (!j->paused && j->exec != NULL && !j->finished &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) > STREAM_HIGH_WATER) {
 		j->paused = true;
 		pool_exec_pause(j->exec);
 	}
+}
+
+static void send_chunk(struct exec_job *j, const char *data, size_t len)
+{
+	if (!can_send(j))
+		return;
+	evbuffer_add(j->chunk, data, len);
+	flush_chunk(j);
+}
+
+static void free_frame(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	free((void *)data);
+}
+
+/* Sends line (malloc'd, taken over) without copying it. */
+static void send_frame(struct exec_job *j, char *line, size_t len)
+{
+	if (!can_send(j) || evbuffer_add_reference(j->chunk, line, len, free_frame, NULL) != 0) {
+		free(line);
+		return;
+	}
+	flush_chunk(j);
 }
 
 static void on_started(struct pool_exec *e, void *arg)
@@ -763,6 +802,7 @@ static void on_started(struct pool_exec *e, void *arg)
 	/* From here on evhttp reads the socket and reports a hang-up itself. */
 	stop_watching(j);
 	server_reply_start(j->srv, &j->http, "application/x-ndjson");
+	j->chunk = evbuffer_new();
 	bufferevent_setwatermark(evhttp_connection_get_bufferevent(j->evcon), EV_WRITE,
 	                         STREAM_LOW_WATER, 0);
 	o = json_pack("{s:s, s:s, s:i}", "exec_id", j->exec_id, "workspace_id", j->ws_id,
@@ -791,8 +831,7 @@ static void on_data(struct pool_exec *e, enum pool_stream s, const char *buf, si
 	} else if (n > 0 || n < len) {
 		if (frame_output(stream_names[s], &j->carry[s], buf, n, n < len, &f) == 0 &&
 		    f != NULL)
-			send_chunk(j, f, strlen(f));
-		free(f);
+			send_frame(j, f, strlen(f));
 	}
 	if (n < len) {
 		j->truncated[s] = true;
@@ -836,18 +875,10 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 	j->outcome = *o;
 	if (!j->started) {
 		/* Never ran: the reply is a plain error with a real status. */
-		if (o->kind == POOL_TIMEOUT)
-			j->fail_code = "exec_timeout";
-		else if (o->kind == POOL_SHUTDOWN)
-			j->fail_code = "shutting_down";
-		else if (o->kind == POOL_FAILED_TO_START)
-			j->fail_code = fail_code_of(o->fail_reason);
-		else if (o->kind == POOL_CANCELLED)
-			j->fail_code = "transport_error"; /* the client is gone; nobody reads it */
-		else
-			j->fail_code = "transport_error";
 		if (o->kind == POOL_FAILED_TO_START)
-			j->error_code = j->fail_code;
+			j->fail_code = j->error_code = fail_code_of(o->fail_reason);
+		else
+			j->fail_code = reply_code(j);
 	}
 	if (o->detail[0] != '\0')
 		log_kv(o->kind == POOL_EXITED ? LOG_DEBUG : LOG_INFO, "exec ended", "request_id",
