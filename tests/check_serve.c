@@ -724,10 +724,7 @@ START_TEST(timeout_kills_the_remote_command)
 	char *v;
 
 	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
-	su_frames_init(&f);
-	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
-	su_frames_free(&f);
-	sv_read_pids(pidf, pids);
+	sv_wait_sleeper(&s, pidf, pids);
 	su_stream_finish(&s, &r);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(su_frame(&f, 0), "timeout_s"), 2);
@@ -1153,16 +1150,12 @@ START_TEST(client_disconnect_cancels_and_kills)
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100));
 	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
 	struct su_stream s;
-	struct su_frames f;
 	char rid[80], *st;
 	pid_t pids[2];
 
 	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
 	snprintf(rid, sizeof(rid), "%s", s.r.rid);
-	su_frames_init(&f);
-	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
-	su_frames_free(&f);
-	sv_read_pids(pidf, pids);
+	sv_wait_sleeper(&s, pidf, pids);
 	ck_assert(su_pid_alive(pids[0]) && su_pid_alive(pids[1]));
 	su_stream_abort(&s);
 	st = sv_row_final(W.db, rid);
@@ -1219,10 +1212,7 @@ START_TEST(broken_ssh_mid_run_is_a_transport_error)
 	char *v;
 
 	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
-	su_frames_init(&f);
-	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
-	su_frames_free(&f);
-	sv_read_pids(pidf, pids);
+	sv_wait_sleeper(&s, pidf, pids);
 	ck_assert_int_eq(th_sshd_cut_sessions(&W.cut), 0);
 	su_stream_finish(&s, &r);
 	sv_stream(&r, &f);
@@ -1451,15 +1441,8 @@ START_TEST(audit_row_records_the_request)
 }
 END_TEST
 
-/* One test case per test, so that CK_RUN_CASE=<test name> runs one alone. */
-#define ADD_LOOP(s, fn, n)                                                                         \
-	do {                                                                                       \
-		TCase *tc_ = tcase_create(#fn);                                                    \
-		tcase_set_timeout(tc_, 90);                                                        \
-		tcase_add_loop_test(tc_, fn, 0, (int)(n));                                         \
-		suite_add_tcase(s, tc_);                                                           \
-	} while (0)
-#define ADD(s, fn) ADD_LOOP(s, fn, 1)
+#define ADD_LOOP(s, fn, n) SU_ADD_LOOP(s, fn, n, 90)
+#define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
 int main(void)
 {

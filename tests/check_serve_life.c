@@ -458,10 +458,7 @@ START_TEST(sigterm_past_the_grace_kills_with_shutdown)
 
 	start_broker(&b, "eb-life-grace", "shutdown_grace_s = 1\npool_kill_grace_s = 1\n");
 	ck_assert_int_eq(su_stream_open(&s, b.port, &q), 0);
-	su_frames_init(&f);
-	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
-	su_frames_free(&f);
-	sv_read_pids(pidf, pids);
+	sv_wait_sleeper(&s, pidf, pids);
 	ck_assert_int_eq(kill(b.pid, SIGTERM), 0);
 	su_stream_finish(&s, &r);
 	sv_stream(&r, &f);
@@ -656,15 +653,8 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 }
 END_TEST
 
-/* One test case per test, so that CK_RUN_CASE=<test name> runs one alone. */
-#define ADD_LOOP(s, fn, n)                                                                         \
-	do {                                                                                       \
-		TCase *tc_ = tcase_create(#fn);                                                    \
-		tcase_set_timeout(tc_, 120);                                                       \
-		tcase_add_loop_test(tc_, fn, 0, (int)(n));                                         \
-		suite_add_tcase(s, tc_);                                                           \
-	} while (0)
-#define ADD(s, fn) ADD_LOOP(s, fn, 1)
+#define ADD_LOOP(s, fn, n) SU_ADD_LOOP(s, fn, n, 120)
+#define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
 int main(void)
 {

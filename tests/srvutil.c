@@ -1674,3 +1674,13 @@ void sv_read_pids(const char *path, pid_t pids[2])
 	ck_assert_msg(sscanf(s, "%d %d", &pids[0], &pids[1]) == 2, "pids: %s", s);
 	free(s);
 }
+
+void sv_wait_sleeper(struct su_stream *s, const char *pidf, pid_t pids[2])
+{
+	struct su_frames f;
+
+	su_frames_init(&f);
+	sv_stream_until(s, &f, sv_out_has, "ready", "ready");
+	su_frames_free(&f);
+	sv_read_pids(pidf, pids);
+}

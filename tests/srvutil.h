@@ -249,4 +249,16 @@ char *sv_log_request(const char *log, const char *rid);
 /* GET /metrics of the broker on port, as text. */
 char *sv_metrics(int port);
 
+/* Reads s until SU_SLEEPER has printed "ready", then reads both its pids from pidf. */
+void sv_wait_sleeper(struct su_stream *s, const char *pidf, pid_t pids[2]);
+
+/* One Check test case per test, so that CK_RUN_CASE=<test name> runs one alone. */
+#define SU_ADD_LOOP(s, fn, n, timeout_s)                                                           \
+	do {                                                                                       \
+		TCase *tc_ = tcase_create(#fn);                                                    \
+		tcase_set_timeout(tc_, (timeout_s));                                               \
+		tcase_add_loop_test(tc_, fn, 0, (int)(n));                                         \
+		suite_add_tcase(s, tc_);                                                           \
+	} while (0)
+
 #endif
