@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/apierr.h"
+
 const char authz_lookup_sql[] =
     "WITH t AS ("
     " UPDATE api_tokens SET last_used_at = now()"
@@ -14,6 +16,35 @@ const char authz_lookup_sql[] =
     " w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
     " coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id)) "
     "FROM t LEFT JOIN workspaces w ON w.id = $2";
+
+const char authz_token_sql[] =
+    "UPDATE api_tokens t SET last_used_at = now()"
+    " WHERE secret_sha256 = decode($1, 'hex')"
+    " RETURNING kind, expires_at <= now(), revoked_at IS NOT NULL,"
+    "  coalesce(org_id, (SELECT w.org_id FROM workspaces w WHERE w.id = t.workspace_id)),"
+    "  workspace_id";
+
+const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN + 1],
+                         char actor[AUTHZ_ACTOR_LEN + 1])
+{
+	char buf[TOKEN_LEN + 1];
+	const char *token;
+	unsigned long len;
+
+	if (authorization == NULL)
+		return "an Authorization: Bearer <token> header is required";
+	if (apierr_parse_bearer(authorization, &token, &len) != 0 || len > TOKEN_LEN ||
+	    token_check_format(token, len) != 0)
+		return "the Authorization header must be \"Bearer ebk_...\" with a token made by "
+		       "`exec-broker token create`";
+	memcpy(buf, token, len);
+	buf[len] = '\0';
+	token_hash_hex(buf, len, hash);
+	memcpy(actor, "token:", 6);
+	token_public_prefix(buf, actor + 6);
+	explicit_bzero(buf, sizeof(buf));
+	return NULL;
+}
 
 void authz_row_from_result(const PGresult *res, struct authz_row *r)
 {

@@ -8,6 +8,21 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "broker/token.h"
+
+#define AUTHZ_ACTOR_LEN (6 + TOKEN_PUBLIC_LEN) /* "token:" and the public prefix */
+
+/* The token of an Authorization header: NULL, its hex SHA-256 in hash and the audit actor
+ * ("token:<public prefix>") in actor; or, when the header is missing or not
+ * "Bearer <token>" with a well-formed token, the message of the 401. The token itself is
+ * wiped from the stack before returning. */
+const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN + 1],
+                         char actor[AUTHZ_ACTOR_LEN + 1]);
+
+/* $1: hex SHA-256 of the token. At most one row: kind, expired, revoked, the token's org
+ * (for a workspace token, its workspace's org), its workspace. Stamps last_used_at. */
+extern const char authz_token_sql[];
+
 /* $1: hex SHA-256 of the token, $2: workspace id. At most one row: the token's, with the
  * workspace's columns NULL when there is no such workspace. Also stamps last_used_at.
  * Columns: kind, token org, token workspace, expired, revoked; workspace id, org, state,

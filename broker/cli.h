@@ -61,5 +61,6 @@ int cli_connect(struct cli *cli, PGconn **conn);
 int cli_migrate(struct cli *cli, int argc, char **argv);
 int cli_workspace(struct cli *cli, int argc, char **argv);
 int cli_token(struct cli *cli, int argc, char **argv);
+int cli_audit(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -81,7 +81,7 @@ struct exec_job {
 
 	char ws_id[80];
 	char token_hash[TOKEN_HASH_HEX_LEN + 1];
-	char actor[8 + TOKEN_PUBLIC_LEN + 1];
+	char actor[AUTHZ_ACTOR_LEN + 1];
 	char *reason; /* X-Break-Glass-Reason, or NULL */
 	struct exec_request req;
 	struct timeval deadline; /* arrival + timeout_s, CLOCK_MONOTONIC */
@@ -1145,11 +1145,9 @@ void exec_handle(struct server *s, struct http_ctx *h, const char *workspace_id)
 	                             (size_t)s->cfg->max_body_bytes};
 	struct request_error rerr;
 	struct evbuffer *body;
-	const char *token;
-	unsigned long tlen;
 	struct exec_job *j;
-	const char *params[2];
-	char token_buf[TOKEN_LEN + 1], *cmd = NULL, cmderr[160];
+	const char *params[2], *why;
+	char *cmd = NULL, cmderr[160];
 	struct command_spec spec;
 	int rc;
 
@@ -1176,25 +1174,11 @@ void exec_handle(struct server *s, struct http_ctx *h, const char *workspace_id)
 		            NULL);
 		goto done;
 	}
-	if (auth == NULL) {
-		reply_error(j, "unauthorized",
-		            "an Authorization: Bearer <token> header is required", NULL);
+	why = authz_bearer(auth, j->token_hash, j->actor);
+	if (why != NULL) {
+		reply_error(j, "unauthorized", why, NULL);
 		goto done;
 	}
-	if (apierr_parse_bearer(auth, &token, &tlen) != 0 || tlen > TOKEN_LEN ||
-	    token_check_format(token, tlen) != 0) {
-		reply_error(j, "unauthorized",
-		            "the Authorization header must be \"Bearer ebk_...\" with a token made "
-		            "by `exec-broker token create`",
-		            NULL);
-		goto done;
-	}
-	memcpy(token_buf, token, tlen);
-	token_buf[tlen] = '\0';
-	token_hash_hex(token_buf, tlen, j->token_hash);
-	token_public_prefix(token_buf, j->actor + 6);
-	memcpy(j->actor, "token:", 6);
-	explicit_bzero(token_buf, sizeof(token_buf));
 	if (reason != NULL) {
 		if (!apierr_reason_valid(reason)) {
 			reply_error(j, "invalid_request",

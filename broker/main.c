@@ -24,6 +24,7 @@ static void usage(FILE *out)
 	        "  workspace add|set|list|remove|hostkey\n"
 	        "                                 manage workspaces and pin their host keys\n"
 	        "  token create|list|revoke       manage API tokens\n"
+	        "  audit [verify]                 review the audit log; check its hash chain\n"
 	        "  config                         print the effective settings, secrets redacted\n"
 	        "  version                        print the version\n"
 	        "\n"
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
 		rc = cli_workspace(&cli, argc, argv);
 	else if (strcmp(cmd, "token") == 0)
 		rc = cli_token(&cli, argc, argv);
+	else if (strcmp(cmd, "audit") == 0)
+		rc = cli_audit(&cli, argc, argv);
 	else if (strcmp(cmd, "config") == 0)
 		rc = cmd_config(&cli, argc, argv);
 	else if (strcmp(cmd, "serve") == 0)

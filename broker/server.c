@@ -221,7 +221,7 @@ static void maybe_exit(struct server *s)
 {
 	struct timeval wait = {FLUSH_WAIT_S, 0};
 
-	if (s->state != SERVER_STOPPING || !s->pool_down || s->njobs != 0)
+	if (s->state != SERVER_STOPPING || !s->pool_down || s->njobs != 0 || s->pending != 0)
 		return;
 	if (s->flushing == 0) {
 		event_base_loopexit(s->base, NULL);
@@ -232,6 +232,17 @@ static void maybe_exit(struct server *s)
 		if (s->ev_flush == NULL || evtimer_add(s->ev_flush, &wait) != 0)
 			event_base_loopexit(s->base, NULL);
 	}
+}
+
+void server_pending_add(struct server *s)
+{
+	s->pending++;
+}
+
+void server_pending_done(struct server *s)
+{
+	s->pending--;
+	maybe_exit(s);
 }
 
 static void on_pool_down(void *arg)
@@ -423,6 +434,7 @@ static void on_readyz(const PGresult *res, const char *error, const char *sqlsta
 	} else {
 		reply_json_obj(r->s, &r->h, 200, json_pack("{s:s}", "status", "ready"));
 	}
+	server_pending_done(r->s);
 	free(r);
 }
 
@@ -440,7 +452,9 @@ static void handle_readyz(struct server *s, struct http_ctx *h)
 		*h = r->h;
 		free(r);
 		server_reply(s, h, 500, "application/json", "", 0);
+		return;
 	}
+	server_pending_add(s);
 }
 
 static void handle_metrics(struct server *s, struct http_ctx *h)
@@ -472,6 +486,19 @@ static const char *exec_route(const char *path, char *id, size_t idlen)
 		return NULL;
 	memcpy(id, path + sizeof(pre) - 1, idn);
 	id[idn] = '\0';
+	return id;
+}
+
+/* "/v1/audit/{exec_id}": the id (a path segment of at most idlen - 1 bytes), or NULL. */
+static const char *audit_route(const char *path, char *id, size_t idlen)
+{
+	static const char pre[] = "/v1/audit/";
+	size_t n = strlen(path) - (sizeof(pre) - 1);
+
+	if (strncmp(path, pre, sizeof(pre) - 1) != 0 || n == 0 || n >= idlen ||
+	    strchr(path + sizeof(pre) - 1, '/') != NULL)
+		return NULL;
+	memcpy(id, path + sizeof(pre) - 1, n + 1);
 	return id;
 }
 
@@ -520,6 +547,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 			method_not_allowed(s, &h, "GET, HEAD");
 		else
 			handle_metrics(s, &h);
+	} else if (strcmp(path, "/v1/audit") == 0 ||
+	           audit_route(path, wsid, sizeof(wsid)) != NULL) {
+		if (m != EVHTTP_REQ_GET)
+			method_not_allowed(s, &h, "GET");
+		else
+			auditapi_handle(s, &h, strcmp(path, "/v1/audit") == 0 ? NULL : wsid);
 	} else if (exec_route(path, wsid, sizeof(wsid)) != NULL) {
 		if (m != EVHTTP_REQ_POST)
 			method_not_allowed(s, &h, "POST");

@@ -2,7 +2,7 @@
  * the asynchronous PostgreSQL pool and the SSH pool; nothing blocks it once it runs.
  * server.c owns the listener, routing, limits, the small endpoints (/healthz, /readyz,
  * /metrics), replies, request logs, per-org admission and shutdown; exec.c owns the life of
- * one exec request and uses what this header declares for it. */
+ * one exec request, auditapi.c the audit reads; both use what this header declares. */
 #ifndef EB_BROKER_SERVER_H
 #define EB_BROKER_SERVER_H
 
@@ -60,6 +60,7 @@ struct server {
 	struct org_slots *orgs;
 	struct event *ev_term, *ev_int, *ev_grace, *ev_reap, *ev_flush;
 	unsigned flushing; /* replies handed to evhttp and not yet written out */
+	unsigned pending;  /* other requests waiting for the database (readyz, audit reads) */
 	bool pool_down;
 	int exit_code;
 };
@@ -90,6 +91,14 @@ void server_log_request(struct server *s, struct http_ctx *h);
  * already has org_max_concurrent_execs. */
 bool server_org_enter(struct server *s, const char *org);
 void server_org_leave(struct server *s, const char *org);
+
+/* A request other than an exec is waiting for the database; shutdown waits for it until
+ * server_pending_done(). */
+void server_pending_add(struct server *s);
+void server_pending_done(struct server *s);
+
+/* GET /v1/audit (exec_id NULL) and GET /v1/audit/{exec_id} (auditapi.c). */
+void auditapi_handle(struct server *s, struct http_ctx *h, const char *exec_id);
 
 /* exec.c tells the server a job became reclaimable (after the current loop turn). */
 void server_schedule_reap(struct server *s);

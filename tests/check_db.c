@@ -319,7 +319,8 @@ START_TEST(audit_table_has_no_column_for_output)
 	                       "break_glass_reason,argv,cwd,env_keys,stdin_bytes,client_addr,"
 	                       "timeout_s,status,error_code,exit_code,exit_signal,started_at,"
 	                       "finished_at,duration_ms,stdout_bytes,stderr_bytes,"
-	                       "stdout_truncated,stderr_truncated,broker_instance");
+	                       "stdout_truncated,stderr_truncated,broker_instance,chain_seq,"
+	                       "chain_hash");
 	free(cols);
 }
 END_TEST

@@ -1,0 +1,1076 @@
+/* audit/review.c: filters, cursor, page queries and items of the audit log, and the
+ * verification of its hash chain. */
+#include "audit/review.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+
+static const char *const statuses[] = {
+    "running",   "denied",          "exited",          "signaled", "timeout",
+    "cancelled", "transport_error", "failed_to_start", "shutdown", "abandoned",
+};
+#define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
+
+int audit_status_valid(const char *s)
+{
+	for (size_t i = 0; i < NSTATUSES; i++)
+		if (strcmp(statuses[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+const char *audit_status_name(unsigned long i)
+{
+	return i < NSTATUSES ? statuses[i] : NULL;
+}
+
+void audit_filter_init(struct audit_filter *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->break_glass = -1;
+	f->limit = AUDIT_LIMIT_DEFAULT;
+}
+
+/* --- time ------------------------------------------------------------------------------ */
+
+static int digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static long long days_from_civil(int y, int m, int d)
+{
+	long long era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int audit_time_parse(const char *s, long long *us)
+{
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+	long long frac = 0;
+	const char *p;
+
+	if (strlen(s) < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    digits(s + 17, 2, &sec))
+		return EB_ERR_INVAL;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+	    sec > 59)
+		return EB_ERR_INVAL;
+	p = s + 19;
+	if (*p == '.') {
+		int n = 0;
+
+		for (p++; isdigit((unsigned char)*p); p++, n++) {
+			if (n >= 9)
+				return EB_ERR_INVAL;
+			if (n < 6)
+				frac = frac * 10 + (*p - '0');
+		}
+		if (n == 0)
+			return EB_ERR_INVAL;
+		for (; n < 6; n++)
+			frac *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p == '+' ? 1 : -1;
+		if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 ||
+		    om > 59)
+			return EB_ERR_INVAL;
+		p += 6;
+	} else {
+		return EB_ERR_INVAL;
+	}
+	if (*p != '\0')
+		return EB_ERR_INVAL;
+	*us = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
+	       sign * (oh * 3600 + om * 60)) *
+	          1000000LL +
+	      frac;
+	return 0;
+}
+
+void audit_time_format(long long us, char out[32])
+{
+	long long secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+	time_t t = (time_t)secs;
+	struct tm tm;
+	char buf[96];
+	size_t n;
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us - secs * 1000000);
+	n = strlen(buf) < 31 ? strlen(buf) : 31; /* only years past 9999 are longer */
+	memcpy(out, buf, n);
+	out[n] = '\0';
+}
+
+/* --- cursor ---------------------------------------------------------------------------- */
+
+/* Version 1: a byte 1, the position (µs big-endian, the exec id's 16 bytes) and the first
+ * 8 bytes of a SHA-256 over the position and the filters. 33 bytes, 44 base64url
+ * characters. The digest is no secret: it makes a cursor that was altered, cut, or reused
+ * with other filters an error the client hears about, instead of a wrong page. */
+#define CURSOR_VERSION 1
+#define CURSOR_BYTES   33
+#define CURSOR_CHARS   44
+
+static void digest_str(EVP_MD_CTX *md, const char *name, const char *v)
+{
+	EVP_DigestUpdate(md, name, strlen(name) + 1);
+	if (v != NULL)
+		EVP_DigestUpdate(md, v, strlen(v) + 1);
+	else
+		EVP_DigestUpdate(md, "\xff", 1);
+}
+
+static void cursor_digest(const struct audit_filter *f, const unsigned char pos[24],
+                          unsigned char out[8])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char h[EVP_MAX_MD_SIZE];
+	char num[64];
+
+	if (md == NULL)
+		abort(); /* nothing sensible to do without it */
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, "exec-broker-cursor-v1", 22);
+	EVP_DigestUpdate(md, pos, 24);
+	digest_str(md, "workspace_id", f->workspace_id);
+	digest_str(md, "org_id", f->org_id);
+	digest_str(md, "actor", f->actor);
+	digest_str(md, "status", f->status);
+	snprintf(num, sizeof(num), "%d %d %lld %d %lld", f->break_glass, f->has_since,
+	         f->has_since ? f->since_us : 0, f->has_until, f->has_until ? f->until_us : 0);
+	digest_str(md, "rest", num);
+	EVP_DigestFinal_ex(md, h, NULL);
+	EVP_MD_CTX_free(md);
+	memcpy(out, h, 8);
+}
+
+static int uuid_bytes(const char *s, unsigned char out[16])
+{
+	int n = 0;
+
+	for (int i = 0; s[i] != '\0'; i++) {
+		if (s[i] == '-')
+			continue;
+		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]) || n == 16)
+			return -1;
+		sscanf(s + i, "%2hhx", &out[n++]);
+		i++;
+	}
+	return n == 16 ? 0 : -1;
+}
+
+int audit_exec_id_valid(const char *s)
+{
+	if (strlen(s) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return 0;
+	}
+	return 1;
+}
+
+void audit_cursor_encode(const struct audit_filter *f, long long us, const char *exec_id,
+                         char out[AUDIT_CURSOR_MAX])
+{
+	unsigned char raw[CURSOR_BYTES];
+	uint64_t u = (uint64_t)us;
+
+	raw[0] = CURSOR_VERSION;
+	for (int i = 0; i < 8; i++)
+		raw[1 + i] = (unsigned char)(u >> (56 - 8 * i));
+	memset(raw + 9, 0, 16);
+	uuid_bytes(exec_id, raw + 9);
+	cursor_digest(f, raw + 1, raw + 25);
+	EVP_EncodeBlock((unsigned char *)out, raw, CURSOR_BYTES);
+	for (char *p = out; *p; p++)
+		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+}
+
+int audit_cursor_decode(struct audit_filter *f, const char *text)
+{
+	unsigned char raw[CURSOR_BYTES + 3], d[8];
+	char b64[CURSOR_CHARS + 1];
+	uint64_t u = 0;
+
+	if (strlen(text) != CURSOR_CHARS)
+		return EB_ERR_INVAL;
+	for (int i = 0; i < CURSOR_CHARS; i++) {
+		char c = text[i];
+
+		if (!isalnum((unsigned char)c) && c != '-' && c != '_')
+			return EB_ERR_INVAL;
+		b64[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	b64[CURSOR_CHARS] = '\0';
+	if (EVP_DecodeBlock(raw, (const unsigned char *)b64, CURSOR_CHARS) != CURSOR_BYTES ||
+	    raw[0] != CURSOR_VERSION)
+		return EB_ERR_INVAL;
+	cursor_digest(f, raw + 1, d);
+	if (memcmp(d, raw + 25, 8) != 0)
+		return EB_ERR_INVAL;
+	for (int i = 0; i < 8; i++)
+		u = u << 8 | raw[1 + i];
+	f->cursor_us = (long long)u;
+	snprintf(f->cursor_id, sizeof(f->cursor_id),
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", raw[9],
+	         raw[10], raw[11], raw[12], raw[13], raw[14], raw[15], raw[16], raw[17], raw[18],
+	         raw[19], raw[20], raw[21], raw[22], raw[23], raw[24]);
+	f->has_cursor = true;
+	return 0;
+}
+
+/* --- filters --------------------------------------------------------------------------- */
+
+/* A name-like filter value: 1-200 bytes, no control characters. */
+static bool text_value_ok(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > 200)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static int bad(char *field, size_t fieldlen, const char *name, char *err, size_t errlen,
+               const char *msg)
+{
+	snprintf(field, fieldlen, "%s", name);
+	snprintf(err, errlen, "%s", msg);
+	return EB_ERR_INVAL;
+}
+
+int audit_filter_parse(struct audit_filter *f, const char *const *names, const char *const *values,
+                       size_t n, char *field, size_t fieldlen, char *err, size_t errlen)
+{
+	static const char *const known[] = {"workspace_id", "org_id",      "actor",
+	                                    "status",       "break_glass", "since",
+	                                    "until",        "limit",       "cursor"};
+	const char *cursor = NULL;
+	char msg[200];
+
+	audit_filter_init(f);
+	field[0] = err[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const char *k = names[i], *v = values[i];
+		size_t ki;
+
+		for (ki = 0; ki < sizeof(known) / sizeof(known[0]); ki++)
+			if (strcmp(k, known[ki]) == 0)
+				break;
+		if (ki == sizeof(known) / sizeof(known[0])) {
+			snprintf(msg, sizeof(msg),
+			         "unknown parameter; the filters are workspace_id, org_id, actor, "
+			         "status, break_glass, since, until, limit and cursor");
+			return bad(field, fieldlen, k, err, errlen, msg);
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(names[j], k) == 0)
+				return bad(field, fieldlen, k, err, errlen,
+				           "parameter given more than once; give each filter once");
+		if (strcmp(k, "workspace_id") == 0 || strcmp(k, "org_id") == 0 ||
+		    strcmp(k, "actor") == 0) {
+			if (!text_value_ok(v))
+				return bad(field, fieldlen, k, err, errlen,
+				           "must be 1-200 characters without control characters");
+			if (k[0] == 'w')
+				f->workspace_id = v;
+			else if (k[0] == 'o')
+				f->org_id = v;
+			else
+				f->actor = v;
+		} else if (strcmp(k, "status") == 0) {
+			if (!audit_status_valid(v))
+				return bad(
+				    field, fieldlen, k, err, errlen,
+				    "unknown status; one of running, denied, exited, signaled, "
+				    "timeout, cancelled, transport_error, failed_to_start, "
+				    "shutdown, abandoned");
+			f->status = v;
+		} else if (strcmp(k, "break_glass") == 0) {
+			if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+				return bad(field, fieldlen, k, err, errlen,
+				           "must be true or false");
+			f->break_glass = v[0] == 't';
+		} else if (strcmp(k, "since") == 0 || strcmp(k, "until") == 0) {
+			long long us;
+
+			if (audit_time_parse(v, &us) != 0)
+				return bad(field, fieldlen, k, err, errlen,
+				           "must be an RFC 3339 time such as 2026-11-23T10:00:00Z");
+			if (k[0] == 's') {
+				f->has_since = true;
+				f->since_us = us;
+			} else {
+				f->has_until = true;
+				f->until_us = us;
+			}
+		} else if (strcmp(k, "limit") == 0) {
+			char *end;
+			long l = strtol(v, &end, 10);
+
+			if (!isdigit((unsigned char)v[0]) || *end != '\0' || l < 1 ||
+			    l > AUDIT_LIMIT_MAX)
+				return bad(field, fieldlen, k, err, errlen,
+				           "must be a whole number from 1 to 1000");
+			f->limit = (int)l;
+		} else {
+			cursor = v;
+		}
+	}
+	/* Last: the cursor is checked against every other filter. */
+	if (cursor != NULL && audit_cursor_decode(f, cursor) != 0)
+		return bad(field, fieldlen, "cursor", err, errlen,
+		           "not a cursor this API issued for these filters; send the next_cursor "
+		           "of the previous page with the same filters, or drop it to start over");
+	return 0;
+}
+
+/* --- queries --------------------------------------------------------------------------- */
+
+/* Every column of an item, as text; audit_item_json and audit_canonical read them by
+ * these positions. */
+enum {
+	C_EXEC_ID,
+	C_CHAIN_SEQ,
+	C_CHAIN_HASH,
+	C_WORKSPACE_ID,
+	C_ORG_ID,
+	C_ACTOR,
+	C_ACTOR_KIND,
+	C_REASON,
+	C_ARGV,
+	C_CWD,
+	C_ENV_KEYS,
+	C_STDIN_BYTES,
+	C_CLIENT_HOST,
+	C_REQUEST_ID,
+	C_TIMEOUT_S,
+	C_STATUS,
+	C_ERROR_CODE,
+	C_EXIT_CODE,
+	C_EXIT_SIGNAL,
+	C_STARTED_US,
+	C_FINISHED_US,
+	C_DURATION_MS,
+	C_STDOUT_BYTES,
+	C_STDERR_BYTES,
+	C_STDOUT_TRUNC,
+	C_STDERR_TRUNC,
+	C_BROKER_INSTANCE,
+	C_CLIENT_INET, /* the canonical form: inet's text, with its mask */
+	NCOLS
+};
+
+#define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+/* A parameter of µs since the epoch as a timestamptz, exactly: TS_BEFORE $N TS_AFTER. */
+#define TS_BEFORE "(to_timestamp(0) + "
+#define TS_AFTER  "::bigint * interval '1 microsecond')"
+
+static const char item_columns[] =
+    "exec_id, chain_seq, encode(chain_hash, 'hex'), workspace_id, org_id, actor, actor_kind, "
+    "break_glass_reason, array_to_json(argv), cwd, array_to_json(env_keys), stdin_bytes, "
+    "host(client_addr), request_id, timeout_s, status, error_code, exit_code, exit_signal, " US(
+        "started_at") ", " US("finished_at") ", duration_ms, stdout_bytes, stderr_bytes, "
+                                             "stdout_truncated, stderr_truncated, "
+                                             "broker_instance, client_addr::text";
+
+struct qb {
+	struct audit_query *q;
+	size_t len;
+	int nums;
+};
+
+static void qb_add(struct qb *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (b->len + n >= sizeof(b->q->sql))
+		abort(); /* the statements are bounded by construction */
+	memcpy(b->q->sql + b->len, s, n + 1);
+	b->len += n;
+}
+
+/* Appends " AND <before>$N<after>" with param as the new parameter $N. */
+static void qb_cond(struct qb *b, const char *before, const char *after, const char *param)
+{
+	char n[16];
+
+	b->q->params[b->q->nparams++] = param;
+	snprintf(n, sizeof(n), "$%d", b->q->nparams);
+	qb_add(b, " AND ");
+	qb_add(b, before);
+	qb_add(b, n);
+	qb_add(b, after);
+}
+
+static const char *qb_num(struct qb *b, long long v)
+{
+	char *p = b->q->nums[b->nums++];
+
+	snprintf(p, sizeof(b->q->nums[0]), "%lld", v);
+	return p;
+}
+
+static void qb_start(struct qb *b, struct audit_query *q, const struct audit_scope *s)
+{
+	memset(q, 0, sizeof(*q));
+	b->q = q;
+	b->len = 0;
+	b->nums = 0;
+	qb_add(b, "SELECT ");
+	qb_add(b, item_columns);
+	qb_add(b, " FROM exec_audit WHERE true");
+	if (s->kind != AUDIT_SCOPE_ALL && s->kind != AUDIT_SCOPE_ORG &&
+	    s->kind != AUDIT_SCOPE_WORKSPACE)
+		abort();
+	/* A workspace token's rows are its workspace's within its org: a probe that another
+	 * org filed under this workspace's id is that org's row, not this workspace's. */
+	if (s->kind == AUDIT_SCOPE_WORKSPACE)
+		qb_cond(b, "workspace_id = ", "", s->workspace_id);
+	if (s->kind != AUDIT_SCOPE_ALL)
+		qb_cond(b, "org_id = ", "", s->org_id);
+}
+
+static void qb_filters(struct qb *b, const struct audit_filter *f)
+{
+	if (f->workspace_id != NULL)
+		qb_cond(b, "workspace_id = ", "", f->workspace_id);
+	if (f->org_id != NULL)
+		qb_cond(b, "org_id = ", "", f->org_id);
+	if (f->actor != NULL)
+		qb_cond(b, "actor = ", "", f->actor);
+	if (f->status != NULL)
+		qb_cond(b, "status = ", "", f->status);
+	if (f->break_glass == 1)
+		qb_add(b, " AND break_glass_reason IS NOT NULL");
+	else if (f->break_glass == 0)
+		qb_add(b, " AND break_glass_reason IS NULL");
+	if (f->has_since)
+		qb_cond(b, "started_at >= " TS_BEFORE, TS_AFTER, qb_num(b, f->since_us));
+	if (f->has_until)
+		qb_cond(b, "started_at < " TS_BEFORE, TS_AFTER, qb_num(b, f->until_us));
+}
+
+void audit_query_list(struct audit_query *q, const struct audit_filter *f,
+                      const struct audit_scope *s)
+{
+	struct qb b;
+	char tail[64];
+
+	qb_start(&b, q, s);
+	qb_filters(&b, f);
+	if (f->has_cursor) {
+		char cond[160];
+
+		q->params[q->nparams++] = qb_num(&b, f->cursor_us);
+		q->params[q->nparams++] = f->cursor_id;
+		snprintf(cond, sizeof(cond),
+		         " AND (started_at, exec_id) < (" TS_BEFORE "$%d" TS_AFTER ", $%d::uuid)",
+		         q->nparams - 1, q->nparams);
+		qb_add(&b, cond);
+	}
+	q->params[q->nparams++] = qb_num(&b, (long long)f->limit + 1);
+	snprintf(tail, sizeof(tail), " ORDER BY started_at DESC, exec_id DESC LIMIT $%d",
+	         q->nparams);
+	qb_add(&b, tail);
+}
+
+void audit_query_one(struct audit_query *q, const char *exec_id, const struct audit_scope *s)
+{
+	struct qb b;
+
+	qb_start(&b, q, s);
+	qb_cond(&b, "exec_id = ", "::uuid", exec_id);
+}
+
+void audit_query_links(struct audit_query *q, const struct audit_filter *f, long long after_seq,
+                       long long upto_seq, bool last)
+{
+	static const struct audit_scope all = {AUDIT_SCOPE_ALL, NULL, NULL};
+	struct qb b;
+	char tail[80];
+
+	qb_start(&b, q, &all);
+	qb_filters(&b, f);
+	qb_cond(&b, "chain_seq > ", "::bigint", qb_num(&b, after_seq));
+	qb_cond(&b, "chain_seq <= ", "::bigint", qb_num(&b, upto_seq));
+	q->params[q->nparams++] = qb_num(&b, f->limit);
+	snprintf(tail, sizeof(tail), " ORDER BY chain_seq %s LIMIT $%d", last ? "DESC" : "ASC",
+	         q->nparams);
+	qb_add(&b, tail);
+}
+
+/* --- items ----------------------------------------------------------------------------- */
+
+static const char *col(const PGresult *res, int i, int c)
+{
+	return PQgetisnull(res, i, c) ? NULL : PQgetvalue(res, i, c);
+}
+
+static json_t *j_text(const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+
+	return v != NULL ? json_string(v) : json_null();
+}
+
+static json_t *j_int(const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+
+	return v != NULL ? json_integer(strtoll(v, NULL, 10)) : json_null();
+}
+
+static json_t *j_bool(const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+
+	return v != NULL ? json_boolean(v[0] == 't') : json_null();
+}
+
+static json_t *j_time(const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+	char t[32];
+
+	if (v == NULL)
+		return json_null();
+	audit_time_format(strtoll(v, NULL, 10), t);
+	return json_string(t);
+}
+
+static json_t *j_array(const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+	json_t *a;
+
+	if (v == NULL)
+		return json_array();
+	a = json_loads(v, JSON_DECODE_ANY, NULL);
+	return a != NULL ? a : json_null();
+}
+
+/* The item's keys, in order, and how each is made from its column. */
+static const struct {
+	const char *key;
+	int col;
+	json_t *(*conv)(const PGresult *res, int i, int c);
+} fields[] = {
+    {"exec_id", C_EXEC_ID, j_text},
+    {"chain_seq", C_CHAIN_SEQ, j_int},
+    {"chain_hash", C_CHAIN_HASH, j_text},
+    {"workspace_id", C_WORKSPACE_ID, j_text},
+    {"org_id", C_ORG_ID, j_text},
+    {"actor", C_ACTOR, j_text},
+    {"actor_kind", C_ACTOR_KIND, j_text},
+    {"break_glass_reason", C_REASON, j_text},
+    {"argv", C_ARGV, j_array},
+    {"cwd", C_CWD, j_text},
+    {"env_keys", C_ENV_KEYS, j_array},
+    {"stdin_bytes", C_STDIN_BYTES, j_int},
+    {"client_addr", C_CLIENT_HOST, j_text},
+    {"request_id", C_REQUEST_ID, j_text},
+    {"timeout_s", C_TIMEOUT_S, j_int},
+    {"status", C_STATUS, j_text},
+    {"error_code", C_ERROR_CODE, j_text},
+    {"exit_code", C_EXIT_CODE, j_int},
+    {"exit_signal", C_EXIT_SIGNAL, j_text},
+    {"started_at", C_STARTED_US, j_time},
+    {"finished_at", C_FINISHED_US, j_time},
+    {"duration_ms", C_DURATION_MS, j_int},
+    {"stdout_bytes", C_STDOUT_BYTES, j_int},
+    {"stderr_bytes", C_STDERR_BYTES, j_int},
+    {"stdout_truncated", C_STDOUT_TRUNC, j_bool},
+    {"stderr_truncated", C_STDERR_TRUNC, j_bool},
+    {"broker_instance", C_BROKER_INSTANCE, j_text},
+};
+
+const char *audit_item_key(unsigned long i)
+{
+	return i < sizeof(fields) / sizeof(fields[0]) ? fields[i].key : NULL;
+}
+
+json_t *audit_item_json(const PGresult *res, int i)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++) {
+		json_t *v = fields[k].conv(res, i, fields[k].col);
+
+		if (v == NULL || json_object_set_new(o, fields[k].key, v) != 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+long long audit_row_started_us(const PGresult *res, int i)
+{
+	return strtoll(PQgetvalue(res, i, C_STARTED_US), NULL, 10);
+}
+
+long long audit_row_chain_seq(const PGresult *res, int i)
+{
+	return PQgetisnull(res, i, C_CHAIN_SEQ)
+	           ? 0
+	           : strtoll(PQgetvalue(res, i, C_CHAIN_SEQ), NULL, 10);
+}
+
+void audit_filter_after(struct audit_filter *f, const PGresult *res, int i)
+{
+	f->has_cursor = true;
+	f->cursor_us = audit_row_started_us(res, i);
+	snprintf(f->cursor_id, sizeof(f->cursor_id), "%s", PQgetvalue(res, i, C_EXEC_ID));
+}
+
+json_t *audit_page_json(const PGresult *res, const struct audit_filter *f)
+{
+	int n = PQntuples(res), shown = n > f->limit ? f->limit : n;
+	json_t *page = json_object(), *items = json_array(), *next = json_null();
+
+	if (page == NULL || items == NULL)
+		goto fail;
+	for (int i = 0; i < shown; i++)
+		if (json_array_append_new(items, audit_item_json(res, i)) != 0)
+			goto fail;
+	if (n > f->limit) {
+		char c[AUDIT_CURSOR_MAX];
+
+		audit_cursor_encode(f, audit_row_started_us(res, shown - 1),
+		                    PQgetvalue(res, shown - 1, C_EXEC_ID), c);
+		next = json_string(c);
+	}
+	if (json_object_set_new(page, "items", items) != 0) {
+		items = NULL;
+		goto fail;
+	}
+	if (json_object_set_new(page, "next_cursor", next) != 0)
+		goto fail_page;
+	return page;
+fail:
+	json_decref(items);
+	json_decref(next);
+fail_page:
+	json_decref(page);
+	return NULL;
+}
+
+/* --- the chain ------------------------------------------------------------------------- */
+
+struct out {
+	char **buf;
+	size_t *len, *cap;
+	int rc;
+};
+
+static void put(struct out *o, const char *p, size_t n)
+{
+	if (o->rc != 0)
+		return;
+	if (*o->len + n + 1 > *o->cap) {
+		size_t cap = (*o->cap ? *o->cap : 512);
+		char *nb;
+
+		while (*o->len + n + 1 > cap)
+			cap *= 2;
+		nb = realloc(*o->buf, cap);
+		if (nb == NULL) {
+			o->rc = EB_ERR_NOMEM;
+			return;
+		}
+		*o->buf = nb;
+		*o->cap = cap;
+	}
+	memcpy(*o->buf + *o->len, p, n);
+	*o->len += n;
+	(*o->buf)[*o->len] = '\0';
+}
+
+static void put_field(struct out *o, const char *v, size_t n)
+{
+	char head[32];
+
+	if (v == NULL) {
+		put(o, "-", 1);
+		return;
+	}
+	snprintf(head, sizeof(head), "%zu:", n);
+	put(o, head, strlen(head));
+	put(o, v, n);
+}
+
+static void put_col(struct out *o, const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+
+	put_field(o, v, v != NULL ? strlen(v) : 0);
+}
+
+static void put_bool(struct out *o, const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+
+	if (v == NULL)
+		put_field(o, NULL, 0);
+	else
+		put_field(o, v[0] == 't' ? "true" : "false", v[0] == 't' ? 4 : 5);
+}
+
+static void put_array(struct out *o, const PGresult *res, int i, int c)
+{
+	const char *v = col(res, i, c);
+	json_t *a;
+	char head[32];
+
+	if (v == NULL) {
+		put(o, "-", 1);
+		return;
+	}
+	a = json_loads(v, JSON_DECODE_ANY, NULL);
+	if (!json_is_array(a)) {
+		json_decref(a);
+		if (o->rc == 0)
+			o->rc = EB_ERR_INVAL;
+		return;
+	}
+	snprintf(head, sizeof(head), "%zu[", json_array_size(a));
+	put(o, head, strlen(head));
+	for (size_t k = 0; k < json_array_size(a); k++) {
+		json_t *e = json_array_get(a, k);
+
+		if (json_is_null(e))
+			put_field(o, NULL, 0);
+		else
+			put_field(o, json_string_value(e), json_string_length(e));
+	}
+	put(o, "]", 1);
+	json_decref(a);
+}
+
+int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t *cap)
+{
+	struct out o = {buf, len, cap, 0};
+
+	if (PQnfields(res) < NCOLS)
+		return EB_ERR_INVAL;
+	put(&o, "exec-broker-audit-v1", 20);
+	put_col(&o, res, i, C_CHAIN_SEQ);
+	put_col(&o, res, i, C_EXEC_ID);
+	put_col(&o, res, i, C_REQUEST_ID);
+	put_col(&o, res, i, C_WORKSPACE_ID);
+	put_col(&o, res, i, C_ORG_ID);
+	put_col(&o, res, i, C_ACTOR);
+	put_col(&o, res, i, C_ACTOR_KIND);
+	put_col(&o, res, i, C_REASON);
+	put_array(&o, res, i, C_ARGV);
+	put_col(&o, res, i, C_CWD);
+	put_array(&o, res, i, C_ENV_KEYS);
+	put_col(&o, res, i, C_STDIN_BYTES);
+	put_col(&o, res, i, C_CLIENT_INET);
+	put_col(&o, res, i, C_TIMEOUT_S);
+	put_col(&o, res, i, C_STATUS);
+	put_col(&o, res, i, C_ERROR_CODE);
+	put_col(&o, res, i, C_EXIT_CODE);
+	put_col(&o, res, i, C_EXIT_SIGNAL);
+	put_col(&o, res, i, C_STARTED_US);
+	put_col(&o, res, i, C_FINISHED_US);
+	put_col(&o, res, i, C_DURATION_MS);
+	put_col(&o, res, i, C_STDOUT_BYTES);
+	put_col(&o, res, i, C_STDERR_BYTES);
+	put_bool(&o, res, i, C_STDOUT_TRUNC);
+	put_bool(&o, res, i, C_STDERR_TRUNC);
+	put_col(&o, res, i, C_BROKER_INSTANCE);
+	return o.rc;
+}
+
+void audit_link_hash(const unsigned char prev[AUDIT_HASH_LEN], const char *canon, size_t len,
+                     unsigned char out[AUDIT_HASH_LEN])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(md, prev, AUDIT_HASH_LEN) != 1 ||
+	    EVP_DigestUpdate(md, canon, len) != 1 || EVP_DigestFinal_ex(md, out, NULL) != 1)
+		abort(); /* only out of memory: a verifier cannot go on without hashing */
+	EVP_MD_CTX_free(md);
+}
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+static int unhex(const char *s, unsigned char *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]))
+			return -1;
+		sscanf(s + 2 * i, "%2hhx", &out[i]);
+	}
+	return 0;
+}
+
+#define VERIFY_BATCH       5000
+#define VERIFY_MAX_PRINTED 100
+
+struct verify {
+	FILE *out;
+	struct audit_verify_result *r;
+};
+
+static void problem(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct verify *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (v->r->problems++ == VERIFY_MAX_PRINTED) {
+		fprintf(v->out, "(more problems not shown)\n");
+		return;
+	}
+	if (v->r->problems > VERIFY_MAX_PRINTED)
+		return;
+	va_start(ap, fmt);
+	vfprintf(v->out, fmt, ap);
+	va_end(ap);
+	fputc('\n', v->out);
+}
+
+static PGresult *verify_exec(PGconn *c, const char *sql, int n, const char *const *params,
+                             char *err, size_t errlen)
+{
+	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		const char *m = PQresultErrorMessage(res);
+
+		snprintf(err, errlen, "cannot read the audit log: %.*s", (int)strcspn(m, "\n"), m);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_result *r, char *err,
+                 size_t errlen)
+{
+	static const unsigned char zero[AUDIT_HASH_LEN];
+	struct verify v = {out, r};
+	unsigned char prev[AUDIT_HASH_LEN], stored[AUDIT_HASH_LEN], computed[AUDIT_HASH_LEN];
+	unsigned char anchor_hash[AUDIT_HASH_LEN];
+	long long anchor_seq = -1, last = 0;
+	bool anchor_seen = false, have_head = false;
+	char sql[sizeof(item_columns) + 256], last_id[37] = "00000000-0000-0000-0000-000000000000";
+	char *canon = NULL, num[24], hx[2 * AUDIT_HASH_LEN + 1];
+	size_t len, cap = 0;
+	PGresult *res = NULL;
+	int rc = EB_ERR_DB;
+
+	memset(r, 0, sizeof(*r));
+	memcpy(prev, zero, sizeof(prev));
+	if (anchor != NULL) {
+		const char *colon = strchr(anchor, ':');
+		char *end;
+
+		anchor_seq = strtoll(anchor, &end, 10);
+		if (colon == NULL || end != colon || anchor_seq < 1 ||
+		    unhex(colon + 1, anchor_hash, AUDIT_HASH_LEN) != 0) {
+			snprintf(err, errlen,
+			         "an anchor is SEQ:HASH as verify printed it "
+			         "(a number, a colon, 64 hex digits)");
+			return EB_ERR_INVAL;
+		}
+	}
+	/* One snapshot for the whole walk: brokers may go on writing links meanwhile. */
+	res =
+	    verify_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err, errlen);
+	if (res == NULL)
+		goto out;
+	PQclear(res);
+	res = verify_exec(c, "SELECT seq, encode(hash, 'hex') FROM exec_audit_chain_head", 0, NULL,
+	                  err, errlen);
+	if (res == NULL)
+		goto out;
+	if (PQntuples(res) == 1 &&
+	    unhex(PQgetvalue(res, 0, 1), r->head_hash, AUDIT_HASH_LEN) == 0) {
+		r->head_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		have_head = true;
+	} else {
+		problem(&v, "head: removed: exec_audit_chain_head has %d rows, not one",
+		        PQntuples(res));
+	}
+	PQclear(res);
+	snprintf(sql, sizeof(sql),
+	         "SELECT %s FROM exec_audit WHERE chain_seq IS NOT NULL AND (chain_seq, exec_id) > "
+	         "($1::bigint, $2::uuid) ORDER BY chain_seq, exec_id LIMIT %d",
+	         item_columns, VERIFY_BATCH);
+	for (;;) {
+		const char *params[2] = {num, last_id};
+		int n;
+
+		snprintf(num, sizeof(num), "%lld", last);
+		res = verify_exec(c, sql, 2, params, err, errlen);
+		if (res == NULL)
+			goto out;
+		n = PQntuples(res);
+		for (int i = 0; i < n; i++) {
+			const char *id = PQgetvalue(res, i, C_EXEC_ID);
+			long long seq = strtoll(PQgetvalue(res, i, C_CHAIN_SEQ), NULL, 10);
+
+			r->links++;
+			if (unhex(PQgetvalue(res, i, C_CHAIN_HASH), stored, AUDIT_HASH_LEN) != 0) {
+				problem(&v,
+				        "seq %lld (exec_id %s): forged: the link has no valid hash",
+				        seq, id);
+				continue;
+			}
+			len = 0;
+			if (audit_canonical(res, i, &canon, &len, &cap) != 0) {
+				snprintf(err, errlen,
+				         "out of memory, or a column that cannot be read");
+				rc = EB_ERR_NOMEM;
+				goto out;
+			}
+			if (seq == last) {
+				problem(
+				    &v,
+				    "seq %lld (exec_id %s): forged: a second link with the same "
+				    "seq",
+				    seq, id);
+				continue;
+			}
+			if (seq > last + 1) {
+				if (seq == last + 2)
+					problem(&v, "seq %lld: removed: the link is missing",
+					        last + 1);
+				else
+					problem(&v,
+					        "seq %lld..%lld: removed: %lld links are missing",
+					        last + 1, seq - 1, seq - 1 - last);
+			} else {
+				audit_link_hash(prev, canon, len, computed);
+				if (memcmp(computed, stored, AUDIT_HASH_LEN) != 0)
+					problem(
+					    &v,
+					    "seq %lld (exec_id %s): altered: the row does not "
+					    "match its hash (its content, or the link before it, "
+					    "changed)",
+					    seq, id);
+			}
+			if (strcmp(PQgetvalue(res, i, C_STATUS), "running") == 0)
+				problem(&v,
+				        "seq %lld (exec_id %s): forged: a running row has a link",
+				        seq, id);
+			if (have_head && seq > r->head_seq)
+				problem(&v,
+				        "seq %lld (exec_id %s): forged: a link after the head (seq "
+				        "%lld)",
+				        seq, id, r->head_seq);
+			if (seq == anchor_seq) {
+				anchor_seen = true;
+				if (memcmp(stored, anchor_hash, AUDIT_HASH_LEN) != 0)
+					problem(
+					    &v,
+					    "seq %lld (exec_id %s): altered: the link no longer "
+					    "has the anchored hash; the chain was rewritten from "
+					    "here or before",
+					    seq, id);
+			}
+			memcpy(prev, stored, AUDIT_HASH_LEN);
+			last = seq;
+			snprintf(last_id, sizeof(last_id), "%s", id);
+		}
+		PQclear(res);
+		res = NULL;
+		if (n < VERIFY_BATCH)
+			break;
+	}
+	if (have_head && r->head_seq > last) {
+		if (r->head_seq == last + 1)
+			problem(&v, "seq %lld: removed: the head is at %lld, the last link is %lld",
+			        r->head_seq, r->head_seq, last);
+		else
+			problem(&v,
+			        "seq %lld..%lld: removed: the head is at %lld, the last link is "
+			        "%lld",
+			        last + 1, r->head_seq, r->head_seq, last);
+	} else if (have_head && r->head_seq == last &&
+	           memcmp(r->head_hash, last > 0 ? prev : zero, AUDIT_HASH_LEN) != 0) {
+		hex(r->head_hash, AUDIT_HASH_LEN, hx);
+		problem(&v, "seq %lld: altered: the head's hash %s is not the last link's", last,
+		        hx);
+	}
+	if (anchor_seq > 0 && !anchor_seen)
+		problem(&v, "seq %lld: removed: the anchored link is missing", anchor_seq);
+	res = verify_exec(c,
+	                  "SELECT exec_id FROM exec_audit WHERE status <> 'running' AND chain_seq "
+	                  "IS NULL ORDER BY started_at LIMIT 1000",
+	                  0, NULL, err, errlen);
+	if (res == NULL)
+		goto out;
+	for (int i = 0; i < PQntuples(res); i++)
+		problem(&v, "exec_id %s: forged: a finished row without a link",
+		        PQgetvalue(res, i, 0));
+	PQclear(res);
+	res = verify_exec(c, "COMMIT", 0, NULL, err, errlen);
+	if (res == NULL)
+		goto out;
+	rc = r->problems == 0 ? 0 : 1;
+out:
+	PQclear(res);
+	free(canon);
+	if (rc < 0)
+		PQclear(PQexec(c, "ROLLBACK"));
+	return rc;
+}

@@ -1,0 +1,148 @@
+/* audit/review.h: reading the audit log back. The filters of GET /v1/audit and of
+ * `exec-broker audit` (parsed and checked here, pure), the opaque keyset cursor, the SQL
+ * of a page, a row as the API's JSON item, and the hash chain's canonical content and
+ * verification (audit_verify reads through a blocking PGconn; the rest is pure).
+ * docs/audit.md is the user's side of the same contract. */
+#ifndef EB_AUDIT_REVIEW_H
+#define EB_AUDIT_REVIEW_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define AUDIT_LIMIT_DEFAULT 100
+#define AUDIT_LIMIT_MAX     1000
+#define AUDIT_CURSOR_MAX    96 /* longest cursor text, NUL included */
+#define AUDIT_HASH_LEN      32 /* SHA-256 */
+
+/* Who is asking: what part of the log exists for them. Out-of-scope rows are absent from
+ * lists and not_found one by one, whatever the filters say. */
+enum audit_scope_kind {
+	AUDIT_SCOPE_ALL,       /* admin tokens, the CLI */
+	AUDIT_SCOPE_ORG,       /* org tokens: rows filed under org_id */
+	AUDIT_SCOPE_WORKSPACE, /* workspace tokens: their workspace's rows of their org */
+};
+
+struct audit_scope {
+	enum audit_scope_kind kind;
+	const char *org_id;       /* ORG and WORKSPACE */
+	const char *workspace_id; /* WORKSPACE */
+};
+
+struct audit_filter {
+	const char *workspace_id, *org_id, *actor, *status; /* NULL: any */
+	int break_glass;                                    /* -1 any, 0 without a reason, 1 with */
+	bool has_since, has_until;
+	long long since_us, until_us; /* started_at >= since, < until (µs since the epoch) */
+	int limit;                    /* rows per page, 1..AUDIT_LIMIT_MAX */
+	bool has_cursor;              /* the page starts after (cursor_us, cursor_id) */
+	long long cursor_us;
+	char cursor_id[37];
+};
+
+/* No filters, AUDIT_LIMIT_DEFAULT, no cursor. */
+void audit_filter_init(struct audit_filter *f);
+
+/* The filter of a query string, given as n decoded name/value pairs (names: workspace_id,
+ * org_id, actor, status, break_glass, since, until, limit, cursor). 0, or EB_ERR_INVAL with
+ * the parameter's name in field and a message a person can act on in err: unknown or
+ * repeated parameter, malformed time, limit not in 1..1000, unknown status, a cursor that
+ * does not decode or was not issued for these same filters. f's strings point into
+ * values. */
+int audit_filter_parse(struct audit_filter *f, const char *const *names, const char *const *values,
+                       size_t n, char *field, size_t fieldlen, char *err, size_t errlen);
+
+/* 1 if s is a status an audit row can have ("running", "exited", ...). */
+int audit_status_valid(const char *s);
+/* The i-th status, NULL past the end (for help texts and docs). */
+const char *audit_status_name(unsigned long i);
+
+/* RFC 3339 date-time ("2026-11-23T10:00:00Z", "...T10:00:00.25+01:00"; 'T'/'Z' in either
+ * case; at most 9 fraction digits, kept to the microsecond) to µs since the epoch. 0 or
+ * EB_ERR_INVAL. */
+int audit_time_parse(const char *s, long long *us);
+/* µs since the epoch as RFC 3339 UTC with microseconds ("2026-11-23T10:00:00.000000Z"). */
+void audit_time_format(long long us, char out[32]);
+
+/* The cursor for the page after the row (us, exec_id) under the filters f (without f's
+ * own cursor or limit: the page size may change from page to page): base64url text of the
+ * position and a digest of the filters. */
+void audit_cursor_encode(const struct audit_filter *f, long long us, const char *exec_id,
+                         char out[AUDIT_CURSOR_MAX]);
+/* Sets f's cursor from text made by audit_cursor_encode with the same filters: 0, or
+ * EB_ERR_INVAL (malformed, altered, or made for other filters). */
+int audit_cursor_decode(struct audit_filter *f, const char *text);
+
+/* A statement and its text parameters. params point into the struct itself or into the
+ * filter's and scope's strings, which must outlive it. */
+#define AUDIT_QUERY_MAX_PARAMS 16
+struct audit_query {
+	char sql[3072];
+	const char *params[AUDIT_QUERY_MAX_PARAMS];
+	int nparams;
+	char nums[6][24];
+};
+
+/* One page, newest first (started_at DESC, exec_id DESC), with f->limit + 1 rows at most
+ * (the extra one only says that a next page exists). Columns: AUDIT_ITEM_COLUMNS. */
+void audit_query_list(struct audit_query *q, const struct audit_filter *f,
+                      const struct audit_scope *s);
+/* The one row exec_id (a valid UUID; see audit_exec_id_valid) in scope, or none. */
+void audit_query_one(struct audit_query *q, const char *exec_id, const struct audit_scope *s);
+/* Finished rows with after_seq < chain_seq <= upto_seq under f (cursor ignored), at most
+ * f->limit of them: the first links after after_seq, or with last set the last ones up to
+ * upto_seq (newest link first). What `audit --follow` prints. */
+void audit_query_links(struct audit_query *q, const struct audit_filter *f, long long after_seq,
+                       long long upto_seq, bool last);
+
+/* 1 if s is a UUID in its canonical text form (any case). */
+int audit_exec_id_valid(const char *s);
+
+/* The JSON item of row i of a result of one of the queries above: every audit column
+ * (exec_id, chain_seq, chain_hash, workspace_id, org_id, actor, actor_kind,
+ * break_glass_reason, argv, cwd, env_keys, stdin_bytes, client_addr, request_id,
+ * timeout_s, status, error_code, exit_code, exit_signal, started_at, finished_at,
+ * duration_ms, stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated,
+ * broker_instance). NULL if out of memory. */
+json_t *audit_item_json(const PGresult *res, int i);
+/* The i-th key of an item, in the order audit_item_json() sets them; NULL past the end. */
+const char *audit_item_key(unsigned long i);
+/* Row i's started_at (µs since the epoch) and chain_seq (0 while running). */
+long long audit_row_started_us(const PGresult *res, int i);
+long long audit_row_chain_seq(const PGresult *res, int i);
+/* Moves f's cursor to just after row i of a list result: the next page follows it. */
+void audit_filter_after(struct audit_filter *f, const PGresult *res, int i);
+/* {"items":[...], "next_cursor": "..." | null} of a list result under f. */
+json_t *audit_page_json(const PGresult *res, const struct audit_filter *f);
+
+/* The chain. The canonical content of row i of a result of audit_verify_sql, exactly as
+ * exec_audit_canonical() builds it in migration 0003, appended to *buf (malloc'd, grown).
+ * 0 or EB_ERR_NOMEM / EB_ERR_INVAL (a column that cannot be read). */
+int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t *cap);
+/* SHA-256(prev || canonical). */
+void audit_link_hash(const unsigned char prev[AUDIT_HASH_LEN], const char *canon, size_t len,
+                     unsigned char out[AUDIT_HASH_LEN]);
+
+/* What audit_verify found. */
+struct audit_verify_result {
+	long long links;    /* rows read in chain order */
+	long long head_seq; /* the head as recorded by the database */
+	long long problems; /* lines printed about broken links */
+	unsigned char head_hash[AUDIT_HASH_LEN];
+};
+
+/* Walks the whole chain in order of chain_seq (in batches, so any size of log fits in
+ * memory), recomputing each link from the row's columns, and prints one line per problem on
+ * out, first problem first: a row altered (its hash does not match its content and the
+ * previous link), links removed (a gap, or a head past the last row), rows inserted out of
+ * order or outside the chain (a finished row without a link, a link after the head, a
+ * running row with one). anchor, if not NULL, is "SEQ:HEX" recorded earlier from a verify
+ * run: the link SEQ must still have that hash. 0 when the chain is intact (problems 0),
+ * 1 when it is not, or a negative EB_ERR_* with a message in err when the database could
+ * not be read. */
+int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_result *r, char *err,
+                 size_t errlen);
+
+#endif
