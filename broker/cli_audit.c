@@ -477,6 +477,18 @@ static int follow_rows(PGconn *c, struct audit_filter *f, long backlog, int form
 		bool woken = false;
 		PGnotify *n;
 
+		/* Notifications that arrived during the last queries are already in libpq's
+		 * queue, and would not wake ppoll: look there first. */
+		while ((n = PQnotifies(c)) != NULL) {
+			woken = true;
+			PQfreemem(n);
+		}
+		if (woken) {
+			rc = print_new_links(c, f, &after, format);
+			if (rc != CLI_EXIT_OK)
+				return rc;
+			continue;
+		}
 		if (ppoll(&pfd, 1, NULL, &unblocked) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -488,12 +500,6 @@ static int follow_rows(PGconn *c, struct audit_filter *f, long backlog, int form
 			          (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
 			return CLI_EXIT_FAIL;
 		}
-		while ((n = PQnotifies(c)) != NULL) {
-			woken = true;
-			PQfreemem(n);
-		}
-		if (woken && (rc = print_new_links(c, f, &after, format)) != CLI_EXIT_OK)
-			return rc;
 	}
 	return CLI_EXIT_OK;
 }
