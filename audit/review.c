@@ -105,8 +105,8 @@ int audit_time_parse(const char *s, long long *us)
 	}
 	if (*p == 'Z' || *p == 'z') {
 		p++;
-	} else if (*p == '+' || *p == '-') {
-		sign = *p == '+' ? 1 : -1;
+	} else if (*p == '+' || *p == '-' || (*p == ' ' && strlen(p) == 6)) {
+		sign = *p == '-' ? -1 : 1;
 		if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 ||
 		    om > 59)
 			return EB_ERR_INVAL;

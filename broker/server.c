@@ -489,16 +489,15 @@ static const char *exec_route(const char *path, char *id, size_t idlen)
 	return id;
 }
 
-/* "/v1/audit/{exec_id}": the id (a path segment of at most idlen - 1 bytes), or NULL. */
-static const char *audit_route(const char *path, char *id, size_t idlen)
+/* "/v1/audit/{exec_id}": the id (one non-empty path segment, checked by auditapi.c), or
+ * NULL. */
+static const char *audit_route(const char *path)
 {
 	static const char pre[] = "/v1/audit/";
-	size_t n = strlen(path) - (sizeof(pre) - 1);
+	const char *id = path + sizeof(pre) - 1;
 
-	if (strncmp(path, pre, sizeof(pre) - 1) != 0 || n == 0 || n >= idlen ||
-	    strchr(path + sizeof(pre) - 1, '/') != NULL)
+	if (strncmp(path, pre, sizeof(pre) - 1) != 0 || *id == '\0' || strchr(id, '/') != NULL)
 		return NULL;
-	memcpy(id, path + sizeof(pre) - 1, n + 1);
 	return id;
 }
 
@@ -547,12 +546,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 			method_not_allowed(s, &h, "GET, HEAD");
 		else
 			handle_metrics(s, &h);
-	} else if (strcmp(path, "/v1/audit") == 0 ||
-	           audit_route(path, wsid, sizeof(wsid)) != NULL) {
+	} else if (strcmp(path, "/v1/audit") == 0 || audit_route(path) != NULL) {
 		if (m != EVHTTP_REQ_GET)
 			method_not_allowed(s, &h, "GET");
 		else
-			auditapi_handle(s, &h, strcmp(path, "/v1/audit") == 0 ? NULL : wsid);
+			auditapi_handle(s, &h, audit_route(path));
 	} else if (exec_route(path, wsid, sizeof(wsid)) != NULL) {
 		if (m != EVHTTP_REQ_POST)
 			method_not_allowed(s, &h, "POST");
