@@ -122,10 +122,12 @@ BEGIN
 		NEW.chain_hash := NULL;
 		RETURN NEW;
 	END IF;
-	SELECT * INTO STRICT h FROM exec_audit_chain_head FOR UPDATE;
+	-- By its key: a seq scan would read every dead version a long snapshot keeps.
+	SELECT * INTO STRICT h FROM exec_audit_chain_head WHERE only_row FOR UPDATE;
 	NEW.chain_seq := h.seq + 1;
 	NEW.chain_hash := sha256(h.hash || exec_audit_canonical(NEW));
-	UPDATE exec_audit_chain_head SET seq = NEW.chain_seq, hash = NEW.chain_hash;
+	UPDATE exec_audit_chain_head SET seq = NEW.chain_seq, hash = NEW.chain_hash
+	WHERE only_row;
 	PERFORM pg_notify('exec_audit', '');
 	RETURN NEW;
 END
@@ -134,8 +136,15 @@ CREATE TRIGGER exec_audit_link BEFORE INSERT OR UPDATE ON exec_audit
 	FOR EACH ROW EXECUTE FUNCTION exec_audit_link();
 
 -- Review: the list pages newest first on (started_at, exec_id); these serve the filters
--- that 0001's indexes do not (status; break-glass execs), and following by chain_seq is
--- served by the unique index above.
+-- that 0001's indexes do not (status; break-glass execs; status within a workspace), and
+-- following by chain_seq is served by the unique index above.
 CREATE INDEX exec_audit_status_idx ON exec_audit (status, started_at DESC, exec_id DESC);
 CREATE INDEX exec_audit_break_glass_idx ON exec_audit (started_at DESC, exec_id DESC)
 	WHERE break_glass_reason IS NOT NULL;
+-- A workspace token always filters by its workspace, so a status filter from one needs both.
+CREATE INDEX exec_audit_workspace_status_idx
+	ON exec_audit (workspace_id, status, started_at DESC, exec_id DESC);
+-- A workspace's rows are one org's: without this the planner multiplies the two
+-- selectivities and, for an org or workspace token, sorts instead of reading in order.
+CREATE STATISTICS exec_audit_workspace_org_stats (dependencies)
+	ON workspace_id, org_id FROM exec_audit;
