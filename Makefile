@@ -43,7 +43,7 @@ Q := @
 say = @printf '  %-6s %s\n'
 endif
 
-.PHONY: all deps check test-run install clean format run bench
+.PHONY: all deps check test-run install clean format run bench bench-audit
 # Keep the objects of test binaries: they are intermediates of a chained rule.
 .SECONDARY:
 all: $(BUILD)/exec-broker
@@ -72,9 +72,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/o
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) $(TEST_LIBS) -o $@
 
 # Benchmarks print figures and never fail on timing; see bench/README.md.
-bench: $(BUILD)/bench/bench_pool $(BUILD)/bench/bench_exec $(BUILD)/exec-broker
+BENCH_AUDIT := $(BUILD)/bench/bench_audit $(BUILD)/bench/audit_gen $(BUILD)/exec-broker
+
+bench: $(BUILD)/bench/bench_pool $(BUILD)/bench/bench_exec $(BENCH_AUDIT)
 	$(Q)$(BUILD)/bench/bench_pool
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_exec
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
+
+bench-audit: $(BENCH_AUDIT)
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
+
+# The generator of audit rows is a plain libpq client.
+$(BUILD)/bench/audit_gen: $(BUILD)/obj/bench/audit_gen.o
+	$(say) LINK $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/bench/benchutil.o $(BUILD)/obj/tests/harness.o \
 		$(BUILD)/libeb.a
