@@ -860,6 +860,20 @@ static int unhex(const char *s, unsigned char *out, size_t n)
 	return 0;
 }
 
+int audit_anchor_parse(const char *text, long long *seq, unsigned char hash[AUDIT_HASH_LEN])
+{
+	const char *colon = strchr(text, ':');
+	char *end;
+
+	if (!isdigit((unsigned char)text[0]))
+		return EB_ERR_INVAL;
+	*seq = strtoll(text, &end, 10);
+	if (colon == NULL || end != colon || *seq < 0 ||
+	    unhex(colon + 1, hash, AUDIT_HASH_LEN) != 0)
+		return EB_ERR_INVAL;
+	return 0;
+}
+
 #define VERIFY_BATCH       5000
 #define VERIFY_MAX_PRINTED 100
 
@@ -919,19 +933,15 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 
 	memset(r, 0, sizeof(*r));
 	memcpy(prev, zero, sizeof(prev));
-	if (anchor != NULL) {
-		const char *colon = strchr(anchor, ':');
-		char *end;
-
-		anchor_seq = strtoll(anchor, &end, 10);
-		if (colon == NULL || end != colon || anchor_seq < 1 ||
-		    unhex(colon + 1, anchor_hash, AUDIT_HASH_LEN) != 0) {
-			snprintf(err, errlen,
-			         "an anchor is SEQ:HASH as verify printed it "
-			         "(a number, a colon, 64 hex digits)");
-			return EB_ERR_INVAL;
-		}
+	if (anchor != NULL && audit_anchor_parse(anchor, &anchor_seq, anchor_hash) != 0) {
+		snprintf(err, errlen,
+		         "an anchor is SEQ:HASH as verify printed it (a number, a "
+		         "colon, 64 hex digits)");
+		return EB_ERR_INVAL;
 	}
+	if (anchor_seq == 0 && memcmp(anchor_hash, zero, AUDIT_HASH_LEN) != 0)
+		problem(&v, "seq 0: altered: the chain starts from 32 zero bytes, not the anchored "
+		            "hash");
 	/* One snapshot for the whole walk: brokers may go on writing links meanwhile. */
 	res =
 	    verify_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err, errlen);

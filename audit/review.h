@@ -126,6 +126,10 @@ int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t 
 void audit_link_hash(const unsigned char prev[AUDIT_HASH_LEN], const char *canon, size_t len,
                      unsigned char out[AUDIT_HASH_LEN]);
 
+/* An anchor "SEQ:HEX" as verify prints its head (SEQ >= 0; 0 is the empty chain, whose
+ * hash is 32 zero bytes). 0 or EB_ERR_INVAL. */
+int audit_anchor_parse(const char *text, long long *seq, unsigned char hash[AUDIT_HASH_LEN]);
+
 /* What audit_verify found. */
 struct audit_verify_result {
 	long long links;    /* rows read in chain order */

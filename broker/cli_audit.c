@@ -399,20 +399,19 @@ static void on_stop_signal(int sig)
 	follow_stop = 1;
 }
 
-/* Prints the matching links after *after up to the head, oldest first; *after moves on. */
-static int print_new_links(PGconn *c, struct audit_filter *f, long long *after, int format)
+/* Prints the matching links in (*after, upto], oldest first, a page at a time; *after
+ * moves on to upto. */
+static int print_links(PGconn *c, struct audit_filter *f, long long *after, long long upto,
+                       int format)
 {
-	long long head = head_seq(c);
 	struct audit_query q;
 
-	if (head < 0)
-		return CLI_EXIT_FAIL;
 	f->limit = AUDIT_LIMIT_MAX;
-	while (*after < head) {
+	while (*after < upto) {
 		PGresult *res;
 		int n;
 
-		audit_query_links(&q, f, *after, head, false);
+		audit_query_links(&q, f, *after, upto, false);
 		res = run(c, &q);
 		if (res == NULL)
 			return CLI_EXIT_FAIL;
@@ -422,10 +421,45 @@ static int print_new_links(PGconn *c, struct audit_filter *f, long long *after, 
 				PQclear(res);
 				return CLI_EXIT_FAIL;
 			}
-		*after = n == f->limit ? audit_row_chain_seq(res, n - 1) : head;
+		*after = n == f->limit ? audit_row_chain_seq(res, n - 1) : upto;
 		PQclear(res);
 	}
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* The links after *after up to the current head. */
+static int print_new_links(PGconn *c, struct audit_filter *f, long long *after, int format)
+{
+	long long head = head_seq(c);
+
+	return head < 0 ? CLI_EXIT_FAIL : print_links(c, f, after, head, format);
+}
+
+/* The seq just before the last `count` matching links up to upto (0 if there are fewer),
+ * found a page at a time from the newest; -1 if the database could not be read. */
+static long long backlog_start(PGconn *c, struct audit_filter *f, long count, long long upto)
+{
+	struct audit_query q;
+
+	while (count > 0) {
+		PGresult *res;
+		long long oldest;
+		int n;
+
+		f->limit = (int)(count < AUDIT_LIMIT_MAX ? count : AUDIT_LIMIT_MAX);
+		audit_query_links(&q, f, 0, upto, true);
+		res = run(c, &q);
+		if (res == NULL)
+			return -1;
+		n = PQntuples(res);
+		oldest = n > 0 ? audit_row_chain_seq(res, n - 1) : 0;
+		PQclear(res);
+		if (n < f->limit)
+			return 0;
+		count -= n;
+		upto = oldest - 1;
+	}
+	return upto;
 }
 
 /* The last `backlog` finished rows, then every row as it finishes. Woken by NOTIFY (the
@@ -436,7 +470,6 @@ static int follow_rows(PGconn *c, struct audit_filter *f, long backlog, int form
 	struct sigaction sa = {.sa_handler = on_stop_signal};
 	sigset_t block, unblocked;
 	long long after, head;
-	struct audit_query q;
 	PGresult *res;
 	int rc;
 
@@ -459,19 +492,9 @@ static int follow_rows(PGconn *c, struct audit_filter *f, long backlog, int form
 	if (head < 0)
 		return CLI_EXIT_FAIL;
 	print_head(stdout, format);
-	f->limit = (int)backlog;
-	audit_query_links(&q, f, 0, head, true);
-	res = run(c, &q);
-	if (res == NULL)
+	after = backlog_start(c, f, backlog, head);
+	if (after < 0 || print_links(c, f, &after, head, format) != CLI_EXIT_OK)
 		return CLI_EXIT_FAIL;
-	for (int i = PQntuples(res) - 1; i >= 0; i--)
-		if (print_row(stdout, format, res, i) != 0) {
-			PQclear(res);
-			return CLI_EXIT_FAIL;
-		}
-	PQclear(res);
-	fflush(stdout);
-	after = head;
 	while (!follow_stop) {
 		struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
 		bool woken = false;
@@ -533,7 +556,9 @@ static int cmd_verify(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 	    {"anchor", required_argument, NULL, 1}, CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
 	const char *vals[2], *anchor;
+	unsigned char hash[AUDIT_HASH_LEN];
 	struct audit_verify_result r;
+	long long seq;
 	PGconn *conn = NULL;
 	char err[512], hx[2 * AUDIT_HASH_LEN + 1];
 	int rc;
@@ -542,6 +567,12 @@ static int cmd_verify(struct cli *cli, int argc, char **argv)
 	if (rc != 0)
 		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
 	anchor = vals[1];
+	if (anchor != NULL && audit_anchor_parse(anchor, &seq, hash) != 0) {
+		cli_error("--anchor: \"%s\" is not SEQ:HASH as verify printed its head (a number, "
+		          "a colon, 64 hex digits)",
+		          anchor);
+		return CLI_EXIT_USAGE;
+	}
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
 		return rc == CLI_EXIT_FAIL ? VERIFY_EXIT_DB : rc;
@@ -659,10 +690,7 @@ int cli_audit(struct cli *cli, int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	if (vals[O_FOLLOW] != NULL)
-		rc = follow_rows(conn, &f,
-		                 limit > 0 ? (limit < AUDIT_LIMIT_MAX ? limit : AUDIT_LIMIT_MAX)
-		                           : FOLLOW_BACKLOG,
-		                 format);
+		rc = follow_rows(conn, &f, limit > 0 ? limit : FOLLOW_BACKLOG, format);
 	else
 		rc = list_rows(conn, &f, limit > 0 ? limit : AUDIT_LIMIT_DEFAULT, format);
 	PQfinish(conn);

@@ -309,6 +309,33 @@ START_TEST(exec_ids)
 }
 END_TEST
 
+START_TEST(anchors)
+{
+	static const char z64[] =
+	    "0000000000000000000000000000000000000000000000000000000000000000";
+	unsigned char h[AUDIT_HASH_LEN];
+	char text[100];
+	long long seq;
+
+	snprintf(text, sizeof(text), "0:%s", z64);
+	ck_assert_int_eq(audit_anchor_parse(text, &seq, h), 0); /* the empty chain's head */
+	ck_assert(seq == 0);
+	snprintf(text, sizeof(text), "1042:%.63sF", z64);
+	ck_assert_int_eq(audit_anchor_parse(text, &seq, h), 0);
+	ck_assert(seq == 1042 && h[31] == 0x0f && h[0] == 0);
+	snprintf(text, sizeof(text), "-1:%s", z64);
+	ck_assert_int_eq(audit_anchor_parse(text, &seq, h), EB_ERR_INVAL);
+	snprintf(text, sizeof(text), "12:%.62s", z64);
+	ck_assert_int_eq(audit_anchor_parse(text, &seq, h), EB_ERR_INVAL);
+	snprintf(text, sizeof(text), "12:%.63sg", z64);
+	ck_assert_int_eq(audit_anchor_parse(text, &seq, h), EB_ERR_INVAL);
+	snprintf(text, sizeof(text), "12x:%s", z64);
+	ck_assert_int_eq(audit_anchor_parse(text, &seq, h), EB_ERR_INVAL);
+	ck_assert_int_eq(audit_anchor_parse(z64, &seq, h), EB_ERR_INVAL);
+	ck_assert_int_eq(audit_anchor_parse("", &seq, h), EB_ERR_INVAL);
+}
+END_TEST
+
 /* --- against PostgreSQL ----------------------------------------------------------------- */
 
 static void exec_ok(PGconn *c, const char *sql)
@@ -512,6 +539,7 @@ int main(void)
 	tcase_add_test(pure, cursor_round_trips_and_is_bound_to_its_filters);
 	tcase_add_test(pure, page_statements_bind_every_filter_and_the_scope);
 	tcase_add_test(pure, exec_ids);
+	tcase_add_test(pure, anchors);
 	suite_add_tcase(s, pure);
 	tcase_set_timeout(pg, 60);
 	tcase_add_test(pg, migration_0003_links_rows_written_before_it);
