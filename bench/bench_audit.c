@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -21,7 +20,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,7 +28,6 @@
 #include <string.h>
 #include <strings.h>
 #include <dirent.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,14 +48,13 @@
 #define TARGET_MS       50.0
 /* The exec and micro phases alternate the modes in turns A B B A ..., so that a drift of
  * the machine's load falls on both alike. */
-#define EXEC_TURNS     8
-#define MICRO_TURNS    4
-#define MICRO_CONNS    8
-#define IO_WAIT_MS     30000
-#define BROKER_WAIT_MS 30000
-#define MAX_QUERIES    10
-#define MAX_PAIRS      6
-#define PAGE_LIMIT     AUDIT_LIMIT_DEFAULT
+#define EXEC_TURNS  8
+#define MICRO_TURNS 4
+#define MICRO_CONNS 8
+#define IO_WAIT_MS  30000
+#define MAX_QUERIES 10
+#define MAX_PAIRS   6
+#define PAGE_LIMIT  AUDIT_LIMIT_DEFAULT
 
 /* What the generated log looks like (bench/audit_gen.c): ws-042 of org-02 is a workspace
  * of middling traffic, org-02's token 1 an org actor. */
@@ -66,43 +62,6 @@
 #define BENCH_ORG   "org-02"
 #define BENCH_ACTOR "token:ebk_org02tk1"
 #define EXEC_WS     "ws-bench"
-
-extern char **environ;
-
-/* Problems outside any series; any of them makes the exit status 1. */
-static char problems[16][400];
-static unsigned nproblems;
-
-__attribute__((format(printf, 1, 2))) static void problem(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (nproblems < sizeof(problems) / sizeof(problems[0])) {
-		va_start(ap, fmt);
-		vsnprintf(problems[nproblems], sizeof(problems[0]), fmt, ap);
-		va_end(ap);
-	}
-	nproblems++;
-}
-
-__attribute__((format(printf, 1, 2))) static void progress(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_audit: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
 
 static long long wall_us(void)
 {
@@ -113,28 +72,6 @@ static long long wall_us(void)
 }
 
 /* ------------------------------------------------------------------ processes */
-
-/* CPU seconds (user + system) of pid, or -1. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	size_t n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (p == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
 
 /* CPU seconds of every child of the postmaster (its backends and workers), living ones
  * only: a comparison over a phase in which the broker keeps its connections. */
@@ -167,43 +104,10 @@ static double pg_cpu_s(void)
 		buf[n] = '\0';
 		p = strrchr(buf, ')');
 		if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pm)
-			sum += proc_cpu_s(atoi(e->d_name));
+			sum += bench_proc_cpu_s(atoi(e->d_name));
 	}
 	closedir(d);
 	return sum;
-}
-
-/* The directory of this benchmark's binary (build/bench). */
-static const char *self_dir(void)
-{
-	static char dir[PATH_MAX];
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (dir[0] != '\0')
-		return dir;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return "build/bench";
-	self[n] = '\0';
-	snprintf(dir, sizeof(dir), "%s", dirname(self));
-	return dir;
-}
-
-/* The binary under test: $EB_BIN (set by `make bench`), else build/exec-broker. */
-static const char *broker_bin(void)
-{
-	static char path[PATH_MAX];
-	const char *env = getenv("EB_BIN");
-	char d[PATH_MAX];
-
-	if (env != NULL && *env != '\0')
-		return env;
-	if (path[0] == '\0') {
-		snprintf(d, sizeof(d), "%s", self_dir());
-		snprintf(path, sizeof(path), "%s/exec-broker", dirname(d));
-	}
-	return path;
 }
 
 /* The generator: $EB_AUDIT_GEN, else audit_gen beside this benchmark. */
@@ -215,215 +119,8 @@ static const char *gen_bin(void)
 	if (env != NULL && *env != '\0')
 		return env;
 	if (path[0] == '\0')
-		snprintf(path, sizeof(path), "%s/audit_gen", self_dir());
+		snprintf(path, sizeof(path), "%s/audit_gen", bench_self_dir());
 	return path;
-}
-
-/* Runs the CLI on db; out (may be NULL) receives its stdout, st (may be NULL) its wait
- * status. -1 unless it exits 0 (then its stderr is printed). */
-static int cli(const char *db, const char *const args[], char **out, int *status)
-{
-	const char *argv[32];
-	char dburl[600];
-	const char *env[] = {"EXEC_BROKER_CONFIG=/dev/null", dburl, NULL};
-	char *o = NULL, *e = NULL;
-	int n = 0, st = 0, rc = -1;
-
-	argv[n++] = broker_bin();
-	for (int i = 0; args[i] != NULL && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	snprintf(dburl, sizeof(dburl), "EXEC_BROKER_DATABASE_URL=%s", db);
-	if (th_run(argv, env, NULL, &o, &e, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		rc = 0;
-	else
-		fprintf(stderr, "bench_audit: exec-broker %s %s failed (status %#x): %s%s\n",
-		        args[0], args[1] != NULL ? args[1] : "", (unsigned)st, e != NULL ? e : "",
-		        o != NULL ? o : "");
-	if (status != NULL)
-		*status = st;
-	if (out != NULL) {
-		*out = o; /* transferred */
-		o = NULL;
-	}
-	free(o);
-	free(e);
-	return rc;
-}
-
-static int make_token(const char *db, const char *const args[], char *tok, size_t len)
-{
-	char *out = NULL;
-	int rc = cli(db, args, &out, NULL);
-
-	if (rc == 0) {
-		out[strcspn(out, "\n")] = '\0';
-		if (strncmp(out, "ebk_", 4) != 0 || strlen(out) >= len) {
-			fprintf(stderr, "bench_audit: token create printed \"%s\"\n", out);
-			rc = -1;
-		} else {
-			snprintf(tok, len, "%s", out);
-		}
-	}
-	free(out);
-	return rc;
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-static bool file_contains(const char *path, const char *needle)
-{
-	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
-
-	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0)
-		found = strstr(line, needle) != NULL;
-	free(line);
-	fclose(f);
-	return found;
-}
-
-/* One `exec-broker serve` started by this benchmark. */
-struct broker {
-	pid_t pid; /* 0 when not running */
-	int port;
-	char conf[160], log[160], instance[64];
-};
-
-static int broker_wait(struct broker *b, int ms, int *st)
-{
-	uint64_t t0 = bench_now_ns();
-
-	for (;;) {
-		pid_t r = waitpid(b->pid, st, WNOHANG);
-		if (r == b->pid) {
-			b->pid = 0;
-			return 0;
-		}
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (bench_ms_since(t0) > ms)
-			return -1;
-		sleep_ms(20);
-	}
-}
-
-/* Writes the config, starts `exec-broker --config conf serve` with its output in a log
- * under the harness's directory, and waits for msg=listening. The broker dies with this
- * process. */
-static int broker_start(struct broker *b, const char *db, const char *name)
-{
-	const char *bin = broker_bin();
-	const char *argv[] = {bin, "--config", b->conf, "serve", NULL};
-	pid_t parent = getpid(), pid;
-	uint64_t t0;
-	FILE *f;
-	int st;
-
-	memset(b, 0, sizeof(*b));
-	b->port = free_port();
-	snprintf(b->instance, sizeof(b->instance), "bench-%s", name);
-	snprintf(b->conf, sizeof(b->conf), "%s/broker-%s.conf", th.basedir, name);
-	snprintf(b->log, sizeof(b->log), "%s/broker-%s.log", th.basedir, name);
-	f = fopen(b->conf, "we");
-	if (f == NULL || b->port <= 0) {
-		problem("broker %s: cannot write %s: %s", name, b->conf, strerror(errno));
-		if (f != NULL)
-			fclose(f);
-		return -1;
-	}
-	fprintf(f, "database_url = %s\nlisten = 127.0.0.1:%d\nssh_key = %s\ninstance_name = %s\n",
-	        db, b->port, th.client_key, b->instance);
-	if (fclose(f) != 0)
-		return -1;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		problem("broker %s: fork: %s", name, strerror(errno));
-		return -1;
-	}
-	if (pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		sigset_t none;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent || fd < 0 || in < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
-		    dup2(fd, 2) < 0)
-			_exit(127);
-		/* Only the config file speaks: no EXEC_BROKER_* from the caller's environment. */
-		for (char **e = environ; *e != NULL;) {
-			if (strncmp(*e, "EXEC_BROKER_", 12) == 0) {
-				char var[128];
-				snprintf(var, sizeof(var), "%.*s", (int)strcspn(*e, "="), *e);
-				unsetenv(var);
-			} else {
-				e++;
-			}
-		}
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	b->pid = pid;
-	t0 = bench_now_ns();
-	while (!file_contains(b->log, "msg=listening")) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			b->pid = 0;
-			problem("broker %s exited while starting (wait status %#x); see %s", name,
-			        (unsigned)st, b->log);
-			return -1;
-		}
-		if (bench_ms_since(t0) > BROKER_WAIT_MS) {
-			kill(pid, SIGKILL);
-			broker_wait(b, BROKER_WAIT_MS, &st);
-			problem("broker %s did not log msg=listening within %d ms; see %s", name,
-			        BROKER_WAIT_MS, b->log);
-			return -1;
-		}
-		sleep_ms(20);
-	}
-	return 0;
-}
-
-/* SIGTERM, as systemd stops it: the broker must exit 0. */
-static void broker_stop(struct broker *b)
-{
-	int st = 0;
-
-	if (b->pid == 0)
-		return;
-	kill(b->pid, SIGTERM);
-	if (broker_wait(b, BROKER_WAIT_MS, &st) != 0) {
-		kill(b->pid, SIGKILL);
-		broker_wait(b, BROKER_WAIT_MS, &st);
-		b->pid = 0;
-		problem("broker %s did not exit within %d ms of SIGTERM; see %s", b->instance,
-		        BROKER_WAIT_MS, b->log);
-	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		problem("broker %s ended with wait status %#x after SIGTERM; see %s", b->instance,
-		        (unsigned)st, b->log);
-	}
 }
 
 /* ------------------------------------------------------------------ a blocking HTTP client */
@@ -765,7 +462,7 @@ static int query_expect(PGconn *c, struct query *q)
 	         q->cond, q->offset, PAGE_LIMIT + 1);
 	r = PQexec(c, sql);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		problem("%s: the expected page: %s", q->label, PQresultErrorMessage(r));
+		bench_problem("%s: the expected page: %s", q->label, PQresultErrorMessage(r));
 		PQclear(r);
 		return -1;
 	}
@@ -884,7 +581,7 @@ static int query_sql(struct query *q, struct audit_filter *f, struct audit_query
 	audit_filter_init(f);
 	if (audit_filter_parse(f, q->names, q->values, q->npairs, field, sizeof(field), err,
 	                       sizeof(err)) != 0) {
-		problem("%s: audit_filter_parse refused %s: %s", q->label, field, err);
+		bench_problem("%s: audit_filter_parse refused %s: %s", q->label, field, err);
 		return -1;
 	}
 	audit_query_list(aq, f, &q->scope);
@@ -934,7 +631,7 @@ static void query_plan(PGconn *c, struct query *q, size_t n)
 	r = PQexecParams(c, explain, aq.nparams, NULL, aq.params, NULL, NULL, 0);
 	free(explain);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		problem("%s: EXPLAIN: %s", q->label, PQresultErrorMessage(r));
+		bench_problem("%s: EXPLAIN: %s", q->label, PQresultErrorMessage(r));
 		PQclear(r);
 		return;
 	}
@@ -997,15 +694,15 @@ static int chain_switch_init(struct chain_switch *sw, const char *db)
 	memset(sw, 0, sizeof(*sw));
 	sw->c = PQconnectdb(db);
 	if (PQstatus(sw->c) != CONNECTION_OK) {
-		problem("chain switch: %s", PQerrorMessage(sw->c));
+		bench_problem("chain switch: %s", PQerrorMessage(sw->c));
 		return -1;
 	}
 	r = PQexec(sw->c, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
 	                  "WHERE conrelid = 'exec_audit'::regclass AND contype = 'c' "
 	                  "AND pg_get_constraintdef(oid) LIKE '%chain_seq IS NULL%' ORDER BY 1");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 2) {
-		problem("chain switch: the two checks on chain_seq IS NULL: %s (%d rows)",
-		        PQresultErrorMessage(r), PQntuples(r));
+		bench_problem("chain switch: the two checks on chain_seq IS NULL: %s (%d rows)",
+		              PQresultErrorMessage(r), PQntuples(r));
 		goto out;
 	}
 	sw->n = 2;
@@ -1041,8 +738,8 @@ static int chain_set(struct chain_switch *sw, enum mode m)
 	r = PQexec(sw->c, sql);
 	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
 	if (rc != 0)
-		problem("switching the chain %s: %s", m == MODE_CHAIN ? "on" : "off",
-		        PQresultErrorMessage(r));
+		bench_problem("switching the chain %s: %s", m == MODE_CHAIN ? "on" : "off",
+		              PQresultErrorMessage(r));
 	else
 		sw->now = m;
 	PQclear(r);
@@ -1312,12 +1009,12 @@ static int sql_value(const char *db, const char *sql, char *out, size_t len)
 	int rc = -1;
 
 	if (PQstatus(c) != CONNECTION_OK) {
-		problem("%s: %s", sql, PQerrorMessage(c));
+		bench_problem("%s: %s", sql, PQerrorMessage(c));
 		goto out;
 	}
 	r = PQexec(c, sql);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		problem("%s: %s", sql, PQresultErrorMessage(r));
+		bench_problem("%s: %s", sql, PQresultErrorMessage(r));
 		goto out;
 	}
 	if (out != NULL)
@@ -1352,7 +1049,7 @@ static int bench_world(struct bench *b)
 	char port[16];
 
 	snprintf(port, sizeof(port), "%d", th.sshd.port);
-	if (th_db_create(b->db, sizeof(b->db)) != 0 || cli(b->db, migrate, NULL, NULL) != 0)
+	if (th_db_create(b->db, sizeof(b->db)) != 0 || bench_cli(b->db, migrate, NULL, NULL) != 0)
 		return -1;
 	for (size_t i = 0; i < 2; i++) {
 		const char *args[] = {
@@ -1360,13 +1057,13 @@ static int bench_world(struct bench *b)
 		    "--host",    "127.0.0.1", "--port", port,         "--user",
 		    th.user,     "--tier",    "3",      "--host-key", th.sshd.host_key_fp,
 		    NULL};
-		if (cli(b->db, args, NULL, NULL) != 0)
+		if (bench_cli(b->db, args, NULL, NULL) != 0)
 			return -1;
 	}
-	if (make_token(b->db, t_admin, b->tok_admin, sizeof(b->tok_admin)) != 0 ||
-	    make_token(b->db, t_org, b->tok_org, sizeof(b->tok_org)) != 0 ||
-	    make_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0 ||
-	    make_token(b->db, t_exec, b->tok_exec, sizeof(b->tok_exec)) != 0)
+	if (bench_make_token(b->db, t_admin, b->tok_admin, sizeof(b->tok_admin)) != 0 ||
+	    bench_make_token(b->db, t_org, b->tok_org, sizeof(b->tok_org)) != 0 ||
+	    bench_make_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0 ||
+	    bench_make_token(b->db, t_exec, b->tok_exec, sizeof(b->tok_exec)) != 0)
 		return -1;
 	return 0;
 }
@@ -1395,7 +1092,7 @@ static int bench_generate(struct bench *b)
 		;
 	b->gen_s = bench_ms_since(t0) / 1000;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		problem("%s ended with wait status %#x", argv[0], (unsigned)st);
+		bench_problem("%s ended with wait status %#x", argv[0], (unsigned)st);
 		return -1;
 	}
 	t0 = bench_now_ns();
@@ -1406,8 +1103,8 @@ static int bench_generate(struct bench *b)
 	b->table_bytes = sql_ll(b->db, "SELECT pg_total_relation_size('exec_audit')");
 	b->head_bytes_gen = sql_ll(b->db, "SELECT pg_relation_size('exec_audit_chain_head')");
 	if (b->rows_counted != (long long)b->rows) {
-		problem("exec_audit holds %lld rows after audit_gen, not %llu", b->rows_counted,
-		        b->rows);
+		bench_problem("exec_audit holds %lld rows after audit_gen, not %llu",
+		              b->rows_counted, b->rows);
 		return -1;
 	}
 	return 0;
@@ -1504,7 +1201,7 @@ static int bench_queries_init(struct bench *b, struct hclient *hc)
 
 	audit_time_format(wall_us() - 24LL * 3600 * 1000000, b->since);
 	if (PQstatus(c) != CONNECTION_OK) {
-		problem("queries: %s", PQerrorMessage(c));
+		bench_problem("queries: %s", PQerrorMessage(c));
 		goto out;
 	}
 	for (enum qid id = 0; id < Q_COUNT; id++) {
@@ -1556,7 +1253,7 @@ static void bench_queries(struct bench *b)
 		}
 	c = PQconnectdb(b->db);
 	if (PQstatus(c) != CONNECTION_OK)
-		problem("plans: %s", PQerrorMessage(c));
+		bench_problem("plans: %s", PQerrorMessage(c));
 	else
 		for (enum qid id = 0; id < Q_COUNT; id++)
 			if (!b->q[id].skip)
@@ -1575,19 +1272,19 @@ static void bench_verify(struct bench *b)
 	char *out = NULL;
 	int st = 0;
 
-	if (cli(b->db, args, &out, &st) != 0) {
-		problem("exec-broker audit verify ended with wait status %#x: %.200s", (unsigned)st,
-		        out ? out : "");
+	if (bench_cli(b->db, args, &out, &st) != 0) {
+		bench_problem("exec-broker audit verify ended with wait status %#x: %.200s",
+		              (unsigned)st, out ? out : "");
 		free(out);
 		return;
 	}
 	b->verify_s = bench_ms_since(t0) / 1000;
 	snprintf(b->verify_line, sizeof(b->verify_line), "%.*s", (int)strcspn(out, "\n"), out);
 	if (sscanf(out, "ok: %lld links", &b->verify_links) != 1)
-		problem("exec-broker audit verify printed \"%s\"", b->verify_line);
+		bench_problem("exec-broker audit verify printed \"%s\"", b->verify_line);
 	else if (b->verify_links != (long long)b->rows)
-		problem("exec-broker audit verify read %lld links, the log holds %llu rows",
-		        b->verify_links, b->rows);
+		bench_problem("exec-broker audit verify read %lld links, the log holds %llu rows",
+		              b->verify_links, b->rows);
 	else
 		b->verified = true;
 	free(out);
@@ -1605,7 +1302,7 @@ static void bench_micro(struct bench *b, struct chain_switch *sw)
 		m[k] = (struct micro_ctx){PQconnectdb(b->db), &serial};
 		run.ctx[k] = &m[k];
 		if (PQstatus(m[k].c) != CONNECTION_OK) {
-			problem("micro: %s", PQerrorMessage(m[k].c));
+			bench_problem("micro: %s", PQerrorMessage(m[k].c));
 			goto out;
 		}
 	}
@@ -1658,10 +1355,10 @@ static void bench_exec_chain(struct bench *b, struct chain_switch *sw)
 		if (chain_set(sw, md) != 0)
 			goto out;
 		pg0 = pg_cpu_s();
-		br0 = proc_cpu_s(b->b.pid);
+		br0 = bench_proc_cpu_s(b->b.pid);
 		prun_go(&run, BENCH_CONCURRENCY, per_turn, &b->exec[md]);
 		b->exec_pg_cpu[md] += pg_cpu_s() - pg0;
-		b->exec_broker_cpu[md] += proc_cpu_s(b->b.pid) - br0;
+		b->exec_broker_cpu[md] += bench_proc_cpu_s(b->b.pid) - br0;
 		b->exec_sent[md] += per_turn;
 	}
 out:
@@ -1680,21 +1377,14 @@ out:
 	if (series_ok(&b->exec[MODE_CHAIN]) && series_ok(&b->exec[MODE_NOCHAIN]) &&
 	    (b->exec_rows != (long long)(b->exec_sent[0] + b->exec_sent[1]) ||
 	     b->exec_linked != (long long)b->exec_sent[MODE_CHAIN]))
-		problem("exec audit rows: %lld exited, %lld of them linked, for %zu execs with the "
-		        "chain and %zu without",
-		        b->exec_rows, b->exec_linked, b->exec_sent[MODE_CHAIN],
-		        b->exec_sent[MODE_NOCHAIN]);
+		bench_problem(
+		    "exec audit rows: %lld exited, %lld of them linked, for %zu execs with the "
+		    "chain and %zu without",
+		    b->exec_rows, b->exec_linked, b->exec_sent[MODE_CHAIN],
+		    b->exec_sent[MODE_NOCHAIN]);
 }
 
 /* ------------------------------------------------------------------ report */
-
-static void print_target(const char *label, bool ok, double r, const char *target, bool met)
-{
-	if (!ok)
-		printf("%s = n/a, a way broke (target %s)\n", label, target);
-	else
-		printf("%s = %.2f (target %s: %s)\n", label, r, target, met ? "met" : "missed");
-}
 
 static void report_queries(struct bench *b)
 {
@@ -1741,7 +1431,7 @@ static void report_queries(struct bench *b)
 		bool ok = series_ok(&q->s);
 		double p99 = ok ? series_pct(&q->s, 0.99) : 0;
 		snprintf(label, sizeof(label), "%.3s p99", q->label);
-		print_target(label, ok, p99, "< 50 ms", p99 < TARGET_MS);
+		bench_print_target(label, ok, p99, "< 50 ms", p99 < TARGET_MS);
 	}
 	printf("all queries: %s\n", !any ? "n/a" : all_met ? "p99 < 50 ms" : "some p99 >= 50 ms");
 	for (enum qid id = 0; id < Q_COUNT; id++) {
@@ -1823,7 +1513,7 @@ static void report_writers(struct bench *b)
 	}
 	ok = series_ok(&b->exec[0]) && series_ok(&b->exec[1]);
 	r = ok ? series_per_s(&b->exec[MODE_CHAIN]) / series_per_s(&b->exec[MODE_NOCHAIN]) : 0;
-	print_target("exec throughput, chain / no chain", ok, r, ">= 0.9", r >= 0.9);
+	bench_print_target("exec throughput, chain / no chain", ok, r, ">= 0.9", r >= 0.9);
 	printf("(CPU per exec: all PostgreSQL backends, and the broker; no chain = trigger "
 	       "exec_audit_link\n  disabled and its two checks dropped; audit rows of the execs: "
 	       "%lld exited, %lld linked)\n",
@@ -1832,7 +1522,6 @@ static void report_writers(struct bench *b)
 
 static void bench_report(struct bench *b)
 {
-	bool header = false;
 	struct series *all[Q_COUNT * 2 + 8];
 	size_t nall = 0;
 
@@ -1866,20 +1555,7 @@ static void bench_report(struct bench *b)
 	all[nall++] = &b->exec_warm;
 	all[nall++] = &b->exec[0];
 	all[nall++] = &b->exec[1];
-	for (size_t i = 0; i < nall; i++) {
-		if (all[i]->failures == 0)
-			continue;
-		if (!header)
-			printf("\nfailures (a way stops at its first):\n");
-		header = true;
-		printf("  %s: %s\n", all[i]->name, all[i]->first_failure);
-	}
-	for (unsigned i = 0; i < nproblems && i < sizeof(problems) / sizeof(problems[0]); i++) {
-		if (!header)
-			printf("\nfailures:\n");
-		header = true;
-		printf("  %s\n", problems[i]);
-	}
+	bench_print_failures(all, nall);
 }
 
 static bool bench_broke(struct bench *b)
@@ -1891,7 +1567,7 @@ static bool bench_broke(struct bench *b)
 		for (enum mode md = 0; md < MODE_COUNT; md++)
 			if (!series_ok(&b->micro[ci][md]))
 				return true;
-	return !series_ok(&b->exec[0]) || !series_ok(&b->exec[1]) || nproblems > 0;
+	return !series_ok(&b->exec[0]) || !series_ok(&b->exec[1]) || bench_problem_count() > 0;
 }
 
 static void bench_free(struct bench *b)
@@ -1966,27 +1642,28 @@ int main(void)
 		return 1;
 	if (th_setup(TH_PG | TH_SSHD) != 0)
 		return 1;
-	progress("setting up: database, workspaces, tokens (broker %s)", broker_bin());
+	bench_progress("setting up: database, workspaces, tokens (broker %s)", bench_broker_bin());
 	if (bench_world(&b) != 0) {
 		fprintf(stderr, "bench_audit: setting up failed (above)\n");
 		return 1;
 	}
-	progress("generating %llu audit rows with %s", b.rows, gen_bin());
-	if (bench_generate(&b) != 0 || broker_start(&b.b, b.db, "audit") != 0) {
+	bench_progress("generating %llu audit rows with %s", b.rows, gen_bin());
+	if (bench_generate(&b) != 0 || broker_start(&b.b, b.db, "audit", NULL) != 0) {
 		bench_report(&b);
 		th_teardown();
 		return 1;
 	}
-	progress("%zu requests of each of %d queries, then their SQL and plans", b.n, Q_COUNT);
+	bench_progress("%zu requests of each of %d queries, then their SQL and plans", b.n,
+	               Q_COUNT);
 	bench_queries(&b);
-	progress("exec-broker audit verify over %llu rows", b.rows);
+	bench_progress("exec-broker audit verify over %llu rows", b.rows);
 	bench_verify(&b);
 	if (chain_switch_init(&sw, b.db) == 0) {
-		progress("the audit completion alone, chain on and off, 1 and %d connections",
-		         MICRO_CONNS);
+		bench_progress("the audit completion alone, chain on and off, 1 and %d connections",
+		               MICRO_CONNS);
 		bench_micro(&b, &sw);
-		progress("%zu execs of each mode at %d in flight, chain on and off", b.exec_n,
-		         BENCH_CONCURRENCY);
+		bench_progress("%zu execs of each mode at %d in flight, chain on and off", b.exec_n,
+		               BENCH_CONCURRENCY);
 		bench_exec_chain(&b, &sw);
 	}
 	PQfinish(sw.c);

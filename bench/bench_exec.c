@@ -13,7 +13,6 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <libpq-fe.h>
 #include <libssh2.h>
 #include <limits.h>
@@ -28,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -61,40 +59,9 @@
 #define RSS_RAMP 20
 /* timeout_s of the streaming and memory execs: the broker's exec_timeout_max_s. */
 #define LONG_TIMEOUT_S 120
-#define BROKER_WAIT_MS 30000
 #define READ_CHUNK     (256 * 1024)
 #define MAX_HEAD       65536
 #define MIB            (1024.0 * 1024.0)
-
-extern char **environ;
-
-/* Problems outside any series (a broker that would not start or stop, audit rows that do
- * not add up); any of them makes the exit status 1. */
-static char problems[8][320];
-static unsigned nproblems;
-
-__attribute__((format(printf, 1, 2))) static void problem(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (nproblems < sizeof(problems) / sizeof(problems[0])) {
-		va_start(ap, fmt);
-		vsnprintf(problems[nproblems], sizeof(problems[0]), fmt, ap);
-		va_end(ap);
-	}
-	nproblems++;
-}
-
-__attribute__((format(printf, 1, 2))) static void progress(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_exec: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 /* ------------------------------------------------------------------ /proc */
 
@@ -117,29 +84,6 @@ static long proc_status_kib(pid_t pid, const char *field)
 		}
 	fclose(f);
 	return v;
-}
-
-/* CPU seconds (user + system) pid has used, or -1. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	size_t n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* After the command name in parentheses: state is field 3, utime 14, stime 15. */
-	p = strrchr(buf, ')');
-	if (p == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double self_cpu_s(void)
@@ -167,222 +111,6 @@ static int proc_reset_hwm(pid_t pid)
 }
 
 /* ------------------------------------------------------------------ broker processes */
-
-/* One `exec-broker serve` started by this benchmark. */
-struct broker {
-	pid_t pid; /* 0 when not running */
-	int port;
-	char conf[160], log[160], instance[64];
-	unsigned long sent; /* exec requests sent to it: one audit row each */
-};
-
-/* The binary under test: $EB_BIN (set by `make bench`), else ../exec-broker beside this
- * benchmark (build/bench/bench_exec -> build/exec-broker). */
-static const char *broker_bin(void)
-{
-	static char path[PATH_MAX];
-	const char *env = getenv("EB_BIN");
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (env != NULL && *env != '\0')
-		return env;
-	if (path[0] != '\0')
-		return path;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return "build/exec-broker";
-	self[n] = '\0';
-	snprintf(path, sizeof(path), "%s/exec-broker", dirname(dirname(self)));
-	return path;
-}
-
-/* Runs the CLI on db; out (may be NULL) receives its stdout. -1 unless it exits 0. */
-static int cli(const char *db, const char *const args[], char **out)
-{
-	const char *argv[32];
-	char dburl[600];
-	const char *env[] = {"EXEC_BROKER_CONFIG=/dev/null", dburl, NULL};
-	char *o = NULL, *e = NULL;
-	int n = 0, st = 0, rc = -1;
-
-	argv[n++] = broker_bin();
-	for (int i = 0; args[i] != NULL && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	snprintf(dburl, sizeof(dburl), "EXEC_BROKER_DATABASE_URL=%s", db);
-	if (th_run(argv, env, NULL, &o, &e, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		rc = 0;
-	else
-		fprintf(stderr, "bench_exec: exec-broker %s %s failed (status %d): %s\n", args[0],
-		        args[1] != NULL ? args[1] : "", st, e != NULL ? e : "");
-	if (rc == 0 && out != NULL) {
-		*out = o; /* transferred */
-		o = NULL;
-	}
-	free(o);
-	free(e);
-	return rc;
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-static bool file_contains(const char *path, const char *needle)
-{
-	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
-
-	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0)
-		found = strstr(line, needle) != NULL;
-	free(line);
-	fclose(f);
-	return found;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-/* Waits up to ms for the broker to exit: 0 with its wait status in *st, or -1. */
-static int broker_wait(struct broker *b, int ms, int *st)
-{
-	uint64_t t0 = bench_now_ns();
-
-	for (;;) {
-		pid_t r = waitpid(b->pid, st, WNOHANG);
-		if (r == b->pid) {
-			b->pid = 0;
-			return 0;
-		}
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (bench_ms_since(t0) > ms)
-			return -1;
-		sleep_ms(20);
-	}
-}
-
-/* Writes the config (extra_conf appended), starts `exec-broker --config conf serve` with
- * its output in a log under the harness's directory, and waits for msg=listening. The
- * broker dies with this process. */
-static int broker_start(struct broker *b, const char *db, const char *name, const char *extra_conf)
-{
-	const char *bin = broker_bin();
-	const char *argv[] = {bin, "--config", b->conf, "serve", NULL};
-	pid_t parent = getpid(), pid;
-	uint64_t t0;
-	FILE *f;
-	int st;
-
-	memset(b, 0, sizeof(*b));
-	b->port = free_port();
-	snprintf(b->instance, sizeof(b->instance), "bench-%s", name);
-	snprintf(b->conf, sizeof(b->conf), "%s/broker-%s.conf", th.basedir, name);
-	snprintf(b->log, sizeof(b->log), "%s/broker-%s.log", th.basedir, name);
-	f = fopen(b->conf, "we");
-	if (f == NULL || b->port <= 0) {
-		problem("broker %s: cannot write %s: %s", name, b->conf, strerror(errno));
-		if (f != NULL)
-			fclose(f);
-		return -1;
-	}
-	fprintf(f, "database_url = %s\nlisten = 127.0.0.1:%d\nssh_key = %s\ninstance_name = %s\n%s",
-	        db, b->port, th.client_key, b->instance, extra_conf != NULL ? extra_conf : "");
-	if (fclose(f) != 0)
-		return -1;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		problem("broker %s: fork: %s", name, strerror(errno));
-		return -1;
-	}
-	if (pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		sigset_t none;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent || fd < 0 || in < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
-		    dup2(fd, 2) < 0)
-			_exit(127);
-		/* Only the config file speaks: no EXEC_BROKER_* from the caller's environment. */
-		for (char **e = environ; *e != NULL;) {
-			if (strncmp(*e, "EXEC_BROKER_", 12) == 0) {
-				char var[128];
-				snprintf(var, sizeof(var), "%.*s", (int)strcspn(*e, "="), *e);
-				unsetenv(var);
-			} else {
-				e++;
-			}
-		}
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	b->pid = pid;
-	t0 = bench_now_ns();
-	while (!file_contains(b->log, "msg=listening")) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			b->pid = 0;
-			problem("broker %s exited while starting (wait status %#x); see %s", name,
-			        (unsigned)st, b->log);
-			return -1;
-		}
-		if (bench_ms_since(t0) > BROKER_WAIT_MS) {
-			kill(pid, SIGKILL);
-			broker_wait(b, BROKER_WAIT_MS, &st);
-			problem("broker %s did not log msg=listening within %d ms; see %s", name,
-			        BROKER_WAIT_MS, b->log);
-			return -1;
-		}
-		sleep_ms(20);
-	}
-	return 0;
-}
-
-/* SIGTERM, as systemd stops it: the broker must exit 0 once its execs are done. */
-static void broker_stop(struct broker *b)
-{
-	int st = 0;
-
-	if (b->pid == 0)
-		return;
-	kill(b->pid, SIGTERM);
-	if (broker_wait(b, BROKER_WAIT_MS, &st) != 0) {
-		kill(b->pid, SIGKILL);
-		broker_wait(b, BROKER_WAIT_MS, &st);
-		b->pid = 0;
-		problem("broker %s did not exit within %d ms of SIGTERM; see %s", b->instance,
-		        BROKER_WAIT_MS, b->log);
-	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		problem("broker %s ended with wait status %#x after SIGTERM; see %s", b->instance,
-		        (unsigned)st, b->log);
-	}
-}
 
 /* The value of metric line `name` (e.g. exec_broker_pool_sessions{state="idle"}) in the
  * broker's /metrics, or -1. A blocking request: nothing else runs meanwhile. */
@@ -1269,24 +997,6 @@ static void way_run(struct bench *b, enum way w, size_t n)
 	s->logins += bench_sshd_logins() - before;
 }
 
-static int make_token(const char *db, const char *const args[], char *tok, size_t len)
-{
-	char *out = NULL;
-	int rc = cli(db, args, &out);
-
-	if (rc == 0) {
-		out[strcspn(out, "\n")] = '\0';
-		if (strncmp(out, "ebk_", 4) != 0 || strlen(out) >= len) {
-			fprintf(stderr, "bench_exec: token create printed \"%s\"\n", out);
-			rc = -1;
-		} else {
-			snprintf(tok, len, "%s", out);
-		}
-	}
-	free(out);
-	return rc;
-}
-
 static int add_ws(const char *db, const char *id, const char *org, const struct th_sshd *s)
 {
 	char port[16];
@@ -1295,7 +1005,7 @@ static int add_ws(const char *db, const char *id, const char *org, const struct 
 	    port,        "--user", th.user, "--tier", "3", "--host-key", s->host_key_fp, NULL};
 
 	snprintf(port, sizeof(port), "%d", s->port);
-	return cli(db, args, NULL);
+	return bench_cli(db, args, NULL, NULL);
 }
 
 /* The database (migrated by the CLI), ws-bench on th.sshd with a workspace token, and for
@@ -1307,9 +1017,9 @@ static int bench_world(struct bench *b)
 	static const char *const t_rss[] = {"token", "create", "--org", "rss", NULL};
 	static const char *const names[RSS_SSHDS] = {"ws-rss0", "ws-rss1", "ws-rss2", "ws-rss3"};
 
-	if (th_db_create(b->db, sizeof(b->db)) != 0 || cli(b->db, migrate, NULL) != 0 ||
+	if (th_db_create(b->db, sizeof(b->db)) != 0 || bench_cli(b->db, migrate, NULL, NULL) != 0 ||
 	    add_ws(b->db, "ws-bench", "bench", &th.sshd) != 0 ||
-	    make_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0)
+	    bench_make_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0)
 		return -1;
 	for (int i = 0; i < RSS_SSHDS; i++) {
 		const struct th_sshd *s = i == 0 ? &th.sshd : &b->rss_sshd[i - 1];
@@ -1319,7 +1029,7 @@ static int bench_world(struct bench *b)
 		if (add_ws(b->db, names[i], "rss", s) != 0)
 			return -1;
 	}
-	return make_token(b->db, t_rss, b->tok_rss, sizeof(b->tok_rss));
+	return bench_make_token(b->db, t_rss, b->tok_rss, sizeof(b->tok_rss));
 }
 
 /* Opens the floor session, warms the pool, starts the master and the main broker, and
@@ -1436,11 +1146,11 @@ static void stream_turn(struct bench *b, struct stream_case *c, struct hrun *h)
 	if (h->c == NULL)
 		return;
 	before = h->stdout_bytes;
-	cpu_b = proc_cpu_s(b->stream_b.pid);
+	cpu_b = bench_proc_cpu_s(b->stream_b.pid);
 	cpu_c = self_cpu_s();
 	t0 = h->recv_bytes;
 	hrun_execs(h, &c->x, &c->s[STREAM_HTTP], 1, 1);
-	c->cpu_broker += proc_cpu_s(b->stream_b.pid) - cpu_b;
+	c->cpu_broker += bench_proc_cpu_s(b->stream_b.pid) - cpu_b;
 	c->cpu_client += self_cpu_s() - cpu_c;
 	c->recv += h->recv_bytes - t0;
 	c->bytes[STREAM_HTTP] += h->stdout_bytes - before;
@@ -1520,7 +1230,7 @@ static void bench_memory(struct bench *b)
 	hrun_execs(&h, &b->x_idle, &b->rss_open, b->rss_n, b->rss_n);
 	b->rss_waiting = g.rss_at_open;
 	/* Let the broker reclaim the finished jobs before looking. */
-	sleep_ms(500);
+	bench_sleep_ms(500);
 	b->rss_idle = proc_status_kib(b->rss_b.pid, "VmRSS");
 	b->rss_idle_hwm = proc_status_kib(b->rss_b.pid, "VmHWM");
 	b->rss_idle_sessions =
@@ -1562,12 +1272,12 @@ static void bench_audit(struct bench *b)
 	PGresult *res = NULL;
 
 	if (PQstatus(c) != CONNECTION_OK) {
-		problem("audit check: %s", PQerrorMessage(c));
+		bench_problem("audit check: %s", PQerrorMessage(c));
 		goto out;
 	}
 	res = PQexec(c, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		problem("audit check: %s", PQresultErrorMessage(res));
+		bench_problem("audit check: %s", PQresultErrorMessage(res));
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(res); i++)
@@ -1580,9 +1290,9 @@ static void bench_audit(struct bench *b)
 	for (int k = 0; k < 3; k++)
 		if (b->audit_rows[k] != (long)brokers[k]->sent ||
 		    b->audit_exited[k] != (long)brokers[k]->sent)
-			problem("audit rows of %s: %ld, %ld of them exited, for %lu requests",
-			        brokers[k]->instance, b->audit_rows[k], b->audit_exited[k],
-			        brokers[k]->sent);
+			bench_problem("audit rows of %s: %ld, %ld of them exited, for %lu requests",
+			              brokers[k]->instance, b->audit_rows[k], b->audit_exited[k],
+			              brokers[k]->sent);
 out:
 	PQclear(res);
 	PQfinish(c);
@@ -1613,21 +1323,13 @@ static size_t bench_series(struct bench *b, struct series **all)
 	return n;
 }
 
-static void print_target(const char *label, bool ok, double r, const char *target, bool met)
-{
-	if (!ok)
-		printf("%s = n/a, a way broke (target %s)\n", label, target);
-	else
-		printf("%s = %.2f (target %s: %s)\n", label, r, target, met ? "met" : "missed");
-}
-
 static void print_p50_ratio(const char *label, struct series *num, struct series *den,
                             const char *target, bool at_most, double bound)
 {
 	bool ok = series_ok(num) && series_ok(den);
 	double r = ok ? series_pct(num, 0.50) / series_pct(den, 0.50) : 0;
 
-	print_target(label, ok, r, target, at_most ? r <= bound : r >= bound);
+	bench_print_target(label, ok, r, target, at_most ? r <= bound : r >= bound);
 }
 
 static void print_throughput(struct series *s)
@@ -1689,7 +1391,7 @@ static void bench_report(struct bench *b)
 {
 	struct series *all[SERIES_MAX];
 	size_t nall = bench_series(b, all);
-	bool header = false, ok;
+	bool ok;
 	char title[128];
 	double r;
 
@@ -1735,7 +1437,7 @@ static void bench_report(struct bench *b)
 		print_throughput(&b->par[w]);
 	ok = series_ok(&b->par[PAR_HTTP]) && series_ok(&b->par[PAR_MASTER]);
 	r = ok ? series_per_s(&b->par[PAR_HTTP]) / series_per_s(&b->par[PAR_MASTER]) : 0;
-	print_target("end-to-end execs/s / ControlMaster execs/s", ok, r, ">= 3", r >= 3);
+	bench_print_target("end-to-end execs/s / ControlMaster execs/s", ok, r, ">= 3", r >= 3);
 	printf("(each took two turns of %zu; before them the pool and the broker ran %d execs at "
 	       "%d in flight\n  to open their sessions)\n",
 	       b->par_n / 2, BENCH_CONCURRENCY, BENCH_CONCURRENCY);
@@ -1749,9 +1451,9 @@ static void bench_report(struct bench *b)
 			print_stream(&b->sc[k], w);
 	}
 	r = stream_ratio(&b->sc[KIND_ZEROS], &ok);
-	print_target("end-to-end MB/s / floor MB/s (zeros)", ok, r, ">= 0.7", r >= 0.7);
+	bench_print_target("end-to-end MB/s / floor MB/s (zeros)", ok, r, ">= 0.7", r >= 0.7);
 	r = stream_ratio(&b->sc[KIND_TEXT], &ok);
-	print_target("end-to-end MB/s / floor MB/s (text)", ok, r, ">= 0.7", r >= 0.7);
+	bench_print_target("end-to-end MB/s / floor MB/s (text)", ok, r, ">= 0.7", r >= 0.7);
 	for (enum skind k = 0; k < KIND_COUNT; k++) {
 		const struct stream_case *c = &b->sc[k];
 		if (series_ok(&c->s[STREAM_HTTP]))
@@ -1790,20 +1492,7 @@ static void bench_report(struct bench *b)
 		    b->audit_exited[0], b->main_b.sent, b->audit_exited[1], b->stream_b.sent,
 		    b->audit_exited[2], b->rss_b.sent);
 
-	for (size_t i = 0; i < nall; i++) {
-		if (all[i]->failures == 0)
-			continue;
-		if (!header)
-			printf("\nfailures (a way stops at its first):\n");
-		header = true;
-		printf("  %s: %s\n", all[i]->name, all[i]->first_failure);
-	}
-	for (unsigned i = 0; i < nproblems && i < sizeof(problems) / sizeof(problems[0]); i++) {
-		if (!header)
-			printf("\nfailures:\n");
-		header = true;
-		printf("  %s\n", problems[i]);
-	}
+	bench_print_failures(all, nall);
 }
 
 /* Whether something did not work: every series must have run without a failure. */
@@ -1815,7 +1504,7 @@ static bool bench_broke(struct bench *b)
 	for (size_t i = 0; i < nall; i++)
 		if (!series_ok(all[i]))
 			return true;
-	return nproblems > 0;
+	return bench_problem_count() > 0;
 }
 
 static int bench_init(struct bench *b)
@@ -1992,8 +1681,8 @@ int main(void)
 		fprintf(stderr, "bench_exec: cannot initialise libevent or libssh2\n");
 		return 1;
 	}
-	progress("setting up: database, workspaces, tokens, %d sshds (broker %s)", RSS_SSHDS,
-	         broker_bin());
+	bench_progress("setting up: database, workspaces, tokens, %d sshds (broker %s)", RSS_SSHDS,
+	               bench_broker_bin());
 	if (bench_world(&b) != 0 || bench_commands(&b) != 0) {
 		fprintf(stderr, "bench_exec: setting up failed (above)\n");
 		return 1;
@@ -2002,16 +1691,16 @@ int main(void)
 		bench_report(&b);
 		return 1;
 	}
-	progress("sequential execs, %zu of each of %d ways", b.n, WAY_COUNT);
+	bench_progress("sequential execs, %zu of each of %d ways", b.n, WAY_COUNT);
 	bench_sequential(&b);
-	progress("%zu execs at %d in flight, 3 ways", b.par_n, BENCH_CONCURRENCY);
+	bench_progress("%zu execs at %d in flight, 3 ways", b.par_n, BENCH_CONCURRENCY);
 	bench_parallel(&b);
 	hrun_free(&b.main_h);
 	broker_stop(&b.main_b);
-	progress("streaming %llu MiB of zeros and of text, %zu runs of 3 ways",
-	         (unsigned long long)(b.stream_bytes >> 20), b.stream_runs);
+	bench_progress("streaming %llu MiB of zeros and of text, %zu runs of 3 ways",
+	               (unsigned long long)(b.stream_bytes >> 20), b.stream_runs);
 	bench_streaming(&b);
-	progress("memory: %zu sessions, %zu streaming execs", b.rss_n, b.rss_n);
+	bench_progress("memory: %zu sessions, %zu streaming execs", b.rss_n, b.rss_n);
 	bench_memory(&b);
 	bench_audit(&b);
 

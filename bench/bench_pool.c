@@ -185,7 +185,6 @@ static void bench_report(struct bench *b)
 	struct series *all[] = {&b->seq[WAY_FLOOR],  &b->seq[WAY_POOL],  &b->seq[WAY_FLOOR_WRAPPED],
 	                        &b->seq[WAY_MASTER], &b->seq[WAY_FRESH], &b->pool_first,
 	                        &b->pool_par_warm,   &b->pool_par,       &b->master_par};
-	bool header = false;
 	char title[96];
 
 	printf("\nexec-broker pool benchmark: sshd (OpenSSH, MaxSessions %d) on 127.0.0.1:%d, "
@@ -260,14 +259,7 @@ static void bench_report(struct bench *b)
 	       b->seq[WAY_FRESH].logins, BENCH_CONCURRENCY, b->pool_par_warm.logins,
 	       b->pool_par.logins, b->master_par.logins);
 
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		if (all[i]->failures == 0)
-			continue;
-		if (!header)
-			printf("\nfailures (a way stops at its first):\n");
-		header = true;
-		printf("  %s: %s\n", all[i]->name, all[i]->first_failure);
-	}
+	bench_print_failures(all, sizeof(all) / sizeof(all[0]));
 }
 
 static bool bench_broke(const struct bench *b)

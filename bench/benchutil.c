@@ -1,11 +1,14 @@
-/* bench/benchutil.c: the pieces bench_pool and bench_exec share (see benchutil.h): series,
- * the libssh2 floor, OpenSSH clients and the ControlMaster, and execs through the pool. */
+/* bench/benchutil.c: the pieces the benchmarks share (see benchutil.h): series, the libssh2
+ * floor, OpenSSH clients and the ControlMaster, execs through the pool, problems and
+ * progress lines, and exec-broker processes (the CLI, `serve`). */
 #include "bench/benchutil.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +32,10 @@
 #include "tests/harness.h"
 
 extern char **environ;
+
+/* Problems outside any series: the first ones, and how many there were. */
+static char problems[16][400];
+static unsigned nproblems;
 
 uint64_t bench_now_ns(void)
 {
@@ -642,4 +650,320 @@ void bench_print_row(struct series *s, struct series *fl)
 		       p50 / series_pct(fl, 0.50), p99 / series_pct(fl, 0.99));
 	else
 		printf("  %-42s %8.2f %8.2f %9s %9s\n", s->name, p50, p99, "-", "-");
+}
+
+void bench_print_target(const char *label, bool ok, double r, const char *target, bool met)
+{
+	if (!ok)
+		printf("%s = n/a, a way broke (target %s)\n", label, target);
+	else
+		printf("%s = %.2f (target %s: %s)\n", label, r, target, met ? "met" : "missed");
+}
+
+/* ---- problems and progress ---- */
+
+void bench_problem(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (nproblems < sizeof(problems) / sizeof(problems[0])) {
+		va_start(ap, fmt);
+		vsnprintf(problems[nproblems], sizeof(problems[0]), fmt, ap);
+		va_end(ap);
+	}
+	nproblems++;
+}
+
+unsigned bench_problem_count(void)
+{
+	return nproblems;
+}
+
+void bench_print_failures(struct series *const all[], size_t n)
+{
+	bool header = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (all[i]->failures == 0)
+			continue;
+		if (!header)
+			printf("\nfailures (a way stops at its first):\n");
+		header = true;
+		printf("  %s: %s\n", all[i]->name, all[i]->first_failure);
+	}
+	for (unsigned i = 0; i < nproblems && i < sizeof(problems) / sizeof(problems[0]); i++) {
+		if (!header)
+			printf("\nfailures:\n");
+		header = true;
+		printf("  %s\n", problems[i]);
+	}
+}
+
+void bench_progress(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", program_invocation_short_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void bench_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+double bench_proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the command name in parentheses: state is field 3, utime 14, stime 15. */
+	p = strrchr(buf, ')');
+	if (p == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+int bench_free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+bool bench_file_contains(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+
+	if (f == NULL)
+		return false;
+	while (!found && getline(&line, &cap, f) > 0)
+		found = strstr(line, needle) != NULL;
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* ---- exec-broker processes ---- */
+
+const char *bench_self_dir(void)
+{
+	static char dir[PATH_MAX];
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (dir[0] != '\0')
+		return dir;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return "build/bench";
+	self[n] = '\0';
+	snprintf(dir, sizeof(dir), "%s", dirname(self));
+	return dir;
+}
+
+const char *bench_broker_bin(void)
+{
+	static char path[PATH_MAX];
+	const char *env = getenv("EB_BIN");
+	char d[PATH_MAX];
+
+	if (env != NULL && *env != '\0')
+		return env;
+	if (path[0] == '\0') {
+		snprintf(d, sizeof(d), "%s", bench_self_dir());
+		snprintf(path, sizeof(path), "%s/exec-broker", dirname(d));
+	}
+	return path;
+}
+
+int bench_cli(const char *db, const char *const args[], char **out, int *status)
+{
+	const char *argv[32];
+	char dburl[600];
+	const char *env[] = {"EXEC_BROKER_CONFIG=/dev/null", dburl, NULL};
+	char *o = NULL, *e = NULL;
+	int n = 0, st = 0, rc = -1;
+
+	argv[n++] = bench_broker_bin();
+	for (int i = 0; args[i] != NULL && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	snprintf(dburl, sizeof(dburl), "EXEC_BROKER_DATABASE_URL=%s", db);
+	if (th_run(argv, env, NULL, &o, &e, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		rc = 0;
+	else
+		fprintf(stderr, "%s: exec-broker %s %s failed (status %#x): %s%s\n",
+		        program_invocation_short_name, args[0], args[1] != NULL ? args[1] : "",
+		        (unsigned)st, e != NULL ? e : "", o != NULL ? o : "");
+	if (status != NULL)
+		*status = st;
+	if (out != NULL) {
+		*out = o; /* transferred */
+		o = NULL;
+	}
+	free(o);
+	free(e);
+	return rc;
+}
+
+int bench_make_token(const char *db, const char *const args[], char *tok, size_t len)
+{
+	char *out = NULL;
+	int rc = bench_cli(db, args, &out, NULL);
+
+	if (rc == 0) {
+		out[strcspn(out, "\n")] = '\0';
+		if (strncmp(out, "ebk_", 4) != 0 || strlen(out) >= len) {
+			fprintf(stderr, "%s: token create printed \"%s\"\n",
+			        program_invocation_short_name, out);
+			rc = -1;
+		} else {
+			snprintf(tok, len, "%s", out);
+		}
+	}
+	free(out);
+	return rc;
+}
+
+int broker_wait(struct broker *b, int ms, int *st)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (;;) {
+		pid_t r = waitpid(b->pid, st, WNOHANG);
+		if (r == b->pid) {
+			b->pid = 0;
+			return 0;
+		}
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (bench_ms_since(t0) > ms)
+			return -1;
+		bench_sleep_ms(20);
+	}
+}
+
+int broker_start(struct broker *b, const char *db, const char *name, const char *extra_conf)
+{
+	const char *bin = bench_broker_bin();
+	const char *argv[] = {bin, "--config", b->conf, "serve", NULL};
+	pid_t parent = getpid(), pid;
+	uint64_t t0;
+	FILE *f;
+	int st;
+
+	memset(b, 0, sizeof(*b));
+	b->port = bench_free_port();
+	snprintf(b->instance, sizeof(b->instance), "bench-%s", name);
+	snprintf(b->conf, sizeof(b->conf), "%s/broker-%s.conf", th.basedir, name);
+	snprintf(b->log, sizeof(b->log), "%s/broker-%s.log", th.basedir, name);
+	f = fopen(b->conf, "we");
+	if (f == NULL || b->port <= 0) {
+		bench_problem("broker %s: cannot write %s: %s", name, b->conf, strerror(errno));
+		if (f != NULL)
+			fclose(f);
+		return -1;
+	}
+	fprintf(f, "database_url = %s\nlisten = 127.0.0.1:%d\nssh_key = %s\ninstance_name = %s\n%s",
+	        db, b->port, th.client_key, b->instance, extra_conf != NULL ? extra_conf : "");
+	if (fclose(f) != 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		bench_problem("broker %s: fork: %s", name, strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		sigset_t none;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent || fd < 0 || in < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
+		    dup2(fd, 2) < 0)
+			_exit(127);
+		/* Only the config file speaks: no EXEC_BROKER_* from the caller's environment. */
+		for (char **e = environ; *e != NULL;) {
+			if (strncmp(*e, "EXEC_BROKER_", 12) == 0) {
+				char var[128];
+				snprintf(var, sizeof(var), "%.*s", (int)strcspn(*e, "="), *e);
+				unsetenv(var);
+			} else {
+				e++;
+			}
+		}
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	b->pid = pid;
+	t0 = bench_now_ns();
+	while (!bench_file_contains(b->log, "msg=listening")) {
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			b->pid = 0;
+			bench_problem("broker %s exited while starting (wait status %#x); see %s",
+			              name, (unsigned)st, b->log);
+			return -1;
+		}
+		if (bench_ms_since(t0) > BENCH_BROKER_WAIT_MS) {
+			kill(pid, SIGKILL);
+			broker_wait(b, BENCH_BROKER_WAIT_MS, &st);
+			bench_problem("broker %s did not log msg=listening within %d ms; see %s",
+			              name, BENCH_BROKER_WAIT_MS, b->log);
+			return -1;
+		}
+		bench_sleep_ms(20);
+	}
+	return 0;
+}
+
+void broker_stop(struct broker *b)
+{
+	int st = 0;
+
+	if (b->pid == 0)
+		return;
+	kill(b->pid, SIGTERM);
+	if (broker_wait(b, BENCH_BROKER_WAIT_MS, &st) != 0) {
+		kill(b->pid, SIGKILL);
+		broker_wait(b, BENCH_BROKER_WAIT_MS, &st);
+		b->pid = 0;
+		bench_problem("broker %s did not exit within %d ms of SIGTERM; see %s", b->instance,
+		              BENCH_BROKER_WAIT_MS, b->log);
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		bench_problem("broker %s ended with wait status %#x after SIGTERM; see %s",
+		              b->instance, (unsigned)st, b->log);
+	}
 }

@@ -1,7 +1,9 @@
 /* bench/benchutil.h: what the benchmarks share: latency series and their percentiles, the
  * logins sshd accepted, the bare blocking libssh2 session that is every benchmark's floor,
  * OpenSSH clients (fresh, and through a ControlMaster), execs through an in-process pool,
- * and the BENCH_* counts. Everything runs against the harness's sshd (tests/harness.h). */
+ * the BENCH_* counts, the problems and progress lines they print, and `exec-broker`
+ * processes (the CLI, `serve`). Everything runs against the harness's sshd and PostgreSQL
+ * (tests/harness.h). */
 #ifndef EB_BENCH_BENCHUTIL_H
 #define EB_BENCH_BENCHUTIL_H
 
@@ -22,6 +24,8 @@
 #define BENCH_BLOCK 10
 /* Every phase ends well within this; past it the phase counts as broken. */
 #define BENCH_PHASE_TIMEOUT_S 120
+/* How long a broker may take to log msg=listening, or to exit once told to. */
+#define BENCH_BROKER_WAIT_MS 30000
 
 /* Latencies of one way of running a command, in milliseconds. */
 struct series {
@@ -48,6 +52,27 @@ double series_pct(struct series *s, double q);
 void bench_print_row(struct series *s, struct series *fl);
 /* Execs per second over wall_s. */
 double series_per_s(const struct series *s);
+/* "label = r (target ...: met|missed)", or n/a if a way broke (!ok). */
+void bench_print_target(const char *label, bool ok, double r, const char *target, bool met);
+
+/* Records a problem outside any series (a broker that would not start or stop, figures
+ * that do not add up); the first 16 are kept. Any of them should make the exit status 1. */
+void bench_problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Problems recorded so far, kept or not. */
+unsigned bench_problem_count(void);
+/* The end of a report: the first failure of each series of all[n] that failed, then the
+ * kept problems, under a "failures" heading if there is any of either. */
+void bench_print_failures(struct series *const all[], size_t n);
+/* One line on stderr, after the program's name. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void bench_sleep_ms(int ms);
+/* CPU seconds (user + system) pid has used, or -1. */
+double bench_proc_cpu_s(pid_t pid);
+/* A loopback TCP port that was free a moment ago, or -1. */
+int bench_free_port(void);
+/* Whether a line of the file at path contains needle. */
+bool bench_file_contains(const char *path, const char *needle);
 
 /* SSH logins the harness's sshd (th.sshd) has accepted so far, from its log. */
 long bench_sshd_logins(void);
@@ -133,5 +158,38 @@ struct pool_run {
 void pool_run_execs(struct pool_run *r, struct series *out, size_t total, size_t concurrency);
 /* Shuts the pool down (waiting up to 10 s) and frees it and the base. */
 void pool_run_close(struct pool_run *r);
+
+/* ---- exec-broker processes ---- */
+
+/* The directory of the benchmark's binary (build/bench). */
+const char *bench_self_dir(void);
+/* The binary under test: $EB_BIN (set by `make bench`), else exec-broker in the directory
+ * above bench_self_dir() (build/bench/bench_exec -> build/exec-broker). */
+const char *bench_broker_bin(void);
+/* Runs the CLI on db with no config file; out (may be NULL) receives its stdout (NULL if it
+ * printed nothing; the caller frees it), status (may be NULL) its wait status. -1 unless
+ * it exits 0, and then its stderr and stdout are printed on stderr. */
+int bench_cli(const char *db, const char *const args[], char **out, int *status);
+/* Runs `exec-broker token create ...` (args) and copies the token it prints into tok. */
+int bench_make_token(const char *db, const char *const args[], char *tok, size_t len);
+
+/* One `exec-broker serve` started by a benchmark. */
+struct broker {
+	pid_t pid; /* 0 when not running */
+	int port;
+	char conf[160], log[160], instance[64];
+	unsigned long sent; /* exec requests sent to it (bench_exec: one audit row each) */
+};
+
+/* Waits up to ms for the broker to exit: 0 with its wait status in *st, or -1. */
+int broker_wait(struct broker *b, int ms, int *st);
+/* Writes the config (extra_conf, which may be NULL, appended), starts `exec-broker
+ * --config conf serve` as instance bench-name with its output in a log under the harness's
+ * directory, and waits for msg=listening. The broker dies with this process. A failure
+ * records a problem, except a config file that could not be closed (written out). */
+int broker_start(struct broker *b, const char *db, const char *name, const char *extra_conf);
+/* SIGTERM, as systemd stops it: a problem unless the broker exits 0 (once its execs are
+ * done) within BENCH_BROKER_WAIT_MS. */
+void broker_stop(struct broker *b);
 
 #endif
