@@ -113,12 +113,7 @@ static char *q_str(const char *sql)
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK ||
 	                  PQresultStatus(res) == PGRES_COMMAND_OK,
 	              "%.600s: %.600s", sql, PQresultErrorMessage(res));
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0)
-		v = strdup("");
-	else if (PQgetisnull(res, 0, 0))
-		v = strdup("<null>");
-	else
-		v = strdup(PQgetvalue(res, 0, 0));
+	v = tu_first_value(res);
 	PQclear(res);
 	res = PQexec(conn, "RESET ALL");
 	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);

@@ -1333,12 +1333,7 @@ char *sv_query(const char *db, const char *sql)
 	PGresult *res = sv_exec(db, sql);
 	char *v;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0)
-		v = strdup("");
-	else if (PQgetisnull(res, 0, 0))
-		v = strdup("<null>");
-	else
-		v = strdup(PQgetvalue(res, 0, 0));
+	v = tu_first_value(res);
 	PQclear(res);
 	ck_assert_ptr_nonnull(v);
 	return v;

@@ -61,6 +61,13 @@ static PGconn *connect_or_fail(const char *conninfo)
 	return c;
 }
 
+char *tu_first_value(const PGresult *res)
+{
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0)
+		return strdup("");
+	return strdup(PQgetisnull(res, 0, 0) ? "<null>" : PQgetvalue(res, 0, 0));
+}
+
 char *tu_query(const char *conninfo, const char *sql)
 {
 	PGconn *c = connect_or_fail(conninfo);
@@ -70,12 +77,7 @@ char *tu_query(const char *conninfo, const char *sql)
 
 	ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
 	              PQresultErrorMessage(res));
-	if (st != PGRES_TUPLES_OK || PQntuples(res) == 0)
-		v = strdup("");
-	else if (PQgetisnull(res, 0, 0))
-		v = strdup("<null>");
-	else
-		v = strdup(PQgetvalue(res, 0, 0));
+	v = tu_first_value(res);
 	PQclear(res);
 	PQfinish(c);
 	ck_assert_ptr_nonnull(v);

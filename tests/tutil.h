@@ -25,6 +25,10 @@ void tu_run_free(struct tu_run *r);
 /* Runs sql on conninfo; returns the first column of the first row as a malloc'd string
  * ("" when there is no row, "<null>" for NULL). Fails the test on error. */
 char *tu_query(const char *conninfo, const char *sql);
+/* The first column of a result's first row as tu_query() returns it (malloc'd; NULL only
+ * if out of memory). */
+struct pg_result;
+char *tu_first_value(const struct pg_result *res);
 /* Runs sql and expects it to fail: returns the SQLSTATE (static buffer). Fails the test if
  * the statement succeeds. */
 const char *tu_query_fails(const char *conninfo, const char *sql);
