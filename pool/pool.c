@@ -75,6 +75,9 @@ struct pool {
 	struct pool_config cfg;
 	char *key; /* private key file contents, NUL-terminated (libssh2 needs it) */
 	size_t key_len;
+	/* Keys replaced by pool_reconfigure: sessions that began with one may still be
+	 * authenticating with it. Wiped and freed with the pool. */
+	struct old_key *old_keys;
 	struct event *kick; /* deferred work: waiters, reclaim, shutdown progress */
 	TAILQ_HEAD(, target) targets;
 	TAILQ_HEAD(, session) dead_sessions; /* refs reached 0: free at kick */
@@ -87,6 +90,12 @@ struct pool {
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;
 	char readbuf[READ_LEN];
+};
+
+struct old_key {
+	struct old_key *next;
+	char *key;
+	size_t len;
 };
 
 struct target {
@@ -114,6 +123,9 @@ struct session {
 	int slots;     /* leases and execs holding a slot (control execs do not) */
 	int max_slots; /* pool_max_channels_per_session, or what the server taught us */
 	bool listed;
+	bool retiring;   /* made with a replaced key: no new leases, closed once idle */
+	const char *key; /* the key it authenticates with (p->key or an old one) */
+	size_t key_len;
 	bool owner_session; /* a session-level call (keepalive) owns the partial send */
 	bool driving;       /* inside session_drive: scheduling means another pass */
 	bool again;
@@ -186,6 +198,7 @@ static void session_unref(struct session *s);
 static void exec_attach(struct pool_exec *e, struct session *s, bool holds_slot);
 static void exec_finish(struct pool_exec *e);
 static void pool_kick(struct pool *p);
+static void session_idle_check(struct session *s);
 static void target_dispatch(struct target *t);
 
 /* ------------------------------------------------------------------ names */
@@ -333,12 +346,38 @@ static void exec_set_state(struct pool_exec *e, enum exec_state st)
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
 
+/* The key file's contents, NUL-terminated, in *key (malloc'd). 0 or EB_ERR_IO with err. */
+static int read_key(const char *path, char **key, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = path ? fopen(path, "r") : NULL;
+	long n;
+
+	*key = NULL;
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read the SSH key %s: %s",
+		         path ? path : "(ssh_key is not set)",
+		         path ? strerror(errno) : "set ssh_key");
+		return EB_ERR_IO;
+	}
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) <= 0 || n > 65536 ||
+	    fseek(f, 0, SEEK_SET) != 0 || (*key = calloc(1, (size_t)n + 1)) == NULL ||
+	    fread(*key, 1, (size_t)n, f) != (size_t)n) {
+		snprintf(err, errlen, "cannot read the SSH key %s", path);
+		fclose(f);
+		free(*key);
+		*key = NULL;
+		return EB_ERR_IO;
+	}
+	fclose(f);
+	*len = (size_t)n;
+	return 0;
+}
+
 int pool_new(struct event_base *base, const struct pool_config *cfg, struct pool **out, char *err,
              size_t errlen)
 {
 	struct pool *p;
-	FILE *f;
-	long n;
+	int rc;
 
 	*out = NULL;
 	p = calloc(1, sizeof(*p));
@@ -352,25 +391,11 @@ int pool_new(struct event_base *base, const struct pool_config *cfg, struct pool
 	TAILQ_INIT(&p->dead_execs);
 	TAILQ_INIT(&p->dead_acquires);
 	TAILQ_INIT(&p->reports);
-	f = cfg->ssh_key_path ? fopen(cfg->ssh_key_path, "r") : NULL;
-	if (f == NULL) {
-		snprintf(err, errlen, "cannot read the SSH key %s: %s",
-		         cfg->ssh_key_path ? cfg->ssh_key_path : "(ssh_key is not set)",
-		         cfg->ssh_key_path ? strerror(errno) : "set ssh_key");
+	rc = read_key(cfg->ssh_key_path, &p->key, &p->key_len, err, errlen);
+	if (rc != 0) {
 		free(p);
-		return EB_ERR_IO;
+		return rc;
 	}
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) <= 0 || n > 65536 ||
-	    fseek(f, 0, SEEK_SET) != 0 || (p->key = calloc(1, (size_t)n + 1)) == NULL ||
-	    fread(p->key, 1, (size_t)n, f) != (size_t)n) {
-		snprintf(err, errlen, "cannot read the SSH key %s", cfg->ssh_key_path);
-		fclose(f);
-		free(p->key);
-		free(p);
-		return EB_ERR_IO;
-	}
-	fclose(f);
-	p->key_len = (size_t)n;
 	p->kick = event_new(base, -1, 0, kick_cb, p);
 	if (p->kick == NULL || libssh2_init(0) != 0) {
 		snprintf(err, errlen, "cannot initialise the SSH pool");
@@ -379,6 +404,49 @@ int pool_new(struct event_base *base, const struct pool_config *cfg, struct pool
 	}
 	*out = p;
 	return 0;
+}
+
+int pool_reconfigure(struct pool *p, const struct pool_config *cfg, char *err, size_t errlen)
+{
+	struct old_key *old;
+	struct target *t;
+	struct session *s;
+	char *key = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = read_key(cfg->ssh_key_path, &key, &len, err, errlen);
+	if (rc != 0)
+		return rc;
+	p->cfg = *cfg;
+	p->cfg.ssh_key_path = NULL;
+	if (len == p->key_len && memcmp(key, p->key, len) == 0) {
+		explicit_bzero(key, len);
+		free(key);
+		return 0;
+	}
+	old = calloc(1, sizeof(*old));
+	if (old == NULL) {
+		explicit_bzero(key, len);
+		free(key);
+		return EB_ERR_NOMEM;
+	}
+	old->key = p->key;
+	old->len = p->key_len;
+	old->next = p->old_keys;
+	p->old_keys = old;
+	p->key = key;
+	p->key_len = len;
+	TAILQ_FOREACH(t, &p->targets, link)
+	{
+		TAILQ_FOREACH(s, &t->sessions, link)
+		{
+			s->retiring = true;
+			session_idle_check(s);
+		}
+	}
+	pool_kick(p); /* waiters get sessions made with the new key */
+	return 1;
 }
 
 static void pool_kick(struct pool *p)
@@ -607,6 +675,10 @@ static void session_idle_check(struct session *s)
 	if (s->state != SESS_READY || s->slots > 0 || !TAILQ_EMPTY(&s->execs))
 		return;
 	event_base_gettimeofday_cached(s->p->base, &s->idle_since);
+	if (s->retiring) {
+		timer_in(s->timer, 0); /* closed from its timer, outside the caller's work */
+		return;
+	}
 	timer_in(s->timer, s->p->cfg.keepalive_s < s->p->cfg.idle_ttl_s ? s->p->cfg.keepalive_s
 	                                                                : s->p->cfg.idle_ttl_s);
 }
@@ -694,6 +766,8 @@ static void session_open(struct target *t)
 	s->fd = -1;
 	s->state = SESS_RESOLVING;
 	s->max_slots = t->learned_max ? t->learned_max : p->cfg.max_channels_per_session;
+	s->key = p->key;
+	s->key_len = p->key_len;
 	TAILQ_INIT(&s->execs);
 	s->ev = event_new(p->base, -1, 0, session_event_cb, s);
 	s->timer = evtimer_new(p->base, session_timer_cb, s);
@@ -806,6 +880,10 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (s->slots > 0 || !TAILQ_EMPTY(&s->execs))
 		return; /* in use: the timer is re-armed when it goes idle */
+	if (s->retiring) {
+		session_close(s, "the SSH key was replaced");
+		return;
+	}
 	event_base_gettimeofday_cached(s->p->base, &now);
 	timersub(&now, &s->idle_since, &idle);
 	if (idle.tv_sec >= s->p->cfg.idle_ttl_s) {
@@ -837,6 +915,8 @@ static struct session *target_free_session(struct target *t, unsigned *connectin
 	*connecting_slots = 0;
 	TAILQ_FOREACH(s, &t->sessions, link)
 	{
+		if (s->retiring)
+			continue;
 		if (s->state == SESS_READY) {
 			if (s->slots < s->max_slots && (best == NULL || s->slots > best->slots))
 				best = s; /* fill busy sessions first: idle ones can expire */
@@ -853,7 +933,7 @@ static unsigned target_nsessions(const struct target *t)
 	unsigned n = 0;
 
 	TAILQ_FOREACH(s, &t->sessions, link)
-	n++;
+	n += !s->retiring; /* draining sessions make way for their replacements */
 	return n;
 }
 
@@ -1630,7 +1710,7 @@ static void session_drive(struct session *s)
 		/* fall through */
 	case SESS_AUTH:
 		rc = libssh2_userauth_publickey_frommemory(s->ssh, s->t->user, strlen(s->t->user),
-		                                           NULL, 0, s->p->key, s->p->key_len, NULL);
+		                                           NULL, 0, s->key, s->key_len, NULL);
 		if (rc == LIBSSH2_ERROR_EAGAIN)
 			break;
 		if (rc != 0) {
@@ -1794,6 +1874,14 @@ void pool_free(struct pool *p)
 	if (p->key != NULL)
 		explicit_bzero(p->key, p->key_len);
 	free(p->key);
+	while (p->old_keys != NULL) {
+		struct old_key *k = p->old_keys;
+
+		p->old_keys = k->next;
+		explicit_bzero(k->key, k->len);
+		free(k->key);
+		free(k);
+	}
 	libssh2_exit();
 	free(p);
 }

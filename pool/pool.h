@@ -102,6 +102,12 @@ int pool_new(struct event_base *base, const struct pool_config *cfg, struct pool
 /* Cancels every exec (killed remotely, outcome POOL_SHUTDOWN), fails waiting acquires,
  * disconnects every session; done(arg) runs once all of it is over. */
 void pool_shutdown(struct pool *p, void (*done)(void *arg), void *arg);
+/* Takes new settings for what comes next (limits, timeouts, the key; the key file is read
+ * here). Running execs and busy sessions are not disturbed; when the key changed, every
+ * existing session takes no new lease and closes once idle, and new sessions use the new
+ * key. 1 if the key changed, 0 if not, or a negative EB_ERR_* with err set and nothing
+ * changed. */
+int pool_reconfigure(struct pool *p, const struct pool_config *cfg, char *err, size_t errlen);
 /* After shutdown completed (or with nothing ever started). NULL is fine. */
 void pool_free(struct pool *p);
 
