@@ -477,6 +477,18 @@ int config_load(struct config *cfg, const struct config_flags *flags, char *cons
 		if (rc != 0)
 			goto out;
 	}
+	/* Under systemd the key arrives as a credential (LoadCredential=ssh_key:...): used
+	 * when nothing else set ssh_key. */
+	path = env_lookup(envp, "CREDENTIALS_DIRECTORY");
+	if (cfg->ssh_key[0] == '\0' && path != NULL && path[0] != '\0') {
+		char *key = xasprintf("%s/" CONFIG_CREDENTIAL_SSH_KEY, path);
+
+		rc = setting_set(cfg, setting_find("ssh_key"), key,
+		                 strdup("credential " CONFIG_CREDENTIAL_SSH_KEY), err, errlen);
+		free(key);
+		if (rc != 0)
+			goto out;
+	}
 out:
 	if (rc != 0)
 		config_free(cfg);

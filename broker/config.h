@@ -47,10 +47,15 @@ struct config_flags {
 	const char *listen;
 };
 
+/* The name of the systemd credential that holds the SSH key. */
+#define CONFIG_CREDENTIAL_SSH_KEY "ssh_key"
+
 /* Fills *cfg from defaults, then the config file (flags->config_path, else
  * $EXEC_BROKER_CONFIG, else CONFIG_DEFAULT_PATH if it exists), then the EXEC_BROKER_*
- * variables of envp, then flags. Returns 0, or a negative EB_ERR_* with one line in err
- * naming the setting and where the bad value came from; *cfg is then left empty. */
+ * variables of envp, then flags; last, an empty ssh_key becomes
+ * $CREDENTIALS_DIRECTORY/ssh_key when systemd passed credentials. Returns 0, or a negative EB_ERR_*
+ * with one line in err naming the setting and where the bad value came from; *cfg is then left
+ * empty. */
 int config_load(struct config *cfg, const struct config_flags *flags, char *const envp[], char *err,
                 size_t errlen);
 void config_free(struct config *cfg);
