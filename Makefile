@@ -6,7 +6,7 @@ VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := libevent libssh2 libpq jansson inih libcrypto uuid
+PKGS := libevent libssh2 libpq jansson inih libcrypto uuid libsystemd
 TEST_PKGS := check
 
 ifeq ($(SANITIZE),1)
@@ -29,7 +29,8 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DEB_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS
 
 MAIN_SRC := broker/main.c
 LIB_SRC := $(filter-out $(MAIN_SRC),$(wildcard common/*.c broker/*.c pool/*.c db/*.c audit/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o \
+	$(BUILD)/obj/gen/openapi_data.o
 TEST_SRC := $(wildcard tests/check_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
@@ -43,7 +44,8 @@ Q := @
 say = @printf '  %-6s %s\n'
 endif
 
-.PHONY: all deps check test-run install clean format run bench bench-audit
+.PHONY: all deps check test-run install clean format run bench bench-audit check-systemd \
+	config-example
 # Keep the objects of test binaries: they are intermediates of a chained rule.
 .SECONDARY:
 all: $(BUILD)/exec-broker
@@ -51,8 +53,17 @@ all: $(BUILD)/exec-broker
 deps:
 	$(Q)scripts/install-deps
 
-check: deps
+check: deps lint-openapi
 	$(Q)$(MAKE) --no-print-directory test-run
+	$(Q)$(MAKE) --no-print-directory check-systemd
+
+# docs/openapi.yaml, linted by the Redocly CLI pinned in docs/package.json (installed into
+# docs/node_modules, again when docs/package-lock.json changes).
+.PHONY: lint-openapi
+lint-openapi: deps
+	$(Q)if [ ! -d docs/node_modules ] || [ docs/package-lock.json -nt docs/node_modules ]; then \
+		npm ci --prefix docs --no-audit --no-fund; fi
+	$(Q)npm --prefix docs run lint
 
 test-run: $(BUILD)/exec-broker $(TEST_BIN)
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) tests/run $(TEST_BIN)
@@ -106,13 +117,50 @@ $(BUILD)/gen/migrations_data.c: scripts/embed-migrations $(MIGRATIONS)
 	$(Q)mkdir -p $(@D)
 	$(Q)scripts/embed-migrations $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
 
+# So is the OpenAPI document, served at GET /openapi.yaml.
+$(BUILD)/gen/openapi_data.c: scripts/embed-file docs/openapi.yaml
+	$(say) GEN $@
+	$(Q)mkdir -p $(@D)
+	$(Q)scripts/embed-file broker/openapi.h openapi_yaml docs/openapi.yaml >$@.tmp && mv $@.tmp $@
+
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	$(say) CC $<
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
+# The units name /usr/bin/exec-broker; another PREFIX is written into the installed copies.
+# The config file is installed only where there is none, so that an install never
+# overwrites a configured broker (into a fresh DESTDIR it always is).
+UNITS := systemd/exec-broker.service systemd/exec-broker-migrate.service
+CONF_DIR := $(DESTDIR)/etc/exec-broker
+
 install: $(BUILD)/exec-broker
 	install -D -m 0755 $(BUILD)/exec-broker $(DESTDIR)$(PREFIX)/bin/exec-broker
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	for u in $(UNITS); do \
+		sed 's|/usr/bin/exec-broker|$(PREFIX)/bin/exec-broker|g' $$u \
+			>$(DESTDIR)$(PREFIX)/lib/systemd/system/$${u#systemd/} && \
+		chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$${u#systemd/} || exit 1; \
+	done
+	install -D -m 0644 systemd/exec-broker.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/exec-broker.conf
+	install -D -m 0644 systemd/exec-broker.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/exec-broker.conf
+	install -D -m 0644 docs/exec-broker.1 $(DESTDIR)$(PREFIX)/share/man/man1/exec-broker.1
+	install -d -m 0750 $(CONF_DIR)
+	if [ ! -e $(CONF_DIR)/exec-broker.conf ]; then \
+		install -m 0640 systemd/exec-broker.conf.example $(CONF_DIR)/exec-broker.conf; \
+	else \
+		echo "install: keeping $(CONF_DIR)/exec-broker.conf"; \
+	fi
+
+# The commented default config is generated from the settings table; tests/ops-check
+# fails when the checked-in copy differs.
+config-example: $(BUILD)/exec-broker
+	$(Q)scripts/gen-config-example $(BUILD)/exec-broker >systemd/exec-broker.conf.example
+
+# Units (systemd-analyze verify, security exposure <= 2.0), sysusers/tmpfiles, the
+# example config, the man page and `make install`: tests/ops-check.
+check-systemd: $(BUILD)/exec-broker
+	$(Q)tests/ops-check $(BUILD)/exec-broker
 
 # The local demo (scripts/demo): PostgreSQL, an sshd workspace and the broker in the
 # foreground, state in var/demo; Ctrl-C stops all of it. Built after deps, like check.

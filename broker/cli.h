@@ -62,5 +62,6 @@ int cli_migrate(struct cli *cli, int argc, char **argv);
 int cli_workspace(struct cli *cli, int argc, char **argv);
 int cli_token(struct cli *cli, int argc, char **argv);
 int cli_audit(struct cli *cli, int argc, char **argv);
+int cli_exec(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static void usage(FILE *out)
 	        "\n"
 	        "Commands:\n"
 	        "  serve                          serve the HTTP API (foreground)\n"
+	        "  exec WORKSPACE -- ARGV...      run a command through a broker (exec --help)\n"
 	        "  migrate [--status]             apply or list schema migrations\n"
 	        "  workspace add|set|list|remove|hostkey\n"
 	        "                                 manage workspaces and pin their host keys\n"
@@ -95,7 +96,7 @@ static int cmd_serve(struct cli *cli, int argc, char **argv)
 	rc = cli_load_config(cli);
 	if (rc != 0)
 		return rc;
-	rc = server_run(&cli->cfg, err, sizeof(err));
+	rc = server_run(&cli->cfg, &cli->flags, cli->envp, err, sizeof(err));
 	if (rc != 0) {
 		cli_error("%s", err);
 		return CLI_EXIT_FAIL;
@@ -150,6 +151,8 @@ int main(int argc, char **argv)
 		rc = cli_token(&cli, argc, argv);
 	else if (strcmp(cmd, "audit") == 0)
 		rc = cli_audit(&cli, argc, argv);
+	else if (strcmp(cmd, "exec") == 0)
+		rc = cli_exec(&cli, argc, argv);
 	else if (strcmp(cmd, "config") == 0)
 		rc = cmd_config(&cli, argc, argv);
 	else if (strcmp(cmd, "serve") == 0)

@@ -15,6 +15,8 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 
 #include "audit/audit.h"
 #include "broker/apierr.h"
+#include "broker/openapi.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "db/db.h"
@@ -33,6 +36,7 @@
 #define MAX_HEADERS_BYTES  (16 * 1024)
 #define READYZ_DEADLINE_MS 2000
 #define FLUSH_WAIT_S       5
+#define SERVER_STATUS_S    5
 
 struct org_slot {
 	struct org_slot *next;
@@ -92,6 +96,7 @@ static void add_common_headers(struct server *s, struct http_ctx *h, const char 
 }
 
 static void maybe_exit(struct server *s);
+static void notify_status(struct server *s, const char *also);
 
 static void on_flushed(struct evhttp_request *req, void *arg)
 {
@@ -119,6 +124,16 @@ void server_reply(struct server *s, struct http_ctx *h, int status, const char *
 	struct evbuffer *b = evbuffer_new();
 
 	add_common_headers(s, h, content_type);
+	/* libevent 2.1 would write a HEAD reply's body and leave out its length, which breaks
+	 * the next reply on a kept-alive connection: send the length a GET would have, and no
+	 * body. */
+	if (evhttp_request_get_command(h->req) == EVHTTP_REQ_HEAD) {
+		char n[24];
+
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_add_header(evhttp_request_get_output_headers(h->req), "Content-Length", n);
+		len = 0;
+	}
 	track_flush(s, h->req);
 	if (b != NULL && len > 0)
 		evbuffer_add(b, body, len);
@@ -288,6 +303,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	s->state = SERVER_DRAINING;
+	notify_status(s, "STOPPING=1\n");
 	if (s->listener != NULL) {
 		evhttp_del_accept_socket(s->http, s->listener);
 		s->listener = NULL;
@@ -546,6 +562,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 			method_not_allowed(s, &h, "GET, HEAD");
 		else
 			handle_metrics(s, &h);
+	} else if (strcmp(path, "/openapi.yaml") == 0) {
+		if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD)
+			method_not_allowed(s, &h, "GET, HEAD");
+		else
+			openapi_handle(s, &h);
 	} else if (strcmp(path, "/v1/audit") == 0 || audit_route(path) != NULL) {
 		if (m != EVHTTP_REQ_GET)
 			method_not_allowed(s, &h, "GET");
@@ -692,12 +713,11 @@ static void instance_name(struct server *s)
 	snprintf(s->instance, sizeof(s->instance), "%.199s:%.50s", host, s->cfg->listen);
 }
 
-int server_run(const struct config *cfg, char *err, size_t errlen)
+/* --- systemd and reload ---------------------------------------------------------------- */
+
+static void pool_config_of(const struct config *cfg, struct pool_config *pc)
 {
-	struct org_slots orgs = {NULL};
-	struct server srv = {.cfg = cfg, .orgs = &orgs};
-	struct server *s = &srv;
-	struct pool_config pc = {
+	*pc = (struct pool_config){
 	    .ssh_key_path = cfg->ssh_key,
 	    .max_channels_per_session = cfg->pool_max_channels_per_session,
 	    .max_sessions_per_host = cfg->pool_max_sessions_per_host,
@@ -708,8 +728,157 @@ int server_run(const struct config *cfg, char *err, size_t errlen)
 	    .channel_buffer_bytes = cfg->pool_channel_buffer_bytes,
 	    .kill_grace_s = cfg->pool_kill_grace_s,
 	};
+}
+
+/* STATUS= for `systemctl status`, plus any other assignments (READY=1, ...) before it. */
+static void notify_status(struct server *s, const char *also)
+{
+	static const char *const names[] = {"serving", "draining", "stopping"};
+	struct pool_stats st;
+
+	pool_get_stats(s->pool, &st);
+	sd_notifyf(0, "%sSTATUS=%s, %u execs running, %u sessions pooled", also, names[s->state],
+	           s->njobs, st.sessions_ready + st.sessions_idle);
+}
+
+static void on_status(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	notify_status(arg, "");
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Settings a reload cannot change: they shaped the listener, the database pool or the
+ * rows already written. */
+static void warn_restart_only(const struct config *old, const struct config *n)
+{
+	const struct {
+		const char *name;
+		bool changed;
+	} fixed[] = {
+	    {"listen", strcmp(old->listen, n->listen) != 0},
+	    {"database_url", strcmp(old->database_url, n->database_url) != 0},
+	    {"db_connections", old->db_connections != n->db_connections},
+	    {"instance_name", strcmp(old->instance_name, n->instance_name) != 0},
+	};
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (fixed[i].changed)
+			log_kv(LOG_WARN, "setting changed: it takes effect at the next start",
+			       "setting", fixed[i].name, NULL);
+}
+
+/* SIGHUP: the settings are loaded again; new execs get the new limits, timeouts, caps,
+ * log level and SSH key; running execs and busy sessions go on as they were. A config
+ * that does not load changes nothing. */
+static void reload(struct server *s)
+{
+	struct config *n = calloc(1, sizeof(*n)), **olds;
+	struct pool_config pc;
+	struct timespec now;
+	char err[512], mono[64];
 	int rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	snprintf(mono, sizeof(mono), "RELOADING=1\nMONOTONIC_USEC=%llu\n",
+	         (unsigned long long)now.tv_sec * 1000000ULL +
+	             (unsigned long long)now.tv_nsec / 1000);
+	sd_notifyf(0, "%sSTATUS=reloading the configuration", mono);
+	olds = realloc(s->old_cfgs, (s->nold_cfgs + 1) * sizeof(*olds));
+	if (n == NULL || olds == NULL) {
+		free(n);
+		log_kv(LOG_ERROR, "configuration not reloaded: out of memory", NULL);
+		goto out;
+	}
+	s->old_cfgs = olds;
+	if (config_load(n, s->cfg_flags, s->envp, err, sizeof(err)) != 0) {
+		log_kv(LOG_ERROR, "configuration not reloaded; the settings in force stay", "error",
+		       err, NULL);
+		free(n);
+		goto out;
+	}
+	if (n->ssh_key[0] == '\0') {
+		log_kv(LOG_ERROR, "configuration not reloaded; the settings in force stay", "error",
+		       "ssh_key is not set", NULL);
+		goto fail;
+	}
+	pool_config_of(n, &pc);
+	rc = pool_reconfigure(s->pool, &pc, err, sizeof(err));
+	if (rc < 0) {
+		log_kv(LOG_ERROR, "configuration not reloaded; the settings in force stay", "error",
+		       err, NULL);
+		goto fail;
+	}
+	warn_restart_only(s->cfg, n);
+	log_set_level((enum log_level)log_level_parse(n->log_level));
+	evhttp_set_max_body_size(s->http, n->max_body_bytes);
+	evhttp_set_timeout(s->http, n->http_idle_timeout_s);
+	s->old_cfgs[s->nold_cfgs++] = n; /* freed when the server ends */
+	s->cfg = n;
+	log_kv(LOG_INFO, "configuration reloaded", "ssh_key_changed", rc == 1 ? "yes" : "no", NULL);
+	goto out;
+fail:
+	config_free(n);
+	free(n);
+out:
+	notify_status(s, "READY=1\n");
+}
+
+static void on_hup(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state == SERVER_SERVING)
+		reload(s);
+}
+
+/* Tells systemd the broker serves, and keeps it informed from timers. */
+static int start_notifying(struct server *s, char *err, size_t errlen)
+{
+	struct timeval status = {SERVER_STATUS_S, 0};
+	uint64_t usec = 0;
+
+	s->ev_hup = evsignal_new(s->base, SIGHUP, on_hup, s);
+	s->ev_status = event_new(s->base, -1, EV_PERSIST, on_status, s);
+	if (s->ev_hup == NULL || s->ev_status == NULL || evsignal_add(s->ev_hup, NULL) != 0 ||
+	    event_add(s->ev_status, &status) != 0) {
+		errf(err, errlen, "cannot set up SIGHUP and status reports");
+		return EB_ERR_IO;
+	}
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		struct timeval half = {(time_t)(usec / 2 / 1000000),
+		                       (suseconds_t)(usec / 2 % 1000000)};
+
+		s->ev_watchdog = event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
+		if (s->ev_watchdog == NULL || event_add(s->ev_watchdog, &half) != 0) {
+			errf(err, errlen, "cannot set up the watchdog timer");
+			return EB_ERR_IO;
+		}
+	}
+	notify_status(s, "READY=1\n");
+	return 0;
+}
+
+int server_run(const struct config *cfg, const struct config_flags *flags, char *const envp[],
+               char *err, size_t errlen)
+{
+	struct org_slots orgs = {NULL};
+	struct server srv = {.cfg = cfg, .cfg_flags = flags, .envp = envp, .orgs = &orgs};
+	struct server *s = &srv;
+	struct pool_config pc;
+	int rc;
+
+	pool_config_of(cfg, &pc);
 	/* A client that goes away mid-reply must be an error return, not a fatal signal. */
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level((enum log_level)log_level_parse(cfg->log_level));
@@ -748,6 +917,9 @@ int server_run(const struct config *cfg, char *err, size_t errlen)
 		goto out;
 	log_kv(LOG_INFO, "listening", "listen", cfg->listen, "instance", s->instance, "version",
 	       EB_VERSION, NULL);
+	rc = start_notifying(s, err, errlen);
+	if (rc != 0)
+		goto out;
 	event_base_dispatch(s->base);
 	log_kv(LOG_INFO, "stopped", NULL);
 	rc = 0;
@@ -772,6 +944,17 @@ out:
 		event_free(s->ev_reap);
 	if (s->ev_flush != NULL)
 		event_free(s->ev_flush);
+	if (s->ev_hup != NULL)
+		event_free(s->ev_hup);
+	if (s->ev_status != NULL)
+		event_free(s->ev_status);
+	if (s->ev_watchdog != NULL)
+		event_free(s->ev_watchdog);
+	for (size_t i = 0; i < s->nold_cfgs; i++) {
+		config_free(s->old_cfgs[i]);
+		free(s->old_cfgs[i]);
+	}
+	free(s->old_cfgs);
 	if (s->base != NULL)
 		event_base_free(s->base);
 	return rc;

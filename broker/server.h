@@ -47,7 +47,11 @@ struct http_ctx {
 
 struct server {
 	struct event_base *base;
-	const struct config *cfg;
+	const struct config *cfg;             /* in force; replaced by a reload (SIGHUP) */
+	const struct config_flags *cfg_flags; /* what a reload loads the settings from */
+	char *const *envp;
+	struct config **old_cfgs; /* replaced settings, kept to the end: requests hold pointers */
+	size_t nold_cfgs;
 	char instance[256]; /* instance_name, or host:listen */
 	struct evhttp *http;
 	struct evhttp_bound_socket *listener;
@@ -59,15 +63,23 @@ struct server {
 	unsigned njobs;
 	struct org_slots *orgs;
 	struct event *ev_term, *ev_int, *ev_grace, *ev_reap, *ev_flush;
-	unsigned flushing; /* replies handed to evhttp and not yet written out */
-	unsigned pending;  /* other requests waiting for the database (readyz, audit reads) */
+	struct event *ev_hup;      /* SIGHUP: reload the settings */
+	struct event *ev_status;   /* STATUS= for systemd, every SERVER_STATUS_S */
+	struct event *ev_watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC, when systemd asks */
+	unsigned flushing;         /* replies handed to evhttp and not yet written out */
+	unsigned pending; /* other requests waiting for the database (readyz, audit reads) */
 	bool pool_down;
 	int exit_code;
 };
 
 /* Runs the server until SIGTERM/SIGINT and a clean shutdown: 0, or a negative EB_ERR_*
- * with one line in err if it could not start (schema not current, listen failed, ...). */
-int server_run(const struct config *cfg, char *err, size_t errlen);
+ * with one line in err if it could not start (schema not current, listen failed, ...).
+ * cfg was loaded from flags and envp, which SIGHUP loads again; cfg stays the caller's.
+ * Under systemd (NOTIFY_SOCKET) it reports READY=1 once listening with a current schema,
+ * STATUS= lines, WATCHDOG=1 when WatchdogSec= is set, RELOADING=1 around a reload and
+ * STOPPING=1; without systemd those are no-ops. */
+int server_run(const struct config *cfg, const struct config_flags *flags, char *const envp[],
+               char *err, size_t errlen);
 
 /* Milliseconds since h->t0. */
 long long server_elapsed_ms(const struct http_ctx *h);
