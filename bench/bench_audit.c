@@ -37,6 +37,7 @@
 #include "audit/review.h"
 #include "bench/benchutil.h"
 #include "common/err.h"
+#include "common/fdio.h"
 #include "tests/harness.h"
 
 #define DEFAULT_ROWS    1000000ULL
@@ -238,20 +239,6 @@ static int hc_fill(struct hclient *c, char *err, size_t errlen)
 	return 0;
 }
 
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Sends req (a whole request) and reads the whole response into r: 0, or -1 with why in
  * err. The connection is reopened if the broker closed it while idle, and closed after a
  * response that says Connection: close or that could not be read. */
@@ -274,7 +261,7 @@ static int hc_request(struct hclient *c, const char *req, size_t reqlen, struct 
 	if (c->fd < 0 && hc_connect(c, err, errlen) != 0)
 		return -1;
 	c->len = 0;
-	if (send_all(c->fd, req, reqlen) != 0) {
+	if (fdio_write_all(c->fd, req, reqlen, 5000) != 0) {
 		snprintf(err, errlen, "sending the request: %s", strerror(errno));
 		goto fail;
 	}

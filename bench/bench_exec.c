@@ -36,6 +36,7 @@
 
 #include "bench/benchutil.h"
 #include "common/err.h"
+#include "common/fdio.h"
 #include "pool/command.h"
 #include "pool/pool.h"
 #include "tests/harness.h"
@@ -668,26 +669,6 @@ static int hconn_connect(struct hconn *c)
 	return 0;
 }
 
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-			if (poll(&pfd, 1, 5000) <= 0)
-				return -1;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 static void hconn_launch(struct hconn *c)
 {
 	struct hrun *r = c->run;
@@ -720,7 +701,7 @@ static void hconn_launch(struct hconn *c)
 		hconn_done(c);
 		return;
 	}
-	if (send_all(c->fd, req, (size_t)len) != 0) {
+	if (fdio_write_all(c->fd, req, (size_t)len, 5000) != 0) {
 		hconn_fail(c, "sending the request: %s", strerror(errno));
 		hconn_done(c);
 		return;

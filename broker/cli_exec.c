@@ -20,6 +20,7 @@
 
 #include "broker/cli.h"
 #include "broker/frame.h"
+#include "common/fdio.h"
 
 /* Exit codes of `exec`. The remote exit code (0-255) and 128+N for a remote signal N come
  * first; the client's own outcomes are above 200, clear of 128+N for every signal (at
@@ -144,27 +145,6 @@ static void exc_stop(struct exec_client *c, int exit_status)
 	event_base_loopbreak(c->base);
 }
 
-/* Writes all of p[0..n) to fd, waiting when fd is non-blocking and full. 0 or -1 (errno). */
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-			(void)poll(&pfd, 1, -1);
-			continue;
-		}
-		if (k < 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* The local number of a signal named as the broker names it ("KILL"; "SIGKILL" too);
  * 0 if unknown. */
 static int signal_number(const char *name)
@@ -267,10 +247,10 @@ static int output_frame(struct exec_client *c, json_t *f, const char *stream)
 	if (enc != NULL && strcmp(enc, "base64") == 0) {
 		if (b64_decode(json_string_value(data), json_string_length(data), &bytes, &n) != 0)
 			return -1;
-		rc = write_all(fd, (const char *)bytes, n);
+		rc = fdio_write_all(fd, bytes, n, -1);
 		free(bytes);
 	} else if (enc == NULL || strcmp(enc, "utf-8") == 0) {
-		rc = write_all(fd, json_string_value(data), json_string_length(data));
+		rc = fdio_write_all(fd, json_string_value(data), json_string_length(data), -1);
 	} else {
 		return -1;
 	}
@@ -344,7 +324,8 @@ static int handle_frame(struct exec_client *c, const char *line, size_t len)
 		json_decref(f);
 		return -1;
 	}
-	if (c->json && (write_all(1, line, len) != 0 || write_all(1, "\n", 1) != 0)) {
+	if (c->json &&
+	    (fdio_write_all(1, line, len, -1) != 0 || fdio_write_all(1, "\n", 1, -1) != 0)) {
 		json_decref(f);
 		exc_stop(c, 128 + SIGPIPE);
 		return 0;

@@ -525,6 +525,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const char *exec_id = NULL; /* GET /v1/audit/{exec_id} */
 	char wsid[80], *peer = NULL;
 	ev_uint16_t port;
 
@@ -567,11 +568,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 			method_not_allowed(s, &h, "GET, HEAD");
 		else
 			openapi_handle(s, &h);
-	} else if (strcmp(path, "/v1/audit") == 0 || audit_route(path) != NULL) {
+	} else if (strcmp(path, "/v1/audit") == 0 || (exec_id = audit_route(path)) != NULL) {
 		if (m != EVHTTP_REQ_GET)
 			method_not_allowed(s, &h, "GET");
 		else
-			auditapi_handle(s, &h, audit_route(path));
+			auditapi_handle(s, &h, exec_id);
 	} else if (exec_route(path, wsid, sizeof(wsid)) != NULL) {
 		if (m != EVHTTP_REQ_POST)
 			method_not_allowed(s, &h, "POST");
