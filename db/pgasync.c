@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/fsm.h"
 #include "db/db.h"
 
 #define BACKOFF_FIRST_MS          100
@@ -104,52 +105,34 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_read(struct conn *c);
 static void pgasync_dispatch(struct pgasync *p);
 
-static const char *conn_state_name(enum conn_state st)
-{
-	static const char *const names[] = {"down", "connecting", "idle", "sending", "reading"};
-	return names[st];
-}
+static const char *const conn_state_names[] = {"down", "connecting", "idle", "sending", "reading"};
+static const unsigned conn_legal[] = {
+    [CONN_DOWN] = FSM_BIT(CONN_CONNECTING),
+    [CONN_CONNECTING] = FSM_BIT(CONN_IDLE) | FSM_BIT(CONN_DOWN),
+    [CONN_IDLE] = FSM_BIT(CONN_SENDING) | FSM_BIT(CONN_DOWN),
+    [CONN_SENDING] = FSM_BIT(CONN_READING) | FSM_BIT(CONN_DOWN),
+    [CONN_READING] = FSM_BIT(CONN_IDLE) | FSM_BIT(CONN_DOWN),
+};
+static const struct fsm conn_fsm = {"pgasync connection", conn_state_names, conn_legal, 5};
 
-static const char *query_state_name(enum query_state st)
-{
-	static const char *const names[] = {"new", "queued", "running", "done", "reporting"};
-	return names[st];
-}
+static const char *const query_state_names[] = {"new", "queued", "running", "done", "reporting"};
+static const unsigned query_legal[] = {
+    [Q_NEW] = FSM_BIT(Q_QUEUED) | FSM_BIT(Q_DONE),
+    [Q_QUEUED] = FSM_BIT(Q_RUNNING) | FSM_BIT(Q_DONE),
+    [Q_RUNNING] = FSM_BIT(Q_QUEUED) | FSM_BIT(Q_DONE),
+    [Q_DONE] = FSM_BIT(Q_REPORTING),
+    [Q_REPORTING] = 0,
+};
+static const struct fsm query_fsm = {"pgasync query", query_state_names, query_legal, 5};
 
 static void conn_set_state(struct conn *c, enum conn_state st)
 {
-	static const unsigned legal[] = {
-	    [CONN_DOWN] = 1u << CONN_CONNECTING,
-	    [CONN_CONNECTING] = 1u << CONN_IDLE | 1u << CONN_DOWN,
-	    [CONN_IDLE] = 1u << CONN_SENDING | 1u << CONN_DOWN,
-	    [CONN_SENDING] = 1u << CONN_READING | 1u << CONN_DOWN,
-	    [CONN_READING] = 1u << CONN_IDLE | 1u << CONN_DOWN,
-	};
-
-	if ((legal[c->state] & (1u << st)) == 0) {
-		fprintf(stderr, "pgasync: illegal connection transition %s -> %s\n",
-		        conn_state_name(c->state), conn_state_name(st));
-		abort(); /* a broken invariant, not bad input */
-	}
-	c->state = st;
+	FSM_SET(&conn_fsm, c->state, st, NULL);
 }
 
 static void query_set_state(struct pgasync_query *q, enum query_state st)
 {
-	static const unsigned legal[] = {
-	    [Q_NEW] = 1u << Q_QUEUED | 1u << Q_DONE,
-	    [Q_QUEUED] = 1u << Q_RUNNING | 1u << Q_DONE,
-	    [Q_RUNNING] = 1u << Q_QUEUED | 1u << Q_DONE,
-	    [Q_DONE] = 1u << Q_REPORTING,
-	    [Q_REPORTING] = 0,
-	};
-
-	if ((legal[q->state] & (1u << st)) == 0) {
-		fprintf(stderr, "pgasync: illegal query transition %s -> %s\n",
-		        query_state_name(q->state), query_state_name(st));
-		abort();
-	}
-	q->state = st;
+	FSM_SET(&query_fsm, q->state, st, NULL);
 }
 
 static long long now_ms(void)

@@ -252,9 +252,13 @@ START_TEST(many_queries_share_few_connections)
 		    "WHERE application_name = $2)",
 		    2, params, DEADLINE, &o[i]);
 	}
+	/* Each connection took one statement; the rest wait. A connection reads its socket
+	 * right after sending, so on a fast server a statement may already have finished
+	 * (its callback still to come) and its connection taken the next one. */
 	s = stats_of(p);
 	ck_assert_uint_eq(s.queries_running, CONNS);
-	ck_assert_uint_eq(s.queries_queued, N - CONNS);
+	ck_assert_uint_le(s.queries_queued, N - CONNS);
+	ck_assert_uint_ge(s.queries_queued, N - 2 * CONNS);
 
 	do {
 		event_base_loop(t.base, EVLOOP_ONCE);
