@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pool/command.h"
+#include "common/bytes.h"
 #include "pool/pool.h"
 
 #define AUDIT_EXEC_ID_LEN 36

@@ -10,11 +10,7 @@
 
 #include <stddef.h>
 
-/* A byte string that may contain anything, NUL included (as JSON strings can). */
-struct eb_bytes {
-	const char *p;
-	size_t len;
-};
+#include "common/bytes.h"
 
 struct command_spec {
 	const struct eb_bytes *argv; /* argc >= 1, argv[0] not empty */
