@@ -27,8 +27,10 @@ TEST_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DEB_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SAN) \
 	-I. -I$(BUILD)/gen $(PKG_CFLAGS)
 
-MAIN_SRC := broker/main.c
-LIB_SRC := $(filter-out $(MAIN_SRC),$(wildcard common/*.c broker/*.c pool/*.c db/*.c audit/*.c))
+MAIN_SRC := cmd/main.c
+# The folders of the product, lowest layer first (docs/architecture.md).
+LIB_DIRS := common config db pool audit http api server admin client
+LIB_SRC := $(wildcard $(LIB_DIRS:%=%/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o \
 	$(BUILD)/obj/gen/openapi_data.o
 TEST_SRC := $(wildcard tests/check_*.c)
@@ -121,7 +123,7 @@ $(BUILD)/gen/migrations_data.c: scripts/embed-migrations $(MIGRATIONS)
 $(BUILD)/gen/openapi_data.c: scripts/embed-file docs/openapi.yaml
 	$(say) GEN $@
 	$(Q)mkdir -p $(@D)
-	$(Q)scripts/embed-file broker/openapi.h openapi_yaml docs/openapi.yaml >$@.tmp && mv $@.tmp $@
+	$(Q)scripts/embed-file api/openapi.h openapi_yaml docs/openapi.yaml >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	$(say) CC $<

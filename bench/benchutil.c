@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "common/err.h"
 #include "pool/fingerprint.h"
 #include "pool/hostkey.h"

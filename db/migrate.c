@@ -287,3 +287,29 @@ out:
 	PQclear(applied_res);
 	return rc;
 }
+
+const char migrate_schema_sql[] =
+    "SELECT version, checksum FROM schema_migrations ORDER BY version";
+
+bool migrate_schema_current(const PGresult *res, char *why, size_t whylen)
+{
+	int n = PQntuples(res);
+
+	if ((size_t)n != migrations_embedded_count) {
+		snprintf(why, whylen, "the database has %d migrations, this broker knows %zu", n,
+		         migrations_embedded_count);
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		char sum[MIGRATE_CHECKSUM_LEN + 1];
+
+		migrate_checksum(&migrations_embedded[i], sum);
+		if (atoi(PQgetvalue(res, i, 0)) != migrations_embedded[i].version ||
+		    strcmp(PQgetvalue(res, i, 1), sum) != 0) {
+			snprintf(why, whylen, "migration %d differs from this broker's",
+			         migrations_embedded[i].version);
+			return false;
+		}
+	}
+	return true;
+}

@@ -42,6 +42,12 @@ int migrate_plan(const struct migration_ref *known, size_t nknown,
 /* Hex SHA-256 of a migration's SQL. */
 void migrate_checksum(const struct migration *m, char out[MIGRATE_CHECKSUM_LEN + 1]);
 
+/* The statement that reads what the database has applied: version, checksum. */
+extern const char migrate_schema_sql[];
+/* Whether a result of migrate_schema_sql is exactly the migrations this binary embeds,
+ * with the same checksums; if not, why says what differs. */
+bool migrate_schema_current(const PGresult *res, char *why, size_t whylen);
+
 /* Applies the pending embedded migrations. Prints one line per migration applied to log.
  * 0, or a negative EB_ERR_* with one line in err; a failed migration is rolled back. */
 int migrate_apply(PGconn *conn, FILE *log, char *err, size_t errlen);

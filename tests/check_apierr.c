@@ -1,11 +1,10 @@
-/* tests/check_apierr.c: error codes and statuses, error bodies, bearer headers and
- * break-glass reasons. */
+/* tests/check_apierr.c: error codes and statuses, error bodies. */
 #include <check.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/apierr.h"
+#include "http/apierr.h"
 #include "tests/tutil.h"
 
 START_TEST(every_code_has_its_status)
@@ -59,57 +58,6 @@ START_TEST(error_body_shape)
 }
 END_TEST
 
-static const struct {
-	const char *header;
-	const char *token; /* NULL: refused */
-} bearers[] = {
-    {"Bearer ebk_abc", "ebk_abc"},
-    {"bearer ebk_abc", "ebk_abc"},
-    {"BEARER  ebk_abc", "ebk_abc"},
-    {"Basic dXNlcjpwdw==", NULL},
-    {"Bearer", NULL},
-    {"Bearer ", NULL},
-    {"Bearer a b", NULL},
-    {"Bearerebk_abc", NULL},
-    {"Bearer ebk_abc ", NULL},
-    {"", NULL},
-};
-
-START_TEST(bearer_header_parsing)
-{
-	const char *tok = NULL;
-	unsigned long len = 0;
-	int rc = apierr_parse_bearer(bearers[_i].header, &tok, &len);
-
-	if (bearers[_i].token == NULL) {
-		ck_assert_msg(rc != 0, "accepted \"%s\"", bearers[_i].header);
-		return;
-	}
-	ck_assert_int_eq(rc, 0);
-	ck_assert_uint_eq(len, strlen(bearers[_i].token));
-	ck_assert_int_eq(strncmp(tok, bearers[_i].token, len), 0);
-}
-END_TEST
-
-START_TEST(break_glass_reasons)
-{
-	char long_reason[600];
-
-	ck_assert(apierr_reason_valid("incident 4711: disk full on ws-3"));
-	ck_assert(apierr_reason_valid("r\xc3\xa9paration urgente"));
-	ck_assert(!apierr_reason_valid(""));
-	ck_assert(!apierr_reason_valid("line1\nline2"));
-	ck_assert(!apierr_reason_valid("tab\there"));
-	ck_assert(!apierr_reason_valid("bad \xff byte"));
-	memset(long_reason, 'x', 500);
-	long_reason[500] = '\0';
-	ck_assert(apierr_reason_valid(long_reason));
-	long_reason[500] = 'x';
-	long_reason[501] = '\0';
-	ck_assert(!apierr_reason_valid(long_reason));
-}
-END_TEST
-
 int main(void)
 {
 	Suite *s = suite_create("apierr");
@@ -117,8 +65,6 @@ int main(void)
 
 	tcase_add_test(tc, every_code_has_its_status);
 	tcase_add_test(tc, error_body_shape);
-	tcase_add_loop_test(tc, bearer_header_parsing, 0, sizeof(bearers) / sizeof(bearers[0]));
-	tcase_add_test(tc, break_glass_reasons);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

@@ -1,14 +1,14 @@
-/* tests/check_authz.c: the tenancy matrix. Tokens made by the real CLI, the lookup SQL run
- * on the harness's PostgreSQL, and the decision for every token and workspace pairing:
- * 401 for bad tokens, 404 (never 403) for what a tenant cannot reach, the tier gate, the
- * admin's break-glass reason, stopped workspaces. */
+/* tests/check_authz.c: bearer headers and break-glass reasons; the tenancy matrix. Tokens made by
+ * the real CLI, the lookup SQL run on the harness's PostgreSQL, and the decision for every token
+ * and workspace pairing: 401 for bad tokens, 404 (never 403) for what a tenant cannot reach, the
+ * tier gate, the admin's break-glass reason, stopped workspaces. */
 #include <check.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/authz.h"
-#include "broker/token.h"
+#include "api/authz.h"
+#include "common/token.h"
 #include "tests/harness.h"
 #include "tests/tutil.h"
 
@@ -139,10 +139,62 @@ START_TEST(lookup_stamps_last_used)
 }
 END_TEST
 
+static const struct {
+	const char *header;
+	const char *token; /* NULL: refused */
+} bearers[] = {
+    {"Bearer ebk_abc", "ebk_abc"},
+    {"bearer ebk_abc", "ebk_abc"},
+    {"BEARER  ebk_abc", "ebk_abc"},
+    {"Basic dXNlcjpwdw==", NULL},
+    {"Bearer", NULL},
+    {"Bearer ", NULL},
+    {"Bearer a b", NULL},
+    {"Bearerebk_abc", NULL},
+    {"Bearer ebk_abc ", NULL},
+    {"", NULL},
+};
+
+START_TEST(bearer_header_parsing)
+{
+	const char *tok = NULL;
+	unsigned long len = 0;
+	int rc = authz_parse_bearer(bearers[_i].header, &tok, &len);
+
+	if (bearers[_i].token == NULL) {
+		ck_assert_msg(rc != 0, "accepted \"%s\"", bearers[_i].header);
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(len, strlen(bearers[_i].token));
+	ck_assert_int_eq(strncmp(tok, bearers[_i].token, len), 0);
+}
+END_TEST
+
+START_TEST(break_glass_reasons)
+{
+	char long_reason[600];
+
+	ck_assert(authz_reason_valid("incident 4711: disk full on ws-3"));
+	ck_assert(authz_reason_valid("r\xc3\xa9paration urgente"));
+	ck_assert(!authz_reason_valid(""));
+	ck_assert(!authz_reason_valid("line1\nline2"));
+	ck_assert(!authz_reason_valid("tab\there"));
+	ck_assert(!authz_reason_valid("bad \xff byte"));
+	memset(long_reason, 'x', 500);
+	long_reason[500] = '\0';
+	ck_assert(authz_reason_valid(long_reason));
+	long_reason[500] = 'x';
+	long_reason[501] = '\0';
+	ck_assert(!authz_reason_valid(long_reason));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("authz");
 	TCase *tc = tcase_create("authz");
+	TCase *headers = tcase_create("headers");
 	int failed;
 
 	if (th_setup(TH_PG) != 0)
@@ -152,6 +204,10 @@ int main(void)
 	tcase_add_test(tc, tenancy_matrix);
 	tcase_add_test(tc, lookup_stamps_last_used);
 	suite_add_tcase(s, tc);
+	tcase_add_loop_test(headers, bearer_header_parsing, 0,
+	                    sizeof(bearers) / sizeof(bearers[0]));
+	tcase_add_test(headers, break_glass_reasons);
+	suite_add_tcase(s, headers);
 	failed = tu_run_suite(s);
 	th_teardown();
 	return failed;

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "broker/token.h"
+#include "common/token.h"
 #include "tests/harness.h"
 #include "tests/tutil.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "common/err.h"
 #include "tests/tutil.h"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/frame.h"
+#include "api/frame.h"
 #include "tests/tutil.h"
 
 static char *frame(struct utf8_carry *c, const char *data, size_t len, bool final)

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/metrics.h"
+#include "api/metrics.h"
 #include "tests/tutil.h"
 
 static int has_line(const char *text, const char *line)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/request.h"
+#include "api/exec_request.h"
 #include "common/err.h"
 #include "tests/tutil.h"
 

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/ids.h"
-#include "broker/token.h"
+#include "common/ids.h"
+#include "common/token.h"
 #include "common/duration.h"
 #include "common/err.h"
 #include "pool/fingerprint.h"

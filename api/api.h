@@ -1,0 +1,69 @@
+/* api/api.h: what the handlers share: the running broker's services (the loop, the
+ * settings in force, the SSH pool, the database, the counters), the phase of its life as
+ * handlers see it, and the work they hold open. The process (server/) fills it and hands
+ * it to every handler as the route table's argument; handlers never include the process's
+ * headers. */
+#ifndef EB_API_API_H
+#define EB_API_API_H
+
+#include <stddef.h>
+
+#include "api/metrics.h"
+#include "api/orgs.h"
+#include "config/config.h"
+#include "http/router.h"
+
+struct event_base;
+struct pool;
+struct pgasync;
+struct exec_job;
+
+enum api_phase {
+	API_SERVING,  /* new execs are welcome */
+	API_DRAINING, /* SIGTERM: no new execs; running ones may finish */
+	API_STOPPING, /* the grace is over: the pool kills what runs */
+};
+
+struct api {
+	struct event_base *base;
+	const struct config *cfg; /* in force; a reload replaces it, old ones stay valid */
+	const char *instance;     /* this broker's name in audit rows */
+	struct pool *pool;
+	struct pgasync *db;
+	struct metrics metrics;
+	struct org_slots orgs;
+	enum api_phase phase; /* set by the process */
+	/* Work that must end before the process may exit: exec jobs until reclaimed, other
+	 * requests while they wait for the database. on_idle runs when it falls to 0. */
+	unsigned busy;
+	void (*on_idle)(void *arg);
+	void *idle_arg;
+	/* Exec jobs not yet reclaimed (api/exec.c's list), and the event that reclaims them
+	 * after the loop turn in which they ended (made with the first job). */
+	struct exec_job *jobs;
+	unsigned njobs;
+	struct event *reap;
+};
+
+/* The route table of the API (api/routes.c). */
+extern const struct http_route api_routes[];
+extern const size_t api_nroutes;
+
+/* Frees what the handlers left in a (the reap event). */
+void api_free(struct api *a);
+
+/* A handler holds the broker open while it waits; api_release lets go (and runs on_idle
+ * at 0). */
+void api_hold(struct api *a);
+void api_release(struct api *a);
+
+/* Handlers, one per resource (api/<resource>.c). */
+void api_exec_post(struct http_request *r, void *arg);
+void api_audit_list(struct http_request *r, void *arg);
+void api_audit_get(struct http_request *r, void *arg);
+void api_openapi_get(struct http_request *r, void *arg);
+void api_health_get(struct http_request *r, void *arg);
+void api_ready_get(struct http_request *r, void *arg);
+void api_metrics_get(struct http_request *r, void *arg);
+
+#endif

@@ -1,0 +1,719 @@
+/* api/exec.c: POST /v1/workspaces/{id}/exec: the life of one exec as a state machine on
+ * the broker's loop (see api/exec_job.h): the request is checked, the token and the
+ * workspace are looked up in one query, a refusal leaves a 'denied' row, a run inserts its
+ * 'running' row while the pool leases a session, the command starts only once both are
+ * there, and the row is completed before the last word goes to the client
+ * (api/exec_reply.c). */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/exec_job.h"
+#include "api/exec_reply.h"
+#include "common/err.h"
+#include "common/fsm.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "db/pgasync.h"
+
+#define QUERY_DEADLINE_MS 5000
+/* Completing a row is retried this long while the database is unreachable. */
+#define END_RETRY_TOTAL_MS 30000
+#define END_RETRY_FIRST_MS 100
+#define END_RETRY_MAX_MS   2000
+
+static const char *const state_names[] = {"authz",   "denying",    "begin", "starting",
+                                          "running", "completing", "done"};
+static const unsigned job_legal[] = {
+    [JOB_AUTHZ] = FSM_BIT(JOB_DENYING) | FSM_BIT(JOB_BEGIN) | FSM_BIT(JOB_DONE),
+    [JOB_DENYING] = FSM_BIT(JOB_DONE),
+    [JOB_BEGIN] = FSM_BIT(JOB_STARTING) | FSM_BIT(JOB_COMPLETING) | FSM_BIT(JOB_DONE),
+    [JOB_STARTING] = FSM_BIT(JOB_RUNNING) | FSM_BIT(JOB_COMPLETING) | FSM_BIT(JOB_DONE),
+    [JOB_RUNNING] = FSM_BIT(JOB_COMPLETING) | FSM_BIT(JOB_DONE),
+    [JOB_COMPLETING] = FSM_BIT(JOB_DONE),
+    [JOB_DONE] = 0,
+};
+static const struct fsm job_fsm = {"exec job", state_names, job_legal, 7};
+
+static void job_set_state(struct exec_job *j, enum job_state to)
+{
+	FSM_SET(&job_fsm, j->state, to, j->request_id);
+}
+
+/* The client went away: a command under way is cancelled; anything later is not sent. */
+static void on_client_gone(struct http_request *r, void *arg)
+{
+	struct exec_job *j = arg;
+
+	(void)r;
+	if (j->client_gone)
+		return;
+	j->client_gone = true;
+	log_kv(LOG_INFO, "client went away", "request_id", j->request_id, "state",
+	       state_names[j->state], NULL);
+	if ((j->state == JOB_STARTING || j->state == JOB_RUNNING) && j->exec != NULL)
+		pool_exec_cancel(j->exec); /* finished() follows with POOL_CANCELLED */
+}
+
+static void job_done(struct exec_job *j)
+{
+	job_set_state(j, JOB_DONE);
+	if (j->org_counted) {
+		orgs_leave(&j->api->orgs, j->org);
+		j->org_counted = false;
+	}
+	event_active(j->api->reap, 0, 0); /* reclaimed after this loop turn */
+}
+
+/* The last word to the client, then the end. */
+static void finish(struct exec_job *j)
+{
+	exec_reply_final(j);
+	job_done(j);
+}
+
+static void job_free(struct exec_job *j)
+{
+	if (j->q != NULL)
+		pgasync_cancel(j->q);
+	if (j->acq != NULL)
+		pool_acquire_cancel(j->acq);
+	if (j->lease != NULL)
+		pool_lease_release(j->lease);
+	if (j->exec != NULL)
+		pool_exec_release(j->exec);
+	if (j->retry != NULL)
+		event_free(j->retry);
+	if (j->http != NULL)
+		http_request_drop(j->http); /* only when the broker stops with the job unfinished */
+	for (int i = 1; i <= 2; i++)
+		if (j->kept[i] != NULL)
+			evbuffer_free(j->kept[i]);
+	if (j->chunk != NULL)
+		evbuffer_free(j->chunk);
+	request_free(&j->req);
+	free(j->reason);
+	free(j);
+}
+
+static void reap_jobs(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *a = arg;
+	struct exec_job **pp = &a->jobs, *j;
+
+	(void)fd;
+	(void)what;
+	while ((j = *pp) != NULL) {
+		if (j->state != JOB_DONE) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		a->njobs--;
+		job_free(j);
+		api_release(a);
+	}
+}
+
+static void fill_audit(struct exec_job *j, struct audit_begin *b, const char *org)
+{
+	memset(b, 0, sizeof(*b));
+	memcpy(b->exec_id, j->exec_id, sizeof(b->exec_id));
+	b->request_id = j->request_id;
+	b->workspace_id = j->ws_id;
+	b->org_id = org;
+	b->actor = j->actor;
+	b->actor_kind = j->kind;
+	b->break_glass_reason = strcmp(j->kind, "admin") == 0 ? j->reason : NULL;
+	b->argv = j->req.argv;
+	b->argc = j->req.argc;
+	b->env_names = j->req.env_names;
+	b->nenv = j->req.nenv;
+	b->cwd = j->req.cwd;
+	b->stdin_bytes = j->req.stdin_len;
+	b->client_addr = j->client[0] != '\0' ? j->client : NULL;
+	b->timeout_s = j->req.timeout_s;
+	b->broker_instance = j->api->instance;
+}
+
+static void deny_reply(struct exec_job *j, const struct denial *d)
+{
+	if (strcmp(d->code, "too_many_requests") == 0)
+		http_reply_header(j->http, "Retry-After", "1");
+	exec_reply_error(j, d->code, d->message, NULL);
+	j->api->metrics.execs_denied++;
+	job_done(j);
+}
+
+static void on_denied_row(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct exec_job *j = arg;
+	struct denial *d = &j->denial;
+
+	(void)res;
+	(void)sqlstate;
+	j->q = NULL;
+	if (error == NULL)
+		http_request_log(j->http)->exec_id =
+		    j->exec_id; /* X-Exec-Id names a row that exists */
+	if (error != NULL) {
+		j->api->metrics.audit_write_failures++;
+		log_kv(LOG_ERROR, "could not write a denied audit row", "request_id", j->request_id,
+		       "error", error, NULL);
+	}
+	deny_reply(j, d);
+}
+
+/* A refusal of an authenticated request: one 'denied' row, then the reply. The row's org
+ * is the workspace's when the token reaches it, else the token's own: a probe of another
+ * tenant's workspace is recorded in the prober's org, never in the victim's. */
+static void deny(struct exec_job *j, const char *code, const char *org, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void deny(struct exec_job *j, const char *code, const char *org, const char *fmt, ...)
+{
+	struct audit_begin b;
+	const char *params[AUDIT_DENIED_NPARAMS];
+	char *store = NULL;
+	va_list ap;
+
+	j->denial.code = code;
+	va_start(ap, fmt);
+	vsnprintf(j->denial.message, sizeof(j->denial.message), fmt, ap);
+	va_end(ap);
+	job_set_state(j, JOB_DENYING);
+	http_request_log(j->http)->error = code;
+	fill_audit(j, &b, org);
+	b.error_code = code;
+	if (audit_begin_params(&b, params, &store) == 0)
+		j->q = pgasync_query(j->api->db, audit_denied_sql, AUDIT_DENIED_NPARAMS, params,
+		                     QUERY_DEADLINE_MS, on_denied_row, j);
+	free(store);
+	if (j->q == NULL) {
+		j->api->metrics.audit_write_failures++;
+		deny_reply(j, &j->denial);
+	}
+}
+
+static void finish(struct exec_job *j);
+static void complete_row(struct exec_job *j);
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	complete_row(arg);
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void on_row_completed(const PGresult *res, const char *error, const char *sqlstate,
+                             void *arg)
+{
+	struct exec_job *j = arg;
+	struct timeval tv;
+	char attempts[16];
+
+	(void)res;
+	j->q = NULL;
+	if (error == NULL) {
+		finish(j);
+		return;
+	}
+	j->api->metrics.audit_write_failures++;
+	snprintf(attempts, sizeof(attempts), "%d", j->end_attempts);
+	/* Class 08 (connection) failures are worth retrying; anything else is a bug or a
+	 * refusal by the database that retrying will not change. */
+	if (strncmp(sqlstate, "08", 2) == 0 && ms_since(&j->end_t0) < END_RETRY_TOTAL_MS) {
+		log_kv(LOG_WARN, "could not complete the audit row; retrying", "request_id",
+		       j->request_id, "exec_id", j->exec_id, "attempt", attempts, "error", error,
+		       NULL);
+		tv.tv_sec = j->end_delay_ms / 1000;
+		tv.tv_usec = (j->end_delay_ms % 1000) * 1000;
+		j->end_delay_ms =
+		    j->end_delay_ms * 2 > END_RETRY_MAX_MS ? END_RETRY_MAX_MS : j->end_delay_ms * 2;
+		if (j->retry == NULL)
+			j->retry = evtimer_new(j->api->base, on_retry, j);
+		if (j->retry != NULL && evtimer_add(j->retry, &tv) == 0)
+			return;
+	}
+	log_kv(LOG_ERROR,
+	       "gave up completing the audit row: it stays 'running' until this broker "
+	       "restarts and marks it abandoned",
+	       "request_id", j->request_id, "exec_id", j->exec_id, "attempts", attempts, "error",
+	       error, NULL);
+	finish(j);
+}
+
+static const char *row_status(const struct exec_job *j)
+{
+	return audit_status_of(j->outcome.kind);
+}
+
+static void complete_row(struct exec_job *j)
+{
+	struct audit_end e = {
+	    .exec_id = j->exec_id,
+	    .status = row_status(j),
+	    .error_code = j->error_code,
+	    .exit_code = j->outcome.exit_code,
+	    .exit_signal = j->outcome.signal,
+	    .duration_ms = j->duration_ms,
+	    .stdout_bytes = j->outcome.stdout_bytes,
+	    .stderr_bytes = j->outcome.stderr_bytes,
+	    .stdout_truncated = j->truncated[POOL_STDOUT],
+	    .stderr_truncated = j->truncated[POOL_STDERR],
+	};
+	const char *params[AUDIT_END_NPARAMS];
+	char *store = NULL;
+
+	j->end_attempts++;
+	if (audit_end_params(&e, params, &store) == 0)
+		j->q = pgasync_query(j->api->db, audit_end_sql, AUDIT_END_NPARAMS, params,
+		                     QUERY_DEADLINE_MS, on_row_completed, j);
+	free(store);
+	if (j->q == NULL) {
+		j->api->metrics.audit_write_failures++;
+		finish(j);
+	}
+}
+
+/* The outcome is known (o), or the command never started (fail_code set). */
+static void job_complete(struct exec_job *j)
+{
+	job_set_state(j, JOB_COMPLETING);
+	j->duration_ms = http_request_elapsed_ms(j->http);
+	http_request_log(j->http)->outcome = row_status(j);
+	j->api->metrics.execs_total[j->outcome.kind]++;
+	metrics_observe_duration(&j->api->metrics, (double)j->duration_ms / 1000.0);
+	if (!j->audit_ok && !j->audit_maybe) {
+		finish(j); /* there is no row to complete */
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &j->end_t0);
+	j->end_delay_ms = END_RETRY_FIRST_MS;
+	complete_row(j);
+}
+
+static void on_started(struct pool_exec *e, void *arg)
+{
+	struct exec_job *j = arg;
+
+	(void)e;
+	job_set_state(j, JOB_RUNNING);
+	j->started = true;
+	exec_reply_started(j);
+}
+
+static void on_data(struct pool_exec *e, enum pool_stream s, const char *buf, size_t len, void *arg)
+{
+	(void)e;
+	exec_reply_output(arg, s, buf, len);
+}
+
+static const char *fail_code_of(enum pool_fail_reason r)
+{
+	switch (r) {
+	case POOL_FAIL_HOST_KEY:
+		return "host_key_mismatch";
+	case POOL_FAIL_AUTH:
+		return "ssh_auth_failed";
+	case POOL_FAIL_EXHAUSTED:
+		return "pool_exhausted";
+	case POOL_FAIL_SHUTDOWN:
+		return "shutting_down";
+	case POOL_FAIL_CHANNEL:
+		return "transport_error";
+	case POOL_FAIL_CONNECT:
+	case POOL_FAIL_INVALID:
+	case POOL_FAIL_NONE:
+	default:
+		return "ssh_connect_failed";
+	}
+}
+
+static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void *arg)
+{
+	struct exec_job *j = arg;
+
+	(void)e;
+	j->finished = true;
+	j->outcome = *o;
+	if (!j->started) {
+		/* Never ran: the reply is a plain error with a real status. */
+		if (o->kind == POOL_FAILED_TO_START)
+			j->fail_code = j->error_code = fail_code_of(o->fail_reason);
+		else
+			j->fail_code = exec_reply_code(j);
+	}
+	if (o->detail[0] != '\0')
+		log_kv(o->kind == POOL_EXITED ? LOG_DEBUG : LOG_INFO, "exec ended", "request_id",
+		       j->request_id, "exec_id", j->exec_id, "outcome", pool_outcome_name(o->kind),
+		       "detail", o->detail, NULL);
+	job_complete(j);
+}
+
+static void job_spec(const struct exec_job *j, struct command_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->argv = j->req.argv;
+	spec->argc = j->req.argc;
+	spec->env_names = j->req.env_names;
+	spec->env_values = j->req.env_values;
+	spec->nenv = j->req.nenv;
+	spec->cwd = j->req.cwd;
+}
+
+static void begin_step(struct exec_job *j)
+{
+	static const struct pool_exec_callbacks cbs = {on_started, on_data, on_finished};
+	struct command_spec spec;
+
+	if (j->audit_done && !j->audit_ok && !j->lease_done) {
+		pool_acquire_cancel(j->acq); /* no row: the command must not run */
+		j->acq = NULL;
+		j->lease_done = true;
+	}
+	if (!j->audit_done || !j->lease_done)
+		return;
+	if (!j->audit_ok || j->lease == NULL || j->client_gone) {
+		if (j->lease != NULL) {
+			pool_lease_release(j->lease);
+			j->lease = NULL;
+		}
+		j->outcome.kind = POOL_FAILED_TO_START;
+		if (!j->audit_ok) {
+			j->fail_code = "audit_unavailable";
+		} else if (j->client_gone) {
+			j->outcome.kind = POOL_CANCELLED;
+			j->fail_code = "transport_error";
+		} else {
+			j->fail_code = fail_code_of(j->lease_fail);
+			if (j->lease_fail == POOL_FAIL_SHUTDOWN)
+				j->outcome.kind = POOL_SHUTDOWN;
+		}
+		j->error_code = j->outcome.kind == POOL_FAILED_TO_START ? j->fail_code : NULL;
+		job_complete(j);
+		return;
+	}
+	job_spec(j, &spec);
+	job_set_state(j, JOB_STARTING);
+	j->exec = pool_exec_start(j->lease, &spec, j->req.stdin_data, j->req.stdin_len,
+	                          &j->deadline, &cbs, j);
+	j->lease = NULL; /* transferred */
+	if (j->exec == NULL) {
+		j->outcome.kind = POOL_FAILED_TO_START;
+		j->fail_code = j->error_code = "ssh_connect_failed";
+		job_complete(j);
+	}
+}
+
+static void on_row_begun(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct exec_job *j = arg;
+
+	(void)res;
+	j->q = NULL;
+	j->audit_done = true;
+	j->audit_ok = error == NULL;
+	if (error == NULL)
+		http_request_log(j->http)->exec_id =
+		    j->exec_id; /* X-Exec-Id names a row that exists */
+	if (error != NULL) {
+		j->api->metrics.audit_write_failures++;
+		/* A lost connection may have committed the insert: complete the row anyway (a
+		 * no-op when it does not exist) rather than leave it running. */
+		j->audit_maybe = strcmp(sqlstate, PGASYNC_SQLSTATE_LOST) == 0;
+		log_kv(LOG_ERROR, "could not write the audit row; the command will not run",
+		       "request_id", j->request_id, "exec_id", j->exec_id, "error", error, NULL);
+	}
+	begin_step(j);
+}
+
+static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const char *detail,
+                      void *arg)
+{
+	struct exec_job *j = arg;
+
+	j->acq = NULL;
+	j->lease_done = true;
+	j->lease = lease;
+	j->lease_fail = why;
+	if (lease == NULL)
+		log_kv(LOG_WARN, "no SSH session for the exec", "request_id", j->request_id,
+		       "workspace_id", j->ws_id, "host", j->host, "reason",
+		       pool_fail_reason_name(why), "detail", detail, NULL);
+	begin_step(j);
+}
+
+static void begin(struct exec_job *j)
+{
+	struct pool_target t = {
+	    .host = j->host, .port = j->port, .user = j->user, .host_key_fp = j->fp};
+	struct audit_begin b;
+	const char *params[AUDIT_DENIED_NPARAMS];
+	char *store = NULL;
+
+	job_set_state(j, JOB_BEGIN);
+	fill_audit(j, &b, j->org);
+	if (audit_begin_params(&b, params, &store) == 0)
+		j->q = pgasync_query(j->api->db, audit_begin_sql, AUDIT_BEGIN_NPARAMS, params,
+		                     QUERY_DEADLINE_MS, on_row_begun, j);
+	free(store);
+	if (j->q == NULL) {
+		j->audit_done = true;
+		j->audit_ok = false;
+	}
+	/* Meanwhile the pool finds a session; the command waits for the commit. */
+	if (j->audit_done)
+		j->lease_done = true;
+	else
+		j->acq = pool_lease_acquire(j->api->pool, &t, &j->deadline, on_leased, j);
+	if (!j->audit_done && j->acq == NULL)
+		j->lease_done = true;
+	begin_step(j);
+}
+
+static void copy(char *dst, size_t cap, const PGresult *res, int col)
+{
+	snprintf(dst, cap, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
+}
+
+static void on_authz(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct exec_job *j = arg;
+	struct authz_row r = {0};
+	enum authz_verdict v;
+	const char *deny_org;
+
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL) {
+		j->api->metrics.audit_write_failures++;
+		log_kv(LOG_ERROR, "token lookup failed", "request_id", j->request_id, "error",
+		       error, NULL);
+		exec_reply_error(
+		    j, "audit_unavailable",
+		    "the broker's database is unreachable, so nothing can be authorized or "
+		    "audited; the command was not run; retry later",
+		    NULL);
+		job_done(j);
+		return;
+	}
+	authz_row_from_result(res, &r);
+	v = authz_decide(&r, j->api->cfg->min_exec_tier, j->reason != NULL);
+	if (v == AUTHZ_UNAUTHORIZED) {
+		exec_reply_error(j, "unauthorized",
+		                 r.token_found ? "the token has expired or was revoked"
+		                               : "the token is not known to this broker",
+		                 NULL);
+		job_done(j);
+		return;
+	}
+	copy(j->kind, sizeof(j->kind), res, 0);
+	http_request_log(j->http)->actor = j->actor;
+	/* The org a row is filed under (see deny()). */
+	deny_org = PQgetisnull(res, 0, 13) ? "" : PQgetvalue(res, 0, 13);
+	if (v == AUTHZ_OK || v == AUTHZ_FORBIDDEN_TIER || v == AUTHZ_REASON_REQUIRED ||
+	    v == AUTHZ_NOT_RUNNING)
+		deny_org = r.ws_org;
+	snprintf(j->org, sizeof(j->org), "%s", deny_org);
+	audit_new_exec_id(j->exec_id);
+	switch (v) {
+	case AUTHZ_NOT_FOUND:
+		deny(j, "not_found", j->org, "no workspace \"%s\" that this token can reach",
+		     j->ws_id);
+		return;
+	case AUTHZ_FORBIDDEN_TIER:
+		deny(j, "forbidden_tier", j->org,
+		     "workspace \"%s\" is tier %d; exec needs tier %d or higher", j->ws_id,
+		     r.ws_tier, j->api->cfg->min_exec_tier);
+		return;
+	case AUTHZ_REASON_REQUIRED:
+		deny(j, "break_glass_reason_required", j->org,
+		     "an admin token needs an X-Break-Glass-Reason header (1-500 printable "
+		     "characters) saying why");
+		return;
+	case AUTHZ_NOT_RUNNING:
+		deny(j, "workspace_not_running", j->org,
+		     "workspace \"%s\" is %s; start it before running commands", j->ws_id,
+		     r.ws_state);
+		return;
+	case AUTHZ_OK:
+		break;
+	case AUTHZ_UNAUTHORIZED:
+	default:
+		abort();
+	}
+	if (j->api->phase == API_STOPPING) {
+		deny(j, "shutting_down", j->org, "the broker is shutting down; retry later");
+		return;
+	}
+	if (!orgs_enter(&j->api->orgs, j->org, j->api->cfg->org_max_concurrent_execs)) {
+		deny(j, "too_many_requests", j->org,
+		     "org \"%s\" already has %d execs running, the most allowed at once; retry "
+		     "after one finishes",
+		     j->org, j->api->cfg->org_max_concurrent_execs);
+		return;
+	}
+	j->org_counted = true;
+	copy(j->host, sizeof(j->host), res, 9);
+	j->port = atoi(PQgetvalue(res, 0, 10));
+	copy(j->user, sizeof(j->user), res, 11);
+	copy(j->fp, sizeof(j->fp), res, 12);
+	begin(j);
+}
+
+static bool media_type_is(const char *value, const char *type)
+{
+	size_t n = strlen(type);
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	return strncasecmp(value, type, n) == 0 &&
+	       (value[n] == '\0' || value[n] == ';' || value[n] == ' ' || value[n] == '\t');
+}
+
+/* Buffered when the client asks for application/json and not for NDJSON. */
+static bool wants_buffered(const char *accept)
+{
+	const char *p;
+
+	if (accept == NULL)
+		return false;
+	for (p = accept; p != NULL; p = strchr(p, ',')) {
+		if (*p == ',')
+			p++;
+		if (media_type_is(p, "application/x-ndjson"))
+			return false;
+	}
+	for (p = accept; p != NULL; p = strchr(p, ',')) {
+		if (*p == ',')
+			p++;
+		if (media_type_is(p, "application/json"))
+			return true;
+	}
+	return false;
+}
+
+void api_exec_post(struct http_request *r, void *arg)
+{
+	struct api *a = arg;
+	const char *ctype = http_request_header(r, "Content-Type");
+	const char *auth = http_request_header(r, "Authorization");
+	const char *reason = http_request_header(r, "X-Break-Glass-Reason");
+	const char *ws = http_request_param(r, 0);
+	struct request_limits lim = {a->cfg->exec_timeout_default_s, a->cfg->exec_timeout_max_s,
+	                             (size_t)a->cfg->max_body_bytes};
+	struct request_error rerr;
+	struct exec_job *j;
+	const char *params[2], *why, *body;
+	char *cmd = NULL, cmderr[160];
+	struct command_spec spec;
+	size_t len;
+	int rc;
+
+	if (a->phase != API_SERVING) {
+		http_reply_error(
+		    r, "shutting_down",
+		    "the broker is shutting down; retry on another instance or after it "
+		    "restarts",
+		    NULL);
+		return;
+	}
+	if (strlen(ws) >= sizeof(j->ws_id)) {
+		http_reply_error(r, "not_found", "no such endpoint", NULL);
+		return;
+	}
+	if (a->reap == NULL)
+		a->reap = event_new(a->base, -1, 0, reap_jobs, a);
+	j = a->reap != NULL ? calloc(1, sizeof(*j)) : NULL;
+	if (j == NULL) {
+		http_reply(r, 500, "application/json", "", 0);
+		return;
+	}
+	j->api = a;
+	j->http = r;
+	j->state = JOB_AUTHZ;
+	snprintf(j->request_id, sizeof(j->request_id), "%s", http_request_id(r));
+	snprintf(j->client, sizeof(j->client), "%s", http_request_client(r));
+	snprintf(j->ws_id, sizeof(j->ws_id), "%s", ws);
+	http_request_log(r)->workspace_id = j->ws_id;
+	j->streaming = !wants_buffered(http_request_header(r, "Accept"));
+	/* On the API's list from here: every path below ends in job_done(). */
+	j->next = a->jobs;
+	a->jobs = j;
+	a->njobs++;
+	api_hold(a);
+
+	if (ctype == NULL || !media_type_is(ctype, "application/json")) {
+		exec_reply_error(j, "unsupported_media_type",
+		                 "the body must be JSON, sent with Content-Type: application/json",
+		                 NULL);
+		goto done;
+	}
+	why = authz_bearer(auth, j->token_hash, j->actor);
+	if (why != NULL) {
+		exec_reply_error(j, "unauthorized", why, NULL);
+		goto done;
+	}
+	if (reason != NULL) {
+		if (!authz_reason_valid(reason)) {
+			exec_reply_error(j, "invalid_request",
+			                 "X-Break-Glass-Reason must be 1-500 printable characters",
+			                 "X-Break-Glass-Reason");
+			goto done;
+		}
+		j->reason = strdup(reason);
+	}
+	body = http_request_body(r, &len);
+	rc = request_parse(body, len, &lim, &j->req, &rerr);
+	if (rc != 0) {
+		exec_reply_error(j, rerr.code, rerr.message,
+		                 rerr.field[0] != '\0' ? rerr.field : NULL);
+		goto done;
+	}
+	/* The quoted command must fit in one SSH packet (see pool/command.h). */
+	job_spec(j, &spec);
+	spec.timeout_s = j->req.timeout_s;
+	spec.kill_after_s = a->cfg->pool_kill_grace_s;
+	rc = command_build(&spec, &cmd, cmderr, sizeof(cmderr));
+	free(cmd);
+	if (rc == EB_ERR_RANGE) {
+		exec_reply_error(j, "invalid_request",
+		                 "argv, env and cwd together are too long: quoted for the remote "
+		                 "shell they must fit in 32 KiB (a limit of the SSH library); pass "
+		                 "large data through stdin instead",
+		                 "argv");
+		goto done;
+	} else if (rc != 0) {
+		exec_reply_error(j, "invalid_request", cmderr, "argv");
+		goto done;
+	}
+	if (!ids_valid_name(j->ws_id)) {
+		exec_reply_error(j, "not_found", "no such workspace", NULL);
+		goto done;
+	}
+	pool_deadline_after_ms((long)j->req.timeout_s * 1000, &j->deadline);
+	http_request_on_close(r, on_client_gone, j);
+	params[0] = j->token_hash;
+	params[1] = j->ws_id;
+	j->q = pgasync_query(a->db, authz_lookup_sql, 2, params, QUERY_DEADLINE_MS, on_authz, j);
+	if (j->q == NULL) {
+		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		goto done;
+	}
+	return;
+done:
+	job_done(j);
+}

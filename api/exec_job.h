@@ -1,0 +1,103 @@
+/* api/exec_job.h: one POST /v1/workspaces/{id}/exec as the two halves of the exec
+ * resource share it: api/exec.c drives its life (authorization, the audit row, the lease,
+ * the command, the completion) and api/exec_reply.c tells the client (the NDJSON stream,
+ * the buffered document, an error).
+ *
+ *   JOB_AUTHZ      one query: the token (by hash) and the workspace
+ *   JOB_DENYING    writing the 'denied' row of a refusal, then the refusal
+ *   JOB_BEGIN      the 'running' row is inserted while the pool leases a session; the
+ *                  command waits for both (no row, no command)
+ *   JOB_STARTING   the exec request is on its way to the host
+ *   JOB_RUNNING    the command runs; its output streams to the client
+ *   JOB_COMPLETING the outcome is known; the row is completed (retried while the database
+ *                  is away), then the last frame or the reply is sent
+ *   JOB_DONE       replied; reclaimed after the loop turn
+ *
+ * Ownership: a job is on the API's job list (and holds the broker open) from
+ * api_exec_post() until it is reclaimed. While it lives it may hold one pgasync query, one
+ * pool acquire or lease, one pool exec, and the HTTP request; each is given back
+ * (cancelled, released, replied to) before the job reaches JOB_DONE, except the pool exec,
+ * released when the job is reclaimed. */
+#ifndef EB_API_EXEC_JOB_H
+#define EB_API_EXEC_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "api/authz.h"
+#include "api/exec_request.h"
+#include "api/frame.h"
+#include "audit/audit.h"
+#include "common/token.h"
+#include "http/http.h"
+#include "pool/pool.h"
+
+enum job_state {
+	JOB_AUTHZ,
+	JOB_DENYING,
+	JOB_BEGIN,
+	JOB_STARTING,
+	JOB_RUNNING,
+	JOB_COMPLETING,
+	JOB_DONE,
+};
+
+struct denial {
+	const char *code;
+	char message[200];
+};
+
+struct exec_job {
+	struct api *api;
+	struct exec_job *next; /* the API's list */
+	enum job_state state;
+	struct http_request *http; /* NULL once the request has been ended */
+	char request_id[HTTP_REQUEST_ID_MAX + 1];
+	char client[64]; /* the client's address, "" if unknown */
+	bool streaming, client_gone, org_counted;
+
+	char ws_id[80];
+	char token_hash[TOKEN_HASH_HEX_LEN + 1];
+	char actor[AUTHZ_ACTOR_LEN + 1];
+	char *reason; /* X-Break-Glass-Reason, or NULL */
+	struct exec_request req;
+	struct timeval deadline; /* arrival + timeout_s, CLOCK_MONOTONIC */
+
+	/* From the lookup. */
+	char kind[16], org[80], host[256], user[40], fp[64];
+	int port;
+
+	char exec_id[AUDIT_EXEC_ID_LEN + 1];
+	struct pgasync_query *q;
+	struct pool_acquire *acq;
+	struct pool_lease *lease;
+	struct pool_exec *exec;
+	bool audit_done, audit_ok, audit_maybe; /* maybe: the insert's fate is unknown */
+	bool lease_done;
+	enum pool_fail_reason lease_fail;
+
+	bool started, finished;
+	struct pool_outcome outcome;
+	const char *fail_code;  /* API code of a failure before the command started */
+	const char *error_code; /* the row's error_code */
+	struct denial denial;
+	long long duration_ms;
+
+	/* Output, indexed by enum pool_stream (1 stdout, 2 stderr). */
+	uint64_t sent[3];
+	bool truncated[3];
+	struct utf8_carry carry[3];
+	struct evbuffer *kept[3]; /* buffered mode: the output up to the cap */
+	bool paused;
+	struct evbuffer *chunk; /* streaming: the next HTTP chunk, reused */
+
+	struct event *retry;
+	int end_attempts;
+	long end_delay_ms;
+	struct timespec end_t0;
+};
+
+#endif

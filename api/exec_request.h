@@ -1,0 +1,49 @@
+/* api/exec_request.h: validation of the body of POST /v1/workspaces/{id}/exec. A pure
+ * function: JSON text in, either a validated request or one error (a stable code, the
+ * field, and a message a person can act on) out. Nothing here touches a host. */
+#ifndef EB_API_EXEC_REQUEST_H
+#define EB_API_EXEC_REQUEST_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "pool/command.h"
+
+#define REQ_MAX_ARGV       256
+#define REQ_MAX_ARGV_BYTES (64 * 1024)
+#define REQ_MAX_ENV        64
+#define REQ_MAX_ENV_BYTES  (32 * 1024)
+#define REQ_MAX_CWD        4096
+
+struct exec_request {
+	struct eb_bytes argv[REQ_MAX_ARGV];
+	size_t argc;
+	struct eb_bytes env_names[REQ_MAX_ENV], env_values[REQ_MAX_ENV];
+	size_t nenv;
+	const char *cwd;  /* NULL if not given */
+	char *stdin_data; /* malloc'd (decoded when stdin_base64), or NULL */
+	size_t stdin_len;
+	int timeout_s; /* after defaulting and clamping */
+	int timeout_clamped;
+	json_t *root; /* owns the strings argv, env and cwd point into */
+};
+
+struct request_error {
+	const char *code; /* "invalid_json" or "invalid_request" */
+	char field[64];   /* "argv", "argv[3]", "env.LANG", ... or "" */
+	char message[256];
+};
+
+struct request_limits {
+	int timeout_default_s; /* exec_timeout_default_s */
+	int timeout_max_s;     /* exec_timeout_max_s */
+	size_t stdin_max;      /* bytes, after decoding */
+};
+
+/* Parses and validates body[0..len). On success 0 and *req filled (request_free it);
+ * otherwise EB_ERR_INVAL with *e filled and *req empty. */
+int request_parse(const char *body, size_t len, const struct request_limits *lim,
+                  struct exec_request *req, struct request_error *e);
+void request_free(struct exec_request *req);
+
+#endif

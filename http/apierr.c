@@ -1,0 +1,64 @@
+/* http/apierr.c: the error code table and error bodies. */
+#include "http/apierr.h"
+
+#include <jansson.h>
+#include <string.h>
+
+static const struct {
+	const char *code;
+	int status;
+} table[] = {
+    {"invalid_json", 400},
+    {"invalid_request", 400},
+    {"unauthorized", 401},
+    {"forbidden_tier", 403},
+    {"break_glass_reason_required", 403},
+    {"not_found", 404},
+    {"method_not_allowed", 405},
+    {"workspace_not_running", 409},
+    {"payload_too_large", 413},
+    {"unsupported_media_type", 415},
+    {"too_many_requests", 429},
+    {"ssh_connect_failed", 502},
+    {"host_key_mismatch", 502},
+    {"ssh_auth_failed", 502},
+    {"transport_error", 502},
+    {"pool_exhausted", 503},
+    {"audit_unavailable", 503},
+    {"shutting_down", 503},
+    {"exec_timeout", 504},
+};
+
+#define NCODES (sizeof(table) / sizeof(table[0]))
+
+const char *apierr_code(unsigned long i)
+{
+	return i < NCODES ? table[i].code : NULL;
+}
+
+int apierr_status(const char *code)
+{
+	for (size_t i = 0; i < NCODES; i++)
+		if (strcmp(table[i].code, code) == 0)
+			return table[i].status;
+	return 500;
+}
+
+int apierr_known(const char *code)
+{
+	return apierr_status(code) != 500;
+}
+
+char *apierr_body(const char *code, const char *message, const char *field)
+{
+	json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+	char *s;
+
+	if (o == NULL)
+		return NULL;
+	if (field != NULL && field[0] != '\0')
+		json_object_set_new(json_object_get(o, "error"), "field", json_string(field));
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
