@@ -47,11 +47,6 @@ void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1])
 	uuid_unparse_lower(u, out);
 }
 
-const char *audit_status_of(enum pool_outcome_kind k)
-{
-	return pool_outcome_name(k); /* the same names, by design */
-}
-
 static char *json_strings(const struct eb_bytes *v, size_t n)
 {
 	json_t *a = json_array();

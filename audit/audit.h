@@ -10,7 +10,6 @@
 #include <stddef.h>
 
 #include "common/bytes.h"
-#include "pool/pool.h"
 
 #define AUDIT_EXEC_ID_LEN 36
 
@@ -34,9 +33,9 @@ struct audit_begin {
 
 struct audit_end {
 	const char *exec_id;
-	const char *status;      /* audit_status_of() */
-	const char *error_code;  /* NULL, or why (failed_to_start: connect_failed, ...) */
-	int exit_code;           /* when status is "exited" */
+	const char *status;     /* a final status: "exited", "signaled", ... (audit_status_valid) */
+	const char *error_code; /* NULL, or why (failed_to_start: connect_failed, ...) */
+	int exit_code;          /* when status is "exited" */
 	const char *exit_signal; /* when "signaled" */
 	long long duration_ms;
 	unsigned long long stdout_bytes, stderr_bytes;
@@ -62,10 +61,6 @@ extern const char audit_abandon_sql[];
 
 /* A new random (v4) exec id, lower-case. */
 void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1]);
-
-/* The audit status of a pool outcome: "exited", "signaled", "timeout", "cancelled",
- * "transport_error", "failed_to_start", "shutdown". */
-const char *audit_status_of(enum pool_outcome_kind k);
 
 /* Text parameters for audit_begin_sql (the first AUDIT_BEGIN_NPARAMS) or audit_denied_sql
  * (all of them). Strings the params point to are
