@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "audit/audit.h"
+#include "audit/writer.h"
 #include "audit/review.h"
 #include "bench/benchutil.h"
 #include "common/err.h"

@@ -29,7 +29,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "audit/audit.h"
+#include "audit/writer.h"
 #include "broker/apierr.h"
 #include "broker/authz.h"
 #include "broker/frame.h"

@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-#include "audit/audit.h"
+#include "audit/writer.h"
 #include "broker/apierr.h"
 #include "broker/openapi.h"
 #include "common/err.h"

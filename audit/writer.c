@@ -1,5 +1,6 @@
-/* audit/audit.c: audit statements and their parameters. */
-#include "audit/audit.h"
+/* audit/writer.c: the SQL text of the statements that write exec_audit rows (begin, denied,
+ * end, abandon), and the text parameters that each one takes. */
+#include "audit/writer.h"
 
 #include <jansson.h>
 #include <stdio.h>

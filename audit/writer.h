@@ -1,10 +1,7 @@
-/* audit/audit.h: the statements that write exec_audit rows, and their parameters. A row is
- * inserted 'running' (and committed) before the command may start, completed exactly once
- * at the end, or inserted final as 'denied'. argv and env names travel as JSON and become
- * text[] in SQL, so no array-literal escaping is written by hand. Never output, stdin or
- * env values. */
-#ifndef EB_AUDIT_AUDIT_H
-#define EB_AUDIT_AUDIT_H
+/* audit/writer.h: the statements that write exec_audit rows, and their parameters: what
+ * the broker records of an exec. Never output, stdin or env values. */
+#ifndef EB_AUDIT_WRITER_H
+#define EB_AUDIT_WRITER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,15 +30,18 @@ struct audit_begin {
 
 struct audit_end {
 	const char *exec_id;
-	const char *status;     /* a final status: "exited", "signaled", ... (audit_status_valid) */
-	const char *error_code; /* NULL, or why (failed_to_start: connect_failed, ...) */
-	int exit_code;          /* when status is "exited" */
+	const char *status;      /* a final status: "exited", "signaled", ... */
+	const char *error_code;  /* NULL, or why (failed_to_start: connect_failed, ...) */
+	int exit_code;           /* when status is "exited" */
 	const char *exit_signal; /* when "signaled" */
 	long long duration_ms;
 	unsigned long long stdout_bytes, stderr_bytes;
 	bool stdout_truncated, stderr_truncated;
 };
 
+/* A row is inserted 'running' (and committed) before the command may start, completed
+ * exactly once at the end, or inserted final as 'denied'. argv and env names travel as JSON
+ * and become text[] in SQL, so no array-literal escaping is written by hand. */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
 #define AUDIT_DENIED_NPARAMS 15 /* audit_denied_sql: the same and error_code */
 #define AUDIT_END_NPARAMS    10
