@@ -1,8 +1,6 @@
-/* audit/review.h: reading the audit log back. The filters of GET /v1/audit and of
- * `exec-broker audit` (parsed and checked here, pure), the opaque keyset cursor, the SQL
- * of a page, a row as the API's JSON item, and the hash chain's canonical content and
- * verification (audit_verify reads through a blocking PGconn; the rest is pure).
- * docs/audit.md is the user's side of the same contract. */
+/* audit/review.h: reading the audit log back: the SQL of a page, a row as the API's JSON
+ * item, and the hash chain's canonical content and verification (audit_verify reads
+ * through a blocking PGconn; the rest is pure). Filters: audit/filter.h. */
 #ifndef EB_AUDIT_REVIEW_H
 #define EB_AUDIT_REVIEW_H
 
@@ -12,10 +10,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define AUDIT_LIMIT_DEFAULT 100
-#define AUDIT_LIMIT_MAX     1000
-#define AUDIT_CURSOR_MAX    96 /* longest cursor text, NUL included */
-#define AUDIT_HASH_LEN      32 /* SHA-256 */
+#include "audit/filter.h"
+
+#define AUDIT_HASH_LEN 32 /* SHA-256 */
 
 /* Who is asking: what part of the log exists for them. Out-of-scope rows are absent from
  * lists and not_found one by one, whatever the filters say. */
@@ -30,51 +27,6 @@ struct audit_scope {
 	const char *org_id;       /* ORG and WORKSPACE */
 	const char *workspace_id; /* WORKSPACE */
 };
-
-struct audit_filter {
-	const char *workspace_id, *org_id, *actor, *status; /* NULL: any */
-	int break_glass;                                    /* -1 any, 0 without a reason, 1 with */
-	bool has_since, has_until;
-	long long since_us, until_us; /* started_at >= since, < until (µs since the epoch) */
-	int limit;                    /* rows per page, 1..AUDIT_LIMIT_MAX */
-	bool has_cursor;              /* the page starts after (cursor_us, cursor_id) */
-	long long cursor_us;
-	char cursor_id[37];
-};
-
-/* No filters, AUDIT_LIMIT_DEFAULT, no cursor. */
-void audit_filter_init(struct audit_filter *f);
-
-/* The filter of a query string, given as n decoded name/value pairs (names: workspace_id,
- * org_id, actor, status, break_glass, since, until, limit, cursor). 0, or EB_ERR_INVAL with
- * the parameter's name in field and a message a person can act on in err: unknown or
- * repeated parameter, malformed time, limit not in 1..1000, unknown status, a cursor that
- * does not decode or was not issued for these same filters. f's strings point into
- * values. */
-int audit_filter_parse(struct audit_filter *f, const char *const *names, const char *const *values,
-                       size_t n, char *field, size_t fieldlen, char *err, size_t errlen);
-
-/* 1 if s is a status an audit row can have ("running", "exited", ...). */
-int audit_status_valid(const char *s);
-/* The i-th status, NULL past the end (for help texts and docs). */
-const char *audit_status_name(unsigned long i);
-
-/* RFC 3339 date-time ("2026-11-23T10:00:00Z", "...T10:00:00.25+01:00"; 'T'/'Z' in either
- * case; at most 9 fraction digits, kept to the microsecond) to µs since the epoch. A space
- * in place of the offset's '+' is read as '+': form decoding turns a '+' that a person
- * typed into a query string unencoded into a space. 0 or EB_ERR_INVAL. */
-int audit_time_parse(const char *s, long long *us);
-/* µs since the epoch as RFC 3339 UTC with microseconds ("2026-11-23T10:00:00.000000Z"). */
-void audit_time_format(long long us, char out[32]);
-
-/* The cursor for the page after the row (us, exec_id) under the filters f (without f's
- * own cursor or limit: the page size may change from page to page): base64url text of the
- * position and a digest of the filters. */
-void audit_cursor_encode(const struct audit_filter *f, long long us, const char *exec_id,
-                         char out[AUDIT_CURSOR_MAX]);
-/* Sets f's cursor from text made by audit_cursor_encode with the same filters: 0, or
- * EB_ERR_INVAL (malformed, altered, or made for other filters). */
-int audit_cursor_decode(struct audit_filter *f, const char *text);
 
 /* A statement and its text parameters. params point into the struct itself or into the
  * filter's and scope's strings, which must outlive it. */
@@ -97,9 +49,6 @@ void audit_query_one(struct audit_query *q, const char *exec_id, const struct au
  * upto_seq (newest link first). What `audit --follow` prints. */
 void audit_query_links(struct audit_query *q, const struct audit_filter *f, long long after_seq,
                        long long upto_seq, bool last);
-
-/* 1 if s is a UUID in its canonical text form (any case). */
-int audit_exec_id_valid(const char *s);
 
 /* The JSON item of row i of a result of one of the queries above: every audit column
  * (exec_id, chain_seq, chain_hash, workspace_id, org_id, actor, actor_kind,
