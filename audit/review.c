@@ -1,5 +1,4 @@
-/* audit/review.c: page queries and items of the audit log, and the verification of its
- * hash chain. */
+/* audit/review.c: items of the audit log, and the verification of its hash chain. */
 #include "audit/review.h"
 
 #include <ctype.h>
@@ -10,212 +9,32 @@
 
 #include "common/err.h"
 
-/* --- queries --------------------------------------------------------------------------- */
-
-/* Every column of an item, as text; audit_item_json and audit_canonical read them by
- * these positions. */
-enum {
-	C_EXEC_ID,
-	C_CHAIN_SEQ,
-	C_CHAIN_HASH,
-	C_WORKSPACE_ID,
-	C_ORG_ID,
-	C_ACTOR,
-	C_ACTOR_KIND,
-	C_REASON,
-	C_ARGV,
-	C_CWD,
-	C_ENV_KEYS,
-	C_STDIN_BYTES,
-	C_CLIENT_HOST,
-	C_REQUEST_ID,
-	C_TIMEOUT_S,
-	C_STATUS,
-	C_ERROR_CODE,
-	C_EXIT_CODE,
-	C_EXIT_SIGNAL,
-	C_STARTED_US,
-	C_FINISHED_US,
-	C_DURATION_MS,
-	C_STDOUT_BYTES,
-	C_STDERR_BYTES,
-	C_STDOUT_TRUNC,
-	C_STDERR_TRUNC,
-	C_BROKER_INSTANCE,
-	C_CLIENT_INET, /* the canonical form: inet's text, with its mask */
-	NCOLS
-};
-
-#define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-/* A parameter of µs since the epoch as a timestamptz, exactly: TS_BEFORE $N TS_AFTER. */
-#define TS_BEFORE "(to_timestamp(0) + "
-#define TS_AFTER  "::bigint * interval '1 microsecond')"
-
-static const char item_columns[] =
-    "exec_id, chain_seq, encode(chain_hash, 'hex'), workspace_id, org_id, actor, actor_kind, "
-    "break_glass_reason, array_to_json(argv), cwd, array_to_json(env_keys), stdin_bytes, "
-    "host(client_addr), request_id, timeout_s, status, error_code, exit_code, exit_signal, " US(
-        "started_at") ", " US("finished_at") ", duration_ms, stdout_bytes, stderr_bytes, "
-                                             "stdout_truncated, stderr_truncated, "
-                                             "broker_instance, client_addr::text";
-
-struct qb {
-	struct audit_query *q;
-	size_t len;
-	int nums;
-};
-
-static void qb_add(struct qb *b, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (b->len + n >= sizeof(b->q->sql))
-		abort(); /* the statements are bounded by construction */
-	memcpy(b->q->sql + b->len, s, n + 1);
-	b->len += n;
-}
-
-/* Appends " AND <before>$N<after>" with param as the new parameter $N. */
-static void qb_cond(struct qb *b, const char *before, const char *after, const char *param)
-{
-	char n[16];
-
-	b->q->params[b->q->nparams++] = param;
-	snprintf(n, sizeof(n), "$%d", b->q->nparams);
-	qb_add(b, " AND ");
-	qb_add(b, before);
-	qb_add(b, n);
-	qb_add(b, after);
-}
-
-static const char *qb_num(struct qb *b, long long v)
-{
-	char *p = b->q->nums[b->nums++];
-
-	snprintf(p, sizeof(b->q->nums[0]), "%lld", v);
-	return p;
-}
-
-static void qb_start(struct qb *b, struct audit_query *q, const struct audit_scope *s)
-{
-	memset(q, 0, sizeof(*q));
-	b->q = q;
-	b->len = 0;
-	b->nums = 0;
-	qb_add(b, "SELECT ");
-	qb_add(b, item_columns);
-	qb_add(b, " FROM exec_audit WHERE true");
-	if (s->kind != AUDIT_SCOPE_ALL && s->kind != AUDIT_SCOPE_ORG &&
-	    s->kind != AUDIT_SCOPE_WORKSPACE)
-		abort();
-	/* A workspace token's rows are its workspace's within its org: a probe that another
-	 * org filed under this workspace's id is that org's row, not this workspace's. */
-	if (s->kind == AUDIT_SCOPE_WORKSPACE)
-		qb_cond(b, "workspace_id = ", "", s->workspace_id);
-	if (s->kind != AUDIT_SCOPE_ALL)
-		qb_cond(b, "org_id = ", "", s->org_id);
-}
-
-static void qb_filters(struct qb *b, const struct audit_filter *f)
-{
-	if (f->workspace_id != NULL)
-		qb_cond(b, "workspace_id = ", "", f->workspace_id);
-	if (f->org_id != NULL)
-		qb_cond(b, "org_id = ", "", f->org_id);
-	if (f->actor != NULL)
-		qb_cond(b, "actor = ", "", f->actor);
-	if (f->status != NULL)
-		qb_cond(b, "status = ", "", f->status);
-	if (f->break_glass == 1)
-		qb_add(b, " AND break_glass_reason IS NOT NULL");
-	else if (f->break_glass == 0)
-		qb_add(b, " AND break_glass_reason IS NULL");
-	if (f->has_since)
-		qb_cond(b, "started_at >= " TS_BEFORE, TS_AFTER, qb_num(b, f->since_us));
-	if (f->has_until)
-		qb_cond(b, "started_at < " TS_BEFORE, TS_AFTER, qb_num(b, f->until_us));
-}
-
-void audit_query_list(struct audit_query *q, const struct audit_filter *f,
-                      const struct audit_scope *s)
-{
-	struct qb b;
-	char tail[64];
-
-	qb_start(&b, q, s);
-	qb_filters(&b, f);
-	if (f->has_cursor) {
-		char cond[160];
-
-		q->params[q->nparams++] = qb_num(&b, f->cursor_us);
-		q->params[q->nparams++] = f->cursor_id;
-		snprintf(cond, sizeof(cond),
-		         " AND (started_at, exec_id) < (" TS_BEFORE "$%d" TS_AFTER ", $%d::uuid)",
-		         q->nparams - 1, q->nparams);
-		qb_add(&b, cond);
-	}
-	q->params[q->nparams++] = qb_num(&b, (long long)f->limit + 1);
-	snprintf(tail, sizeof(tail), " ORDER BY started_at DESC, exec_id DESC LIMIT $%d",
-	         q->nparams);
-	qb_add(&b, tail);
-}
-
-void audit_query_one(struct audit_query *q, const char *exec_id, const struct audit_scope *s)
-{
-	struct qb b;
-
-	qb_start(&b, q, s);
-	qb_cond(&b, "exec_id = ", "::uuid", exec_id);
-}
-
-void audit_query_links(struct audit_query *q, const struct audit_filter *f, long long after_seq,
-                       long long upto_seq, bool last)
-{
-	static const struct audit_scope all = {AUDIT_SCOPE_ALL, NULL, NULL};
-	struct qb b;
-	char tail[80];
-
-	qb_start(&b, q, &all);
-	qb_filters(&b, f);
-	qb_cond(&b, "chain_seq > ", "::bigint", qb_num(&b, after_seq));
-	qb_cond(&b, "chain_seq <= ", "::bigint", qb_num(&b, upto_seq));
-	q->params[q->nparams++] = qb_num(&b, f->limit);
-	snprintf(tail, sizeof(tail), " ORDER BY chain_seq %s LIMIT $%d", last ? "DESC" : "ASC",
-	         q->nparams);
-	qb_add(&b, tail);
-}
-
 /* --- items ----------------------------------------------------------------------------- */
-
-static const char *col(const PGresult *res, int i, int c)
-{
-	return PQgetisnull(res, i, c) ? NULL : PQgetvalue(res, i, c);
-}
 
 static json_t *j_text(const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 
 	return v != NULL ? json_string(v) : json_null();
 }
 
 static json_t *j_int(const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 
 	return v != NULL ? json_integer(strtoll(v, NULL, 10)) : json_null();
 }
 
 static json_t *j_bool(const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 
 	return v != NULL ? json_boolean(v[0] == 't') : json_null();
 }
 
 static json_t *j_time(const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 	char t[32];
 
 	if (v == NULL)
@@ -226,7 +45,7 @@ static json_t *j_time(const PGresult *res, int i, int c)
 
 static json_t *j_array(const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 	json_t *a;
 
 	if (v == NULL)
@@ -241,33 +60,33 @@ static const struct {
 	int col;
 	json_t *(*conv)(const PGresult *res, int i, int c);
 } fields[] = {
-    {"exec_id", C_EXEC_ID, j_text},
-    {"chain_seq", C_CHAIN_SEQ, j_int},
-    {"chain_hash", C_CHAIN_HASH, j_text},
-    {"workspace_id", C_WORKSPACE_ID, j_text},
-    {"org_id", C_ORG_ID, j_text},
-    {"actor", C_ACTOR, j_text},
-    {"actor_kind", C_ACTOR_KIND, j_text},
-    {"break_glass_reason", C_REASON, j_text},
-    {"argv", C_ARGV, j_array},
-    {"cwd", C_CWD, j_text},
-    {"env_keys", C_ENV_KEYS, j_array},
-    {"stdin_bytes", C_STDIN_BYTES, j_int},
-    {"client_addr", C_CLIENT_HOST, j_text},
-    {"request_id", C_REQUEST_ID, j_text},
-    {"timeout_s", C_TIMEOUT_S, j_int},
-    {"status", C_STATUS, j_text},
-    {"error_code", C_ERROR_CODE, j_text},
-    {"exit_code", C_EXIT_CODE, j_int},
-    {"exit_signal", C_EXIT_SIGNAL, j_text},
-    {"started_at", C_STARTED_US, j_time},
-    {"finished_at", C_FINISHED_US, j_time},
-    {"duration_ms", C_DURATION_MS, j_int},
-    {"stdout_bytes", C_STDOUT_BYTES, j_int},
-    {"stderr_bytes", C_STDERR_BYTES, j_int},
-    {"stdout_truncated", C_STDOUT_TRUNC, j_bool},
-    {"stderr_truncated", C_STDERR_TRUNC, j_bool},
-    {"broker_instance", C_BROKER_INSTANCE, j_text},
+    {"exec_id", AUDIT_COL_EXEC_ID, j_text},
+    {"chain_seq", AUDIT_COL_CHAIN_SEQ, j_int},
+    {"chain_hash", AUDIT_COL_CHAIN_HASH, j_text},
+    {"workspace_id", AUDIT_COL_WORKSPACE_ID, j_text},
+    {"org_id", AUDIT_COL_ORG_ID, j_text},
+    {"actor", AUDIT_COL_ACTOR, j_text},
+    {"actor_kind", AUDIT_COL_ACTOR_KIND, j_text},
+    {"break_glass_reason", AUDIT_COL_REASON, j_text},
+    {"argv", AUDIT_COL_ARGV, j_array},
+    {"cwd", AUDIT_COL_CWD, j_text},
+    {"env_keys", AUDIT_COL_ENV_KEYS, j_array},
+    {"stdin_bytes", AUDIT_COL_STDIN_BYTES, j_int},
+    {"client_addr", AUDIT_COL_CLIENT_HOST, j_text},
+    {"request_id", AUDIT_COL_REQUEST_ID, j_text},
+    {"timeout_s", AUDIT_COL_TIMEOUT_S, j_int},
+    {"status", AUDIT_COL_STATUS, j_text},
+    {"error_code", AUDIT_COL_ERROR_CODE, j_text},
+    {"exit_code", AUDIT_COL_EXIT_CODE, j_int},
+    {"exit_signal", AUDIT_COL_EXIT_SIGNAL, j_text},
+    {"started_at", AUDIT_COL_STARTED_US, j_time},
+    {"finished_at", AUDIT_COL_FINISHED_US, j_time},
+    {"duration_ms", AUDIT_COL_DURATION_MS, j_int},
+    {"stdout_bytes", AUDIT_COL_STDOUT_BYTES, j_int},
+    {"stderr_bytes", AUDIT_COL_STDERR_BYTES, j_int},
+    {"stdout_truncated", AUDIT_COL_STDOUT_TRUNC, j_bool},
+    {"stderr_truncated", AUDIT_COL_STDERR_TRUNC, j_bool},
+    {"broker_instance", AUDIT_COL_BROKER_INSTANCE, j_text},
 };
 
 const char *audit_item_key(unsigned long i)
@@ -292,25 +111,6 @@ json_t *audit_item_json(const PGresult *res, int i)
 	return o;
 }
 
-long long audit_row_started_us(const PGresult *res, int i)
-{
-	return strtoll(PQgetvalue(res, i, C_STARTED_US), NULL, 10);
-}
-
-long long audit_row_chain_seq(const PGresult *res, int i)
-{
-	return PQgetisnull(res, i, C_CHAIN_SEQ)
-	           ? 0
-	           : strtoll(PQgetvalue(res, i, C_CHAIN_SEQ), NULL, 10);
-}
-
-void audit_filter_after(struct audit_filter *f, const PGresult *res, int i)
-{
-	f->has_cursor = true;
-	f->cursor_us = audit_row_started_us(res, i);
-	snprintf(f->cursor_id, sizeof(f->cursor_id), "%s", PQgetvalue(res, i, C_EXEC_ID));
-}
-
 json_t *audit_page_json(const PGresult *res, const struct audit_filter *f)
 {
 	int n = PQntuples(res), shown = n > f->limit ? f->limit : n;
@@ -325,7 +125,7 @@ json_t *audit_page_json(const PGresult *res, const struct audit_filter *f)
 		char c[AUDIT_CURSOR_MAX];
 
 		audit_cursor_encode(f, audit_row_started_us(res, shown - 1),
-		                    PQgetvalue(res, shown - 1, C_EXEC_ID), c);
+		                    PQgetvalue(res, shown - 1, AUDIT_COL_EXEC_ID), c);
 		next = json_string(c);
 	}
 	if (json_object_set_new(page, "items", items) != 0) {
@@ -389,14 +189,14 @@ static void put_field(struct out *o, const char *v, size_t n)
 
 static void put_col(struct out *o, const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 
 	put_field(o, v, v != NULL ? strlen(v) : 0);
 }
 
 static void put_bool(struct out *o, const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 
 	if (v == NULL)
 		put_field(o, NULL, 0);
@@ -406,7 +206,7 @@ static void put_bool(struct out *o, const PGresult *res, int i, int c)
 
 static void put_array(struct out *o, const PGresult *res, int i, int c)
 {
-	const char *v = col(res, i, c);
+	const char *v = audit_row_text(res, i, c);
 	json_t *a;
 	char head[32];
 
@@ -439,35 +239,35 @@ int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t 
 {
 	struct out o = {buf, len, cap, 0};
 
-	if (PQnfields(res) < NCOLS)
+	if (PQnfields(res) < AUDIT_NCOLS)
 		return EB_ERR_INVAL;
 	put(&o, "exec-broker-audit-v1", 20);
-	put_col(&o, res, i, C_CHAIN_SEQ);
-	put_col(&o, res, i, C_EXEC_ID);
-	put_col(&o, res, i, C_REQUEST_ID);
-	put_col(&o, res, i, C_WORKSPACE_ID);
-	put_col(&o, res, i, C_ORG_ID);
-	put_col(&o, res, i, C_ACTOR);
-	put_col(&o, res, i, C_ACTOR_KIND);
-	put_col(&o, res, i, C_REASON);
-	put_array(&o, res, i, C_ARGV);
-	put_col(&o, res, i, C_CWD);
-	put_array(&o, res, i, C_ENV_KEYS);
-	put_col(&o, res, i, C_STDIN_BYTES);
-	put_col(&o, res, i, C_CLIENT_INET);
-	put_col(&o, res, i, C_TIMEOUT_S);
-	put_col(&o, res, i, C_STATUS);
-	put_col(&o, res, i, C_ERROR_CODE);
-	put_col(&o, res, i, C_EXIT_CODE);
-	put_col(&o, res, i, C_EXIT_SIGNAL);
-	put_col(&o, res, i, C_STARTED_US);
-	put_col(&o, res, i, C_FINISHED_US);
-	put_col(&o, res, i, C_DURATION_MS);
-	put_col(&o, res, i, C_STDOUT_BYTES);
-	put_col(&o, res, i, C_STDERR_BYTES);
-	put_bool(&o, res, i, C_STDOUT_TRUNC);
-	put_bool(&o, res, i, C_STDERR_TRUNC);
-	put_col(&o, res, i, C_BROKER_INSTANCE);
+	put_col(&o, res, i, AUDIT_COL_CHAIN_SEQ);
+	put_col(&o, res, i, AUDIT_COL_EXEC_ID);
+	put_col(&o, res, i, AUDIT_COL_REQUEST_ID);
+	put_col(&o, res, i, AUDIT_COL_WORKSPACE_ID);
+	put_col(&o, res, i, AUDIT_COL_ORG_ID);
+	put_col(&o, res, i, AUDIT_COL_ACTOR);
+	put_col(&o, res, i, AUDIT_COL_ACTOR_KIND);
+	put_col(&o, res, i, AUDIT_COL_REASON);
+	put_array(&o, res, i, AUDIT_COL_ARGV);
+	put_col(&o, res, i, AUDIT_COL_CWD);
+	put_array(&o, res, i, AUDIT_COL_ENV_KEYS);
+	put_col(&o, res, i, AUDIT_COL_STDIN_BYTES);
+	put_col(&o, res, i, AUDIT_COL_CLIENT_INET);
+	put_col(&o, res, i, AUDIT_COL_TIMEOUT_S);
+	put_col(&o, res, i, AUDIT_COL_STATUS);
+	put_col(&o, res, i, AUDIT_COL_ERROR_CODE);
+	put_col(&o, res, i, AUDIT_COL_EXIT_CODE);
+	put_col(&o, res, i, AUDIT_COL_EXIT_SIGNAL);
+	put_col(&o, res, i, AUDIT_COL_STARTED_US);
+	put_col(&o, res, i, AUDIT_COL_FINISHED_US);
+	put_col(&o, res, i, AUDIT_COL_DURATION_MS);
+	put_col(&o, res, i, AUDIT_COL_STDOUT_BYTES);
+	put_col(&o, res, i, AUDIT_COL_STDERR_BYTES);
+	put_bool(&o, res, i, AUDIT_COL_STDOUT_TRUNC);
+	put_bool(&o, res, i, AUDIT_COL_STDERR_TRUNC);
+	put_col(&o, res, i, AUDIT_COL_BROKER_INSTANCE);
 	return o.rc;
 }
 
@@ -566,7 +366,8 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 	unsigned char anchor_hash[AUDIT_HASH_LEN];
 	long long anchor_seq = -1, last = 0;
 	bool anchor_seen = false, have_head = false;
-	char sql[sizeof(item_columns) + 256], last_id[37] = "00000000-0000-0000-0000-000000000000";
+	char sql[sizeof(AUDIT_ITEM_COLUMNS) + 256],
+	    last_id[37] = "00000000-0000-0000-0000-000000000000";
 	char *canon = NULL, num[24], hx[2 * AUDIT_HASH_LEN + 1];
 	size_t len, cap = 0;
 	PGresult *res = NULL;
@@ -605,7 +406,7 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 	snprintf(sql, sizeof(sql),
 	         "SELECT %s FROM exec_audit WHERE chain_seq IS NOT NULL AND (chain_seq, exec_id) > "
 	         "($1::bigint, $2::uuid) ORDER BY chain_seq, exec_id LIMIT %d",
-	         item_columns, VERIFY_BATCH);
+	         AUDIT_ITEM_COLUMNS, VERIFY_BATCH);
 	for (;;) {
 		const char *params[2] = {num, last_id};
 		int n;
@@ -616,11 +417,12 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 			goto out;
 		n = PQntuples(res);
 		for (int i = 0; i < n; i++) {
-			const char *id = PQgetvalue(res, i, C_EXEC_ID);
-			long long seq = strtoll(PQgetvalue(res, i, C_CHAIN_SEQ), NULL, 10);
+			const char *id = PQgetvalue(res, i, AUDIT_COL_EXEC_ID);
+			long long seq = strtoll(PQgetvalue(res, i, AUDIT_COL_CHAIN_SEQ), NULL, 10);
 
 			r->links++;
-			if (unhex(PQgetvalue(res, i, C_CHAIN_HASH), stored, AUDIT_HASH_LEN) != 0) {
+			if (unhex(PQgetvalue(res, i, AUDIT_COL_CHAIN_HASH), stored,
+			          AUDIT_HASH_LEN) != 0) {
 				problem(&v,
 				        "seq %lld (exec_id %s): forged: the link has no valid hash",
 				        seq, id);
@@ -659,7 +461,7 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 					    "changed)",
 					    seq, id);
 			}
-			if (strcmp(PQgetvalue(res, i, C_STATUS), "running") == 0)
+			if (strcmp(PQgetvalue(res, i, AUDIT_COL_STATUS), "running") == 0)
 				problem(&v,
 				        "seq %lld (exec_id %s): forged: a running row has a link",
 				        seq, id);
