@@ -1,6 +1,6 @@
-/* audit/review.h: reading the audit log back: a row as the API's JSON item, and the hash
- * chain's canonical content and verification (audit_verify reads through a blocking
- * PGconn; the rest is pure). Filters: audit/filter.h; the SQL: audit/query.h. */
+/* audit/review.h: the audit log's hash chain: canonical content and verification
+ * (audit_verify reads through a blocking PGconn; the rest is pure). Filters:
+ * audit/filter.h; the SQL: audit/query.h; the JSON: audit/render.h. */
 #ifndef EB_AUDIT_REVIEW_H
 #define EB_AUDIT_REVIEW_H
 
@@ -12,20 +12,9 @@
 
 #include "audit/filter.h"
 #include "audit/query.h"
+#include "audit/render.h"
 
 #define AUDIT_HASH_LEN 32 /* SHA-256 */
-
-/* The JSON item of row i of a result of one of audit/query.h's queries: every audit column
- * (exec_id, chain_seq, chain_hash, workspace_id, org_id, actor, actor_kind,
- * break_glass_reason, argv, cwd, env_keys, stdin_bytes, client_addr, request_id,
- * timeout_s, status, error_code, exit_code, exit_signal, started_at, finished_at,
- * duration_ms, stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated,
- * broker_instance). NULL if out of memory. */
-json_t *audit_item_json(const PGresult *res, int i);
-/* The i-th key of an item, in the order audit_item_json() sets them; NULL past the end. */
-const char *audit_item_key(unsigned long i);
-/* {"items":[...], "next_cursor": "..." | null} of a list result under f. */
-json_t *audit_page_json(const PGresult *res, const struct audit_filter *f);
 
 /* The chain. The canonical content of row i of a result of audit_verify_sql, exactly as
  * exec_audit_canonical() builds it in migration 0003, appended to *buf (malloc'd, grown).
