@@ -1,6 +1,6 @@
-/* audit/review.h: the audit log's hash chain: canonical content and verification
- * (audit_verify reads through a blocking PGconn; the rest is pure). Filters:
- * audit/filter.h; the SQL: audit/query.h; the JSON: audit/render.h. */
+/* audit/review.h: the verification of the audit log's hash chain, through a blocking
+ * PGconn. The chain's content: audit/chain.h; filters: audit/filter.h; the SQL:
+ * audit/query.h; the JSON: audit/render.h. */
 #ifndef EB_AUDIT_REVIEW_H
 #define EB_AUDIT_REVIEW_H
 
@@ -10,23 +10,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "audit/chain.h"
 #include "audit/filter.h"
 #include "audit/query.h"
 #include "audit/render.h"
-
-#define AUDIT_HASH_LEN 32 /* SHA-256 */
-
-/* The chain. The canonical content of row i of a result of audit_verify_sql, exactly as
- * exec_audit_canonical() builds it in migration 0003, appended to *buf (malloc'd, grown).
- * 0 or EB_ERR_NOMEM / EB_ERR_INVAL (a column that cannot be read). */
-int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t *cap);
-/* SHA-256(prev || canonical). */
-void audit_link_hash(const unsigned char prev[AUDIT_HASH_LEN], const char *canon, size_t len,
-                     unsigned char out[AUDIT_HASH_LEN]);
-
-/* An anchor "SEQ:HEX" as verify prints its head (SEQ >= 0; 0 is the empty chain, whose
- * hash is 32 zero bytes). 0 or EB_ERR_INVAL. */
-int audit_anchor_parse(const char *text, long long *seq, unsigned char hash[AUDIT_HASH_LEN]);
 
 /* What audit_verify found. */
 struct audit_verify_result {
