@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit/review.h"
+#include "audit/filter.h"
+#include "audit/query.h"
+#include "audit/render.h"
 #include "broker/authz.h"
 #include "broker/server.h"
 #include "common/log.h"

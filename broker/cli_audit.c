@@ -10,7 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "audit/review.h"
+#include "audit/chain.h"
+#include "audit/filter.h"
+#include "audit/query.h"
+#include "audit/render.h"
+#include "audit/verify.h"
 #include "broker/cli.h"
 #include "common/duration.h"
 #include "common/err.h"

@@ -1,10 +1,14 @@
-/* audit/review.c: the verification of the audit log's hash chain. */
-#include "audit/review.h"
+/* audit/verify.c: walks the hash chain in one read-only snapshot, a batch at a time, and
+ * says what is wrong with it: altered, removed or forged links, each on its own line. */
+#include "audit/verify.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/chain.h"
+#include "audit/query.h"
 #include "common/err.h"
 
 #define VERIFY_BATCH       5000

@@ -1,19 +1,13 @@
-/* audit/review.h: the verification of the audit log's hash chain, through a blocking
- * PGconn. The chain's content: audit/chain.h; filters: audit/filter.h; the SQL:
- * audit/query.h; the JSON: audit/render.h. */
-#ifndef EB_AUDIT_REVIEW_H
-#define EB_AUDIT_REVIEW_H
+/* audit/verify.h: `exec-broker audit verify`'s walk of the audit log's hash chain through a
+ * blocking PGconn: every link recomputed, every problem printed. */
+#ifndef EB_AUDIT_VERIFY_H
+#define EB_AUDIT_VERIFY_H
 
-#include <jansson.h>
 #include <libpq-fe.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
 #include "audit/chain.h"
-#include "audit/filter.h"
-#include "audit/query.h"
-#include "audit/render.h"
 
 /* What audit_verify found. */
 struct audit_verify_result {
