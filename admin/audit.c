@@ -10,8 +10,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "audit/review.h"
 #include "admin/admin.h"
+#include "audit/chain.h"
+#include "audit/filter.h"
+#include "audit/query.h"
+#include "audit/render.h"
+#include "audit/verify.h"
 #include "common/duration.h"
 #include "common/err.h"
 #include "pool/command.h"

@@ -5,7 +5,6 @@
 #include <event2/event.h>
 #include <stdlib.h>
 
-
 void api_free(struct api *a)
 {
 	if (a->reap != NULL)

@@ -7,7 +7,9 @@
 
 #include "api/api.h"
 #include "api/authz.h"
-#include "audit/review.h"
+#include "audit/filter.h"
+#include "audit/query.h"
+#include "audit/render.h"
 #include "common/log.h"
 #include "db/pgasync.h"
 #include "http/http.h"

@@ -30,7 +30,7 @@
 #include "api/authz.h"
 #include "api/exec_request.h"
 #include "api/frame.h"
-#include "audit/audit.h"
+#include "audit/writer.h"
 #include "common/token.h"
 #include "http/http.h"
 #include "pool/pool.h"

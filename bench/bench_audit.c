@@ -33,8 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "audit/audit.h"
-#include "audit/review.h"
+#include "audit/filter.h"
+#include "audit/query.h"
+#include "audit/writer.h"
 #include "bench/benchutil.h"
 #include "common/err.h"
 #include "common/fdio.h"

@@ -64,5 +64,4 @@ void http_request_unwatch(struct http_request *r);
 /* The client went away: the close callback runs once. */
 void http_request_gone(struct http_request *r);
 
-
 #endif

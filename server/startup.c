@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "audit/audit.h"
+#include "audit/writer.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "db/db.h"

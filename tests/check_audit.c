@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit/audit.h"
+#include "audit/writer.h"
 #include "tests/harness.h"
 #include "tests/tutil.h"
 

@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "audit/review.h"
+#include "audit/chain.h"
+#include "audit/filter.h"
+#include "audit/query.h"
+#include "audit/verify.h"
 #include "common/err.h"
 #include "db/migrate.h"
 #include "tests/harness.h"

@@ -1,5 +1,6 @@
-/* audit/audit.c: audit statements and their parameters. */
-#include "audit/audit.h"
+/* audit/writer.c: the SQL text of the statements that write exec_audit rows (begin, denied,
+ * end, abandon), and the text parameters that each one takes. */
+#include "audit/writer.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -45,11 +46,6 @@ void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1])
 
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, out);
-}
-
-const char *audit_status_of(enum pool_outcome_kind k)
-{
-	return pool_outcome_name(k); /* the same names, by design */
 }
 
 static char *json_strings(const struct eb_bytes *v, size_t n)

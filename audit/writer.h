@@ -1,16 +1,12 @@
-/* audit/audit.h: the statements that write exec_audit rows, and their parameters. A row is
- * inserted 'running' (and committed) before the command may start, completed exactly once
- * at the end, or inserted final as 'denied'. argv and env names travel as JSON and become
- * text[] in SQL, so no array-literal escaping is written by hand. Never output, stdin or
- * env values. */
-#ifndef EB_AUDIT_AUDIT_H
-#define EB_AUDIT_AUDIT_H
+/* audit/writer.h: the statements that write exec_audit rows, and their parameters: what
+ * the broker records of an exec. Never output, stdin or env values. */
+#ifndef EB_AUDIT_WRITER_H
+#define EB_AUDIT_WRITER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "common/bytes.h"
-#include "pool/pool.h"
 
 #define AUDIT_EXEC_ID_LEN 36
 
@@ -34,7 +30,7 @@ struct audit_begin {
 
 struct audit_end {
 	const char *exec_id;
-	const char *status;      /* audit_status_of() */
+	const char *status;      /* a final status: "exited", "signaled", ... */
 	const char *error_code;  /* NULL, or why (failed_to_start: connect_failed, ...) */
 	int exit_code;           /* when status is "exited" */
 	const char *exit_signal; /* when "signaled" */
@@ -43,6 +39,9 @@ struct audit_end {
 	bool stdout_truncated, stderr_truncated;
 };
 
+/* A row is inserted 'running' (and committed) before the command may start, completed
+ * exactly once at the end, or inserted final as 'denied'. argv and env names travel as JSON
+ * and become text[] in SQL, so no array-literal escaping is written by hand. */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
 #define AUDIT_DENIED_NPARAMS 15 /* audit_denied_sql: the same and error_code */
 #define AUDIT_END_NPARAMS    10
@@ -62,10 +61,6 @@ extern const char audit_abandon_sql[];
 
 /* A new random (v4) exec id, lower-case. */
 void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1]);
-
-/* The audit status of a pool outcome: "exited", "signaled", "timeout", "cancelled",
- * "transport_error", "failed_to_start", "shutdown". */
-const char *audit_status_of(enum pool_outcome_kind k);
 
 /* Text parameters for audit_begin_sql (the first AUDIT_BEGIN_NPARAMS) or audit_denied_sql
  * (all of them). Strings the params point to are
