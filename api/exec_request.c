@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/utf8.h"
 
 static int fail(struct request_error *e, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -19,7 +20,8 @@ static int fail(struct request_error *e, const char *code, const char *field, co
 	va_list ap;
 
 	e->code = code;
-	snprintf(e->field, sizeof(e->field), "%s", field);
+	snprintf(e->field, sizeof(e->field), "%.*s",
+	         (int)utf8_cut(field, strlen(field), sizeof(e->field) - 1), field);
 	va_start(ap, fmt);
 	vsnprintf(e->message, sizeof(e->message), fmt, ap);
 	va_end(ap);
@@ -167,7 +169,7 @@ static int parse_env(json_t *v, struct exec_request *req, struct request_error *
 	json_object_foreach(v, name, val)
 	{
 		size_t nlen = strlen(name);
-		snprintf(field, sizeof(field), "env.%.60s", name);
+		snprintf(field, sizeof(field), "env.%.*s", (int)utf8_cut(name, nlen, 60), name);
 		/* jansson keys are NUL-terminated: a key with a NUL in it is cut there, so
 		 * the length check below refuses it along with every other bad name. */
 		if (!command_env_name_valid(name, nlen))
@@ -245,9 +247,9 @@ int request_parse(const char *body, size_t len, const struct request_limits *lim
 			          key);
 		else
 			rc = fail(e, "invalid_request", key,
-			          "unknown field \"%.60s\" (known: argv, timeout_s, stdin, "
+			          "unknown field \"%.*s\" (known: argv, timeout_s, stdin, "
 			          "stdin_base64, env, cwd)",
-			          key);
+			          (int)utf8_cut(key, strlen(key), 60), key);
 		goto out;
 	}
 	rc = parse_argv(json_object_get(root, "argv"), req, e);

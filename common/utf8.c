@@ -1,6 +1,9 @@
 /* common/utf8.c: UTF-8 validity (RFC 3629). */
 #include "common/utf8.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 size_t utf8_valid_prefix(const unsigned char *s, size_t len, bool *incomplete)
 {
 	size_t i = 0;
@@ -44,4 +47,44 @@ size_t utf8_valid_prefix(const unsigned char *s, size_t len, bool *incomplete)
 		i += n;
 	}
 	return i;
+}
+
+size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+	size_t n = max < len ? max : len;
+
+	if (n == len)
+		return n;
+	/* Back off continuation bytes: s[n] must start a character. */
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+char *utf8_sanitize(const char *s, size_t len)
+{
+	static const char replacement[] = "\xef\xbf\xbd";
+	char *out = malloc(len * 3 + 1), *o = out;
+	size_t i = 0;
+
+	if (out == NULL)
+		return NULL;
+	while (i < len) {
+		bool incomplete;
+		size_t ok = utf8_valid_prefix((const unsigned char *)s + i, len - i, &incomplete);
+		const char *nul = memchr(s + i, '\0', ok);
+
+		if (nul != NULL)
+			ok = (size_t)(nul - (s + i));
+		memcpy(o, s + i, ok);
+		o += ok;
+		i += ok;
+		if (i < len) {
+			memcpy(o, replacement, 3);
+			o += 3;
+			i++;
+		}
+	}
+	*o = '\0';
+	return out;
 }

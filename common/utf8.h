@@ -11,4 +11,12 @@
  * is the start of a valid sequence cut short by the end of s. */
 size_t utf8_valid_prefix(const unsigned char *s, size_t len, bool *incomplete);
 
+/* The longest n <= max such that s[0..n) does not end inside a multibyte sequence of s
+ * (len bytes), so that cutting there keeps valid UTF-8 valid. */
+size_t utf8_cut(const char *s, size_t len, size_t max);
+
+/* A malloc'd, NUL-terminated copy of s[0..len) that is valid UTF-8: each byte that is not
+ * part of a valid sequence (and a NUL) becomes U+FFFD. NULL if out of memory. */
+char *utf8_sanitize(const char *s, size_t len);
+
 #endif

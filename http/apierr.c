@@ -2,7 +2,10 @@
 #include "http/apierr.h"
 
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "common/utf8.h"
 
 static const struct {
 	const char *code;
@@ -51,14 +54,20 @@ int apierr_known(const char *code)
 
 char *apierr_body(const char *code, const char *message, const char *field)
 {
-	json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
-	char *s;
+	char *msg = utf8_sanitize(message, strlen(message));
+	char *fld = field != NULL && field[0] != '\0' ? utf8_sanitize(field, strlen(field)) : NULL;
+	json_t *o =
+	    msg != NULL ? json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg) : NULL;
+	char *s = NULL;
 
 	if (o == NULL)
-		return NULL;
-	if (field != NULL && field[0] != '\0')
-		json_object_set_new(json_object_get(o, "error"), "field", json_string(field));
+		goto out;
+	if (fld != NULL)
+		json_object_set_new(json_object_get(o, "error"), "field", json_string(fld));
 	s = json_dumps(o, JSON_COMPACT);
+out:
 	json_decref(o);
+	free(msg);
+	free(fld);
 	return s;
 }

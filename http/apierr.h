@@ -10,7 +10,9 @@ int apierr_known(const char *code);
 /* The i-th code of the table, NULL past its end: for docs and tests. */
 const char *apierr_code(unsigned long i);
 
-/* The error body, malloc'd, NUL-terminated, no trailing newline. field may be NULL. */
+/* The error body, malloc'd, NUL-terminated, no trailing newline; NULL only when out of
+ * memory. field may be NULL. Bytes of message or field that are not UTF-8 become U+FFFD,
+ * so that any input (a client's field name cut anywhere) gives JSON. */
 char *apierr_body(const char *code, const char *message, const char *field);
 
 #endif

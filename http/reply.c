@@ -107,15 +107,21 @@ void http_reply_json(struct http_request *r, int status, json_t *o)
 void http_reply_error(struct http_request *r, const char *code, const char *message,
                       const char *field)
 {
-	char *body = apierr_body(code, message, field);
+	char *body = apierr_body(code, message, field), fallback[160];
 	int status = apierr_status(code);
 
 	if (status == 401)
 		http_reply_header(r, "WWW-Authenticate", "Bearer realm=\"exec-broker\"");
 	if (r->log.error == NULL)
 		r->log.error = code;
-	http_reply(r, status, "application/json", body != NULL ? body : "",
-	           body != NULL ? strlen(body) : 0);
+	if (body == NULL) {
+		/* Out of memory: still the shape clients parse (codes are plain ASCII). */
+		snprintf(fallback, sizeof(fallback),
+		         "{\"error\":{\"code\":\"%s\",\"message\":\"out of memory\"}}", code);
+		http_reply(r, status, "application/json", fallback, strlen(fallback));
+		return;
+	}
+	http_reply(r, status, "application/json", body, strlen(body));
 	free(body);
 }
 

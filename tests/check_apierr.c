@@ -58,6 +58,28 @@ START_TEST(error_body_shape)
 }
 END_TEST
 
+/* Whatever bytes a message or field holds (a client's field name cut anywhere), the body is
+ * JSON with the code: invalid UTF-8 becomes U+FFFD. */
+START_TEST(error_body_of_any_bytes)
+{
+	static const char *const texts[] = {"caf\xc3", "\xff\xfe", "a\xc3\xa9\xc3", "\xed\xa0\x80",
+	                                    "ok"};
+	char *b = apierr_body("invalid_request", texts[_i], texts[_i]);
+	json_t *o = b != NULL ? json_loads(b, 0, NULL) : NULL;
+	json_t *err = json_object_get(o, "error");
+
+	ck_assert_msg(o != NULL, "not JSON: %s", b != NULL ? b : "(null)");
+	ck_assert_str_eq(json_string_value(json_object_get(err, "code")), "invalid_request");
+	ck_assert_ptr_nonnull(json_string_value(json_object_get(err, "message")));
+	ck_assert_ptr_nonnull(json_string_value(json_object_get(err, "field")));
+	if (_i == 0)
+		ck_assert_str_eq(json_string_value(json_object_get(err, "message")),
+		                 "caf\xef\xbf\xbd");
+	json_decref(o);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("apierr");
@@ -65,6 +87,7 @@ int main(void)
 
 	tcase_add_test(tc, every_code_has_its_status);
 	tcase_add_test(tc, error_body_shape);
+	tcase_add_loop_test(tc, error_body_of_any_bytes, 0, 5);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

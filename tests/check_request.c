@@ -6,6 +6,7 @@
 
 #include "api/exec_request.h"
 #include "common/err.h"
+#include "common/utf8.h"
 #include "tests/tutil.h"
 
 static const struct request_limits lim = {
@@ -150,6 +151,33 @@ START_TEST(limits_on_sizes)
 }
 END_TEST
 
+/* A field name of multibyte characters longer than what an error names: the field and the
+ * message are cut at a character boundary, so they stay UTF-8 (JSON text). */
+START_TEST(long_multibyte_names_are_cut_between_characters)
+{
+	static const char *const before[] = {"{\"argv\": [\"ls\"], \"a",
+	                                     "{\"argv\": [\"ls\"], \"env\": {\"a"};
+	static const char *const after[] = {"\": 1}", "\": \"x\"}}"};
+	char name[200] = "", body[300];
+	struct exec_request req;
+	struct request_error e;
+	bool incomplete;
+
+	for (int i = 0; i < 40; i++)
+		strcat(name, "\xc3\xa9"); /* é */
+	snprintf(body, sizeof(body), "%s%s%s", before[_i], name, after[_i]);
+	ck_assert_int_eq(request_parse(body, strlen(body), &lim, &req, &e), EB_ERR_INVAL);
+	ck_assert_str_eq(e.code, "invalid_request");
+	ck_assert_uint_gt(strlen(e.field), 0);
+	ck_assert_uint_eq(
+	    utf8_valid_prefix((const unsigned char *)e.field, strlen(e.field), &incomplete),
+	    strlen(e.field));
+	ck_assert_uint_eq(
+	    utf8_valid_prefix((const unsigned char *)e.message, strlen(e.message), &incomplete),
+	    strlen(e.message));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("request");
@@ -159,6 +187,7 @@ int main(void)
 	tcase_add_test(tc, accepted_request_carries_every_field);
 	tcase_add_test(tc, timeout_defaults_and_clamps);
 	tcase_add_test(tc, limits_on_sizes);
+	tcase_add_loop_test(tc, long_multibyte_names_are_cut_between_characters, 0, 2);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
