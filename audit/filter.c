@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/utf8.h"
 
 static const char *const statuses[] = {
     "running",   "denied",          "exited",          "signaled", "timeout",
@@ -248,6 +249,10 @@ int audit_cursor_decode(struct audit_filter *f, const char *text)
 		return EB_ERR_INVAL;
 	for (int i = 0; i < 8; i++)
 		u = u << 8 | raw[1 + i];
+	/* The digest proves nothing (anyone can compute it): a position no timestamp can hold
+	 * would reach PostgreSQL as an error. */
+	if ((long long)u < AUDIT_TIME_MIN_US || (long long)u > AUDIT_TIME_MAX_US)
+		return EB_ERR_INVAL;
 	f->cursor_us = (long long)u;
 	snprintf(f->cursor_id, sizeof(f->cursor_id),
 	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", raw[9],
@@ -261,8 +266,11 @@ int audit_cursor_decode(struct audit_filter *f, const char *text)
 static bool text_value_ok(const char *v)
 {
 	size_t n = strlen(v);
+	bool incomplete;
 
-	if (n == 0 || n > 200)
+	/* What PostgreSQL would refuse (bytes that are not UTF-8) is the client's mistake,
+	 * said here, not a database error. */
+	if (n == 0 || n > 200 || utf8_valid_prefix((const unsigned char *)v, n, &incomplete) != n)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
@@ -310,7 +318,8 @@ int audit_filter_parse(struct audit_filter *f, const char *const *names, const c
 		    strcmp(k, "actor") == 0) {
 			if (!text_value_ok(v))
 				return bad(field, fieldlen, k, err, errlen,
-				           "must be 1-200 characters without control characters");
+				           "must be 1-200 bytes of UTF-8 text without control "
+				           "characters");
 			if (k[0] == 'w')
 				f->workspace_id = v;
 			else if (k[0] == 'o')

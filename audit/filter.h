@@ -7,6 +7,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The times a filter or a cursor may name: 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z,
+ * in µs since the epoch. */
+#define AUDIT_TIME_MIN_US (-62167219200000000LL)
+#define AUDIT_TIME_MAX_US 253402300799999999LL
+
 #define AUDIT_LIMIT_DEFAULT 100
 #define AUDIT_LIMIT_MAX     1000
 #define AUDIT_CURSOR_MAX    96 /* longest cursor text, NUL included */

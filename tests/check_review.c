@@ -3,6 +3,7 @@
  * PostgreSQL, the upgrade that links rows written before migration 0003 and a chain that
  * the verifier recomputes from awkward values. */
 #include <check.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,10 @@ static const struct {
     {{"until", "2026-02-30T00:00:00Z", NULL}, "until"},
     {{"workspace_id", "", NULL}, "workspace_id"},
     {{"actor", "a\nb", NULL}, "actor"},
+    {{"workspace_id", "\xff", NULL}, "workspace_id"},
+    {{"org_id", "caf\xc3", NULL}, "org_id"},
+    {{"actor", "\xed\xa0\x80", NULL}, "actor"},
+    {{"org_id", "caf\xc3\xa9", NULL}, NULL},
     {{"cursor", "AQAGYPFG2wNdDIjCvZ_XTqmwLAHeSTtbHDjN36EmzAmq", NULL}, "cursor"},
     {{"cursor", "not a cursor", NULL}, "cursor"},
     {{"cursor", "", NULL}, "cursor"},
@@ -227,6 +232,31 @@ START_TEST(cursor_round_trips_and_is_bound_to_its_filters)
 	ck_assert_int_eq(audit_cursor_decode(&g, forged), EB_ERR_INVAL);
 	snprintf(forged, sizeof(forged), "%sA", c);
 	ck_assert_int_eq(audit_cursor_decode(&g, forged), EB_ERR_INVAL);
+}
+END_TEST
+
+/* A cursor is only as good as its digest, which anyone can compute: a position PostgreSQL
+ * cannot hold as a timestamp is refused here, before any query. */
+START_TEST(cursor_positions_out_of_range_are_refused)
+{
+	static const long long bad[] = {LLONG_MIN, LLONG_MAX, -62167219200000001LL,
+	                                253402300800000000LL};
+	static const long long good[] = {-62167219200000000LL, 253402300799999999LL, 0};
+	struct audit_filter f, g;
+	char c[AUDIT_CURSOR_MAX];
+
+	audit_filter_init(&f);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		audit_cursor_encode(&f, bad[i], ID, c);
+		g = f;
+		ck_assert_msg(audit_cursor_decode(&g, c) == EB_ERR_INVAL, "accepted %lld", bad[i]);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		audit_cursor_encode(&f, good[i], ID, c);
+		g = f;
+		ck_assert_msg(audit_cursor_decode(&g, c) == 0, "refused %lld", good[i]);
+		ck_assert(g.cursor_us == good[i]);
+	}
 }
 END_TEST
 
@@ -540,6 +570,7 @@ int main(void)
 	                    sizeof(filters) / sizeof(filters[0]));
 	tcase_add_test(pure, filter_values_are_kept);
 	tcase_add_test(pure, cursor_round_trips_and_is_bound_to_its_filters);
+	tcase_add_test(pure, cursor_positions_out_of_range_are_refused);
 	tcase_add_test(pure, page_statements_bind_every_filter_and_the_scope);
 	tcase_add_test(pure, exec_ids);
 	tcase_add_test(pure, anchors);
