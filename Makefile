@@ -22,7 +22,8 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CFLAGS ?= -O2 -g
 # Evaluated lazily so that `make check` can install the packages before they are asked for.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+# http-parser ships no pkg-config file.
+PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 TEST_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DEB_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SAN) \
 	-I. -I$(BUILD)/gen $(PKG_CFLAGS)

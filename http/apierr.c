@@ -13,15 +13,21 @@ static const struct {
 } table[] = {
     {"invalid_json", 400},
     {"invalid_request", 400},
+    {"malformed_request", 400},
     {"unauthorized", 401},
     {"forbidden_tier", 403},
     {"break_glass_reason_required", 403},
     {"not_found", 404},
     {"method_not_allowed", 405},
+    {"request_timeout", 408},
     {"workspace_not_running", 409},
     {"payload_too_large", 413},
+    {"uri_too_long", 414},
     {"unsupported_media_type", 415},
+    {"expectation_failed", 417},
     {"too_many_requests", 429},
+    {"headers_too_large", 431},
+    {"not_implemented", 501},
     {"ssh_connect_failed", 502},
     {"host_key_mismatch", 502},
     {"ssh_auth_failed", 502},
@@ -30,6 +36,7 @@ static const struct {
     {"audit_unavailable", 503},
     {"shutting_down", 503},
     {"exec_timeout", 504},
+    {"http_version_not_supported", 505},
 };
 
 #define NCODES (sizeof(table) / sizeof(table[0]))

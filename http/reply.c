@@ -1,48 +1,97 @@
-/* http/reply.c: answering a request: the headers every reply carries, whole replies and
- * API errors, and chunked streams with backpressure. Each way of ending a request logs it
- * and frees its context. */
+/* http/reply.c: answering a request: the status line and the headers every reply carries,
+ * whole replies and API errors, chunked streams with backpressure, and the ends of a
+ * request (each logs it and frees its context). */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http/apierr.h"
 #include "http/internal.h"
 
-static void on_flushed(struct evhttp_request *ev, void *arg)
+static const char *reason_phrase(int status)
 {
-	struct http_server *s = arg;
+	static const struct {
+		int status;
+		const char *reason;
+	} reasons[] = {
+	    {200, "OK"},
+	    {202, "Accepted"},
+	    {204, "No Content"},
+	    {400, "Bad Request"},
+	    {401, "Unauthorized"},
+	    {403, "Forbidden"},
+	    {404, "Not Found"},
+	    {405, "Method Not Allowed"},
+	    {408, "Request Timeout"},
+	    {409, "Conflict"},
+	    {413, "Content Too Large"},
+	    {414, "URI Too Long"},
+	    {415, "Unsupported Media Type"},
+	    {417, "Expectation Failed"},
+	    {429, "Too Many Requests"},
+	    {431, "Request Header Fields Too Large"},
+	    {500, "Internal Server Error"},
+	    {501, "Not Implemented"},
+	    {502, "Bad Gateway"},
+	    {503, "Service Unavailable"},
+	    {504, "Gateway Timeout"},
+	    {505, "HTTP Version Not Supported"},
+	};
 
-	(void)ev;
-	s->flushing--;
-	if (s->flushing == 0 && s->hooks.on_flushed != NULL)
-		s->hooks.on_flushed(s->hooks.arg);
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].status == status)
+			return reasons[i].reason;
+	return "Status";
 }
 
-/* A reply whose connection fails instead is never reported: shutdown waits for those a
- * bounded time (the process's business). */
-static void track_flush(struct http_server *s, struct evhttp_request *ev)
+/* The Date header's value, made at most once a second. */
+static const char *http_date(void)
 {
-	if (evhttp_request_get_connection(ev) == NULL)
-		return;
-	evhttp_request_set_on_complete_cb(ev, on_flushed, s);
-	s->flushing++;
+	static char buf[40];
+	static time_t made;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != made && gmtime_r(&now, &tm) != NULL) {
+		strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		made = now;
+	}
+	return buf;
 }
 
-static void add_common_headers(struct http_request *r, const char *content_type)
+/* Whether the connection stays open after this reply. */
+static bool keeps_alive(const struct http_request *r)
 {
-	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
+	return r->conn != NULL && r->conn->keep_alive && !r->must_close && !r->srv->closing;
+}
 
-	evhttp_add_header(out, "Content-Type", content_type);
-	evhttp_add_header(out, "X-Request-Id", r->id);
-	evhttp_add_header(out, "Cache-Control", "no-store");
+/* The status line and headers into out; length is the body's (-1: chunked or until the
+ * connection closes). */
+static void write_head(struct http_request *r, struct evbuffer *out, int status,
+                       const char *content_type, long long length)
+{
+	evbuffer_add_printf(out,
+	                    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+	                    "X-Request-Id: %s\r\nCache-Control: no-store\r\n",
+	                    status, reason_phrase(status), http_date(), content_type, r->id);
+	if (length >= 0)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", length);
+	else if (r->chunked)
+		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	if (r->log.exec_id != NULL)
-		evhttp_add_header(out, "X-Exec-Id", r->log.exec_id);
-	if (r->srv->closing)
-		evhttp_add_header(out, "Connection", "close");
+		evbuffer_add_printf(out, "X-Exec-Id: %s\r\n", r->log.exec_id);
+	for (unsigned i = 0; i < r->nout; i++)
+		evbuffer_add_printf(out, "%s: %s\r\n", r->out_headers[i].name,
+		                    r->out_headers[i].value);
+	if (!keeps_alive(r) || (length < 0 && !r->chunked))
+		evbuffer_add(out, "Connection: close\r\n", 19);
+	else if (r->minor == 0)
+		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+	evbuffer_add(out, "\r\n", 2);
 }
 
 static void count_reply(struct http_request *r, int status)
@@ -52,41 +101,42 @@ static void count_reply(struct http_request *r, int status)
 		r->srv->hooks.on_reply(status, r->srv->hooks.arg);
 }
 
+/* The request is over: the connection moves on, the log line is written. */
 static void end_request(struct http_request *r)
 {
+	if (r->conn != NULL)
+		conn_reply_done(r->conn);
 	http_request_log_line(r);
 	http_request_free(r);
 }
 
 void http_reply_header(struct http_request *r, const char *name, const char *value)
 {
-	if (r->ev != NULL)
-		evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+	char *n, *v;
+
+	if (r->nout == sizeof(r->out_headers) / sizeof(r->out_headers[0]))
+		abort(); /* a handler adds a handful at most */
+	n = strdup(name);
+	v = strdup(value);
+	if (n == NULL || v == NULL) {
+		free(n);
+		free(v);
+		return;
+	}
+	r->out_headers[r->nout++] = (struct http_header){n, v};
 }
 
 void http_reply(struct http_request *r, int status, const char *content_type, const void *body,
                 size_t len)
 {
-	struct evbuffer *b = evbuffer_new();
+	if (r->conn != NULL) {
+		struct evbuffer *out = conn_output(r->conn);
 
-	http_request_unwatch(r);
-	add_common_headers(r, content_type);
-	/* libevent 2.1 would write a HEAD reply's body and leave out its length, which breaks
-	 * the next reply on a kept-alive connection: send the length a GET would have, and no
-	 * body. */
-	if (r->method == HTTP_VERB_HEAD) {
-		char n[24];
-
-		snprintf(n, sizeof(n), "%zu", len);
-		evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Content-Length", n);
-		len = 0;
+		write_head(r, out, status, content_type, (long long)len);
+		/* A HEAD reply has the length a GET would have, and no body. */
+		if (r->verb != HTTP_VERB_HEAD && len > 0)
+			evbuffer_add(out, body, len);
 	}
-	track_flush(r->srv, r->ev);
-	if (b != NULL && len > 0)
-		evbuffer_add(b, body, len);
-	evhttp_send_reply(r->ev, status, NULL, b);
-	evbuffer_free(b);
-	r->ev = NULL;
 	count_reply(r, status);
 	end_request(r);
 }
@@ -127,49 +177,35 @@ void http_reply_error(struct http_request *r, const char *code, const char *mess
 
 void http_stream_start(struct http_request *r, const char *content_type)
 {
-	add_common_headers(r, content_type);
-	evhttp_send_reply_start(r->ev, 200, NULL);
 	r->streaming = true;
-	/* From here on evhttp reads the socket and reports a hang-up itself. */
-	if (r->hangup != NULL) {
-		event_free(r->hangup);
-		r->hangup = NULL;
-	}
+	/* HTTP/1.0 has no chunks: the body ends when the connection does. */
+	r->chunked = r->minor == 1;
+	if (r->conn != NULL)
+		write_head(r, conn_output(r->conn), 200, content_type, -1);
 	count_reply(r, 200);
-}
-
-static void on_chunk_written(struct evhttp_connection *evcon, void *arg)
-{
-	struct http_request *r = arg;
-
-	(void)evcon;
-	if (r->on_drained != NULL)
-		r->on_drained(r, r->on_drained_arg);
-}
-
-static bool can_send(const struct http_request *r)
-{
-	return r->ev != NULL && r->evcon != NULL && !r->gone && r->streaming;
 }
 
 void http_stream_write(struct http_request *r, struct evbuffer *chunk)
 {
-	if (!can_send(r)) {
-		evbuffer_drain(chunk, evbuffer_get_length(chunk));
+	size_t n = evbuffer_get_length(chunk);
+	struct evbuffer *out;
+
+	if (r->conn == NULL || r->gone || !r->streaming || n == 0) {
+		evbuffer_drain(chunk, n);
 		return;
 	}
-	/* evhttp moves the chunk's memory into the connection: no copy. */
-	evhttp_send_reply_chunk_with_cb(r->ev, chunk, on_chunk_written, r);
+	out = conn_output(r->conn);
+	if (r->chunked)
+		evbuffer_add_printf(out, "%zx\r\n", n);
+	/* Moves the chunk's memory into the connection: no copy. */
+	evbuffer_add_buffer(out, chunk);
+	if (r->chunked)
+		evbuffer_add(out, "\r\n", 2);
 }
 
 size_t http_stream_backlog(const struct http_request *r)
 {
-	struct bufferevent *bev;
-
-	if (r->evcon == NULL)
-		return 0;
-	bev = evhttp_connection_get_bufferevent(r->evcon);
-	return bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+	return r->conn != NULL ? evbuffer_get_length(conn_output(r->conn)) : 0;
 }
 
 void http_stream_on_drained(struct http_request *r, size_t low_water,
@@ -177,24 +213,27 @@ void http_stream_on_drained(struct http_request *r, size_t low_water,
 {
 	r->on_drained = cb;
 	r->on_drained_arg = arg;
-	if (r->evcon != NULL)
-		bufferevent_setwatermark(evhttp_connection_get_bufferevent(r->evcon), EV_WRITE,
-		                         low_water, 0);
+	r->low_water = low_water;
+	if (r->conn != NULL)
+		bufferevent_setwatermark(r->conn->bev, EV_WRITE, low_water, 0);
 }
 
 void http_stream_end(struct http_request *r)
 {
-	http_request_unwatch(r);
-	/* evhttp takes "below the low watermark" for "written": with ours left in place it
-	 * would end the reply with up to low_water bytes unsent, and on a kept-alive
-	 * connection stop writing them. */
-	if (r->evcon != NULL)
-		bufferevent_setwatermark(evhttp_connection_get_bufferevent(r->evcon), EV_WRITE, 0,
-		                         0);
-	if (r->ev != NULL) {
-		track_flush(r->srv, r->ev);
-		evhttp_send_reply_end(r->ev);
-		r->ev = NULL;
-	}
+	if (r->conn != NULL && r->chunked)
+		evbuffer_add(conn_output(r->conn), "0\r\n\r\n", 5);
+	if (!r->chunked)
+		r->must_close = true;
 	end_request(r);
+}
+
+void http_request_drop(struct http_request *r)
+{
+	if (r->conn != NULL)
+		conn_close(r->conn, "dropped by its handler");
+	if (r->status == 0)
+		r->status = 499; /* as nginx logs it: the client closed the request */
+	r->log.error = "client_gone";
+	http_request_log_line(r);
+	http_request_free(r);
 }
