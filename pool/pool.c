@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/fsm.h"
 #include "pool/fingerprint.h"
 #include "pool/hostkey.h"
 
@@ -249,20 +250,6 @@ const char *pool_fail_reason_name(enum pool_fail_reason r)
 	}
 }
 
-static const char *sess_state_name(enum sess_state st)
-{
-	static const char *const names[] = {"resolving", "connecting", "handshake", "auth",
-	                                    "ready",     "broken",     "closed"};
-	return names[st];
-}
-
-static const char *exec_state_name(enum exec_state st)
-{
-	static const char *const names[] = {"waiting", "opening", "starting", "running",
-	                                    "closing", "freeing", "done"};
-	return names[st];
-}
-
 /* ------------------------------------------------------------------ time */
 
 void pool_deadline_after_ms(long ms, struct timeval *out)
@@ -300,47 +287,39 @@ static void timer_in(struct event *ev, int seconds)
 
 /* ------------------------------------------------------------------ states */
 
-static void sess_set_state(struct session *s, enum sess_state st)
-{
-	static const unsigned legal[] = {
-	    [SESS_RESOLVING] = 1u << SESS_CONNECTING | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_CONNECTING] = 1u << SESS_HANDSHAKE | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_HANDSHAKE] = 1u << SESS_AUTH | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_AUTH] = 1u << SESS_READY | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_READY] = 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_BROKEN] = 0,
-	    [SESS_CLOSED] = 0,
-	};
+static const char *const sess_state_names[] = {
+    "resolving", "connecting", "handshake", "auth", "ready", "broken", "closed",
+};
 
-	if ((legal[s->state] & (1u << st)) == 0) {
-		fprintf(stderr, "pool: illegal session transition %s -> %s\n",
-		        sess_state_name(s->state), sess_state_name(st));
-		abort(); /* a broken invariant, not bad input */
-	}
-	s->state = st;
-}
+static const unsigned sess_legal[] = {
+    [SESS_RESOLVING] = FSM_BIT(SESS_CONNECTING) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_CONNECTING] = FSM_BIT(SESS_HANDSHAKE) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_HANDSHAKE] = FSM_BIT(SESS_AUTH) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_AUTH] = FSM_BIT(SESS_READY) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_READY] = FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_BROKEN] = 0,
+    [SESS_CLOSED] = 0,
+};
 
-static void exec_set_state(struct pool_exec *e, enum exec_state st)
-{
-	static const unsigned legal[] = {
-	    [EXEC_WAITING] = 1u << EXEC_OPENING | 1u << EXEC_DONE,
-	    [EXEC_OPENING] =
-	        1u << EXEC_STARTING | 1u << EXEC_WAITING | 1u << EXEC_DONE | 1u << EXEC_CLOSING,
-	    [EXEC_STARTING] =
-	        1u << EXEC_RUNNING | 1u << EXEC_CLOSING | 1u << EXEC_WAITING | 1u << EXEC_DONE,
-	    [EXEC_RUNNING] = 1u << EXEC_CLOSING | 1u << EXEC_DONE,
-	    [EXEC_CLOSING] = 1u << EXEC_FREEING | 1u << EXEC_DONE,
-	    [EXEC_FREEING] = 1u << EXEC_DONE,
-	    [EXEC_DONE] = 0,
-	};
+static const struct fsm sess_fsm = {"pool session", sess_state_names, sess_legal, SESS_CLOSED + 1};
 
-	if ((legal[e->state] & (1u << st)) == 0) {
-		fprintf(stderr, "pool: illegal exec transition %s -> %s\n",
-		        exec_state_name(e->state), exec_state_name(st));
-		abort();
-	}
-	e->state = st;
-}
+static const char *const exec_state_names[] = {
+    "waiting", "opening", "starting", "running", "closing", "freeing", "done",
+};
+
+static const unsigned exec_legal[] = {
+    [EXEC_WAITING] = FSM_BIT(EXEC_OPENING) | FSM_BIT(EXEC_DONE),
+    [EXEC_OPENING] =
+        FSM_BIT(EXEC_STARTING) | FSM_BIT(EXEC_WAITING) | FSM_BIT(EXEC_DONE) | FSM_BIT(EXEC_CLOSING),
+    [EXEC_STARTING] =
+        FSM_BIT(EXEC_RUNNING) | FSM_BIT(EXEC_CLOSING) | FSM_BIT(EXEC_WAITING) | FSM_BIT(EXEC_DONE),
+    [EXEC_RUNNING] = FSM_BIT(EXEC_CLOSING) | FSM_BIT(EXEC_DONE),
+    [EXEC_CLOSING] = FSM_BIT(EXEC_FREEING) | FSM_BIT(EXEC_DONE),
+    [EXEC_FREEING] = FSM_BIT(EXEC_DONE),
+    [EXEC_DONE] = 0,
+};
+
+static const struct fsm exec_fsm = {"pool exec", exec_state_names, exec_legal, EXEC_DONE + 1};
 
 /* ------------------------------------------------------------------ pool */
 
@@ -703,7 +682,7 @@ static void session_connect_failed(struct session *s, enum pool_fail_reason why,
 
 static void session_ready(struct session *s)
 {
-	sess_set_state(s, SESS_READY);
+	FSM_SET(&sess_fsm, s->state, SESS_READY, s->t->host);
 	evtimer_del(s->timer);
 	target_dispatch(s->t);
 	session_idle_check(s);
@@ -721,7 +700,7 @@ static int sock_connect_start(struct session *s, const struct sockaddr *sa, sock
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(s->fd, sa, len) != 0 && errno != EINPROGRESS)
 		return -1;
-	sess_set_state(s, SESS_CONNECTING);
+	FSM_SET(&sess_fsm, s->state, SESS_CONNECTING, s->t->host);
 	session_arm(s);
 	return 0;
 }
@@ -808,7 +787,7 @@ static void session_close(struct session *s, const char *why)
 		return;
 	if (s->ssh != NULL && s->state == SESS_READY && !s->owner_session && s->owner == NULL)
 		libssh2_session_disconnect(s->ssh, why); /* a courtesy: EAGAIN is fine */
-	sess_set_state(s, SESS_CLOSED);
+	FSM_SET(&sess_fsm, s->state, SESS_CLOSED, s->t->host);
 	event_del(s->ev);
 	evtimer_del(s->timer);
 	session_unlist(s);
@@ -835,7 +814,7 @@ static void session_break(struct session *s, const char *why)
 
 	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED)
 		return;
-	sess_set_state(s, SESS_BROKEN);
+	FSM_SET(&sess_fsm, s->state, SESS_BROKEN, s->t->host);
 	snprintf(s->detail, sizeof(s->detail), "%s", why);
 	event_del(s->ev);
 	evtimer_del(s->timer);
@@ -1039,7 +1018,7 @@ static void exec_attach(struct pool_exec *e, struct session *s, bool holds_slot)
 	e->holds_slot = holds_slot;
 	session_ref(s);
 	TAILQ_INSERT_TAIL(&s->execs, e, link);
-	exec_set_state(e, EXEC_OPENING);
+	FSM_SET(&exec_fsm, e->state, EXEC_OPENING, e->t->host);
 	session_schedule(s);
 }
 
@@ -1072,7 +1051,7 @@ static void exec_detach(struct pool_exec *e)
 static void exec_finish(struct pool_exec *e)
 {
 	if (e->state != EXEC_DONE)
-		exec_set_state(e, EXEC_DONE);
+		FSM_SET(&exec_fsm, e->state, EXEC_DONE, e->t->host);
 	if (e->reacquire != NULL) {
 		pool_acquire_cancel(e->reacquire);
 		e->reacquire = NULL;
@@ -1090,7 +1069,7 @@ static void exec_finish(struct pool_exec *e)
 
 static void exec_reacquire(struct pool_exec *e, bool at_front)
 {
-	exec_set_state(e, EXEC_WAITING);
+	FSM_SET(&exec_fsm, e->state, EXEC_WAITING, e->t->host);
 	e->reacquire = acquire_new(e->p, e->t, &e->deadline, at_front);
 	if (e->reacquire == NULL) {
 		exec_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CONNECT, "out of memory");
@@ -1427,10 +1406,10 @@ static bool exec_step(struct pool_exec *e)
 				s->starter = NULL;
 				exec_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
 				             "cancelled before it started");
-				exec_set_state(e, EXEC_CLOSING);
+				FSM_SET(&exec_fsm, e->state, EXEC_CLOSING, e->t->host);
 				continue;
 			}
-			exec_set_state(e, EXEC_STARTING);
+			FSM_SET(&exec_fsm, e->state, EXEC_STARTING, e->t->host);
 			continue;
 		case EXEC_STARTING:
 			e->sent = true; /* from the first call on, the server may run it */
@@ -1450,10 +1429,10 @@ static bool exec_step(struct pool_exec *e)
 				}
 				exec_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
 				             "the host refused the exec request");
-				exec_set_state(e, EXEC_CLOSING);
+				FSM_SET(&exec_fsm, e->state, EXEC_CLOSING, e->t->host);
 				continue;
 			}
-			exec_set_state(e, EXEC_RUNNING);
+			FSM_SET(&exec_fsm, e->state, EXEC_RUNNING, e->t->host);
 			if (!e->control && !e->started_cb && !e->released) {
 				e->started_cb = true;
 				if (e->cb.started != NULL)
@@ -1525,7 +1504,7 @@ static bool exec_step(struct pool_exec *e)
 			}
 			if (!(e->stdout_eof && e->stderr_eof))
 				return true;
-			exec_set_state(e, EXEC_CLOSING);
+			FSM_SET(&exec_fsm, e->state, EXEC_CLOSING, e->t->host);
 			continue;
 		}
 		case EXEC_CLOSING:
@@ -1574,7 +1553,7 @@ static bool exec_step(struct pool_exec *e)
 			} else if (e->cancel_kind != POOL_EXITED) {
 				e->out.kind = e->cancel_kind;
 			}
-			exec_set_state(e, EXEC_FREEING);
+			FSM_SET(&exec_fsm, e->state, EXEC_FREEING, e->t->host);
 			continue;
 		case EXEC_FREEING:
 			rc = libssh2_channel_free(e->ch);
@@ -1676,7 +1655,7 @@ static void session_drive(struct session *s)
 		libssh2_session_set_blocking(s->ssh, 0);
 		libssh2_keepalive_config(s->ssh, 0, (unsigned)s->p->cfg.keepalive_s);
 		s->p->stats.handshakes_total++;
-		sess_set_state(s, SESS_HANDSHAKE);
+		FSM_SET(&sess_fsm, s->state, SESS_HANDSHAKE, s->t->host);
 	}
 		/* fall through */
 	case SESS_HANDSHAKE: {
@@ -1705,7 +1684,7 @@ static void session_drive(struct session *s)
 			session_connect_failed(s, POOL_FAIL_HOST_KEY, detail);
 			return;
 		}
-		sess_set_state(s, SESS_AUTH);
+		FSM_SET(&sess_fsm, s->state, SESS_AUTH, s->t->host);
 	}
 		/* fall through */
 	case SESS_AUTH:
