@@ -34,164 +34,11 @@
 #include "common/fsm.h"
 #include "pool/fingerprint.h"
 #include "pool/hostkey.h"
+#include "pool/pool_int.h"
 
-/* glibc's sys/queue.h lacks the BSD iterator that tolerates removing the current one. */
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                                                 \
-	for ((var) = TAILQ_FIRST(head); (var) && ((tvar) = TAILQ_NEXT(var, field), 1);             \
-	     (var) = (tvar))
-#endif
-
-#define READ_LEN     16384
 #define WRITE_LEN    32768
 #define PACKET_LEN   32768
 #define KILL_SLACK_S 10
-
-enum sess_state {
-	SESS_RESOLVING,  /* waiting for evdns */
-	SESS_CONNECTING, /* non-blocking TCP connect */
-	SESS_HANDSHAKE,  /* key exchange */
-	SESS_AUTH,       /* public-key authentication */
-	SESS_READY,      /* leasable */
-	SESS_BROKEN,     /* transport failed: never leased again, freed at last reference */
-	SESS_CLOSED,     /* disconnected on purpose (idle, eviction, shutdown) */
-};
-
-enum exec_state {
-	EXEC_WAITING,  /* no session: re-acquiring after a stale session or a refused open */
-	EXEC_OPENING,  /* waiting for, or in, libssh2_channel_open_ex */
-	EXEC_STARTING, /* libssh2_channel_process_startup("exec") */
-	EXEC_RUNNING,  /* stdin, output, until the remote EOF */
-	EXEC_CLOSING,  /* libssh2_channel_close: waiting for the remote close */
-	EXEC_FREEING,  /* libssh2_channel_free */
-	EXEC_DONE,     /* off the session; reclaimed once the consumer released it */
-};
-
-struct target;
-struct session;
-
-struct pool {
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct pool_config cfg;
-	char *key; /* private key file contents, NUL-terminated (libssh2 needs it) */
-	size_t key_len;
-	/* Keys replaced by pool_reconfigure: sessions that began with one may still be
-	 * authenticating with it. Wiped and freed with the pool. */
-	struct old_key *old_keys;
-	struct event *kick; /* deferred work: waiters, reclaim, shutdown progress */
-	TAILQ_HEAD(, target) targets;
-	TAILQ_HEAD(, session) dead_sessions; /* refs reached 0: free at kick */
-	TAILQ_HEAD(, pool_exec) dead_execs;
-	TAILQ_HEAD(, pool_acquire) dead_acquires;
-	TAILQ_HEAD(, pool_exec) reports; /* execs refused at start, reported from the loop */
-	unsigned nsessions;
-	struct pool_stats stats;
-	bool shutting_down;
-	void (*shutdown_done)(void *);
-	void *shutdown_arg;
-	char readbuf[READ_LEN];
-};
-
-struct old_key {
-	struct old_key *next;
-	char *key;
-	size_t len;
-};
-
-struct target {
-	struct pool *p;
-	char *host, *user, *fp_text;
-	int port;
-	unsigned char fp[FP_SHA256_LEN];
-	int learned_max;                /* channel limit learned from a refused open; 0: unknown */
-	TAILQ_HEAD(, session) sessions; /* every session not yet broken or closed */
-	TAILQ_HEAD(, pool_acquire) waiters; /* FIFO */
-	TAILQ_ENTRY(target) link;
-};
-
-struct session {
-	struct pool *p;
-	struct target *t;
-	enum sess_state state;
-	evutil_socket_t fd;
-	LIBSSH2_SESSION *ssh;
-	struct event *ev;    /* the socket */
-	struct event *timer; /* connect timeout, then idle TTL and keepalive */
-	struct evdns_getaddrinfo_request *dns_req;
-	/* Holders: the target's list while listed, each lease, each exec attached. */
-	int refs;
-	int slots;     /* leases and execs holding a slot (control execs do not) */
-	int max_slots; /* pool_max_channels_per_session, or what the server taught us */
-	bool listed;
-	bool retiring;   /* made with a replaced key: no new leases, closed once idle */
-	const char *key; /* the key it authenticates with (p->key or an old one) */
-	size_t key_len;
-	bool owner_session; /* a session-level call (keepalive) owns the partial send */
-	bool driving;       /* inside session_drive: scheduling means another pass */
-	bool again;
-	uint64_t rx_bytes;         /* read from the socket by libssh2 (session_recv) */
-	struct pool_exec *owner;   /* the exec whose call owns the partial send */
-	struct pool_exec *starter; /* the exec opening a channel or starting its command */
-	struct timeval idle_since;
-	TAILQ_HEAD(, pool_exec) execs;
-	TAILQ_ENTRY(session) link; /* target->sessions or p->dead_sessions */
-	char detail[160];
-};
-
-struct pool_lease {
-	struct session *s;
-};
-
-struct pool_acquire {
-	struct pool *p;
-	struct target *t;
-	struct timeval deadline;
-	struct event *timer;
-	pool_acquire_cb cb;
-	void *arg;
-	struct pool_exec *exec; /* an exec re-acquiring (stale retry, refused open) */
-	bool queued;
-	TAILQ_ENTRY(pool_acquire) link;
-};
-
-struct pool_exec {
-	struct pool *p;
-	struct target *t;
-	struct session *s; /* NULL while EXEC_WAITING or DONE */
-	enum exec_state state;
-	LIBSSH2_CHANNEL *ch;
-	char *cmd;
-	size_t cmd_len;
-	char *in;
-	size_t in_len, in_off;
-	bool eof_sent;
-	bool holds_slot;
-	bool control; /* an internal kill command: no consumer, no slot */
-	bool sent;    /* the exec request may have reached the server */
-	bool retried; /* used its one stale-session retry */
-	bool paused;
-	bool released; /* the consumer let go: no more callbacks */
-	bool reported; /* finished has run (or would have) */
-	bool started_cb;
-	bool in_reports;
-	bool stdout_eof, stderr_eof;
-	bool remote_closed;
-	enum pool_outcome_kind cancel_kind; /* POOL_EXITED: not cancelled */
-	bool kill_sent;
-	long pgid;
-	char pgid_line[64];
-	size_t pgid_len;
-	bool pgid_done;
-	struct timeval deadline;
-	struct event *deadline_ev; /* the deadline, then the kill safety net */
-	struct pool_acquire *reacquire;
-	struct pool_exec_callbacks cb;
-	void *arg;
-	int refs; /* holders: the consumer until released; the state machine until DONE */
-	struct pool_outcome out;
-	TAILQ_ENTRY(pool_exec) link; /* s->execs or p->dead_execs */
-};
 
 static void session_drive(struct session *s);
 static void session_break(struct session *s, const char *why);
@@ -201,8 +48,6 @@ static void exec_finish(struct pool_exec *e);
 static void pool_kick(struct pool *p);
 static void session_idle_check(struct session *s);
 static void target_dispatch(struct target *t);
-
-/* ------------------------------------------------------------------ names */
 
 const char *pool_outcome_name(enum pool_outcome_kind k)
 {
@@ -250,8 +95,6 @@ const char *pool_fail_reason_name(enum pool_fail_reason r)
 	}
 }
 
-/* ------------------------------------------------------------------ time */
-
 void pool_deadline_after_ms(long ms, struct timeval *out)
 {
 	struct timespec ts;
@@ -284,8 +127,6 @@ static void timer_in(struct event *ev, int seconds)
 
 	evtimer_add(ev, &rel);
 }
-
-/* ------------------------------------------------------------------ states */
 
 static const char *const sess_state_names[] = {
     "resolving", "connecting", "handshake", "auth", "ready", "broken", "closed",
@@ -320,8 +161,6 @@ static const unsigned exec_legal[] = {
 };
 
 static const struct fsm exec_fsm = {"pool exec", exec_state_names, exec_legal, EXEC_DONE + 1};
-
-/* ------------------------------------------------------------------ pool */
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -433,8 +272,6 @@ static void pool_kick(struct pool *p)
 	event_active(p->kick, EV_TIMEOUT, 0);
 }
 
-/* ------------------------------------------------------------------ targets */
-
 static struct target *target_get(struct pool *p, const struct pool_target *pt)
 {
 	struct target *t;
@@ -468,8 +305,6 @@ static struct target *target_get(struct pool *p, const struct pool_target *pt)
 	TAILQ_INSERT_TAIL(&p->targets, t, link);
 	return t;
 }
-
-/* ------------------------------------------------------------------ acquires */
 
 static void acquire_free(struct pool_acquire *a)
 {
@@ -565,8 +400,6 @@ void pool_acquire_cancel(struct pool_acquire *a)
 	if (a != NULL && a->queued)
 		acquire_retire(a);
 }
-
-/* ------------------------------------------------------------------ sessions */
 
 static void session_event_cb(evutil_socket_t fd, short what, void *arg);
 static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -885,8 +718,6 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	session_arm(s);
 }
 
-/* ------------------------------------------------------------------ leases */
-
 static struct session *target_free_session(struct target *t, unsigned *connecting_slots)
 {
 	struct session *s, *best = NULL;
@@ -988,8 +819,6 @@ void pool_lease_release(struct pool_lease *l)
 	target_dispatch(s->t);
 	session_unref(s);
 }
-
-/* ------------------------------------------------------------------ execs */
 
 static void exec_unref(struct pool_exec *e)
 {
@@ -1294,8 +1123,6 @@ size_t pool_exec_buffered(const struct pool_exec *e)
 	libssh2_channel_window_read_ex(e->ch, &avail, NULL);
 	return avail;
 }
-
-/* ------------------------------------------------------------------ the driver */
 
 /* libssh2 errors that concern one channel; every other error breaks the session. */
 static bool channel_error(int rc)
@@ -1732,8 +1559,6 @@ static void session_event_cb(evutil_socket_t fd, short what, void *arg)
 	s->driving = false;
 	session_unref(s);
 }
-
-/* ------------------------------------------------------------------ kick, shutdown */
 
 static void pool_check_shutdown(struct pool *p)
 {
