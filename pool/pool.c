@@ -1,6 +1,6 @@
-/* pool/pool.c: the SSH session pool: targets, sessions, leases, execs and their channels,
- * driven by libevent. libssh2 1.10 rules this file is built around (see the research notes
- * in docs/pool.md):
+/* pool/pool.c: the SSH session pool: targets, leases, execs and their channels, on the
+ * sessions of session.c, driven by libevent. libssh2 1.10 rules this file is built around
+ * (see the research notes in docs/pool.md):
  *  - one channel open and one exec request may be in flight per session (s->starter);
  *  - a session has one partly-sent packet at most: the call that returned EAGAIN with
  *    BLOCK_OUTBOUND owns the session (s->owner) and is retried, with the same arguments,
@@ -16,38 +16,30 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <fcntl.h>
 #include <libssh2.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/err.h"
 #include "common/fsm.h"
 #include "pool/fingerprint.h"
-#include "pool/hostkey.h"
 #include "pool/pool_int.h"
+#include "pool/session.h"
 
 #define WRITE_LEN    32768
 #define PACKET_LEN   32768
 #define KILL_SLACK_S 10
 
-static void session_drive(struct session *s);
-static void session_break(struct session *s, const char *why);
-static void session_unref(struct session *s);
 static void exec_attach(struct pool_exec *e, struct session *s, bool holds_slot);
 static void exec_finish(struct pool_exec *e);
 static void pool_kick(struct pool *p);
-static void session_idle_check(struct session *s);
 static void target_dispatch(struct target *t);
+static bool exec_step(struct pool_exec *e);
+static void exec_lost(struct pool_exec *e, const char *why);
 
 const char *pool_outcome_name(enum pool_outcome_kind k)
 {
@@ -127,22 +119,6 @@ static void timer_in(struct event *ev, int seconds)
 
 	evtimer_add(ev, &rel);
 }
-
-static const char *const sess_state_names[] = {
-    "resolving", "connecting", "handshake", "auth", "ready", "broken", "closed",
-};
-
-static const unsigned sess_legal[] = {
-    [SESS_RESOLVING] = FSM_BIT(SESS_CONNECTING) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
-    [SESS_CONNECTING] = FSM_BIT(SESS_HANDSHAKE) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
-    [SESS_HANDSHAKE] = FSM_BIT(SESS_AUTH) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
-    [SESS_AUTH] = FSM_BIT(SESS_READY) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
-    [SESS_READY] = FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
-    [SESS_BROKEN] = 0,
-    [SESS_CLOSED] = 0,
-};
-
-static const struct fsm sess_fsm = {"pool session", sess_state_names, sess_legal, SESS_CLOSED + 1};
 
 static const char *const exec_state_names[] = {
     "waiting", "opening", "starting", "running", "closing", "freeing", "done",
@@ -260,7 +236,7 @@ int pool_reconfigure(struct pool *p, const struct pool_config *cfg, char *err, s
 		TAILQ_FOREACH(s, &t->sessions, link)
 		{
 			s->retiring = true;
-			session_idle_check(s);
+			session_check_idle(s);
 		}
 	}
 	pool_kick(p); /* waiters get sessions made with the new key */
@@ -401,231 +377,6 @@ void pool_acquire_cancel(struct pool_acquire *a)
 		acquire_retire(a);
 }
 
-static void session_event_cb(evutil_socket_t fd, short what, void *arg);
-static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
-
-static void session_ref(struct session *s)
-{
-	s->refs++;
-}
-
-static void session_unref(struct session *s)
-{
-	if (--s->refs > 0)
-		return;
-	if (s->refs < 0 || s->listed)
-		abort();
-	TAILQ_INSERT_TAIL(&s->p->dead_sessions, s, link);
-	pool_kick(s->p);
-}
-
-static void session_free(struct session *s)
-{
-	if (s->dns_req != NULL)
-		evdns_getaddrinfo_cancel(s->dns_req);
-	if (s->ev != NULL)
-		event_free(s->ev);
-	if (s->timer != NULL)
-		event_free(s->timer);
-	if (s->ssh != NULL)
-		libssh2_session_free(s->ssh);
-	if (s->fd >= 0)
-		evutil_closesocket(s->fd);
-	s->p->nsessions--;
-	free(s);
-}
-
-static void session_unlist(struct session *s)
-{
-	if (!s->listed)
-		return;
-	TAILQ_REMOVE(&s->t->sessions, s, link);
-	s->listed = false;
-	session_unref(s);
-}
-
-/* Arms the socket event for what the session waits on. Idle sessions are not watched: a
- * dead one is found when next used (and the exec retried), or by the keepalive. */
-static void session_arm(struct session *s)
-{
-	short what = 0;
-
-	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED || s->state == SESS_RESOLVING)
-		return;
-	if (s->state == SESS_CONNECTING)
-		what = EV_WRITE;
-	else if (s->state != SESS_READY || !TAILQ_EMPTY(&s->execs) || s->owner_session) {
-		what = EV_READ;
-		if (s->ssh != NULL &&
-		    (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
-			what |= EV_WRITE;
-	}
-	event_del(s->ev);
-	if (what == 0)
-		return;
-	event_assign(s->ev, s->p->base, s->fd, what, session_event_cb, s);
-	event_add(s->ev, NULL);
-}
-
-/* Runs the driver on the next loop turn, never from inside a caller's call. */
-static void session_schedule(struct session *s)
-{
-	if (s->state != SESS_READY)
-		return; /* connecting sessions run on their socket's own events */
-	if (s->driving) {
-		/* session_arm at the end of the drive would drop an event_active from here. */
-		s->again = true;
-		return;
-	}
-	if (!event_pending(s->ev, EV_READ | EV_WRITE, NULL))
-		event_assign(s->ev, s->p->base, s->fd, EV_READ, session_event_cb, s);
-	event_active(s->ev, EV_READ, 0);
-}
-
-static void session_idle_check(struct session *s)
-{
-	if (s->state != SESS_READY || s->slots > 0 || !TAILQ_EMPTY(&s->execs))
-		return;
-	event_base_gettimeofday_cached(s->p->base, &s->idle_since);
-	if (s->retiring) {
-		timer_in(s->timer, 0); /* closed from its timer, outside the caller's work */
-		return;
-	}
-	timer_in(s->timer, s->p->cfg.keepalive_s < s->p->cfg.idle_ttl_s ? s->p->cfg.keepalive_s
-	                                                                : s->p->cfg.idle_ttl_s);
-}
-
-static void session_connect_failed(struct session *s, enum pool_fail_reason why, const char *detail)
-{
-	struct target *t = s->t;
-	struct session *other;
-	bool alive = false;
-
-	s->p->stats.handshake_failures[why]++;
-	snprintf(s->detail, sizeof(s->detail), "%s", detail);
-	/* Waiters wait on while another session may still serve them; otherwise they learn
-	 * why now, before the break below could open a new session for them. */
-	TAILQ_FOREACH(other, &t->sessions, link)
-	alive |= other != s;
-	if (!alive)
-		while (!TAILQ_EMPTY(&t->waiters))
-			acquire_complete(TAILQ_FIRST(&t->waiters), NULL, why, detail);
-	session_break(s, detail);
-}
-
-static void session_ready(struct session *s)
-{
-	FSM_SET(&sess_fsm, s->state, SESS_READY, s->t->host);
-	evtimer_del(s->timer);
-	target_dispatch(s->t);
-	session_idle_check(s);
-}
-
-static int sock_connect_start(struct session *s, const struct sockaddr *sa, socklen_t len)
-{
-	int one = 1, idle = s->p->cfg.keepalive_s;
-
-	s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd < 0)
-		return -1;
-	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(s->fd, sa, len) != 0 && errno != EINPROGRESS)
-		return -1;
-	FSM_SET(&sess_fsm, s->state, SESS_CONNECTING, s->t->host);
-	session_arm(s);
-	return 0;
-}
-
-static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-	struct session *s = arg;
-	char detail[160];
-
-	s->dns_req = NULL;
-	if (result == EVUTIL_EAI_CANCEL)
-		return;
-	if (result != 0 || res == NULL) {
-		snprintf(detail, sizeof(detail), "cannot resolve %s: %s", s->t->host,
-		         evutil_gai_strerror(result));
-		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-	} else if (sock_connect_start(s, res->ai_addr, (socklen_t)res->ai_addrlen) != 0) {
-		snprintf(detail, sizeof(detail), "cannot connect to %s port %d: %s", s->t->host,
-		         s->t->port, strerror(errno));
-		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-	}
-	if (res != NULL)
-		evutil_freeaddrinfo(res);
-}
-
-/* Opens a new session to t; it joins t->sessions at once so that concurrent acquires
- * count on it instead of opening their own. */
-static void session_open(struct target *t)
-{
-	struct pool *p = t->p;
-	struct session *s = calloc(1, sizeof(*s));
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
-	                                .ai_socktype = SOCK_STREAM,
-	                                .ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
-	struct evutil_addrinfo *res = NULL;
-	char port[16], detail[160];
-
-	if (s == NULL)
-		return;
-	s->p = p;
-	s->t = t;
-	s->fd = -1;
-	s->state = SESS_RESOLVING;
-	s->max_slots = t->learned_max ? t->learned_max : p->cfg.max_channels_per_session;
-	s->key = p->key;
-	s->key_len = p->key_len;
-	TAILQ_INIT(&s->execs);
-	s->ev = event_new(p->base, -1, 0, session_event_cb, s);
-	s->timer = evtimer_new(p->base, session_timer_cb, s);
-	p->nsessions++;
-	s->refs = 1;
-	s->listed = true;
-	TAILQ_INSERT_TAIL(&t->sessions, s, link);
-	if (s->ev == NULL || s->timer == NULL) {
-		session_connect_failed(s, POOL_FAIL_CONNECT, "out of memory");
-		return;
-	}
-	timer_in(s->timer, p->cfg.connect_timeout_s);
-	snprintf(port, sizeof(port), "%d", t->port);
-	if (evutil_getaddrinfo(t->host, port, &hints, &res) == 0) {
-		/* A numeric address: nothing to resolve. */
-		if (sock_connect_start(s, res->ai_addr, (socklen_t)res->ai_addrlen) != 0) {
-			snprintf(detail, sizeof(detail), "cannot connect to %s port %d: %s",
-			         t->host, t->port, strerror(errno));
-			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-		}
-		evutil_freeaddrinfo(res);
-		return;
-	}
-	if (p->dns == NULL)
-		p->dns = evdns_base_new(p->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-	if (p->dns == NULL) {
-		session_connect_failed(s, POOL_FAIL_CONNECT, "no DNS resolver");
-		return;
-	}
-	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-	s->dns_req = evdns_getaddrinfo(p->dns, t->host, port, &hints, dns_cb, s);
-}
-
-/* Closes an idle session on purpose (TTL, eviction, shutdown). */
-static void session_close(struct session *s, const char *why)
-{
-	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED)
-		return;
-	if (s->ssh != NULL && s->state == SESS_READY && !s->owner_session && s->owner == NULL)
-		libssh2_session_disconnect(s->ssh, why); /* a courtesy: EAGAIN is fine */
-	FSM_SET(&sess_fsm, s->state, SESS_CLOSED, s->t->host);
-	event_del(s->ev);
-	evtimer_del(s->timer);
-	session_unlist(s);
-}
-
 static void exec_outcome(struct pool_exec *e, enum pool_outcome_kind kind,
                          enum pool_fail_reason why, const char *detail)
 {
@@ -639,84 +390,40 @@ static void exec_outcome(struct pool_exec *e, enum pool_outcome_kind kind,
 static void exec_detach(struct pool_exec *e);
 static void exec_reacquire(struct pool_exec *e, bool at_front);
 
-/* The transport failed: every exec on it ends transport_error, except those whose
- * command cannot have been sent yet, which retry once on a new session. */
-static void session_break(struct session *s, const char *why)
+/* The session's hooks: what the pool and the execs on it do when it changes. */
+static void pool_serve_waiters(struct session *s)
 {
-	struct pool_exec *e, *next;
-
-	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED)
-		return;
-	FSM_SET(&sess_fsm, s->state, SESS_BROKEN, s->t->host);
-	snprintf(s->detail, sizeof(s->detail), "%s", why);
-	event_del(s->ev);
-	evtimer_del(s->timer);
-	s->owner = NULL;
-	s->starter = NULL;
-	session_ref(s);
-	session_unlist(s);
-	TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
-	{
-		e->ch = NULL; /* freed with the session */
-		if (!e->sent && !e->retried && !e->control && e->cancel_kind == POOL_EXITED &&
-		    !s->p->shutting_down) {
-			e->retried = true;
-			s->p->stats.stale_retries++;
-			exec_detach(e);
-			exec_reacquire(e, true);
-			continue;
-		}
-		exec_outcome(e, POOL_TRANSPORT_ERROR, POOL_FAIL_NONE, why);
-		exec_detach(e);
-		exec_finish(e);
-	}
-	session_unref(s);
 	target_dispatch(s->t);
 }
 
-static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void pool_fail_waiters(struct session *s, enum pool_fail_reason why, const char *detail)
 {
-	struct session *s = arg;
-	struct timeval now, idle;
-	int next = 0;
+	struct target *t = s->t;
+	struct session *other;
+	bool alive = false;
 
-	(void)fd;
-	(void)what;
-	if (s->state != SESS_READY) {
-		char detail[160];
-		snprintf(detail, sizeof(detail),
-		         "SSH connection to %s port %d did not complete in %d s", s->t->host,
-		         s->t->port, s->p->cfg.connect_timeout_s);
-		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-		return;
-	}
-	if (s->slots > 0 || !TAILQ_EMPTY(&s->execs))
-		return; /* in use: the timer is re-armed when it goes idle */
-	if (s->retiring) {
-		session_close(s, "the SSH key was replaced");
-		return;
-	}
-	event_base_gettimeofday_cached(s->p->base, &now);
-	timersub(&now, &s->idle_since, &idle);
-	if (idle.tv_sec >= s->p->cfg.idle_ttl_s) {
-		session_close(s, "idle");
-		return;
-	}
-	if (s->owner == NULL) {
-		int rc = libssh2_keepalive_send(s->ssh, &next);
-		if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) {
-			session_break(s, "keepalive failed");
-			return;
-		}
-		if (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			s->owner_session = true; /* flushed by the next drive before anything */
-	}
-	next = s->p->cfg.keepalive_s;
-	if (s->p->cfg.idle_ttl_s - idle.tv_sec < next)
-		next = (int)(s->p->cfg.idle_ttl_s - idle.tv_sec);
-	timer_in(s->timer, next > 0 ? next : 1);
-	session_arm(s);
+	/* Waiters wait on while another session may still serve them; otherwise they learn
+	 * why now, before the break that follows could open a new session for them. */
+	TAILQ_FOREACH(other, &t->sessions, link)
+	alive |= other != s;
+	if (!alive)
+		while (!TAILQ_EMPTY(&t->waiters))
+			acquire_complete(TAILQ_FIRST(&t->waiters), NULL, why, detail);
 }
+
+static void pool_reclaim_session(struct session *s)
+{
+	TAILQ_INSERT_TAIL(&s->p->dead_sessions, s, link);
+	pool_kick(s->p);
+}
+
+static const struct session_hooks pool_session_hooks = {
+    .step = exec_step,
+    .lost = exec_lost,
+    .changed = pool_serve_waiters,
+    .connect_failed = pool_fail_waiters,
+    .dead = pool_reclaim_session,
+};
 
 static struct session *target_free_session(struct target *t, unsigned *connecting_slots)
 {
@@ -800,7 +507,7 @@ static void target_dispatch(struct target *t)
 	       target_nsessions(t) < (unsigned)p->cfg.max_sessions_per_host) {
 		if (p->nsessions >= (unsigned)p->cfg.max_sessions_total && !pool_evict_one(p))
 			break;
-		session_open(t);
+		session_open(t, &pool_session_hooks);
 		connecting_slots +=
 		    (unsigned)(t->learned_max ? t->learned_max : p->cfg.max_channels_per_session);
 	}
@@ -815,7 +522,7 @@ void pool_lease_release(struct pool_lease *l)
 	s = l->s;
 	free(l);
 	s->slots--;
-	session_idle_check(s);
+	session_check_idle(s);
 	target_dispatch(s->t);
 	session_unref(s);
 }
@@ -869,7 +576,7 @@ static void exec_detach(struct pool_exec *e)
 	e->s = NULL;
 	e->ch = NULL;
 	if (s->state == SESS_READY) {
-		session_idle_check(s);
+		session_check_idle(s);
 		target_dispatch(s->t);
 		session_schedule(s);
 	}
@@ -906,6 +613,24 @@ static void exec_reacquire(struct pool_exec *e, bool at_front)
 		return;
 	}
 	e->reacquire->exec = e;
+}
+
+/* The transport failed: an exec on it ends transport_error, unless its command cannot have
+ * been sent yet: then it retries once on a new session. */
+static void exec_lost(struct pool_exec *e, const char *why)
+{
+	e->ch = NULL; /* freed with the session */
+	if (!e->sent && !e->retried && !e->control && e->cancel_kind == POOL_EXITED &&
+	    !e->p->shutting_down) {
+		e->retried = true;
+		e->p->stats.stale_retries++;
+		exec_detach(e);
+		exec_reacquire(e, true);
+		return;
+	}
+	exec_outcome(e, POOL_TRANSPORT_ERROR, POOL_FAIL_NONE, why);
+	exec_detach(e);
+	exec_finish(e);
 }
 
 static void exec_got_lease(struct pool_exec *e, struct pool_lease *l, enum pool_fail_reason why,
@@ -1399,165 +1124,6 @@ static bool exec_step(struct pool_exec *e)
 			abort();
 		}
 	}
-}
-
-/* libssh2's socket reads, counted (see session_drive_ready). */
-static ssize_t session_recv(libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract)
-{
-	struct session *s = *abstract;
-	ssize_t n = recv(fd, buf, len, flags);
-
-	if (n < 0)
-		return -errno;
-	s->rx_bytes += (uint64_t)n;
-	return n;
-}
-
-static void session_drive_ready(struct session *s)
-{
-	struct pool_exec *e, *next;
-
-	if (s->owner_session) {
-		int next_s = 0;
-		int rc = libssh2_keepalive_send(s->ssh, &next_s);
-		if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) {
-			session_break(s, "keepalive failed");
-			return;
-		}
-		if (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			return;
-		s->owner_session = false;
-	}
-	if (s->owner != NULL) {
-		e = s->owner;
-		s->owner = NULL;
-		if (!exec_step(e) || s->owner != NULL)
-			return;
-	}
-	/* Execs added or woken during a pass (a kill channel, a resume) get another pass. So does
-	 * every pass in which libssh2 read from the socket: reading one channel queues the
-	 * packets of every channel, and a channel visited earlier in the pass would leave its
-	 * queued data (or its EOF, or CLOSE) unread while the socket stays quiet, its window
-	 * full: a stall. A pass that read nothing from the socket has drained every queue. */
-	do {
-		uint64_t rx = s->rx_bytes;
-
-		s->again = false;
-		TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
-		{
-			if (!exec_step(e))
-				return;
-			if (s->owner != NULL || s->state != SESS_READY)
-				return;
-		}
-		if (s->rx_bytes != rx)
-			s->again = true;
-	} while (s->again);
-}
-
-static void session_drive(struct session *s)
-{
-	char detail[200];
-	int rc;
-
-	switch (s->state) {
-	case SESS_CONNECTING: {
-		int soerr = 0;
-		socklen_t len = sizeof(soerr);
-		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-			snprintf(detail, sizeof(detail), "cannot connect to %s port %d: %s",
-			         s->t->host, s->t->port, strerror(soerr ? soerr : errno));
-			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-			return;
-		}
-		s->ssh = libssh2_session_init_ex(NULL, NULL, NULL, s);
-		if (s->ssh != NULL)
-			libssh2_session_callback_set(s->ssh, LIBSSH2_CALLBACK_RECV,
-			                             (void *)session_recv);
-		if (s->ssh == NULL || hostkey_set_method_pref(s->ssh) != 0) {
-			session_connect_failed(s, POOL_FAIL_CONNECT,
-			                       "cannot create an SSH session");
-			return;
-		}
-		libssh2_session_set_blocking(s->ssh, 0);
-		libssh2_keepalive_config(s->ssh, 0, (unsigned)s->p->cfg.keepalive_s);
-		s->p->stats.handshakes_total++;
-		FSM_SET(&sess_fsm, s->state, SESS_HANDSHAKE, s->t->host);
-	}
-		/* fall through */
-	case SESS_HANDSHAKE: {
-		const char *hash;
-		rc = libssh2_session_handshake(s->ssh, s->fd);
-		if (rc == LIBSSH2_ERROR_EAGAIN)
-			break;
-		if (rc != 0) {
-			char *msg = NULL;
-			libssh2_session_last_error(s->ssh, &msg, NULL, 0);
-			snprintf(detail, sizeof(detail), "SSH handshake with %s port %d failed: %s",
-			         s->t->host, s->t->port, msg ? msg : "?");
-			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-			return;
-		}
-		/* The pin is checked before anything of ours is sent: no authentication
-		 * reaches a host whose key does not match. */
-		hash = libssh2_hostkey_hash(s->ssh, LIBSSH2_HOSTKEY_HASH_SHA256);
-		if (hash == NULL || memcmp(hash, s->t->fp, FP_SHA256_LEN) != 0) {
-			char seen[FP_TEXT_LEN + 1] = "none";
-			if (hash != NULL)
-				fp_format((const unsigned char *)hash, seen);
-			snprintf(detail, sizeof(detail),
-			         "host key of %s port %d is %s, not the pinned %s", s->t->host,
-			         s->t->port, seen, s->t->fp_text);
-			session_connect_failed(s, POOL_FAIL_HOST_KEY, detail);
-			return;
-		}
-		FSM_SET(&sess_fsm, s->state, SESS_AUTH, s->t->host);
-	}
-		/* fall through */
-	case SESS_AUTH:
-		rc = libssh2_userauth_publickey_frommemory(s->ssh, s->t->user, strlen(s->t->user),
-		                                           NULL, 0, s->key, s->key_len, NULL);
-		if (rc == LIBSSH2_ERROR_EAGAIN)
-			break;
-		if (rc != 0) {
-			snprintf(detail, sizeof(detail), "%s@%s port %d refused the broker's key",
-			         s->t->user, s->t->host, s->t->port);
-			session_connect_failed(s,
-			                       rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED ||
-			                               rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
-			                               rc == LIBSSH2_ERROR_FILE
-			                           ? POOL_FAIL_AUTH
-			                           : POOL_FAIL_CONNECT,
-			                       detail);
-			return;
-		}
-		session_ready(s);
-		session_drive_ready(s);
-		break;
-	case SESS_READY:
-		session_drive_ready(s);
-		break;
-	case SESS_RESOLVING:
-	case SESS_BROKEN:
-	case SESS_CLOSED:
-		return;
-	default:
-		abort();
-	}
-	session_arm(s);
-}
-
-static void session_event_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct session *s = arg;
-
-	(void)fd;
-	(void)what;
-	session_ref(s); /* the driver may unlist it */
-	s->driving = true;
-	session_drive(s);
-	s->driving = false;
-	session_unref(s);
 }
 
 static void pool_check_shutdown(struct pool *p)

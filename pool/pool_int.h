@@ -48,6 +48,7 @@ enum exec_state {
 
 struct target;
 struct session;
+struct session_hooks;
 
 struct pool {
 	struct event_base *base;
@@ -92,6 +93,7 @@ struct target {
 struct session {
 	struct pool *p;
 	struct target *t;
+	const struct session_hooks *hooks; /* set by whoever opened it (the pool) */
 	enum sess_state state;
 	evutil_socket_t fd;
 	LIBSSH2_SESSION *ssh;
