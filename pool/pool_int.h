@@ -49,6 +49,7 @@ enum exec_state {
 struct target;
 struct session;
 struct session_hooks;
+struct channel_hooks;
 
 struct pool {
 	struct event_base *base;
@@ -139,7 +140,8 @@ struct pool_acquire {
 struct pool_exec {
 	struct pool *p;
 	struct target *t;
-	struct session *s; /* NULL while EXEC_WAITING or DONE */
+	const struct channel_hooks *hooks; /* set by whoever made it (the pool) */
+	struct session *s;                 /* NULL while EXEC_WAITING or DONE */
 	enum exec_state state;
 	LIBSSH2_CHANNEL *ch;
 	char *cmd;
