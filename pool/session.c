@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/err.h"
 #include "common/fsm.h"
 #include "pool/fingerprint.h"
 #include "pool/hostkey.h"
@@ -156,18 +157,19 @@ static void session_ready(struct session *s)
 	session_check_idle(s);
 }
 
+/* Starts the TCP connect: 0, or EB_ERR_IO with errno saying why. */
 static int session_connect_start(struct session *s, const struct sockaddr *sa, socklen_t len)
 {
 	int one = 1, idle = s->p->cfg.keepalive_s;
 
 	s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0)
-		return -1;
+		return EB_ERR_IO;
 	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(s->fd, sa, len) != 0 && errno != EINPROGRESS)
-		return -1;
+		return EB_ERR_IO;
 	FSM_SET(&sess_fsm, s->state, SESS_CONNECTING, s->t->host);
 	session_arm(s);
 	return 0;
