@@ -1,207 +1,25 @@
-/* pool/pool.c: the SSH session pool: targets, sessions, leases, execs and their channels,
- * driven by libevent. libssh2 1.10 rules this file is built around (see the research notes
- * in docs/pool.md):
- *  - one channel open and one exec request may be in flight per session (s->starter);
- *  - a session has one partly-sent packet at most: the call that returned EAGAIN with
- *    BLOCK_OUTBOUND owns the session (s->owner) and is retried, with the same arguments,
- *    before any other libssh2 call on it;
- *  - the window of a channel only grows when that channel is read, so a paused exec holds
- *    at most its window (channel_buffer_bytes) in libssh2, and reads always use READ_LEN;
- *  - stdout and stderr share the window: both are read on every pass.
- * Nothing is freed inside its own callback: objects whose last reference goes are put on
- * the reclaim list and freed from the pool's kick event, after the loop turn. */
+/* pool/pool.c: the pool proper, and pool.h's whole contract: targets, the FIFO of waiting
+ * acquires, leases, dispatch and eviction, reclaim after the loop turn, shutdown,
+ * reconfigure and stats. It opens sessions and starts execs, and wires their hooks. */
 #include "pool/pool.h"
 
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <fcntl.h>
 #include <libssh2.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/err.h"
+#include "pool/channel.h"
 #include "pool/fingerprint.h"
-#include "pool/hostkey.h"
-
-/* glibc's sys/queue.h lacks the BSD iterator that tolerates removing the current one. */
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                                                 \
-	for ((var) = TAILQ_FIRST(head); (var) && ((tvar) = TAILQ_NEXT(var, field), 1);             \
-	     (var) = (tvar))
-#endif
-
-#define READ_LEN     16384
-#define WRITE_LEN    32768
-#define PACKET_LEN   32768
-#define KILL_SLACK_S 10
-
-enum sess_state {
-	SESS_RESOLVING,  /* waiting for evdns */
-	SESS_CONNECTING, /* non-blocking TCP connect */
-	SESS_HANDSHAKE,  /* key exchange */
-	SESS_AUTH,       /* public-key authentication */
-	SESS_READY,      /* leasable */
-	SESS_BROKEN,     /* transport failed: never leased again, freed at last reference */
-	SESS_CLOSED,     /* disconnected on purpose (idle, eviction, shutdown) */
-};
-
-enum exec_state {
-	EXEC_WAITING,  /* no session: re-acquiring after a stale session or a refused open */
-	EXEC_OPENING,  /* waiting for, or in, libssh2_channel_open_ex */
-	EXEC_STARTING, /* libssh2_channel_process_startup("exec") */
-	EXEC_RUNNING,  /* stdin, output, until the remote EOF */
-	EXEC_CLOSING,  /* libssh2_channel_close: waiting for the remote close */
-	EXEC_FREEING,  /* libssh2_channel_free */
-	EXEC_DONE,     /* off the session; reclaimed once the consumer released it */
-};
-
-struct target;
-struct session;
-
-struct pool {
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct pool_config cfg;
-	char *key; /* private key file contents, NUL-terminated (libssh2 needs it) */
-	size_t key_len;
-	/* Keys replaced by pool_reconfigure: sessions that began with one may still be
-	 * authenticating with it. Wiped and freed with the pool. */
-	struct old_key *old_keys;
-	struct event *kick; /* deferred work: waiters, reclaim, shutdown progress */
-	TAILQ_HEAD(, target) targets;
-	TAILQ_HEAD(, session) dead_sessions; /* refs reached 0: free at kick */
-	TAILQ_HEAD(, pool_exec) dead_execs;
-	TAILQ_HEAD(, pool_acquire) dead_acquires;
-	TAILQ_HEAD(, pool_exec) reports; /* execs refused at start, reported from the loop */
-	unsigned nsessions;
-	struct pool_stats stats;
-	bool shutting_down;
-	void (*shutdown_done)(void *);
-	void *shutdown_arg;
-	char readbuf[READ_LEN];
-};
-
-struct old_key {
-	struct old_key *next;
-	char *key;
-	size_t len;
-};
-
-struct target {
-	struct pool *p;
-	char *host, *user, *fp_text;
-	int port;
-	unsigned char fp[FP_SHA256_LEN];
-	int learned_max;                /* channel limit learned from a refused open; 0: unknown */
-	TAILQ_HEAD(, session) sessions; /* every session not yet broken or closed */
-	TAILQ_HEAD(, pool_acquire) waiters; /* FIFO */
-	TAILQ_ENTRY(target) link;
-};
-
-struct session {
-	struct pool *p;
-	struct target *t;
-	enum sess_state state;
-	evutil_socket_t fd;
-	LIBSSH2_SESSION *ssh;
-	struct event *ev;    /* the socket */
-	struct event *timer; /* connect timeout, then idle TTL and keepalive */
-	struct evdns_getaddrinfo_request *dns_req;
-	/* Holders: the target's list while listed, each lease, each exec attached. */
-	int refs;
-	int slots;     /* leases and execs holding a slot (control execs do not) */
-	int max_slots; /* pool_max_channels_per_session, or what the server taught us */
-	bool listed;
-	bool retiring;   /* made with a replaced key: no new leases, closed once idle */
-	const char *key; /* the key it authenticates with (p->key or an old one) */
-	size_t key_len;
-	bool owner_session; /* a session-level call (keepalive) owns the partial send */
-	bool driving;       /* inside session_drive: scheduling means another pass */
-	bool again;
-	uint64_t rx_bytes;         /* read from the socket by libssh2 (session_recv) */
-	struct pool_exec *owner;   /* the exec whose call owns the partial send */
-	struct pool_exec *starter; /* the exec opening a channel or starting its command */
-	struct timeval idle_since;
-	TAILQ_HEAD(, pool_exec) execs;
-	TAILQ_ENTRY(session) link; /* target->sessions or p->dead_sessions */
-	char detail[160];
-};
-
-struct pool_lease {
-	struct session *s;
-};
-
-struct pool_acquire {
-	struct pool *p;
-	struct target *t;
-	struct timeval deadline;
-	struct event *timer;
-	pool_acquire_cb cb;
-	void *arg;
-	struct pool_exec *exec; /* an exec re-acquiring (stale retry, refused open) */
-	bool queued;
-	TAILQ_ENTRY(pool_acquire) link;
-};
-
-struct pool_exec {
-	struct pool *p;
-	struct target *t;
-	struct session *s; /* NULL while EXEC_WAITING or DONE */
-	enum exec_state state;
-	LIBSSH2_CHANNEL *ch;
-	char *cmd;
-	size_t cmd_len;
-	char *in;
-	size_t in_len, in_off;
-	bool eof_sent;
-	bool holds_slot;
-	bool control; /* an internal kill command: no consumer, no slot */
-	bool sent;    /* the exec request may have reached the server */
-	bool retried; /* used its one stale-session retry */
-	bool paused;
-	bool released; /* the consumer let go: no more callbacks */
-	bool reported; /* finished has run (or would have) */
-	bool started_cb;
-	bool in_reports;
-	bool stdout_eof, stderr_eof;
-	bool remote_closed;
-	enum pool_outcome_kind cancel_kind; /* POOL_EXITED: not cancelled */
-	bool kill_sent;
-	long pgid;
-	char pgid_line[64];
-	size_t pgid_len;
-	bool pgid_done;
-	struct timeval deadline;
-	struct event *deadline_ev; /* the deadline, then the kill safety net */
-	struct pool_acquire *reacquire;
-	struct pool_exec_callbacks cb;
-	void *arg;
-	int refs; /* holders: the consumer until released; the state machine until DONE */
-	struct pool_outcome out;
-	TAILQ_ENTRY(pool_exec) link; /* s->execs or p->dead_execs */
-};
-
-static void session_drive(struct session *s);
-static void session_break(struct session *s, const char *why);
-static void session_unref(struct session *s);
-static void exec_attach(struct pool_exec *e, struct session *s, bool holds_slot);
-static void exec_finish(struct pool_exec *e);
-static void pool_kick(struct pool *p);
-static void session_idle_check(struct session *s);
-static void target_dispatch(struct target *t);
-
-/* ------------------------------------------------------------------ names */
+#include "pool/pool_int.h"
+#include "pool/session.h"
 
 const char *pool_outcome_name(enum pool_outcome_kind k)
 {
@@ -249,22 +67,6 @@ const char *pool_fail_reason_name(enum pool_fail_reason r)
 	}
 }
 
-static const char *sess_state_name(enum sess_state st)
-{
-	static const char *const names[] = {"resolving", "connecting", "handshake", "auth",
-	                                    "ready",     "broken",     "closed"};
-	return names[st];
-}
-
-static const char *exec_state_name(enum exec_state st)
-{
-	static const char *const names[] = {"waiting", "opening", "starting", "running",
-	                                    "closing", "freeing", "done"};
-	return names[st];
-}
-
-/* ------------------------------------------------------------------ time */
-
 void pool_deadline_after_ms(long ms, struct timeval *out)
 {
 	struct timespec ts;
@@ -291,60 +93,13 @@ static void timer_at(struct event *ev, const struct timeval *deadline)
 	evtimer_add(ev, &rel);
 }
 
-static void timer_in(struct event *ev, int seconds)
-{
-	struct timeval rel = {seconds, 0};
-
-	evtimer_add(ev, &rel);
-}
-
-/* ------------------------------------------------------------------ states */
-
-static void sess_set_state(struct session *s, enum sess_state st)
-{
-	static const unsigned legal[] = {
-	    [SESS_RESOLVING] = 1u << SESS_CONNECTING | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_CONNECTING] = 1u << SESS_HANDSHAKE | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_HANDSHAKE] = 1u << SESS_AUTH | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_AUTH] = 1u << SESS_READY | 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_READY] = 1u << SESS_BROKEN | 1u << SESS_CLOSED,
-	    [SESS_BROKEN] = 0,
-	    [SESS_CLOSED] = 0,
-	};
-
-	if ((legal[s->state] & (1u << st)) == 0) {
-		fprintf(stderr, "pool: illegal session transition %s -> %s\n",
-		        sess_state_name(s->state), sess_state_name(st));
-		abort(); /* a broken invariant, not bad input */
-	}
-	s->state = st;
-}
-
-static void exec_set_state(struct pool_exec *e, enum exec_state st)
-{
-	static const unsigned legal[] = {
-	    [EXEC_WAITING] = 1u << EXEC_OPENING | 1u << EXEC_DONE,
-	    [EXEC_OPENING] =
-	        1u << EXEC_STARTING | 1u << EXEC_WAITING | 1u << EXEC_DONE | 1u << EXEC_CLOSING,
-	    [EXEC_STARTING] =
-	        1u << EXEC_RUNNING | 1u << EXEC_CLOSING | 1u << EXEC_WAITING | 1u << EXEC_DONE,
-	    [EXEC_RUNNING] = 1u << EXEC_CLOSING | 1u << EXEC_DONE,
-	    [EXEC_CLOSING] = 1u << EXEC_FREEING | 1u << EXEC_DONE,
-	    [EXEC_FREEING] = 1u << EXEC_DONE,
-	    [EXEC_DONE] = 0,
-	};
-
-	if ((legal[e->state] & (1u << st)) == 0) {
-		fprintf(stderr, "pool: illegal exec transition %s -> %s\n",
-		        exec_state_name(e->state), exec_state_name(st));
-		abort();
-	}
-	e->state = st;
-}
-
-/* ------------------------------------------------------------------ pool */
-
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
+static void target_dispatch(struct target *t);
+
+static void pool_kick(struct pool *p)
+{
+	event_active(p->kick, EV_TIMEOUT, 0);
+}
 
 /* The key file's contents, NUL-terminated, in *key (malloc'd). 0 or EB_ERR_IO with err. */
 static int read_key(const char *path, char **key, size_t *len, char *err, size_t errlen)
@@ -442,19 +197,12 @@ int pool_reconfigure(struct pool *p, const struct pool_config *cfg, char *err, s
 		TAILQ_FOREACH(s, &t->sessions, link)
 		{
 			s->retiring = true;
-			session_idle_check(s);
+			session_check_idle(s);
 		}
 	}
 	pool_kick(p); /* waiters get sessions made with the new key */
 	return 1;
 }
-
-static void pool_kick(struct pool *p)
-{
-	event_active(p->kick, EV_TIMEOUT, 0);
-}
-
-/* ------------------------------------------------------------------ targets */
 
 static struct target *target_get(struct pool *p, const struct pool_target *pt)
 {
@@ -490,8 +238,6 @@ static struct target *target_get(struct pool *p, const struct pool_target *pt)
 	return t;
 }
 
-/* ------------------------------------------------------------------ acquires */
-
 static void acquire_free(struct pool_acquire *a)
 {
 	if (a->timer != NULL)
@@ -512,8 +258,8 @@ static void acquire_retire(struct pool_acquire *a)
 	pool_kick(a->p);
 }
 
-static void exec_got_lease(struct pool_exec *e, struct pool_lease *l, enum pool_fail_reason why,
-                           const char *detail);
+static void lease_hand_to_exec(struct pool_exec *e, struct pool_lease *l, enum pool_fail_reason why,
+                               const char *detail);
 
 static void acquire_complete(struct pool_acquire *a, struct pool_lease *l,
                              enum pool_fail_reason why, const char *detail)
@@ -521,7 +267,7 @@ static void acquire_complete(struct pool_acquire *a, struct pool_lease *l,
 	acquire_retire(a);
 	if (a->exec != NULL) {
 		a->exec->reacquire = NULL;
-		exec_got_lease(a->exec, l, why, detail);
+		lease_hand_to_exec(a->exec, l, why, detail);
 	} else {
 		a->cb(l, why, detail, a->arg);
 	}
@@ -587,326 +333,63 @@ void pool_acquire_cancel(struct pool_acquire *a)
 		acquire_retire(a);
 }
 
-/* ------------------------------------------------------------------ sessions */
-
-static void session_event_cb(evutil_socket_t fd, short what, void *arg);
-static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
-
-static void session_ref(struct session *s)
+/* The session's hooks: what the pool and the execs on it do when it changes. */
+static void pool_serve_waiters(struct session *s)
 {
-	s->refs++;
+	target_dispatch(s->t);
 }
 
-static void session_unref(struct session *s)
-{
-	if (--s->refs > 0)
-		return;
-	if (s->refs < 0 || s->listed)
-		abort();
-	TAILQ_INSERT_TAIL(&s->p->dead_sessions, s, link);
-	pool_kick(s->p);
-}
-
-static void session_free(struct session *s)
-{
-	if (s->dns_req != NULL)
-		evdns_getaddrinfo_cancel(s->dns_req);
-	if (s->ev != NULL)
-		event_free(s->ev);
-	if (s->timer != NULL)
-		event_free(s->timer);
-	if (s->ssh != NULL)
-		libssh2_session_free(s->ssh);
-	if (s->fd >= 0)
-		evutil_closesocket(s->fd);
-	s->p->nsessions--;
-	free(s);
-}
-
-static void session_unlist(struct session *s)
-{
-	if (!s->listed)
-		return;
-	TAILQ_REMOVE(&s->t->sessions, s, link);
-	s->listed = false;
-	session_unref(s);
-}
-
-/* Arms the socket event for what the session waits on. Idle sessions are not watched: a
- * dead one is found when next used (and the exec retried), or by the keepalive. */
-static void session_arm(struct session *s)
-{
-	short what = 0;
-
-	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED || s->state == SESS_RESOLVING)
-		return;
-	if (s->state == SESS_CONNECTING)
-		what = EV_WRITE;
-	else if (s->state != SESS_READY || !TAILQ_EMPTY(&s->execs) || s->owner_session) {
-		what = EV_READ;
-		if (s->ssh != NULL &&
-		    (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
-			what |= EV_WRITE;
-	}
-	event_del(s->ev);
-	if (what == 0)
-		return;
-	event_assign(s->ev, s->p->base, s->fd, what, session_event_cb, s);
-	event_add(s->ev, NULL);
-}
-
-/* Runs the driver on the next loop turn, never from inside a caller's call. */
-static void session_schedule(struct session *s)
-{
-	if (s->state != SESS_READY)
-		return; /* connecting sessions run on their socket's own events */
-	if (s->driving) {
-		/* session_arm at the end of the drive would drop an event_active from here. */
-		s->again = true;
-		return;
-	}
-	if (!event_pending(s->ev, EV_READ | EV_WRITE, NULL))
-		event_assign(s->ev, s->p->base, s->fd, EV_READ, session_event_cb, s);
-	event_active(s->ev, EV_READ, 0);
-}
-
-static void session_idle_check(struct session *s)
-{
-	if (s->state != SESS_READY || s->slots > 0 || !TAILQ_EMPTY(&s->execs))
-		return;
-	event_base_gettimeofday_cached(s->p->base, &s->idle_since);
-	if (s->retiring) {
-		timer_in(s->timer, 0); /* closed from its timer, outside the caller's work */
-		return;
-	}
-	timer_in(s->timer, s->p->cfg.keepalive_s < s->p->cfg.idle_ttl_s ? s->p->cfg.keepalive_s
-	                                                                : s->p->cfg.idle_ttl_s);
-}
-
-static void session_connect_failed(struct session *s, enum pool_fail_reason why, const char *detail)
+static void pool_fail_waiters(struct session *s, enum pool_fail_reason why, const char *detail)
 {
 	struct target *t = s->t;
 	struct session *other;
 	bool alive = false;
 
-	s->p->stats.handshake_failures[why]++;
-	snprintf(s->detail, sizeof(s->detail), "%s", detail);
 	/* Waiters wait on while another session may still serve them; otherwise they learn
-	 * why now, before the break below could open a new session for them. */
+	 * why now, before the break that follows could open a new session for them. */
 	TAILQ_FOREACH(other, &t->sessions, link)
 	alive |= other != s;
 	if (!alive)
 		while (!TAILQ_EMPTY(&t->waiters))
 			acquire_complete(TAILQ_FIRST(&t->waiters), NULL, why, detail);
-	session_break(s, detail);
 }
 
-static void session_ready(struct session *s)
+static void pool_reclaim_session(struct session *s)
 {
-	sess_set_state(s, SESS_READY);
-	evtimer_del(s->timer);
-	target_dispatch(s->t);
-	session_idle_check(s);
+	TAILQ_INSERT_TAIL(&s->p->dead_sessions, s, link);
+	pool_kick(s->p);
 }
 
-static int sock_connect_start(struct session *s, const struct sockaddr *sa, socklen_t len)
-{
-	int one = 1, idle = s->p->cfg.keepalive_s;
+static const struct session_hooks pool_session_hooks = {
+    .step = channel_step,
+    .lost = channel_lost,
+    .changed = pool_serve_waiters,
+    .connect_failed = pool_fail_waiters,
+    .dead = pool_reclaim_session,
+};
 
-	s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd < 0)
-		return -1;
-	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(s->fd, sa, len) != 0 && errno != EINPROGRESS)
-		return -1;
-	sess_set_state(s, SESS_CONNECTING);
-	session_arm(s);
+/* The execs' hooks. */
+static int pool_requeue_exec(struct pool_exec *e, bool at_front)
+{
+	e->reacquire = acquire_new(e->p, e->t, &e->deadline, at_front);
+	if (e->reacquire == NULL)
+		return EB_ERR_NOMEM;
+	e->reacquire->exec = e;
 	return 0;
 }
 
-static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+static void pool_reclaim_exec(struct pool_exec *e)
 {
-	struct session *s = arg;
-	char detail[160];
-
-	s->dns_req = NULL;
-	if (result == EVUTIL_EAI_CANCEL)
-		return;
-	if (result != 0 || res == NULL) {
-		snprintf(detail, sizeof(detail), "cannot resolve %s: %s", s->t->host,
-		         evutil_gai_strerror(result));
-		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-	} else if (sock_connect_start(s, res->ai_addr, (socklen_t)res->ai_addrlen) != 0) {
-		snprintf(detail, sizeof(detail), "cannot connect to %s port %d: %s", s->t->host,
-		         s->t->port, strerror(errno));
-		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-	}
-	if (res != NULL)
-		evutil_freeaddrinfo(res);
+	TAILQ_INSERT_TAIL(&e->p->dead_execs, e, link);
+	pool_kick(e->p);
 }
 
-/* Opens a new session to t; it joins t->sessions at once so that concurrent acquires
- * count on it instead of opening their own. */
-static void session_open(struct target *t)
-{
-	struct pool *p = t->p;
-	struct session *s = calloc(1, sizeof(*s));
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
-	                                .ai_socktype = SOCK_STREAM,
-	                                .ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
-	struct evutil_addrinfo *res = NULL;
-	char port[16], detail[160];
-
-	if (s == NULL)
-		return;
-	s->p = p;
-	s->t = t;
-	s->fd = -1;
-	s->state = SESS_RESOLVING;
-	s->max_slots = t->learned_max ? t->learned_max : p->cfg.max_channels_per_session;
-	s->key = p->key;
-	s->key_len = p->key_len;
-	TAILQ_INIT(&s->execs);
-	s->ev = event_new(p->base, -1, 0, session_event_cb, s);
-	s->timer = evtimer_new(p->base, session_timer_cb, s);
-	p->nsessions++;
-	s->refs = 1;
-	s->listed = true;
-	TAILQ_INSERT_TAIL(&t->sessions, s, link);
-	if (s->ev == NULL || s->timer == NULL) {
-		session_connect_failed(s, POOL_FAIL_CONNECT, "out of memory");
-		return;
-	}
-	timer_in(s->timer, p->cfg.connect_timeout_s);
-	snprintf(port, sizeof(port), "%d", t->port);
-	if (evutil_getaddrinfo(t->host, port, &hints, &res) == 0) {
-		/* A numeric address: nothing to resolve. */
-		if (sock_connect_start(s, res->ai_addr, (socklen_t)res->ai_addrlen) != 0) {
-			snprintf(detail, sizeof(detail), "cannot connect to %s port %d: %s",
-			         t->host, t->port, strerror(errno));
-			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-		}
-		evutil_freeaddrinfo(res);
-		return;
-	}
-	if (p->dns == NULL)
-		p->dns = evdns_base_new(p->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-	if (p->dns == NULL) {
-		session_connect_failed(s, POOL_FAIL_CONNECT, "no DNS resolver");
-		return;
-	}
-	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-	s->dns_req = evdns_getaddrinfo(p->dns, t->host, port, &hints, dns_cb, s);
-}
-
-/* Closes an idle session on purpose (TTL, eviction, shutdown). */
-static void session_close(struct session *s, const char *why)
-{
-	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED)
-		return;
-	if (s->ssh != NULL && s->state == SESS_READY && !s->owner_session && s->owner == NULL)
-		libssh2_session_disconnect(s->ssh, why); /* a courtesy: EAGAIN is fine */
-	sess_set_state(s, SESS_CLOSED);
-	event_del(s->ev);
-	evtimer_del(s->timer);
-	session_unlist(s);
-}
-
-static void exec_outcome(struct pool_exec *e, enum pool_outcome_kind kind,
-                         enum pool_fail_reason why, const char *detail)
-{
-	e->out.kind =
-	    e->cancel_kind != POOL_EXITED && kind != POOL_FAILED_TO_START ? e->cancel_kind : kind;
-	e->out.fail_reason = why;
-	if (detail != NULL)
-		snprintf(e->out.detail, sizeof(e->out.detail), "%s", detail);
-}
-
-static void exec_detach(struct pool_exec *e);
-static void exec_reacquire(struct pool_exec *e, bool at_front);
-
-/* The transport failed: every exec on it ends transport_error, except those whose
- * command cannot have been sent yet, which retry once on a new session. */
-static void session_break(struct session *s, const char *why)
-{
-	struct pool_exec *e, *next;
-
-	if (s->state == SESS_BROKEN || s->state == SESS_CLOSED)
-		return;
-	sess_set_state(s, SESS_BROKEN);
-	snprintf(s->detail, sizeof(s->detail), "%s", why);
-	event_del(s->ev);
-	evtimer_del(s->timer);
-	s->owner = NULL;
-	s->starter = NULL;
-	session_ref(s);
-	session_unlist(s);
-	TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
-	{
-		e->ch = NULL; /* freed with the session */
-		if (!e->sent && !e->retried && !e->control && e->cancel_kind == POOL_EXITED &&
-		    !s->p->shutting_down) {
-			e->retried = true;
-			s->p->stats.stale_retries++;
-			exec_detach(e);
-			exec_reacquire(e, true);
-			continue;
-		}
-		exec_outcome(e, POOL_TRANSPORT_ERROR, POOL_FAIL_NONE, why);
-		exec_detach(e);
-		exec_finish(e);
-	}
-	session_unref(s);
-	target_dispatch(s->t);
-}
-
-static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct session *s = arg;
-	struct timeval now, idle;
-	int next = 0;
-
-	(void)fd;
-	(void)what;
-	if (s->state != SESS_READY) {
-		char detail[160];
-		snprintf(detail, sizeof(detail),
-		         "SSH connection to %s port %d did not complete in %d s", s->t->host,
-		         s->t->port, s->p->cfg.connect_timeout_s);
-		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-		return;
-	}
-	if (s->slots > 0 || !TAILQ_EMPTY(&s->execs))
-		return; /* in use: the timer is re-armed when it goes idle */
-	if (s->retiring) {
-		session_close(s, "the SSH key was replaced");
-		return;
-	}
-	event_base_gettimeofday_cached(s->p->base, &now);
-	timersub(&now, &s->idle_since, &idle);
-	if (idle.tv_sec >= s->p->cfg.idle_ttl_s) {
-		session_close(s, "idle");
-		return;
-	}
-	if (s->owner == NULL) {
-		int rc = libssh2_keepalive_send(s->ssh, &next);
-		if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) {
-			session_break(s, "keepalive failed");
-			return;
-		}
-		if (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			s->owner_session = true; /* flushed by the next drive before anything */
-	}
-	next = s->p->cfg.keepalive_s;
-	if (s->p->cfg.idle_ttl_s - idle.tv_sec < next)
-		next = (int)(s->p->cfg.idle_ttl_s - idle.tv_sec);
-	timer_in(s->timer, next > 0 ? next : 1);
-	session_arm(s);
-}
-
-/* ------------------------------------------------------------------ leases */
+static const struct channel_hooks pool_channel_hooks = {
+    .requeue = pool_requeue_exec,
+    .requeue_cancel = pool_acquire_cancel,
+    .slot_freed = pool_serve_waiters,
+    .dead = pool_reclaim_exec,
+};
 
 static struct session *target_free_session(struct target *t, unsigned *connecting_slots)
 {
@@ -990,7 +473,7 @@ static void target_dispatch(struct target *t)
 	       target_nsessions(t) < (unsigned)p->cfg.max_sessions_per_host) {
 		if (p->nsessions >= (unsigned)p->cfg.max_sessions_total && !pool_evict_one(p))
 			break;
-		session_open(t);
+		session_open(t, &pool_session_hooks);
 		connecting_slots +=
 		    (unsigned)(t->learned_max ? t->learned_max : p->cfg.max_channels_per_session);
 	}
@@ -1005,139 +488,30 @@ void pool_lease_release(struct pool_lease *l)
 	s = l->s;
 	free(l);
 	s->slots--;
-	session_idle_check(s);
+	session_check_idle(s);
 	target_dispatch(s->t);
 	session_unref(s);
 }
 
-/* ------------------------------------------------------------------ execs */
-
-static void exec_unref(struct pool_exec *e)
-{
-	if (--e->refs > 0)
-		return;
-	if (e->refs < 0 || e->s != NULL)
-		abort();
-	TAILQ_INSERT_TAIL(&e->p->dead_execs, e, link);
-	pool_kick(e->p);
-}
-
-static void exec_free(struct pool_exec *e)
-{
-	if (e->deadline_ev != NULL)
-		event_free(e->deadline_ev);
-	if (e->in != NULL)
-		explicit_bzero(e->in, e->in_len);
-	free(e->in);
-	free(e->cmd);
-	free(e);
-}
-
-static void exec_attach(struct pool_exec *e, struct session *s, bool holds_slot)
-{
-	e->s = s;
-	e->holds_slot = holds_slot;
-	session_ref(s);
-	TAILQ_INSERT_TAIL(&s->execs, e, link);
-	exec_set_state(e, EXEC_OPENING);
-	session_schedule(s);
-}
-
-/* Takes e off its session: its slot and reference go. The channel must be gone. */
-static void exec_detach(struct pool_exec *e)
-{
-	struct session *s = e->s;
-
-	if (s == NULL)
-		return;
-	TAILQ_REMOVE(&s->execs, e, link);
-	if (s->owner == e)
-		s->owner = NULL;
-	if (s->starter == e)
-		s->starter = NULL;
-	if (e->holds_slot)
-		s->slots--;
-	e->holds_slot = false;
-	e->s = NULL;
-	e->ch = NULL;
-	if (s->state == SESS_READY) {
-		session_idle_check(s);
-		target_dispatch(s->t);
-		session_schedule(s);
-	}
-	session_unref(s);
-}
-
-/* Reports the outcome (once) and ends the state machine's hold on e. */
-static void exec_finish(struct pool_exec *e)
-{
-	if (e->state != EXEC_DONE)
-		exec_set_state(e, EXEC_DONE);
-	if (e->reacquire != NULL) {
-		pool_acquire_cancel(e->reacquire);
-		e->reacquire = NULL;
-	}
-	evtimer_del(e->deadline_ev);
-	if (!e->reported) {
-		e->reported = true;
-		if (!e->control)
-			e->p->stats.execs_by_outcome[e->out.kind]++;
-		if (!e->released && e->cb.finished != NULL)
-			e->cb.finished(e, &e->out, e->arg);
-	}
-	exec_unref(e);
-}
-
-static void exec_reacquire(struct pool_exec *e, bool at_front)
-{
-	exec_set_state(e, EXEC_WAITING);
-	e->reacquire = acquire_new(e->p, e->t, &e->deadline, at_front);
-	if (e->reacquire == NULL) {
-		exec_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CONNECT, "out of memory");
-		exec_finish(e);
-		return;
-	}
-	e->reacquire->exec = e;
-}
-
-static void exec_got_lease(struct pool_exec *e, struct pool_lease *l, enum pool_fail_reason why,
-                           const char *detail)
+static void lease_hand_to_exec(struct pool_exec *e, struct pool_lease *l, enum pool_fail_reason why,
+                               const char *detail)
 {
 	if (l == NULL) {
-		exec_outcome(e, POOL_FAILED_TO_START, why, detail);
-		exec_finish(e);
+		channel_set_outcome(e, POOL_FAILED_TO_START, why, detail);
+		channel_finish(e);
 		return;
 	}
 	if (e->cancel_kind != POOL_EXITED) {
 		pool_lease_release(l);
-		exec_outcome(e, e->cancel_kind, POOL_FAIL_NONE, "cancelled before it started");
-		exec_finish(e);
+		channel_set_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
+		                    "cancelled before it started");
+		channel_finish(e);
 		return;
 	}
 	struct session *s = l->s;
 	free(l);
-	exec_attach(e, s, true);
+	channel_attach(e, s, true);
 	session_unref(s); /* the lease's reference; the exec holds its own */
-}
-
-static void exec_deadline_cb(evutil_socket_t fd, short what, void *arg);
-
-static struct pool_exec *exec_new(struct pool *p, struct target *t)
-{
-	struct pool_exec *e = calloc(1, sizeof(*e));
-
-	if (e == NULL)
-		return NULL;
-	e->p = p;
-	e->t = t;
-	e->state = EXEC_WAITING;
-	e->cancel_kind = POOL_EXITED;
-	e->deadline_ev = evtimer_new(p->base, exec_deadline_cb, e);
-	if (e->deadline_ev == NULL) {
-		free(e);
-		return NULL;
-	}
-	return e;
 }
 
 struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spec *spec,
@@ -1153,7 +527,7 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 	long remaining;
 	struct timeval now;
 
-	e = exec_new(p, s->t);
+	e = channel_new(p, s->t, &pool_channel_hooks);
 	if (e == NULL) {
 		pool_lease_release(l);
 		return NULL;
@@ -1172,7 +546,7 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 	if (command_build(&sp, &e->cmd, err, sizeof(err)) != 0) {
 		/* Reported from the loop, never inside this call. */
 		pool_lease_release(l);
-		exec_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_INVALID, err);
+		channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_INVALID, err);
 		e->in_reports = true;
 		TAILQ_INSERT_TAIL(&p->reports, e, link);
 		pool_kick(p);
@@ -1183,578 +557,42 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 		e->in = malloc(stdin_len);
 		if (e->in == NULL) {
 			pool_lease_release(l);
-			exec_free(e);
+			channel_free(e);
 			return NULL;
 		}
 		memcpy(e->in, stdin_data, stdin_len);
 		e->in_len = stdin_len;
 	}
 	free(l);
-	exec_attach(e, s, true);
+	channel_attach(e, s, true);
 	session_unref(s); /* the lease's reference */
 	return e;
 }
 
-/* Sends the kill of e's process group on a control channel of the same session. */
-static void exec_send_kill(struct pool_exec *e)
-{
-	struct pool_exec *k;
-
-	if (e->kill_sent || !e->pgid_done || e->pgid <= 1 || e->s == NULL ||
-	    e->s->state != SESS_READY)
-		return;
-	e->kill_sent = true;
-	k = exec_new(e->p, e->t);
-	if (k == NULL || command_kill_group(e->pgid, e->p->cfg.kill_grace_s, &k->cmd) != 0) {
-		if (k != NULL)
-			exec_free(k);
-		return; /* timeout(1) on the host still ends it */
-	}
-	k->cmd_len = strlen(k->cmd);
-	k->control = true;
-	k->released = true;
-	k->refs = 1;
-	k->deadline = e->deadline;
-	exec_attach(k, e->s, false);
-}
-
-static void exec_cancel(struct pool_exec *e, enum pool_outcome_kind kind)
-{
-	if (e->reported || e->cancel_kind != POOL_EXITED || e->control || e->in_reports)
-		return;
-	e->cancel_kind = kind;
-	e->paused = false; /* drain and discard, so the channel can reach its close */
-	switch (e->state) {
-	case EXEC_WAITING:
-		exec_outcome(e, kind, POOL_FAIL_NONE, "cancelled before it started");
-		exec_finish(e);
-		return;
-	case EXEC_OPENING:
-		if (e->s->starter != e) {
-			exec_outcome(e, kind, POOL_FAIL_NONE, "cancelled before it started");
-			exec_detach(e);
-			exec_finish(e);
-			return;
-		}
-		break; /* libssh2's open is in flight: the driver closes the new channel */
-	case EXEC_STARTING:
-	case EXEC_RUNNING:
-		exec_send_kill(e);
-		break;
-	case EXEC_CLOSING:
-	case EXEC_FREEING:
-	case EXEC_DONE:
-		break;
-	default:
-		abort();
-	}
-	/* If the host does not let go in time, report anyway; the channel stays until the
-	 * server closes it (the remote timeout(1) ends the command at the latest). */
-	timer_in(e->deadline_ev, e->p->cfg.kill_grace_s + KILL_SLACK_S);
-	if (e->s != NULL)
-		session_schedule(e->s);
-}
-
-static void exec_deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct pool_exec *e = arg;
-
-	(void)fd;
-	(void)what;
-	if (e->cancel_kind == POOL_EXITED) {
-		exec_cancel(e, POOL_TIMEOUT);
-		return;
-	}
-	/* The kill safety net fired: the host has not closed the channel. */
-	if (!e->reported) {
-		exec_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
-		             "the host did not end the command in time after the kill");
-		e->reported = true;
-		e->p->stats.execs_by_outcome[e->out.kind]++;
-		if (!e->released && e->cb.finished != NULL)
-			e->cb.finished(e, &e->out, e->arg);
-	}
-}
-
 void pool_exec_cancel(struct pool_exec *e)
 {
-	exec_cancel(e, POOL_CANCELLED);
+	channel_cancel(e, POOL_CANCELLED);
 }
 
 void pool_exec_pause(struct pool_exec *e)
 {
-	if (e->cancel_kind == POOL_EXITED)
-		e->paused = true;
+	channel_pause(e);
 }
 
 void pool_exec_resume(struct pool_exec *e)
 {
-	if (!e->paused)
-		return;
-	e->paused = false;
-	if (e->s != NULL)
-		session_schedule(e->s);
+	channel_resume(e);
 }
 
 void pool_exec_release(struct pool_exec *e)
 {
-	if (e == NULL || e->released)
-		return;
-	e->released = true;
-	if (!e->reported)
-		exec_cancel(e, POOL_CANCELLED);
-	exec_unref(e);
+	channel_release(e);
 }
 
 size_t pool_exec_buffered(const struct pool_exec *e)
 {
-	unsigned long avail = 0;
-
-	if (e->ch == NULL)
-		return 0;
-	libssh2_channel_window_read_ex(e->ch, &avail, NULL);
-	return avail;
+	return channel_buffered(e);
 }
-
-/* ------------------------------------------------------------------ the driver */
-
-/* libssh2 errors that concern one channel; every other error breaks the session. */
-static bool channel_error(int rc)
-{
-	return rc <= LIBSSH2_ERROR_CHANNEL_FAILURE && rc >= LIBSSH2_ERROR_CHANNEL_EOF_SENT;
-}
-
-/* After a call returned EAGAIN: if its packet is partly sent, it owns the session. */
-static bool took_ownership(struct pool_exec *e)
-{
-	if (libssh2_session_block_directions(e->s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND) {
-		e->s->owner = e;
-		return true;
-	}
-	return false;
-}
-
-static void exec_deliver(struct pool_exec *e, enum pool_stream st, const char *buf, size_t n)
-{
-	if (st == POOL_STDOUT && !e->pgid_done) {
-		/* The first line is the command's process group, not output. */
-		size_t k = 0;
-		while (k < n && !e->pgid_done) {
-			char c = buf[k++];
-			if (c == '\n' || e->pgid_len + 1 >= sizeof(e->pgid_line)) {
-				e->pgid_line[e->pgid_len] = '\0';
-				e->pgid_done = true;
-				if (strncmp(e->pgid_line, COMMAND_PGID_TAG,
-				            strlen(COMMAND_PGID_TAG)) == 0)
-					e->pgid = atol(e->pgid_line + strlen(COMMAND_PGID_TAG));
-				if (e->cancel_kind != POOL_EXITED)
-					exec_send_kill(e);
-			} else {
-				e->pgid_line[e->pgid_len++] = c;
-			}
-		}
-		buf += k;
-		n -= k;
-		if (n == 0)
-			return;
-	}
-	if (st == POOL_STDOUT)
-		e->out.stdout_bytes += n;
-	else
-		e->out.stderr_bytes += n;
-	if (!e->released && e->cancel_kind == POOL_EXITED && e->cb.data != NULL)
-		e->cb.data(e, st, buf, n, e->arg);
-}
-
-/* Steps one exec as far as it goes without waiting. Returns false when the session
- * broke (the caller must stop using it). */
-static bool exec_step(struct pool_exec *e)
-{
-	struct session *s = e->s;
-	struct pool *p = s->p;
-	int rc;
-
-	for (;;) {
-		switch (e->state) {
-		case EXEC_OPENING:
-			if (s->starter != NULL && s->starter != e)
-				return true; /* one open or exec request at a time per session */
-			s->starter = e;
-			e->ch = libssh2_channel_open_ex(s->ssh, "session", 7,
-			                                (unsigned)p->cfg.channel_buffer_bytes,
-			                                PACKET_LEN, NULL, 0);
-			if (e->ch == NULL) {
-				rc = libssh2_session_last_errno(s->ssh);
-				if (rc == LIBSSH2_ERROR_EAGAIN) {
-					took_ownership(e);
-					return true;
-				}
-				s->starter = NULL;
-				if (rc == LIBSSH2_ERROR_CHANNEL_FAILURE && !e->control) {
-					/* Refused on a healthy session: the server allows fewer
-					 * channels than we thought. Keep one spare for kills. */
-					p->stats.channel_refusals++;
-					struct pool_exec *x;
-					int open = 0;
-					TAILQ_FOREACH(x, &s->execs, link)
-					open += x->ch != NULL;
-					s->max_slots = open > 1 ? open - 1 : 1;
-					s->t->learned_max = s->max_slots;
-					if (e->cancel_kind != POOL_EXITED) {
-						exec_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
-						             NULL);
-						exec_detach(e);
-						exec_finish(e);
-						return true;
-					}
-					exec_detach(e);
-					exec_reacquire(e, true);
-					return true;
-				}
-				if (channel_error(rc)) {
-					exec_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
-					             "the host refused a channel");
-					exec_detach(e);
-					exec_finish(e);
-					return true;
-				}
-				session_break(s, "the SSH connection failed opening a channel");
-				return false;
-			}
-			libssh2_channel_handle_extended_data2(e->ch,
-			                                      LIBSSH2_CHANNEL_EXTENDED_DATA_NORMAL);
-			if (e->cancel_kind != POOL_EXITED) {
-				s->starter = NULL;
-				exec_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
-				             "cancelled before it started");
-				exec_set_state(e, EXEC_CLOSING);
-				continue;
-			}
-			exec_set_state(e, EXEC_STARTING);
-			continue;
-		case EXEC_STARTING:
-			e->sent = true; /* from the first call on, the server may run it */
-			rc = libssh2_channel_process_startup(e->ch, "exec", 4, e->cmd,
-			                                     (unsigned)e->cmd_len);
-			if (rc == LIBSSH2_ERROR_EAGAIN) {
-				took_ownership(e);
-				return true;
-			}
-			s->starter = NULL;
-			if (rc != 0) {
-				/* LIBSSH2_ERROR_INVAL: refused before sending (too large). */
-				if (!channel_error(rc) && rc != LIBSSH2_ERROR_INVAL) {
-					session_break(
-					    s, "the SSH connection failed starting a command");
-					return false;
-				}
-				exec_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
-				             "the host refused the exec request");
-				exec_set_state(e, EXEC_CLOSING);
-				continue;
-			}
-			exec_set_state(e, EXEC_RUNNING);
-			if (!e->control && !e->started_cb && !e->released) {
-				e->started_cb = true;
-				if (e->cb.started != NULL)
-					e->cb.started(e, e->arg);
-			}
-			continue;
-		case EXEC_RUNNING: {
-			bool progress = true;
-			while (e->in_off < e->in_len) {
-				size_t n = e->in_len - e->in_off;
-				ssize_t w = libssh2_channel_write(e->ch, e->in + e->in_off,
-				                                  n < WRITE_LEN ? n : WRITE_LEN);
-				if (w == LIBSSH2_ERROR_EAGAIN) {
-					if (took_ownership(e))
-						return true;
-					break; /* window full: read meanwhile */
-				}
-				if (w < 0) {
-					if (!channel_error((int)w)) {
-						session_break(
-						    s, "the SSH connection failed writing stdin");
-						return false;
-					}
-					e->in_off = e->in_len; /* the command closed its stdin */
-					break;
-				}
-				e->in_off += (size_t)w;
-			}
-			if (e->in_off == e->in_len && !e->eof_sent) {
-				rc = libssh2_channel_send_eof(e->ch);
-				if (rc == LIBSSH2_ERROR_EAGAIN) {
-					if (took_ownership(e))
-						return true;
-				} else if (rc == 0 || channel_error(rc)) {
-					e->eof_sent = true;
-				} else {
-					session_break(s, "the SSH connection failed sending EOF");
-					return false;
-				}
-			}
-			while (progress && (!e->paused || e->cancel_kind != POOL_EXITED)) {
-				progress = false;
-				for (int stream = 0; stream < 2; stream++) {
-					bool *eof = stream ? &e->stderr_eof : &e->stdout_eof;
-					ssize_t n;
-					if (*eof || (e->paused && e->cancel_kind == POOL_EXITED))
-						continue;
-					n = libssh2_channel_read_ex(e->ch, stream, p->readbuf,
-					                            READ_LEN);
-					if (n > 0) {
-						progress = true;
-						exec_deliver(e, stream ? POOL_STDERR : POOL_STDOUT,
-						             p->readbuf, (size_t)n);
-						if (e->s != s || s->state != SESS_READY)
-							return s->state == SESS_READY;
-					} else if (n == 0) {
-						*eof = libssh2_channel_eof(e->ch) != 0;
-					} else if (n == LIBSSH2_ERROR_EAGAIN) {
-						if (took_ownership(e))
-							return true;
-					} else if (channel_error((int)n)) {
-						*eof = true;
-					} else {
-						session_break(
-						    s, "the SSH connection failed reading output");
-						return false;
-					}
-				}
-			}
-			if (!(e->stdout_eof && e->stderr_eof))
-				return true;
-			exec_set_state(e, EXEC_CLOSING);
-			continue;
-		}
-		case EXEC_CLOSING:
-			/* After the remote EOF, wait for the server's own CLOSE before sending
-			 * ours: sshd sends exit-status between the two, and a CLOSE from us
-			 * first can make it drop the channel without one. */
-			if (e->stdout_eof && e->stderr_eof && !e->remote_closed) {
-				rc = libssh2_channel_wait_closed(e->ch);
-				if (rc == LIBSSH2_ERROR_EAGAIN) {
-					took_ownership(e);
-					return true;
-				}
-				if (rc != 0 && !channel_error(rc)) {
-					session_break(
-					    s, "the SSH connection failed closing a channel");
-					return false;
-				}
-				e->remote_closed = true;
-			}
-			rc = libssh2_channel_close(e->ch);
-			if (rc == LIBSSH2_ERROR_EAGAIN) {
-				took_ownership(e);
-				return true;
-			}
-			if (rc != 0 && !channel_error(rc)) {
-				session_break(s, "the SSH connection failed closing a channel");
-				return false;
-			}
-			if (e->out.kind == POOL_EXITED && e->out.fail_reason == POOL_FAIL_NONE &&
-			    e->cancel_kind == POOL_EXITED && e->sent) {
-				char *sig = NULL;
-				size_t siglen = 0;
-				libssh2_channel_get_exit_signal(e->ch, &sig, &siglen, NULL, NULL,
-				                                NULL, NULL);
-				if (sig != NULL) {
-					e->out.kind = POOL_SIGNALED;
-					snprintf(e->out.signal, sizeof(e->out.signal), "%.*s",
-					         (int)siglen, sig);
-					libssh2_free(s->ssh, sig);
-				} else {
-					/* The server closed after its EOF on a live transport: by
-					 * then sshd has sent the exit status. */
-					e->out.kind = POOL_EXITED;
-					e->out.exit_code = libssh2_channel_get_exit_status(e->ch);
-				}
-			} else if (e->cancel_kind != POOL_EXITED) {
-				e->out.kind = e->cancel_kind;
-			}
-			exec_set_state(e, EXEC_FREEING);
-			continue;
-		case EXEC_FREEING:
-			rc = libssh2_channel_free(e->ch);
-			if (rc == LIBSSH2_ERROR_EAGAIN) {
-				took_ownership(e);
-				return true;
-			}
-			e->ch = NULL;
-			exec_detach(e);
-			exec_finish(e);
-			return true;
-		case EXEC_WAITING:
-		case EXEC_DONE:
-			return true;
-		default:
-			abort();
-		}
-	}
-}
-
-/* libssh2's socket reads, counted (see session_drive_ready). */
-static ssize_t session_recv(libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract)
-{
-	struct session *s = *abstract;
-	ssize_t n = recv(fd, buf, len, flags);
-
-	if (n < 0)
-		return -errno;
-	s->rx_bytes += (uint64_t)n;
-	return n;
-}
-
-static void session_drive_ready(struct session *s)
-{
-	struct pool_exec *e, *next;
-
-	if (s->owner_session) {
-		int next_s = 0;
-		int rc = libssh2_keepalive_send(s->ssh, &next_s);
-		if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) {
-			session_break(s, "keepalive failed");
-			return;
-		}
-		if (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			return;
-		s->owner_session = false;
-	}
-	if (s->owner != NULL) {
-		e = s->owner;
-		s->owner = NULL;
-		if (!exec_step(e) || s->owner != NULL)
-			return;
-	}
-	/* Execs added or woken during a pass (a kill channel, a resume) get another pass. So does
-	 * every pass in which libssh2 read from the socket: reading one channel queues the
-	 * packets of every channel, and a channel visited earlier in the pass would leave its
-	 * queued data (or its EOF, or CLOSE) unread while the socket stays quiet, its window
-	 * full: a stall. A pass that read nothing from the socket has drained every queue. */
-	do {
-		uint64_t rx = s->rx_bytes;
-
-		s->again = false;
-		TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
-		{
-			if (!exec_step(e))
-				return;
-			if (s->owner != NULL || s->state != SESS_READY)
-				return;
-		}
-		if (s->rx_bytes != rx)
-			s->again = true;
-	} while (s->again);
-}
-
-static void session_drive(struct session *s)
-{
-	char detail[200];
-	int rc;
-
-	switch (s->state) {
-	case SESS_CONNECTING: {
-		int soerr = 0;
-		socklen_t len = sizeof(soerr);
-		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-			snprintf(detail, sizeof(detail), "cannot connect to %s port %d: %s",
-			         s->t->host, s->t->port, strerror(soerr ? soerr : errno));
-			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-			return;
-		}
-		s->ssh = libssh2_session_init_ex(NULL, NULL, NULL, s);
-		if (s->ssh != NULL)
-			libssh2_session_callback_set(s->ssh, LIBSSH2_CALLBACK_RECV,
-			                             (void *)session_recv);
-		if (s->ssh == NULL || hostkey_set_method_pref(s->ssh) != 0) {
-			session_connect_failed(s, POOL_FAIL_CONNECT,
-			                       "cannot create an SSH session");
-			return;
-		}
-		libssh2_session_set_blocking(s->ssh, 0);
-		libssh2_keepalive_config(s->ssh, 0, (unsigned)s->p->cfg.keepalive_s);
-		s->p->stats.handshakes_total++;
-		sess_set_state(s, SESS_HANDSHAKE);
-	}
-		/* fall through */
-	case SESS_HANDSHAKE: {
-		const char *hash;
-		rc = libssh2_session_handshake(s->ssh, s->fd);
-		if (rc == LIBSSH2_ERROR_EAGAIN)
-			break;
-		if (rc != 0) {
-			char *msg = NULL;
-			libssh2_session_last_error(s->ssh, &msg, NULL, 0);
-			snprintf(detail, sizeof(detail), "SSH handshake with %s port %d failed: %s",
-			         s->t->host, s->t->port, msg ? msg : "?");
-			session_connect_failed(s, POOL_FAIL_CONNECT, detail);
-			return;
-		}
-		/* The pin is checked before anything of ours is sent: no authentication
-		 * reaches a host whose key does not match. */
-		hash = libssh2_hostkey_hash(s->ssh, LIBSSH2_HOSTKEY_HASH_SHA256);
-		if (hash == NULL || memcmp(hash, s->t->fp, FP_SHA256_LEN) != 0) {
-			char seen[FP_TEXT_LEN + 1] = "none";
-			if (hash != NULL)
-				fp_format((const unsigned char *)hash, seen);
-			snprintf(detail, sizeof(detail),
-			         "host key of %s port %d is %s, not the pinned %s", s->t->host,
-			         s->t->port, seen, s->t->fp_text);
-			session_connect_failed(s, POOL_FAIL_HOST_KEY, detail);
-			return;
-		}
-		sess_set_state(s, SESS_AUTH);
-	}
-		/* fall through */
-	case SESS_AUTH:
-		rc = libssh2_userauth_publickey_frommemory(s->ssh, s->t->user, strlen(s->t->user),
-		                                           NULL, 0, s->key, s->key_len, NULL);
-		if (rc == LIBSSH2_ERROR_EAGAIN)
-			break;
-		if (rc != 0) {
-			snprintf(detail, sizeof(detail), "%s@%s port %d refused the broker's key",
-			         s->t->user, s->t->host, s->t->port);
-			session_connect_failed(s,
-			                       rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED ||
-			                               rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
-			                               rc == LIBSSH2_ERROR_FILE
-			                           ? POOL_FAIL_AUTH
-			                           : POOL_FAIL_CONNECT,
-			                       detail);
-			return;
-		}
-		session_ready(s);
-		session_drive_ready(s);
-		break;
-	case SESS_READY:
-		session_drive_ready(s);
-		break;
-	case SESS_RESOLVING:
-	case SESS_BROKEN:
-	case SESS_CLOSED:
-		return;
-	default:
-		abort();
-	}
-	session_arm(s);
-}
-
-static void session_event_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct session *s = arg;
-
-	(void)fd;
-	(void)what;
-	session_ref(s); /* the driver may unlist it */
-	s->driving = true;
-	session_drive(s);
-	s->driving = false;
-	session_unref(s);
-}
-
-/* ------------------------------------------------------------------ kick, shutdown */
 
 static void pool_check_shutdown(struct pool *p)
 {
@@ -1779,6 +617,8 @@ static void pool_check_shutdown(struct pool *p)
 	done(p->shutdown_arg);
 }
 
+/* Nothing is freed inside its own callback: objects whose last reference goes are put on
+ * the reclaim list and freed from here, the pool's kick event, after the loop turn. */
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pool *p = arg;
@@ -1794,11 +634,11 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 	while ((e = TAILQ_FIRST(&p->reports)) != NULL) {
 		TAILQ_REMOVE(&p->reports, e, link);
 		e->in_reports = false;
-		exec_finish(e);
+		channel_finish(e);
 	}
 	while ((e = TAILQ_FIRST(&p->dead_execs)) != NULL) {
 		TAILQ_REMOVE(&p->dead_execs, e, link);
-		exec_free(e);
+		channel_free(e);
 	}
 	while ((a = TAILQ_FIRST(&p->dead_acquires)) != NULL) {
 		TAILQ_REMOVE(&p->dead_acquires, a, link);
@@ -1827,7 +667,7 @@ void pool_shutdown(struct pool *p, void (*done)(void *arg), void *arg)
 			                 "the broker is shutting down");
 		TAILQ_FOREACH(s, &t->sessions, link)
 		TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
-		exec_cancel(e, POOL_SHUTDOWN);
+		channel_cancel(e, POOL_SHUTDOWN);
 	}
 	pool_kick(p);
 }
@@ -1845,7 +685,7 @@ void pool_free(struct pool *p)
 			struct pool_exec *e;
 			while ((e = TAILQ_FIRST(&s->execs)) != NULL) {
 				TAILQ_REMOVE(&s->execs, e, link);
-				exec_free(e);
+				channel_free(e);
 			}
 			TAILQ_REMOVE(&t->sessions, s, link);
 			session_free(s);
@@ -1863,7 +703,7 @@ void pool_free(struct pool *p)
 	while (!TAILQ_EMPTY(&p->reports)) {
 		struct pool_exec *e = TAILQ_FIRST(&p->reports);
 		TAILQ_REMOVE(&p->reports, e, link);
-		exec_free(e);
+		channel_free(e);
 	}
 	if (p->kick != NULL)
 		kick_cb(-1, 0, p);
