@@ -710,7 +710,7 @@ void api_exec_post(struct http_request *r, void *arg)
 	}
 	/* The quoted command must fit in one SSH packet (see pool/command.h). */
 	job_spec(j, &spec);
-	spec.timeout_s = j->req.timeout_s;
+	spec.timeout_ms = (long)j->req.timeout_s * 1000;
 	spec.kill_after_s = a->cfg->pool_kill_grace_s;
 	rc = command_build(&spec, &cmd, cmderr, sizeof(cmderr));
 	free(cmd);

@@ -277,6 +277,20 @@ static bool channel_error(int rc)
 	return rc <= LIBSSH2_ERROR_CHANNEL_FAILURE && rc >= LIBSSH2_ERROR_CHANNEL_EOF_SENT;
 }
 
+/* The host's timeout(1) ends the command at the deadline too: when its exit (124 for its
+ * TERM, 137 for its KILL) comes before the broker's own timer fired, it is the timeout it
+ * is, not an exit code the command chose. */
+static void channel_check_host_timeout(struct pool_exec *e)
+{
+	struct timeval now;
+
+	if (e->out.kind != POOL_EXITED || (e->out.exit_code != 124 && e->out.exit_code != 137))
+		return;
+	pool_deadline_after_ms(0, &now);
+	if (timercmp(&now, &e->deadline, >=))
+		e->out.kind = POOL_TIMEOUT;
+}
+
 /* After a call returned EAGAIN: if its packet is partly sent, it owns the session. */
 static bool channel_took_ownership(struct pool_exec *e)
 {
@@ -524,6 +538,7 @@ bool channel_step(struct pool_exec *e)
 					e->out.kind = POOL_EXITED;
 					e->out.exit_code = libssh2_channel_get_exit_status(e->ch);
 				}
+				channel_check_host_timeout(e);
 			} else if (e->cancel_kind != POOL_EXITED) {
 				e->out.kind = e->cancel_kind;
 			}

@@ -115,11 +115,12 @@ int command_build(const struct command_spec *spec, char **out, char *err, size_t
 	}
 	if (rc == 0)
 		rc = append(&buf, &len, &cap, "exec", 4);
-	if (rc == 0 && spec->timeout_s > 0) {
+	if (rc == 0 && spec->timeout_ms > 0) {
 		/* timeout(1) stops parsing options at the duration, so an argv[0] starting
-		 * with '-' is still the program. */
-		snprintf(num, sizeof(num), " timeout -k %d %d",
-		         spec->kill_after_s > 0 ? spec->kill_after_s : 5, spec->timeout_s);
+		 * with '-' is still the program. It takes fractions of a second. */
+		snprintf(num, sizeof(num), " timeout -k %d %ld.%03ld",
+		         spec->kill_after_s > 0 ? spec->kill_after_s : 5, spec->timeout_ms / 1000,
+		         spec->timeout_ms % 1000);
 		rc = append(&buf, &len, &cap, num, strlen(num));
 	}
 	for (size_t i = 0; rc == 0 && i < spec->argc; i++) {
@@ -134,7 +135,7 @@ int command_build(const struct command_spec *spec, char **out, char *err, size_t
 		    len, COMMAND_MAX_LEN - 1);
 		rc = EB_ERR_RANGE;
 	}
-	if (rc == 0 && spec->timeout_s <= 0 && spec->argv[0].p[0] == '-') {
+	if (rc == 0 && spec->timeout_ms <= 0 && spec->argv[0].p[0] == '-') {
 		/* Without timeout(1) in front, exec would take it as an option. */
 		snprintf(err, errlen, "argv[0] must not start with '-'");
 		rc = EB_ERR_INVAL;

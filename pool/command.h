@@ -19,7 +19,7 @@ struct command_spec {
 	const struct eb_bytes *env_values;
 	size_t nenv;
 	const char *cwd;  /* absolute path, or NULL */
-	int timeout_s;    /* > 0: the remote `timeout` duration */
+	long timeout_ms;  /* > 0: the remote `timeout` duration, to the millisecond */
 	int kill_after_s; /* > 0: KILL this long after the remote timeout's TERM */
 };
 

@@ -524,8 +524,7 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 	struct command_spec sp = *spec;
 	struct pool_exec *e;
 	char err[160];
-	long remaining;
-	struct timeval now;
+	struct timeval now, left;
 
 	e = channel_new(p, s->t, &pool_channel_hooks);
 	if (e == NULL) {
@@ -537,11 +536,17 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 	e->refs = 2; /* the consumer and the state machine */
 	e->deadline = *deadline;
 	timer_at(e->deadline_ev, deadline);
-	/* The remote timeout(1) outlives the broker's own deadline by the kill grace, so the
-	 * broker's kill comes first and timeout(1) only acts if the broker is gone. */
+	/* The host ends the command by itself at the exec's own deadline (TERM to its group,
+	 * KILL after the kill grace), whatever becomes of the broker: timeout(1) starts after
+	 * this moment, so it never acts before the broker's own kill would. */
 	pool_deadline_after_ms(0, &now);
-	remaining = deadline->tv_sec - now.tv_sec + 1;
-	sp.timeout_s = (int)(remaining > 1 ? remaining : 1) + p->cfg.kill_grace_s;
+	if (timercmp(deadline, &now, >))
+		timersub(deadline, &now, &left);
+	else
+		left = (struct timeval){0, 0};
+	sp.timeout_ms = (long)left.tv_sec * 1000 + left.tv_usec / 1000;
+	if (sp.timeout_ms < 1)
+		sp.timeout_ms = 1; /* 0 would mean no limit to timeout(1) */
 	sp.kill_after_s = p->cfg.kill_grace_s;
 	if (command_build(&sp, &e->cmd, err, sizeof(err)) != 0) {
 		/* Reported from the loop, never inside this call. */

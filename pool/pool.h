@@ -124,7 +124,7 @@ struct pool_acquire *pool_lease_acquire(struct pool *p, const struct pool_target
 void pool_acquire_cancel(struct pool_acquire *a);
 void pool_lease_release(struct pool_lease *l);
 
-/* Starts spec on the lease (taken over, even on failure). spec's timeout_s and
+/* Starts spec on the lease (taken over, even on failure). spec's timeout_ms and
  * kill_after_s are ignored: the pool sets them from the deadline and kill_grace_s. stdin_data
  * (copied; may be NULL) is written, then EOF. The deadline (absolute, as above) kills the command:
  * outcome POOL_TIMEOUT. If the session turns out dead before the exec request is sent, the pool

@@ -77,7 +77,7 @@ START_TEST(hostile_argv_arrives_unchanged)
 {
 	size_t n = sizeof(hostile) / sizeof(hostile[0]);
 	struct eb_bytes *argv = calloc(n + 2, sizeof(*argv));
-	struct command_spec spec = {.argv = argv, .argc = n + 2, .timeout_s = 30};
+	struct command_spec spec = {.argv = argv, .argc = n + 2, .timeout_ms = 30000};
 	char err[128], *cmd, *out, *want;
 	size_t len, rest, wlen = 0;
 	const char *got;
@@ -113,7 +113,7 @@ START_TEST(large_element_arrives_unchanged)
 	size_t big = 30 * 1024;
 	char *s = malloc(big);
 	struct eb_bytes argv[3];
-	struct command_spec spec = {.argv = argv, .argc = 3, .timeout_s = 30};
+	struct command_spec spec = {.argv = argv, .argc = 3, .timeout_ms = 30000};
 	char err[128], *cmd, *out;
 	size_t len, rest;
 	const char *got;
@@ -147,7 +147,7 @@ START_TEST(env_and_cwd_apply_inside_the_command)
 	                            .env_values = values,
 	                            .nenv = 2,
 	                            .cwd = "/usr/share",
-	                            .timeout_s = 30};
+	                            .timeout_ms = 30000};
 	char err[128], *cmd, *out;
 	size_t len, rest;
 	const char *got;
@@ -167,7 +167,7 @@ START_TEST(missing_cwd_means_the_program_never_runs)
 {
 	struct eb_bytes argv[] = {B("touch"), B("/tmp/eb-command-should-not-exist")};
 	struct command_spec spec = {
-	    .argv = argv, .argc = 2, .cwd = "/nonexistent/dir", .timeout_s = 30};
+	    .argv = argv, .argc = 2, .cwd = "/nonexistent/dir", .timeout_ms = 30000};
 	char err[128], *cmd, *out;
 	size_t len;
 	int status;
@@ -186,11 +186,35 @@ END_TEST
 START_TEST(remote_timeout_ends_the_command)
 {
 	struct eb_bytes argv[] = {B("sleep"), B("30")};
-	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_s = 1, .kill_after_s = 1};
+	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_ms = 1000, .kill_after_s = 1};
 	char err[128], *cmd, *out;
 	size_t len;
 	int status;
 
+	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
+	out = run_sh(cmd, &len, &status);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 124);
+	free(out);
+	free(cmd);
+}
+END_TEST
+
+/* The host's limit is the exec's own deadline, to the millisecond: TERM then, KILL after
+ * the kill grace, and no more. */
+START_TEST(remote_timeout_is_the_deadline_to_the_millisecond)
+{
+	struct eb_bytes argv[] = {B("sleep"), B("30")};
+	struct command_spec spec = {
+	    .argv = argv, .argc = 2, .timeout_ms = 14237, .kill_after_s = 5};
+	char err[128], *cmd, *out;
+	size_t len;
+	int status;
+
+	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(cmd, " timeout -k 5 14.237 'sleep' '30'") != NULL, "%s", cmd);
+	free(cmd);
+	spec.timeout_ms = 200;
+	spec.kill_after_s = 1;
 	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
 	out = run_sh(cmd, &len, &status);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 124);
@@ -222,7 +246,7 @@ START_TEST(bad_specs_are_refused_before_anything_is_sent)
 	struct command_spec spec = {.argv = refused[_i].argv,
 	                            .argc = refused[_i].argc,
 	                            .cwd = refused[_i].cwd,
-	                            .timeout_s = 30};
+	                            .timeout_ms = 30000};
 	char err[128] = "", *cmd = (char *)"untouched";
 
 	if (refused[_i].env_name.p != NULL) {
@@ -242,7 +266,7 @@ START_TEST(overlong_command_is_refused)
 	size_t big = 10 * 1024;
 	char *s = malloc(big), err[160] = "", *cmd = NULL;
 	struct eb_bytes argv[2] = {B("echo"), {s, big}};
-	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_s = 30};
+	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_ms = 30000};
 
 	memset(s, '\'', big);
 	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), EB_ERR_RANGE);
@@ -312,6 +336,7 @@ int main(void)
 	tcase_add_test(tc, env_and_cwd_apply_inside_the_command);
 	tcase_add_test(tc, missing_cwd_means_the_program_never_runs);
 	tcase_add_test(tc, remote_timeout_ends_the_command);
+	tcase_add_test(tc, remote_timeout_is_the_deadline_to_the_millisecond);
 	tcase_add_loop_test(tc, bad_specs_are_refused_before_anything_is_sent, 0,
 	                    sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, overlong_command_is_refused);
