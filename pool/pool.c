@@ -452,6 +452,11 @@ static void target_dispatch(struct target *t)
 
 		if (s == NULL)
 			break;
+		if (s->slots == 0 && TAILQ_EMPTY(&s->execs) && !session_alive(s)) {
+			/* Died while idle: never leased. Its break serves the waiters anew. */
+			session_break(s, "the SSH connection was closed while it was idle");
+			continue;
+		}
 		a = TAILQ_FIRST(&t->waiters);
 		l = calloc(1, sizeof(*l));
 		if (l == NULL)
@@ -567,6 +572,19 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 		}
 		memcpy(e->in, stdin_data, stdin_len);
 		e->in_len = stdin_len;
+	}
+	if (s->state != SESS_READY) {
+		/* The session broke after this lease was given (another exec on it found it
+		 * dead): nothing was sent on it, so this exec waits for another at once. */
+		pool_lease_release(l);
+		if (pool_requeue_exec(e, true) != 0) {
+			channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CONNECT,
+			                    "out of memory");
+			e->in_reports = true;
+			TAILQ_INSERT_TAIL(&p->reports, e, link);
+			pool_kick(p);
+		}
+		return e;
 	}
 	free(l);
 	channel_attach(e, s, true);

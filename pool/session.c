@@ -128,6 +128,19 @@ void session_schedule(struct session *s)
 	event_active(s->ev, EV_READ, 0);
 }
 
+bool session_alive(const struct session *s)
+{
+	char c;
+	ssize_t n;
+
+	if (s->state != SESS_READY)
+		return false;
+	n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return false; /* the server closed its end (sshd's session processes died) */
+	return n > 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
 void session_check_idle(struct session *s)
 {
 	if (s->state != SESS_READY || s->slots > 0 || !TAILQ_EMPTY(&s->execs))

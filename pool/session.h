@@ -40,6 +40,11 @@ void session_free(struct session *s);
 void session_close(struct session *s, const char *why);
 /* The transport failed: every exec on it is handed to the lost hook. */
 void session_break(struct session *s, const char *why);
+/* Whether a ready session's connection still stands as far as the kernel knows: not
+ * closed or reset by the server. An idle session is not watched, so this is asked before
+ * one is leased. A server that vanished without a word (a silent network) still looks
+ * alive here. */
+bool session_alive(const struct session *s);
 /* Arms the idle TTL and keepalive if s is ready and carries nothing. */
 void session_check_idle(struct session *s);
 /* Runs the driver on the next loop turn, never from inside a caller's call. */
