@@ -33,6 +33,9 @@ struct api {
 	struct metrics metrics;
 	struct org_slots orgs;
 	enum api_phase phase; /* set by the process */
+	/* Completions of audit rows are retried until they land; once the broker stops, until
+	 * this CLOCK_MONOTONIC time in ms (0: no limit). Set by the process. */
+	long long completions_until_ms;
 	/* Work that must end before the process may exit: exec jobs until reclaimed, other
 	 * requests while they wait for the database. on_idle runs when it falls to 0. */
 	unsigned busy;

@@ -21,8 +21,7 @@
 #include "db/pgasync.h"
 
 #define QUERY_DEADLINE_MS 5000
-/* Completing a row is retried this long while the database is unreachable. */
-#define END_RETRY_TOTAL_MS 30000
+/* Completing a row is retried with these delays while the database is unreachable. */
 #define END_RETRY_FIRST_MS 100
 #define END_RETRY_MAX_MS   2000
 
@@ -209,12 +208,31 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	complete_row(arg);
 }
 
-static long ms_since(const struct timespec *t0)
+/* Whether a failure to complete a row may go away by itself: the connection (class 08,
+ * pgasync's own "unavailable" and "lost" included), a transaction rolled back for a
+ * serialization failure or deadlock (40), resources (53), an operator's intervention or a
+ * statement timeout (57), a lock not available (55), a system error (58). Anything else is
+ * a refusal by the database that retrying will not change. */
+static bool completion_retryable(const char *sqlstate)
+{
+	static const char *const classes[] = {"08", "40", "53", "55", "57", "58"};
+
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(sqlstate, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
+/* While the broker lives, a completion is retried until it lands; once it stops, until the
+ * time the process gave itself (api.completions_until_ms) is over. */
+static bool completion_given_up(const struct exec_job *j)
 {
 	struct timespec now;
 
+	if (j->api->completions_until_ms == 0)
+		return false;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= j->api->completions_until_ms;
 }
 
 static void on_row_completed(const PGresult *res, const char *error, const char *sqlstate,
@@ -224,18 +242,21 @@ static void on_row_completed(const PGresult *res, const char *error, const char 
 	struct timeval tv;
 	char attempts[16];
 
-	(void)res;
 	j->q = NULL;
 	if (error == NULL) {
+		if (atoi(PQcmdTuples((PGresult *)res)) == 0 && j->end_attempts == 1 && j->audit_ok)
+			log_kv(LOG_WARN,
+			       "the audit row was no longer running: another broker marked it "
+			       "abandoned",
+			       "request_id", j->request_id, "exec_id", j->exec_id, NULL);
 		finish(j);
 		return;
 	}
 	j->api->metrics.audit_write_failures++;
 	snprintf(attempts, sizeof(attempts), "%d", j->end_attempts);
-	/* Class 08 (connection) failures are worth retrying; anything else is a bug or a
-	 * refusal by the database that retrying will not change. */
-	if (strncmp(sqlstate, "08", 2) == 0 && ms_since(&j->end_t0) < END_RETRY_TOTAL_MS) {
-		log_kv(LOG_WARN, "could not complete the audit row; retrying", "request_id",
+	if (completion_retryable(sqlstate) && !completion_given_up(j)) {
+		log_kv(j->end_attempts == 1 ? LOG_WARN : LOG_DEBUG,
+		       "could not complete the audit row; retrying until it lands", "request_id",
 		       j->request_id, "exec_id", j->exec_id, "attempt", attempts, "error", error,
 		       NULL);
 		tv.tv_sec = j->end_delay_ms / 1000;
@@ -248,8 +269,8 @@ static void on_row_completed(const PGresult *res, const char *error, const char 
 			return;
 	}
 	log_kv(LOG_ERROR,
-	       "gave up completing the audit row: it stays 'running' until this broker "
-	       "restarts and marks it abandoned",
+	       "gave up completing the audit row: it stays 'running' until a broker marks it "
+	       "abandoned past its deadline",
 	       "request_id", j->request_id, "exec_id", j->exec_id, "attempts", attempts, "error",
 	       error, NULL);
 	finish(j);
@@ -325,7 +346,6 @@ static void job_complete(struct exec_job *j)
 		finish(j); /* there is no row to complete */
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &j->end_t0);
 	j->end_delay_ms = END_RETRY_FIRST_MS;
 	complete_row(j);
 }

@@ -9,8 +9,8 @@
  *                  command waits for both (no row, no command)
  *   JOB_STARTING   the exec request is on its way to the host
  *   JOB_RUNNING    the command runs; its output streams to the client
- *   JOB_COMPLETING the outcome is known; the row is completed (retried while the database
- *                  is away), then the last frame or the reply is sent
+ *   JOB_COMPLETING the outcome is known; the row is completed (retried until it lands
+ *                  while the database is away), then the last frame or the reply is sent
  *   JOB_DONE       replied; reclaimed after the loop turn
  *
  * Ownership: a job is on the API's job list (and holds the broker open) from
@@ -97,7 +97,6 @@ struct exec_job {
 	struct event *retry;
 	int end_attempts;
 	long end_delay_ms;
-	struct timespec end_t0;
 };
 
 #endif

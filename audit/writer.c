@@ -37,8 +37,27 @@ const char audit_end_sql[] =
 const char audit_abandon_sql[] =
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
     "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
-    "WHERE status = 'running' AND (broker_instance = $1 OR broker_instance IS NULL "
-    " OR started_at < now() - make_interval(secs => coalesce(timeout_s, 0) + $2::integer))";
+    "WHERE status = 'running' AND broker_instance = $1";
+
+const char audit_sweep_sql[] =
+    "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
+    "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
+    "WHERE exec_id IN ("
+    " SELECT a.exec_id FROM exec_audit a"
+    " WHERE a.status = 'running'"
+    "  AND a.started_at < now() - make_interval(secs => coalesce(a.timeout_s, 0) + $2::integer)"
+    "  AND (SELECT up_since FROM broker_instances WHERE instance = $1)"
+    "      < now() - make_interval(secs => $3::integer)"
+    "  AND NOT EXISTS (SELECT 1 FROM broker_instances b WHERE b.instance = a.broker_instance"
+    "      AND b.heartbeat_at >= now() - make_interval(secs => $3::integer))"
+    " ORDER BY a.started_at LIMIT 1000)";
+
+const char audit_heartbeat_sql[] =
+    "INSERT INTO broker_instances AS b (instance) VALUES ($1) "
+    "ON CONFLICT (instance) DO UPDATE SET "
+    " up_since = CASE WHEN b.heartbeat_at < now() - make_interval(secs => $2::integer)"
+    "  THEN now() ELSE b.up_since END,"
+    " heartbeat_at = now()";
 
 void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1])
 {

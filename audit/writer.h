@@ -51,13 +51,20 @@ extern const char audit_denied_sql[]; /* INSERT ... 'denied', final at once */
 /* Completes a running row; 0 rows when it was already completed, so a retry after a lost
  * reply is harmless. */
 extern const char audit_end_sql[];
-/* At startup: rows left running by a broker that died become 'abandoned'. $1: this
- * broker's instance name (its own rows, whatever their age); $2: seconds past a row's
- * timeout after which it is abandoned whoever wrote it (AUDIT_ABANDON_MARGIN_S). Rows from
- * before broker_instance existed are abandoned too. Running execs of other live brokers
- * are left alone. */
-#define AUDIT_ABANDON_MARGIN_S 3600
+/* At startup: the rows this broker left running in an earlier life (same instance name,
+ * $1) become 'abandoned', whatever their age. */
 extern const char audit_abandon_sql[];
+/* Any broker, from time to time: rows left running by a broker that is gone become
+ * 'abandoned' once past their deadline. $1: this broker's instance; $2: seconds past a
+ * row's timeout (the kill grace: its command has ended on the host by then); $3: seconds
+ * without a heartbeat after which a broker is gone. Rows of a broker heard from within $3
+ * are left alone, and so is everything while this broker itself has not been heard from
+ * continuously for $3 (after an outage every live broker gets the time to speak first).
+ * At most 1000 rows a time. */
+extern const char audit_sweep_sql[];
+/* This broker is alive ($1: instance). $2: seconds of silence after which its continuous
+ * presence (up_since) starts again. */
+extern const char audit_heartbeat_sql[];
 
 /* A new random (v4) exec id, lower-case. */
 void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1]);

@@ -92,6 +92,10 @@ static const struct setting settings[] = {
     {"instance_name", SETTING_STRING, "", 0, 0, NULL, FIELD(instance_name), NULL, NULL,
      "this broker's name in audit rows (default: host name and listen address); a "
      "restarting broker marks the rows it left running as abandoned by this name"},
+    {"broker_heartbeat_s", SETTING_INT, "10", 1, 300, NULL, FIELD(broker_heartbeat_s), NULL, NULL,
+     "seconds between this broker's heartbeats in the database; a broker not heard from for "
+     "three of them is gone, and any other marks the rows it left running abandoned once "
+     "they are past their deadline"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -34,6 +34,7 @@ struct config {
 	int http_idle_timeout_s;
 	int db_connections;
 	char *instance_name;
+	int broker_heartbeat_s;
 	/* Where each setting's value came from ("default", "FILE:LINE", "environment NAME",
 	 * "flag --NAME"), indexed like the table; owned. */
 	char *origin[CONFIG_MAX_SETTINGS];

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "common/fsm.h"
@@ -21,6 +22,9 @@
 #include "server/startup.h"
 
 #define FLUSH_WAIT_S 5
+/* After SIGTERM, completions of audit rows are retried for the grace, the kill grace and
+ * this long more, then given up (the rows are left to the sweep of a live broker). */
+#define COMPLETION_EXTRA_S 10
 
 static const char *const state_names[] = {"serving", "draining", "stopping"};
 static const unsigned state_legal[] = {
@@ -128,6 +132,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	FSM_SET(&server_fsm, s->state, SERVER_DRAINING, s->instance);
 	s->api.phase = API_DRAINING;
+	{
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		s->api.completions_until_ms =
+		    (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
+		    1000LL *
+		        (s->cfg->shutdown_grace_s + s->cfg->pool_kill_grace_s + COMPLETION_EXTRA_S);
+	}
 	notify_status(s, "STOPPING=1\n");
 	http_server_stop_listening(s->http);
 	snprintf(n, sizeof(n), "%u", s->api.njobs);
@@ -234,6 +247,11 @@ int server_run(const struct config *cfg, const struct config_flags *flags, char 
 		goto out;
 	log_kv(LOG_INFO, "listening", "listen", cfg->listen, "instance", s->instance, "version",
 	       EB_VERSION, NULL);
+	rc = janitor_start(&s->janitor, &s->api);
+	if (rc != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	rc = notify_start(s, err, errlen);
 	if (rc != 0)
 		goto out;
@@ -248,6 +266,7 @@ out:
 		while (!s->pool_down && event_base_loop(s->base, EVLOOP_ONCE) == 0)
 			;
 	}
+	janitor_stop(&s->janitor);
 	pgasync_free(s->api.db);
 	pool_free(s->api.pool);
 	api_free(&s->api);

@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "config/cli.h"
 #include "config/config.h"
+#include "server/janitor.h"
 
 struct event;
 struct http_server;
@@ -31,6 +32,7 @@ struct server {
 	char instance[256]; /* instance_name, or host:listen */
 	struct http_server *http;
 	struct api api;
+	struct janitor janitor;
 	enum server_state state;
 	bool pool_down;
 	struct event *ev_term, *ev_int, *ev_grace, *ev_flush;

@@ -29,8 +29,8 @@ void startup_instance_name(const struct config *cfg, char *out, size_t len)
 
 int startup_check_database(const struct config *cfg, const char *instance, char *err, size_t errlen)
 {
-	char margin[16], why[200];
-	const char *params[2] = {instance, margin};
+	char why[200];
+	const char *params[1] = {instance};
 	PGconn *c = NULL;
 	PGresult *res = NULL;
 	int rc;
@@ -55,8 +55,7 @@ int startup_check_database(const struct config *cfg, const char *instance, char 
 		goto out;
 	}
 	PQclear(res);
-	snprintf(margin, sizeof(margin), "%d", AUDIT_ABANDON_MARGIN_S);
-	res = PQexecParams(c, audit_abandon_sql, 2, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(c, audit_abandon_sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		db_error_line(PQresultErrorMessage(res), why, sizeof(why));
 		snprintf(err, errlen, "cannot mark abandoned audit rows: %s", why);

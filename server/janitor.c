@@ -1,0 +1,98 @@
+/* server/janitor.c: heartbeats and the sweep of rows left running by brokers that are
+ * gone, on the loop, one statement at a time. */
+#include "server/janitor.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api/api.h"
+#include "audit/writer.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "db/pgasync.h"
+
+/* A broker silent for this many heartbeats is gone. */
+#define DEAD_AFTER_BEATS 3
+
+static void arm(struct janitor *j, int seconds)
+{
+	struct timeval t = {seconds, 0};
+
+	evtimer_add(j->timer, &t);
+}
+
+static void on_swept(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct janitor *j = arg;
+
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL)
+		log_kv(LOG_WARN, "could not sweep rows of brokers that are gone", "error", error,
+		       NULL);
+	else if (atoi(PQcmdTuples((PGresult *)res)) > 0)
+		log_kv(LOG_WARN,
+		       "audit rows left running by brokers that are gone marked abandoned", "rows",
+		       PQcmdTuples((PGresult *)res), NULL);
+	arm(j, j->api->cfg->broker_heartbeat_s);
+}
+
+static void on_beat(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct janitor *j = arg;
+	const struct config *cfg = j->api->cfg;
+	char grace[16], dead[16];
+	const char *params[3] = {j->api->instance, grace, dead};
+
+	(void)res;
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL) {
+		log_kv(LOG_WARN, "could not write this broker's heartbeat", "error", error, NULL);
+		arm(j, cfg->broker_heartbeat_s);
+		return;
+	}
+	snprintf(grace, sizeof(grace), "%d", cfg->pool_kill_grace_s);
+	snprintf(dead, sizeof(dead), "%d", DEAD_AFTER_BEATS * cfg->broker_heartbeat_s);
+	j->q = pgasync_query(j->api->db, audit_sweep_sql, 3, params,
+	                     cfg->broker_heartbeat_s * 1000L, on_swept, j);
+	if (j->q == NULL)
+		arm(j, cfg->broker_heartbeat_s);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct janitor *j = arg;
+	const struct config *cfg = j->api->cfg;
+	char gap[16];
+	const char *params[2] = {j->api->instance, gap};
+
+	(void)fd;
+	(void)what;
+	/* More than two beats missed: this broker was cut off, and starts anew. */
+	snprintf(gap, sizeof(gap), "%d", 2 * cfg->broker_heartbeat_s);
+	j->q = pgasync_query(j->api->db, audit_heartbeat_sql, 2, params,
+	                     cfg->broker_heartbeat_s * 1000L, on_beat, j);
+	if (j->q == NULL)
+		arm(j, cfg->broker_heartbeat_s);
+}
+
+int janitor_start(struct janitor *j, struct api *api)
+{
+	j->api = api;
+	j->timer = evtimer_new(api->base, on_timer, j);
+	if (j->timer == NULL)
+		return EB_ERR_NOMEM;
+	arm(j, 0);
+	return 0;
+}
+
+void janitor_stop(struct janitor *j)
+{
+	pgasync_cancel(j->q);
+	j->q = NULL;
+	if (j->timer != NULL)
+		event_free(j->timer);
+	j->timer = NULL;
+}
