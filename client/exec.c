@@ -20,6 +20,7 @@
 
 #include "client/client.h"
 #include "common/fdio.h"
+#include "common/fsm.h"
 #include "common/utf8.h"
 
 /* Exit codes of `exec`. The remote exit code (0-255) and 128+N for a remote signal N come
@@ -110,24 +111,18 @@ struct exec_client {
 	bool have_neterr;
 };
 
+static const char *const exc_state_names[] = {"sent", "streaming", "error reply", "done"};
+static const unsigned exc_legal[] = {
+    [EXC_SENT] = FSM_BIT(EXC_STREAMING) | FSM_BIT(EXC_ERROR_REPLY) | FSM_BIT(EXC_DONE),
+    [EXC_STREAMING] = FSM_BIT(EXC_DONE),
+    [EXC_ERROR_REPLY] = FSM_BIT(EXC_DONE),
+    [EXC_DONE] = 0,
+};
+static const struct fsm exc_fsm = {"exec client", exc_state_names, exc_legal, 4};
+
 static void exc_set_state(struct exec_client *c, enum exc_state to)
 {
-	switch (to) {
-	case EXC_SENT:
-		abort(); /* only the initial state */
-	case EXC_STREAMING:
-	case EXC_ERROR_REPLY:
-		if (c->state != EXC_SENT)
-			abort();
-		break;
-	case EXC_DONE:
-		if (c->state == EXC_DONE)
-			abort();
-		break;
-	default:
-		abort();
-	}
-	c->state = to;
+	FSM_SET(&exc_fsm, c->state, to, c->exec_id[0] != '\0' ? c->exec_id : NULL);
 }
 
 /* Decides the exit status. The loop runs on until the reply is complete (on_done), so
