@@ -35,6 +35,18 @@ static int run(const char *sql, int n, const char *const *params, char *err, siz
 	return rows;
 }
 
+/* Runs one or more statements as the test's superuser; fails the test on error. */
+static void sql_ok(const char *sql)
+{
+	PGconn *c = PQconnectdb(db);
+	PGresult *res = PQexec(c, sql);
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+	              PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(c);
+}
+
 static const struct eb_bytes argv[] = {B("sh"),     B("-c"),   B("echo \"$1\" 'x' \\n {a,b}"),
                                        B(""),       B("NULL"), B("caf\xc3\xa9 \xf0\x9f\x9a\x80"),
                                        B("a,b}{\"")};
@@ -173,7 +185,7 @@ START_TEST(rows_left_running_become_abandoned)
 {
 	struct audit_begin mine = begin("workspace", NULL), other = begin("workspace", NULL);
 	const char *p[AUDIT_DENIED_NPARAMS], *q[AUDIT_DENIED_NPARAMS];
-	const char *abandon[2] = {"broker-a", "3600"};
+	const char *abandon[1] = {"broker-a"};
 	char err[512] = "", *store, *store2, *v;
 
 	other.broker_instance = "broker-b";
@@ -182,29 +194,94 @@ START_TEST(rows_left_running_become_abandoned)
 	ck_assert_int_eq(audit_begin_params(&other, q, &store2), 0);
 	ck_assert_int_eq(run(audit_begin_sql, AUDIT_BEGIN_NPARAMS, q, err, sizeof(err)), 1);
 	/* Only this broker's row: broker-b's exec is still running, as far as anyone knows. */
-	ck_assert_int_eq(run(audit_abandon_sql, 2, abandon, err, sizeof(err)), 1);
+	ck_assert_int_eq(run(audit_abandon_sql, 1, abandon, err, sizeof(err)), 1);
 	v = tu_query(db, "SELECT string_agg(broker_instance || '=' || status, ',' ORDER BY "
 	                 "broker_instance) FROM exec_audit");
 	ck_assert_str_eq(v, "broker-a=abandoned,broker-b=running");
 	free(v);
-	ck_assert_int_eq(run(audit_abandon_sql, 2, abandon, err, sizeof(err)), 0);
-	/* Another broker's row far past its timeout is abandoned too. */
-	ck_assert_int_eq(run("ALTER TABLE exec_audit DISABLE TRIGGER exec_audit_final", 0, NULL,
-	                     err, sizeof(err)),
-	                 0);
-	ck_assert_int_eq(run("UPDATE exec_audit SET started_at = now() - interval '2 hours' "
-	                     "WHERE broker_instance = 'broker-b'",
-	                     0, NULL, err, sizeof(err)),
-	                 1);
-	ck_assert_int_eq(run("ALTER TABLE exec_audit ENABLE TRIGGER exec_audit_final", 0, NULL, err,
-	                     sizeof(err)),
-	                 0);
-	ck_assert_int_eq(run(audit_abandon_sql, 2, abandon, err, sizeof(err)), 1);
-	v = tu_query(db, "SELECT string_agg(status, ',') FROM exec_audit");
-	ck_assert_str_eq(v, "abandoned,abandoned");
-	free(v);
+	ck_assert_int_eq(run(audit_abandon_sql, 1, abandon, err, sizeof(err)), 0);
 	free(store);
 	free(store2);
+}
+END_TEST
+
+/* A running row written by broker as long ago as age (an SQL interval). */
+static void running_row(const char *broker, const char *age)
+{
+	struct audit_begin b = begin("workspace", NULL);
+	const char *p[AUDIT_DENIED_NPARAMS];
+	char err[512] = "", *store, sql[300];
+
+	b.broker_instance = broker;
+	ck_assert_int_eq(audit_begin_params(&b, p, &store), 0);
+	ck_assert_msg(run(audit_begin_sql, AUDIT_BEGIN_NPARAMS, p, err, sizeof(err)) == 1, "%s",
+	              err);
+	free(store);
+	snprintf(sql, sizeof(sql),
+	         "ALTER TABLE exec_audit DISABLE TRIGGER exec_audit_final;"
+	         "UPDATE exec_audit SET started_at = now() - interval '%s' WHERE exec_id = '%s';"
+	         "ALTER TABLE exec_audit ENABLE TRIGGER exec_audit_final",
+	         age, b.exec_id);
+	sql_ok(sql);
+}
+
+static char *statuses(void)
+{
+	return tu_query(db, "SELECT string_agg(coalesce(broker_instance, '-') || '=' || status, "
+	                    "',' ORDER BY broker_instance NULLS FIRST) FROM exec_audit");
+}
+
+/* The sweep: the rows of a broker not heard from (or of none) become abandoned once past
+ * their deadline; a live broker's rows and rows still within their time are left alone, and
+ * a sweeper that was itself just (re)connected judges nobody yet. */
+START_TEST(rows_of_gone_brokers_are_swept_past_their_deadline)
+{
+	const char *beat[2] = {"broker-a", "20"};
+	const char *beat_b[2] = {"broker-b", "20"}, *beat_c[2] = {"broker-c", "20"};
+	const char *sweep[3] = {"broker-a", "5", "30"};
+	char err[512] = "", *v;
+
+	running_row("broker-b", "2 hours");  /* alive */
+	running_row("broker-c", "2 hours");  /* gone */
+	running_row("broker-d", "1 second"); /* gone, but the row is within its time */
+	running_row(NULL, "2 hours");        /* written before rows named their broker */
+	ck_assert_msg(run(audit_heartbeat_sql, 2, beat, err, sizeof(err)) == 1, "%s", err);
+	ck_assert_int_eq(run(audit_heartbeat_sql, 2, beat_b, err, sizeof(err)), 1);
+	ck_assert_int_eq(run(audit_heartbeat_sql, 2, beat_c, err, sizeof(err)), 1);
+	sql_ok("UPDATE broker_instances SET heartbeat_at = now() - "
+	       "interval '1 hour' WHERE instance = 'broker-c'");
+	/* broker-a has only just been heard from: it judges nobody yet. */
+	ck_assert_msg(run(audit_sweep_sql, 3, sweep, err, sizeof(err)) == 0, "%s", err);
+	sql_ok("UPDATE broker_instances SET up_since = now() - "
+	       "interval '1 hour' WHERE instance = 'broker-a'");
+	ck_assert_int_eq(run(audit_sweep_sql, 3, sweep, err, sizeof(err)), 2);
+	v = statuses();
+	ck_assert_str_eq(v, "-=abandoned,broker-b=running,broker-c=abandoned,broker-d=running");
+	free(v);
+	ck_assert_int_eq(run(audit_sweep_sql, 3, sweep, err, sizeof(err)), 0);
+}
+END_TEST
+
+/* A heartbeat after a silence longer than the gap starts the broker's presence anew; one on
+ * time keeps it. */
+START_TEST(a_heartbeat_after_a_gap_starts_presence_anew)
+{
+	const char *beat[2] = {"broker-a", "20"};
+	char err[512] = "", *v;
+
+	ck_assert_int_eq(run(audit_heartbeat_sql, 2, beat, err, sizeof(err)), 1);
+	sql_ok("UPDATE broker_instances SET up_since = now() - "
+	       "interval '1 hour', heartbeat_at = now() - interval '10 seconds'");
+	ck_assert_int_eq(run(audit_heartbeat_sql, 2, beat, err, sizeof(err)), 1);
+	v = tu_query(db, "SELECT up_since < now() - interval '30 minutes' FROM broker_instances");
+	ck_assert_str_eq(v, "t");
+	free(v);
+	sql_ok("UPDATE broker_instances SET heartbeat_at = now() - "
+	       "interval '1 minute'");
+	ck_assert_int_eq(run(audit_heartbeat_sql, 2, beat, err, sizeof(err)), 1);
+	v = tu_query(db, "SELECT up_since > now() - interval '1 minute' FROM broker_instances");
+	ck_assert_str_eq(v, "t");
+	free(v);
 }
 END_TEST
 
@@ -222,6 +299,8 @@ int main(void)
 	tcase_add_test(tc, signals_failures_and_break_glass);
 	tcase_add_test(tc, denied_rows_are_final_at_once);
 	tcase_add_test(tc, rows_left_running_become_abandoned);
+	tcase_add_test(tc, rows_of_gone_brokers_are_swept_past_their_deadline);
+	tcase_add_test(tc, a_heartbeat_after_a_gap_starts_presence_anew);
 	suite_add_tcase(s, tc);
 	failed = tu_run_suite(s);
 	th_teardown();
