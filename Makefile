@@ -36,6 +36,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o \
 	$(BUILD)/obj/gen/openapi_data.o
 TEST_SRC := $(wildcard tests/check_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# The kit (tests/kit/) that integration suites and benchmarks share.
+KIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/kit/*.c))
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 SOURCES := $(wildcard */*.c */*.h)
 
@@ -79,7 +81,7 @@ $(BUILD)/libeb.a: $(LIB_OBJ)
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/tutil.o \
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(KIT_OBJ) $(BUILD)/obj/tests/tutil.o \
 		$(BUILD)/obj/tests/srvutil.o $(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
@@ -102,8 +104,7 @@ $(BUILD)/bench/audit_gen: $(BUILD)/obj/bench/audit_gen.o
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/bench/benchutil.o $(BUILD)/obj/tests/harness.o \
-		$(BUILD)/libeb.a
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/bench/benchutil.o $(KIT_OBJ) $(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@

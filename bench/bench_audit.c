@@ -39,7 +39,7 @@
 #include "bench/benchutil.h"
 #include "common/err.h"
 #include "common/fdio.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 
 #define DEFAULT_ROWS    1000000ULL
 #define MAX_ROWS        100000000ULL

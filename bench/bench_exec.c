@@ -39,7 +39,7 @@
 #include "common/fdio.h"
 #include "pool/command.h"
 #include "pool/pool.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 
 #define DEFAULT_N           300
 #define DEFAULT_PAR_N       640

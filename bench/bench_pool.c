@@ -17,7 +17,7 @@
 #include "common/err.h"
 #include "pool/command.h"
 #include "pool/pool.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 
 #define DEFAULT_N     300
 #define DEFAULT_PAR_N 640

@@ -29,7 +29,7 @@
 #include "common/err.h"
 #include "pool/fingerprint.h"
 #include "pool/hostkey.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 
 extern char **environ;
 
@@ -816,7 +816,7 @@ int bench_cli(const char *db, const char *const args[], char **out, int *status)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	snprintf(dburl, sizeof(dburl), "EXEC_BROKER_DATABASE_URL=%s", db);
-	if (th_run(argv, env, NULL, &o, &e, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (kit_run(argv, env, NULL, &o, &e, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		rc = 0;
 	else
 		fprintf(stderr, "%s: exec-broker %s %s failed (status %#x): %s%s\n",

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "audit/writer.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/tutil.h"
 
 #define B(s) ((struct eb_bytes){s, sizeof(s) - 1})

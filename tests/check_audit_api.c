@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/srvutil.h"
 #include "tests/tutil.h"
 

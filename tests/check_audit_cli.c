@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/srvutil.h"
 #include "tests/tutil.h"
 
@@ -83,7 +83,7 @@ static int db_make(char *conninfo, size_t len)
 	name = strstr(conninfo, "dbname=") + 7;
 	snprintf(url, sizeof(url), "EXEC_BROKER_DATABASE_URL=%s", conninfo);
 	snprintf(q, sizeof(q), "ALTER DATABASE %s SET timezone = 'Asia/Kolkata'", name);
-	if (th_run(argv, env, NULL, &out, &err, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (kit_run(argv, env, NULL, &out, &err, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		rc = th_pg_exec(name, fixture_sql) == 0 && th_pg_exec(name, q) == 0 ? 0 : -1;
 	else
 		fprintf(stderr, "check_audit_cli: migrate: %s", err ? err : "");
@@ -1646,7 +1646,7 @@ int main(void)
 	snprintf(name, sizeof(name), "%s", strstr(shared_db, "dbname=") + 7);
 	if (th_pg_exec(name, filter_rows) != 0)
 		return EXIT_FAILURE;
-	th_run_timeout_ms = 20000; /* a --follow that does not stop must not hold a test long */
+	kit_run_timeout_ms = 20000; /* a --follow that does not stop must not hold a test long */
 
 	tcase_set_timeout(rd, 30);
 	tcase_add_checked_fixture(rd, setup_shared, NULL);

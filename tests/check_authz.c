@@ -9,7 +9,7 @@
 
 #include "api/authz.h"
 #include "common/token.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/tutil.h"
 
 #define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "db/migrate.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/tutil.h"
 
 static const char *const migrate_args[] = {"migrate", NULL};

@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/srvutil.h"
 #include "tests/tutil.h"
 
@@ -244,7 +244,7 @@ START_TEST(sighup_replaces_the_ssh_key_without_disturbing_a_running_exec)
 	struct notify n;
 	size_t mark;
 
-	ck_assert_int_eq(th_run(keygen, NULL, NULL, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(kit_run(keygen, NULL, NULL, NULL, NULL, NULL), 0);
 	chmod(other, 0644);
 	notify_open(&n, "key");
 	ck_assert_int_eq(su_broker_start(&b, W.db, "eb-life-key", NULL), 0);

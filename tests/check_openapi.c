@@ -16,7 +16,7 @@
 #include "api/api.h"
 #include "api/openapi.h"
 #include "http/apierr.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/srvutil.h"
 #include "tests/tutil.h"
 

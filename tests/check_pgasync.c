@@ -17,7 +17,7 @@
 
 #include "common/err.h"
 #include "db/pgasync.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/tutil.h"
 
 #define WAIT_S   30.0 /* longest any one wait may take before the test fails */

@@ -16,7 +16,7 @@
 #include "audit/verify.h"
 #include "common/err.h"
 #include "db/migrate.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/tutil.h"
 
 static const struct {

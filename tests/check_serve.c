@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/srvutil.h"
 #include "tests/tutil.h"
 
@@ -1350,7 +1350,7 @@ START_TEST(secrets_reach_neither_database_nor_log)
 	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump",
 	         bindir ? bindir : "/usr/lib/postgresql/15/bin");
 	pg_dump_argv[0] = pg_dump;
-	ck_assert_int_eq(th_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
+	ck_assert_int_eq(kit_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pg_dump: %s", dump_err);
 	ck_assert_ptr_nonnull(strstr(dump, "INSERT INTO public.exec_audit")); /* it dumped rows */
 	ck_assert_ptr_nonnull(strstr(dump, "7782 >&2")); /* and this exec's argv */

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 #include "tests/srvutil.h"
 #include "tests/tutil.h"
 

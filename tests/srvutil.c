@@ -69,7 +69,7 @@ int su_cli(const char *db, const char *const args[], char **out)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	snprintf(dburl, sizeof(dburl), "EXEC_BROKER_DATABASE_URL=%s", db);
-	if (th_run(argv, env, NULL, &o, &e, &st) != 0)
+	if (kit_run(argv, env, NULL, &o, &e, &st) != 0)
 		goto out;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		say("exec-broker %s %s failed (status %d): %s", args[0], args[1] ? args[1] : "", st,
@@ -794,7 +794,7 @@ int su_http_parallel(int port, const struct su_req *q, size_t n, struct su_resp 
 	if (fclose(f) != 0)
 		return -1;
 	f = NULL;
-	if (th_run(argv, NULL, NULL, &out, &err, &st) != 0)
+	if (kit_run(argv, NULL, NULL, &out, &err, &st) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct su_stream s;

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 
 #define SU_WAIT_MS 30000 /* longest any one wait of these helpers may take */
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
 
 const char *tu_bin(void)
 {
@@ -42,7 +42,7 @@ void tu_broker(struct tu_run *r, const char *conninfo, const char *const env[],
 		envv[e++] = env[i];
 	envv[e] = NULL;
 	memset(r, 0, sizeof(*r));
-	ck_assert_int_eq(th_run(argv, envv, NULL, &r->out, &r->err, &status), 0);
+	ck_assert_int_eq(kit_run(argv, envv, NULL, &r->out, &r->err, &status), 0);
 	r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
