@@ -36,8 +36,11 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o \
 	$(BUILD)/obj/gen/openapi_data.o
 TEST_SRC := $(wildcard tests/check_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-# The kit (tests/kit/) that integration suites and benchmarks share.
-KIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/kit/*.c))
+TEST_RUNNER := $(BUILD)/obj/tests/runner.o
+# The kit (tests/kit/) that integration suites and benchmarks share; expect.c is its Check
+# side: suites link it, benchmarks (no Check) do not.
+KIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/kit/expect.c,$(wildcard tests/kit/*.c)))
+KIT_CHECK_OBJ := $(BUILD)/obj/tests/kit/expect.o
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 SOURCES := $(wildcard */*.c */*.h)
 
@@ -81,8 +84,8 @@ $(BUILD)/libeb.a: $(LIB_OBJ)
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(KIT_OBJ) $(BUILD)/obj/tests/tutil.o \
-		$(BUILD)/obj/tests/srvutil.o $(BUILD)/libeb.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_RUNNER) $(KIT_OBJ) $(KIT_CHECK_OBJ) \
+		$(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) $(TEST_LIBS) -o $@

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "common/token.h"
+#include "tests/kit/expect.h"
 #include "tests/kit/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/proc.h"
+#include "tests/runner.h"
 
 #define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"
 

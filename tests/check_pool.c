@@ -21,6 +21,7 @@
 #include "pool/fingerprint.h"
 #include "pool/pool.h"
 #include "tests/kit/harness.h"
+#include "tests/kit/proc.h"
 
 #define B(s)   ((struct eb_bytes){s, sizeof(s) - 1})
 #define KIB    1024
