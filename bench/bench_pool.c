@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "pool/command.h"
 #include "pool/pool.h"
+#include "tests/kit/clock.h"
 #include "tests/kit/harness.h"
 
 #define DEFAULT_N     300
@@ -295,7 +296,7 @@ int main(void)
 	};
 	static struct bench b;
 	struct th_sshd_opts sopts = {.max_sessions = SSHD_MAX_SESSIONS};
-	uint64_t t_start = bench_now_ns();
+	uint64_t t_start = kit_now_ns();
 	char err[256];
 	int rc = 0;
 
