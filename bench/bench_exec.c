@@ -1199,13 +1199,14 @@ static int bench_commands(struct bench *b)
 
 	b->spec_true = (struct command_spec){.argv = argv_true, .argc = 1};
 	/* The string the pool sends for `true`, with a fresh BENCH_EXEC_DEADLINE_MS deadline. */
-	b->spec_true.timeout_s = BENCH_EXEC_DEADLINE_MS / 1000 + 1 + b->pcfg.kill_grace_s;
+	b->spec_true.timeout_ms = BENCH_EXEC_DEADLINE_MS;
 	b->spec_true.kill_after_s = b->pcfg.kill_grace_s;
 	if (command_build(&b->spec_true, &b->wrapped, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench_exec: command_build: %s\n", err);
 		return -1;
 	}
-	b->spec_true.timeout_s = b->spec_true.kill_after_s = 0;
+	b->spec_true.timeout_ms = 0;
+	b->spec_true.kill_after_s = 0;
 
 	snprintf(gate_line, sizeof(gate_line), "read -r x < /tmp/eb-bench-%d-gate", (int)getpid());
 	snprintf(seq_line, sizeof(seq_line), "%s && exec seq 1 %zu", gate_line, b->rss_lines);
