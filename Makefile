@@ -36,6 +36,14 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_data.o \
 	$(BUILD)/obj/gen/openapi_data.o
 TEST_SRC := $(wildcard tests/check_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# A suite that includes the kit (tests/kit/: fixtures, broker processes, the HTTP client) is
+# an integration suite and links it; the others are unit tests and link only the product
+# library, from which the linker takes the module under test, and the runner.
+TEST_INTEG_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(shell grep -l '"tests/kit/' $(TEST_SRC)))
+TEST_RUNNER := $(BUILD)/obj/tests/runner.o
+# The kit's objects, which benchmarks link too; expect.c is its Check side, for suites only.
+KIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/kit/expect.c,$(wildcard tests/kit/*.c)))
+KIT_CHECK_OBJ := $(BUILD)/obj/tests/kit/expect.o
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 SOURCES := $(wildcard */*.c */*.h)
 
@@ -79,11 +87,12 @@ $(BUILD)/libeb.a: $(LIB_OBJ)
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/harness.o $(BUILD)/obj/tests/tutil.o \
-		$(BUILD)/obj/tests/srvutil.o $(BUILD)/libeb.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_RUNNER) $(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) $(TEST_LIBS) -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(filter %.o,$^) $(filter %.a,$^) $(PKG_LIBS) $(TEST_LIBS) -o $@
+
+$(TEST_INTEG_BIN): $(KIT_OBJ) $(KIT_CHECK_OBJ)
 
 # Benchmarks print figures and never fail on timing; see bench/README.md.
 BENCH_AUDIT := $(BUILD)/bench/bench_audit $(BUILD)/bench/audit_gen $(BUILD)/exec-broker
@@ -102,8 +111,7 @@ $(BUILD)/bench/audit_gen: $(BUILD)/obj/bench/audit_gen.o
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/bench/benchutil.o $(BUILD)/obj/tests/harness.o \
-		$(BUILD)/libeb.a
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/bench/benchutil.o $(KIT_OBJ) $(BUILD)/libeb.a
 	$(say) LINK $@
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ $(PKG_LIBS) -o $@

@@ -2,33 +2,24 @@
  * with BENCH_AUDIT_ROWS (1,000,000) chained rows by running bench/audit_gen, starts
  * `exec-broker serve`, and times filtered pages of GET /v1/audit (one workspace in the last
  * 24 hours, one actor, one status, the same with org and workspace tokens, the next page)
- * from a keep-alive client in this process, beside the EXPLAIN (ANALYZE, BUFFERS) of the
- * SQL audit_query_list() builds for the same filters. Then `exec-broker audit verify` over
- * the whole chain, and what the chain costs writers: the audit completion statement alone,
- * and execs of `true` through the broker at 32 in flight, each with the chain trigger on and
- * off in alternating turns. It prints figures and never fails on timing: the exit status is
- * 1 only when something did not work (a response that is not the page it should be, a
+ * from a keep-alive connection of the test kit's client in this process, beside the EXPLAIN
+ * (ANALYZE, BUFFERS) of the SQL audit_query_list() builds for the same filters. Then `exec-broker
+ * audit verify` over the whole chain, and what the chain costs writers: the audit completion
+ * statement alone, and execs of `true` through the broker at 32 in flight, each with the chain
+ * trigger on and off in alternating turns. It prints figures and never fails on timing: the exit
+ * status is 1 only when something did not work (a response that is not the page it should be, a
  * phase that broke). */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <dirent.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,8 +29,14 @@
 #include "audit/writer.h"
 #include "bench/benchutil.h"
 #include "common/err.h"
-#include "common/fdio.h"
-#include "tests/harness.h"
+#include "tests/kit/cli.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/kit/proc.h"
+#include "tests/kit/sql.h"
+#include "tests/kit/world.h"
 
 #define DEFAULT_ROWS    1000000ULL
 #define MAX_ROWS        100000000ULL
@@ -75,40 +72,23 @@ static long long wall_us(void)
 
 /* ------------------------------------------------------------------ processes */
 
-/* CPU seconds of every child of the postmaster (its backends and workers), living ones
+/* CPU seconds of the postmaster's descendants (its backends and workers), living ones
  * only: a comparison over a phase in which the broker keeps its connections. */
 static double pg_cpu_s(void)
 {
+	struct kit_procs p = {0};
 	int pm = th_pg_pid(&th.pg);
-	DIR *d = opendir("/proc");
-	struct dirent *e;
 	double sum = 0;
 
-	if (d == NULL || pm <= 0) {
-		if (d != NULL)
-			closedir(d);
+	if (pm <= 0)
 		return -1;
+	kit_procs_add_tree(&p, pm, 0);
+	for (size_t i = 0; i < p.n; i++) {
+		double s = kit_proc_cpu_s(p.v[i].pid);
+		if (s > 0)
+			sum += s;
 	}
-	while ((e = readdir(d)) != NULL) {
-		char path[300], buf[1024], *p;
-		int ppid;
-		size_t n;
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "re");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		p = strrchr(buf, ')');
-		if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pm)
-			sum += bench_proc_cpu_s(atoi(e->d_name));
-	}
-	closedir(d);
+	kit_procs_free(&p);
 	return sum;
 }
 
@@ -121,74 +101,8 @@ static const char *gen_bin(void)
 	if (env != NULL && *env != '\0')
 		return env;
 	if (path[0] == '\0')
-		snprintf(path, sizeof(path), "%s/audit_gen", bench_self_dir());
+		snprintf(path, sizeof(path), "%s/audit_gen", kit_self_dir());
 	return path;
-}
-
-/* ------------------------------------------------------------------ a blocking HTTP client */
-
-/* One keep-alive HTTP/1.1 connection to the broker, blocking, one request at a time: a
- * few hundred lines that cost little and are known, rather than curl per request. */
-struct hclient {
-	int port;
-	int fd; /* -1 when not connected */
-	char *in;
-	size_t len, cap;
-};
-
-struct hresp {
-	int status;
-	char *body; /* NUL-terminated, de-chunked */
-	size_t body_len, body_cap;
-};
-
-static void hc_close(struct hclient *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->len = 0;
-}
-
-static void hc_free(struct hclient *c)
-{
-	hc_close(c);
-	free(c->in);
-	c->in = NULL;
-	c->cap = 0;
-}
-
-static void hresp_free(struct hresp *r)
-{
-	free(r->body);
-	memset(r, 0, sizeof(*r));
-}
-
-/* Whether the idle connection is still open: the broker closes idle ones. */
-static bool hc_alive(struct hclient *c)
-{
-	char ch;
-
-	return recv(c->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-	       (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-static int hc_connect(struct hclient *c, char *err, size_t errlen)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-	                         .sin_port = htons((uint16_t)c->port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		snprintf(err, errlen, "cannot connect to the broker on port %d: %s", c->port,
-		         strerror(errno));
-		hc_close(c);
-		return -1;
-	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return 0;
 }
 
 static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
@@ -210,156 +124,6 @@ static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
 	return 0;
 }
 
-/* Reads more bytes into c->in: 0, or -1 (EOF, error, or nothing for IO_WAIT_MS). */
-static int hc_fill(struct hclient *c, char *err, size_t errlen)
-{
-	char buf[65536];
-	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-	ssize_t n;
-	int pr;
-
-	do
-		pr = poll(&pfd, 1, IO_WAIT_MS);
-	while (pr < 0 && errno == EINTR);
-	if (pr <= 0) {
-		snprintf(err, errlen, "no response within %d ms", IO_WAIT_MS);
-		return -1;
-	}
-	do
-		n = recv(c->fd, buf, sizeof(buf), 0);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0) {
-		snprintf(err, errlen, "the connection ended in the middle of the response (%s)",
-		         n == 0 ? "EOF" : strerror(errno));
-		return -1;
-	}
-	if (append(&c->in, &c->len, &c->cap, buf, (size_t)n) != 0) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-/* Sends req (a whole request) and reads the whole response into r: 0, or -1 with why in
- * err. The connection is reopened if the broker closed it while idle, and closed after a
- * response that says Connection: close or that could not be read. */
-static int hc_request(struct hclient *c, const char *req, size_t reqlen, struct hresp *r, char *err,
-                      size_t errlen)
-{
-	size_t pos, head_len;
-	bool chunked = false, closing = false;
-	unsigned long long clen = 0;
-	char *e, *l;
-
-	r->status = 0;
-	r->body_len = 0;
-	if (append(&r->body, &r->body_len, &r->body_cap, "", 0) != 0) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	if (c->fd >= 0 && !hc_alive(c))
-		hc_close(c);
-	if (c->fd < 0 && hc_connect(c, err, errlen) != 0)
-		return -1;
-	c->len = 0;
-	if (fdio_write_all(c->fd, req, reqlen, 5000) != 0) {
-		snprintf(err, errlen, "sending the request: %s", strerror(errno));
-		goto fail;
-	}
-	while ((e = c->len ? memmem(c->in, c->len, "\r\n\r\n", 4) : NULL) == NULL)
-		if (hc_fill(c, err, errlen) != 0)
-			goto fail;
-	head_len = (size_t)(e - c->in) + 4;
-	if (sscanf(c->in, "HTTP/1.%*d %d", &r->status) != 1) {
-		snprintf(err, errlen, "not an HTTP response: %.40s", c->in);
-		goto fail;
-	}
-	for (l = memchr(c->in, '\n', head_len); l != NULL && l + 1 < e;
-	     l = memchr(l + 1, '\n', (size_t)(e - l - 1))) {
-		const char *h = l + 1;
-		if (strncasecmp(h, "Transfer-Encoding:", 18) == 0)
-			chunked = strncasecmp(h + 18 + strspn(h + 18, " "), "chunked", 7) == 0;
-		else if (strncasecmp(h, "Content-Length:", 15) == 0)
-			clen = strtoull(h + 15, NULL, 10);
-		else if (strncasecmp(h, "Connection:", 11) == 0)
-			closing = strncasecmp(h + 11 + strspn(h + 11, " "), "close", 5) == 0;
-	}
-	pos = head_len;
-	if (!chunked) {
-		while (c->len - pos < clen)
-			if (hc_fill(c, err, errlen) != 0)
-				goto fail;
-		if (append(&r->body, &r->body_len, &r->body_cap, c->in + pos, (size_t)clen) != 0)
-			goto nomem;
-		pos += (size_t)clen;
-	} else {
-		for (;;) {
-			unsigned long long size;
-			char *num_end;
-			e = c->len > pos ? memmem(c->in + pos, c->len - pos, "\r\n", 2) : NULL;
-			if (e == NULL) {
-				if (hc_fill(c, err, errlen) != 0)
-					goto fail;
-				continue;
-			}
-			size = strtoull(c->in + pos, &num_end, 16);
-			if (num_end == c->in + pos) {
-				snprintf(err, errlen, "a malformed chunk size line");
-				goto fail;
-			}
-			if (size == 0) {
-				/* Trailers, if any, up to the empty line. */
-				pos = (size_t)(e - c->in) + 2;
-				for (;;) {
-					e = c->len > pos
-					        ? memmem(c->in + pos, c->len - pos, "\r\n", 2)
-					        : NULL;
-					if (e == NULL) {
-						if (hc_fill(c, err, errlen) != 0)
-							goto fail;
-						continue;
-					}
-					if (e == c->in + pos) {
-						pos += 2;
-						break;
-					}
-					pos = (size_t)(e - c->in) + 2;
-				}
-				break;
-			}
-			while (c->len < (size_t)(e - c->in) + 2 + size + 2) {
-				size_t off = (size_t)(e - c->in);
-				if (hc_fill(c, err, errlen) != 0)
-					goto fail;
-				e = c->in + off;
-			}
-			pos = (size_t)(e - c->in) + 2;
-			if (append(&r->body, &r->body_len, &r->body_cap, c->in + pos,
-			           (size_t)size) != 0)
-				goto nomem;
-			pos += (size_t)size;
-			if (c->in[pos] != '\r' || c->in[pos + 1] != '\n') {
-				snprintf(err, errlen, "a chunk not followed by CRLF");
-				goto fail;
-			}
-			pos += 2;
-		}
-	}
-	if (pos != c->len) {
-		snprintf(err, errlen, "%zu bytes after the response", c->len - pos);
-		goto fail;
-	}
-	c->len = 0;
-	if (closing)
-		hc_close(c);
-	return 0;
-nomem:
-	snprintf(err, errlen, "out of memory");
-fail:
-	hc_close(c);
-	return -1;
-}
-
 /* ------------------------------------------------------------------ the queries */
 
 /* One filtered page of GET /v1/audit as a client asks for it. */
@@ -373,8 +137,7 @@ struct query {
 	const char *values[MAX_PAIRS]; /* decoded */
 	char cursor[AUDIT_CURSOR_MAX]; /* page 2: the first page's next_cursor */
 	char path[1024];
-	char request[2048];
-	size_t request_len;
+	struct kit_req req; /* GET path with the token, on the benchmark's keep-alive connection */
 	/* The expected page, from this benchmark's own SQL: exec ids in order. */
 	char cond[600];
 	long long offset;
@@ -413,7 +176,7 @@ static void url_encode(char *out, size_t len, const char *s)
 	out[o] = '\0';
 }
 
-static void query_build_request(struct query *q, int port)
+static void query_build_request(struct query *q)
 {
 	snprintf(q->path, sizeof(q->path), "/v1/audit");
 	for (size_t i = 0; i < q->npairs; i++) {
@@ -422,11 +185,12 @@ static void query_build_request(struct query *q, int port)
 		strncat(q->path, "=", sizeof(q->path) - strlen(q->path) - 1);
 		url_encode(q->path, sizeof(q->path), q->values[i]);
 	}
-	q->request_len = (size_t)snprintf(q->request, sizeof(q->request),
-	                                  "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-	                                  "Authorization: Bearer %s\r\nAccept: application/json\r\n"
-	                                  "\r\n",
-	                                  q->path, port, q->token);
+	q->req = (struct kit_req){.method = "GET",
+	                          .path = q->path,
+	                          .token = q->token,
+	                          .accept = "application/json",
+	                          .rid = "",
+	                          .max_time_s = IO_WAIT_MS / 1000};
 }
 
 static void query_pair(struct query *q, const char *name, const char *value)
@@ -481,7 +245,7 @@ static bool hex64(const char *s)
 /* Whether the response is the expected page: 200, a JSON object whose items are exactly
  * the expected rows in order, next_cursor a string exactly when more rows follow. full:
  * also the shape of every item. cursor (may be NULL) receives next_cursor. */
-static int check_page(const struct query *q, const struct hresp *r, bool full, char *cursor,
+static int check_page(const struct query *q, const struct kit_resp *r, bool full, char *cursor,
                       char *err, size_t errlen)
 {
 	json_error_t jerr;
@@ -541,18 +305,18 @@ out:
 }
 
 /* One timed request of q, checked. */
-static void query_once(struct query *q, struct hclient *c, struct hresp *r)
+static void query_once(struct query *q, struct kit_conn *c)
 {
 	char err[512];
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = kit_now_ns();
 	double ms;
 
-	if (hc_request(c, q->request, q->request_len, r, err, sizeof(err)) != 0) {
-		series_fail(&q->s, "%s", err);
+	if (kit_conn_request(c, &q->req) != 0) {
+		series_fail(&q->s, "%s", c->r.error);
 		return;
 	}
 	ms = bench_ms_since(t0);
-	if (check_page(q, r, q->responses_ok == 0, NULL, err, sizeof(err)) != 0) {
+	if (check_page(q, &c->r, q->responses_ok == 0, NULL, err, sizeof(err)) != 0) {
 		series_fail(&q->s, "%s", err);
 		return;
 	}
@@ -598,7 +362,7 @@ static void query_plan(PGconn *c, struct query *q, size_t n)
 			break;
 	}
 	for (size_t i = 0; i < n; i++) {
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = kit_now_ns();
 		r = PQexecParams(c, aq.sql, aq.nparams, NULL, aq.params, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 			series_fail(&q->sql, "%s", PQresultErrorMessage(r));
@@ -798,7 +562,7 @@ static void prun_go(struct prun *r, size_t nthreads, size_t total, struct series
 		return;
 	}
 	pthread_mutex_init(&r->mu, NULL);
-	t0 = bench_now_ns();
+	t0 = kit_now_ns();
 	for (size_t k = 0; k < nthreads && k < BENCH_CONCURRENCY; k++) {
 		t[k] = (struct pthr){r, k};
 		if (pthread_create(&th_ids[k], NULL, prun_thread, &t[k]) != 0)
@@ -823,71 +587,55 @@ static void prun_go(struct prun *r, size_t nthreads, size_t total, struct series
 /* ---- execs of `true` through the broker ---- */
 
 struct exec_ctx {
-	struct hclient hc;
-	struct hresp r;
-	const char *request;
-	size_t request_len;
+	struct kit_conn conn; /* kept alive */
+	const struct kit_req *req;
 };
 
 /* A whole exec: 200, NDJSON whose first frame has an exec_id and whose only last frame, at
  * the end, says exit code 0. */
-static int exec_check(const struct hresp *r, char *err, size_t errlen)
+static int exec_check(const struct kit_resp *r, char *err, size_t errlen)
 {
-	size_t nlines = 0, terminals = 0;
-	bool exit0 = false, first_ok = false;
-	char *p = r->body, *nl;
+	struct kit_frames f;
+	json_t *v;
+	int rc = -1;
 
 	if (r->status != 200) {
 		snprintf(err, errlen, "HTTP %d: %.300s", r->status, r->body);
 		return -1;
 	}
-	for (; *p != '\0'; p = nl + 1) {
-		json_error_t jerr;
-		json_t *o, *v;
-		nl = strchr(p, '\n');
-		if (nl == NULL) {
-			snprintf(err, errlen, "the body ends inside a line: %.100s", p);
-			return -1;
-		}
-		o = json_loadb(p, (size_t)(nl - p), 0, &jerr);
-		if (!json_is_object(o)) {
-			snprintf(err, errlen, "frame %zu is not a JSON object: %.100s", nlines, p);
-			json_decref(o);
-			return -1;
-		}
-		if (terminals > 0) {
-			snprintf(err, errlen, "a frame after the last frame: %.100s", p);
-			json_decref(o);
-			return -1;
-		}
-		if (nlines == 0)
-			first_ok = json_is_string(json_object_get(o, "exec_id"));
-		else if ((v = json_object_get(o, "exit_code")) != NULL ||
-		         json_object_get(o, "error") != NULL) {
-			terminals++;
-			exit0 = json_is_integer(v) && json_integer_value(v) == 0;
-		}
-		json_decref(o);
-		nlines++;
-	}
-	if (!first_ok || terminals != 1 || !exit0) {
-		snprintf(err, errlen, "not a whole exec of `true` with exit code 0: %.300s",
-		         r->body);
+	if (r->body_len == 0 || r->body[r->body_len - 1] != '\n') {
+		snprintf(err, errlen, "the body ends inside a line: %.100s", r->body);
 		return -1;
 	}
-	return 0;
+	kit_frames_init(&f);
+	kit_frames_parse(&f, r->body, r->body_len);
+	if (f.bad > 0)
+		snprintf(err, errlen, "a frame that is not a JSON object: %s", f.bad_line);
+	else if (f.terminal_at >= 0 && f.terminal_at != (int)f.n - 1)
+		snprintf(err, errlen, "a frame after the last frame: %.300s", r->body);
+	else if (!json_is_string(json_object_get(kit_frame(&f, 0), "exec_id")) || f.terminal != 1 ||
+	         !json_is_integer(v = json_object_get(f.last_terminal, "exit_code")) ||
+	         json_integer_value(v) != 0)
+		snprintf(err, errlen, "not a whole exec of `true` with exit code 0: %.300s",
+		         r->body);
+	else
+		rc = 0;
+	kit_frames_free(&f);
+	return rc;
 }
 
 static int exec_one(void *arg, size_t i, double *ms, char *err, size_t errlen)
 {
 	struct exec_ctx *x = arg;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = kit_now_ns();
 
 	(void)i;
-	if (hc_request(&x->hc, x->request, x->request_len, &x->r, err, errlen) != 0)
+	if (kit_conn_request(&x->conn, x->req) != 0) {
+		snprintf(err, errlen, "%s", x->conn.r.error);
 		return -1;
+	}
 	*ms = bench_ms_since(t0);
-	return exec_check(&x->r, err, errlen);
+	return exec_check(&x->conn.r, err, errlen);
 }
 
 /* ---- the audit completion statement alone ---- */
@@ -936,7 +684,7 @@ static int micro_one(void *arg, size_t i, double *ms, char *err, size_t errlen)
 		goto out;
 	}
 	PQclear(r);
-	t0 = bench_now_ns();
+	t0 = kit_now_ns();
 	r = PQexecParams(m->c, audit_end_sql, AUDIT_END_NPARAMS, NULL, ep, NULL, NULL, 0);
 	*ms = bench_ms_since(t0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0) {
@@ -972,7 +720,7 @@ struct bench {
 	size_t n, sql_n, exec_n, micro_n;
 	char db[512];
 	char tok_admin[64], tok_org[64], tok_ws[64], tok_exec[64];
-	struct broker b;
+	struct kit_broker b;
 	double gen_s, vacuum_s;
 	long long table_bytes, head_bytes_gen, head_bytes_end, rows_counted;
 	char since[32];
@@ -990,68 +738,44 @@ struct bench {
 	size_t exec_sent[MODE_COUNT];
 };
 
-static int sql_value(const char *db, const char *sql, char *out, size_t len)
-{
-	PGconn *c = PQconnectdb(db);
-	PGresult *r = NULL;
-	int rc = -1;
-
-	if (PQstatus(c) != CONNECTION_OK) {
-		bench_problem("%s: %s", sql, PQerrorMessage(c));
-		goto out;
-	}
-	r = PQexec(c, sql);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		bench_problem("%s: %s", sql, PQresultErrorMessage(r));
-		goto out;
-	}
-	if (out != NULL)
-		snprintf(out, len, "%s",
-		         PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-		             ? PQgetvalue(r, 0, 0)
-		             : "");
-	rc = 0;
-out:
-	PQclear(r);
-	PQfinish(c);
-	return rc;
-}
-
+/* The first value of sql as a number, or -1 with a problem recorded. */
 static long long sql_ll(const char *db, const char *sql)
 {
-	char v[64];
+	char *v = kit_sql_value(db, sql);
+	long long n = v != NULL ? atoll(v) : -1;
 
-	return sql_value(db, sql, v, sizeof(v)) == 0 ? atoll(v) : -1;
+	if (v == NULL)
+		bench_problem("%s: failed (see above)", sql);
+	free(v);
+	return n;
 }
 
 /* The database, the workspaces and tokens the queries and execs use. ws-042 exists as a
  * workspace (a workspace token needs one) on the harness's sshd, like ws-bench. */
 static int bench_world(struct bench *b)
 {
-	static const char *const migrate[] = {"migrate", NULL};
 	static const char *const t_admin[] = {"token", "create", "--admin", NULL};
 	static const char *const t_org[] = {"token", "create", "--org", BENCH_ORG, NULL};
 	static const char *const t_ws[] = {"token", "create", "--workspace", BENCH_WS, NULL};
 	static const char *const t_exec[] = {"token", "create", "--workspace", EXEC_WS, NULL};
-	const char *ws[][2] = {{BENCH_WS, BENCH_ORG}, {EXEC_WS, "bench"}};
-	char port[16];
+	const struct kit_ws ws[] = {
+	    {.id = BENCH_WS,
+	     .org = BENCH_ORG,
+	     .port = th.sshd.port,
+	     .host_key_fp = th.sshd.host_key_fp},
+	    {.id = EXEC_WS,
+	     .org = "bench",
+	     .port = th.sshd.port,
+	     .host_key_fp = th.sshd.host_key_fp},
+	};
 
-	snprintf(port, sizeof(port), "%d", th.sshd.port);
-	if (th_db_create(b->db, sizeof(b->db)) != 0 || bench_cli(b->db, migrate, NULL, NULL) != 0)
+	if (kit_db_migrated(b->db, sizeof(b->db)) != 0 || kit_ws_add(b->db, &ws[0]) != 0 ||
+	    kit_ws_add(b->db, &ws[1]) != 0)
 		return -1;
-	for (size_t i = 0; i < 2; i++) {
-		const char *args[] = {
-		    "workspace", "add",       ws[i][0], "--org",      ws[i][1],
-		    "--host",    "127.0.0.1", "--port", port,         "--user",
-		    th.user,     "--tier",    "3",      "--host-key", th.sshd.host_key_fp,
-		    NULL};
-		if (bench_cli(b->db, args, NULL, NULL) != 0)
-			return -1;
-	}
-	if (bench_make_token(b->db, t_admin, b->tok_admin, sizeof(b->tok_admin)) != 0 ||
-	    bench_make_token(b->db, t_org, b->tok_org, sizeof(b->tok_org)) != 0 ||
-	    bench_make_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0 ||
-	    bench_make_token(b->db, t_exec, b->tok_exec, sizeof(b->tok_exec)) != 0)
+	if (kit_cli_token(b->db, t_admin, b->tok_admin, sizeof(b->tok_admin)) != 0 ||
+	    kit_cli_token(b->db, t_org, b->tok_org, sizeof(b->tok_org)) != 0 ||
+	    kit_cli_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0 ||
+	    kit_cli_token(b->db, t_exec, b->tok_exec, sizeof(b->tok_exec)) != 0)
 		return -1;
 	return 0;
 }
@@ -1061,31 +785,27 @@ static int bench_generate(struct bench *b)
 {
 	char n[32];
 	const char *argv[] = {gen_bin(), b->db, n, NULL};
-	uint64_t t0 = bench_now_ns();
+	const struct kit_spawn sp = {.argv = argv, .stdout_to_stderr = true};
+	uint64_t t0 = kit_now_ns();
 	pid_t pid;
-	int st;
+	int st = 0;
 
 	snprintf(n, sizeof(n), "%llu", b->rows);
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
+	pid = kit_spawn(&sp);
+	if (pid < 0 || kit_wait(pid, -1, &st) != 0) {
+		bench_problem("cannot run %s", argv[0]);
 		return -1;
-	if (pid == 0) {
-		dup2(2, 1);
-		execv(argv[0], (char *const *)argv);
-		fprintf(stderr, "bench_audit: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
 	}
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
 	b->gen_s = bench_ms_since(t0) / 1000;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		bench_problem("%s ended with wait status %#x", argv[0], (unsigned)st);
 		return -1;
 	}
-	t0 = bench_now_ns();
-	if (sql_value(b->db, "VACUUM (ANALYZE) exec_audit", NULL, 0) != 0)
+	t0 = kit_now_ns();
+	if (kit_sql(b->db, "VACUUM (ANALYZE) exec_audit") != 0) {
+		bench_problem("VACUUM (ANALYZE) exec_audit failed (see above)");
 		return -1;
+	}
 	b->vacuum_s = bench_ms_since(t0) / 1000;
 	b->rows_counted = sql_ll(b->db, "SELECT count(*) FROM exec_audit");
 	b->table_bytes = sql_ll(b->db, "SELECT pg_total_relation_size('exec_audit')");
@@ -1180,9 +900,8 @@ static void query_init(struct bench *b, enum qid id)
 
 /* The queries, their expected pages, and the cursor page 2 starts from (page 1's
  * next_cursor, as a client gets it). */
-static int bench_queries_init(struct bench *b, struct hclient *hc)
+static int bench_queries_init(struct bench *b, struct kit_conn *hc)
 {
-	struct hresp r = {0};
 	char err[512];
 	PGconn *c = PQconnectdb(b->db);
 	int rc = -1;
@@ -1200,22 +919,23 @@ static int bench_queries_init(struct bench *b, struct hclient *hc)
 		    series_init(&b->q[id].sql, b->q[id].sql_name, b->sql_n) != 0 ||
 		    query_expect(c, &b->q[id]) != 0)
 			goto out;
-		query_build_request(&b->q[id], b->b.port);
+		query_build_request(&b->q[id]);
 	}
 	/* Page 1 once, for its cursor. */
-	if (hc_request(hc, b->q[Q_WS].request, b->q[Q_WS].request_len, &r, err, sizeof(err)) != 0 ||
-	    check_page(&b->q[Q_WS], &r, true, b->q[Q_PAGE2].cursor, err, sizeof(err)) != 0) {
+	if (kit_conn_request(hc, &b->q[Q_WS].req) != 0)
+		snprintf(err, sizeof(err), "%s", hc->r.error);
+	if (!hc->r.complete ||
+	    check_page(&b->q[Q_WS], &hc->r, true, b->q[Q_PAGE2].cursor, err, sizeof(err)) != 0) {
 		series_fail(&b->q[Q_WS].s, "the first request: %s", err);
 		series_fail(&b->q[Q_PAGE2].s, "no first page: %s", err);
 	} else if (b->q[Q_PAGE2].cursor[0] == '\0') {
 		b->q[Q_PAGE2].skip = true;
 	} else {
 		query_pair(&b->q[Q_PAGE2], "cursor", b->q[Q_PAGE2].cursor);
-		query_build_request(&b->q[Q_PAGE2], b->b.port);
+		query_build_request(&b->q[Q_PAGE2]);
 	}
 	rc = 0;
 out:
-	hresp_free(&r);
 	PQfinish(c);
 	return rc;
 }
@@ -1224,10 +944,10 @@ out:
  * each one's SQL alone and its plan. */
 static void bench_queries(struct bench *b)
 {
-	struct hclient hc = {.port = b->b.port, .fd = -1};
-	struct hresp r = {0};
+	struct kit_conn hc;
 	PGconn *c;
 
+	kit_conn_init(&hc, b->b.port);
 	if (bench_queries_init(b, &hc) != 0)
 		goto out;
 	for (size_t done = 0; done < b->n; done += BENCH_BLOCK)
@@ -1236,7 +956,7 @@ static void bench_queries(struct bench *b)
 			for (size_t k = 0; k < BENCH_BLOCK && done + k < b->n; k++) {
 				if (q->skip || q->s.failures > 0)
 					break;
-				query_once(q, &hc, &r);
+				query_once(q, &hc);
 			}
 		}
 	c = PQconnectdb(b->db);
@@ -1248,19 +968,18 @@ static void bench_queries(struct bench *b)
 				query_plan(c, &b->q[id], b->sql_n);
 	PQfinish(c);
 out:
-	hresp_free(&r);
-	hc_free(&hc);
+	kit_conn_free(&hc);
 }
 
 /* `exec-broker audit verify` over the whole chain. */
 static void bench_verify(struct bench *b)
 {
 	static const char *const args[] = {"audit", "verify", NULL};
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = kit_now_ns();
 	char *out = NULL;
 	int st = 0;
 
-	if (bench_cli(b->db, args, &out, &st) != 0) {
+	if (kit_cli(b->db, args, &out, &st) != 0) {
 		bench_problem("exec-broker audit verify ended with wait status %#x: %.200s",
 		              (unsigned)st, out ? out : "");
 		free(out);
@@ -1313,21 +1032,18 @@ out:
 static void bench_exec_chain(struct bench *b, struct chain_switch *sw)
 {
 	static struct exec_ctx x[BENCH_CONCURRENCY];
+	const struct kit_req req = {.ws = EXEC_WS,
+	                            .token = b->tok_exec,
+	                            .body = "{\"argv\":[\"true\"]}",
+	                            .accept = "application/x-ndjson",
+	                            .rid = "",
+	                            .max_time_s = IO_WAIT_MS / 1000};
 	struct prun run = {0};
-	char req[1024];
 	size_t per_turn = b->exec_n / (EXEC_TURNS / 2);
-	int len;
 
-	len = snprintf(req, sizeof(req),
-	               "POST /v1/workspaces/" EXEC_WS "/exec HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-	               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
-	               "Accept: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n%s",
-	               b->b.port, b->tok_exec, strlen("{\"argv\":[\"true\"]}"),
-	               "{\"argv\":[\"true\"]}");
 	for (size_t k = 0; k < BENCH_CONCURRENCY; k++) {
-		x[k] = (struct exec_ctx){.hc = {.port = b->b.port, .fd = -1}};
-		x[k].request = req;
-		x[k].request_len = (size_t)len;
+		kit_conn_init(&x[k].conn, b->b.port);
+		x[k].req = &req;
 		run.ctx[k] = &x[k];
 	}
 	run.one = exec_one;
@@ -1343,18 +1059,16 @@ static void bench_exec_chain(struct bench *b, struct chain_switch *sw)
 		if (chain_set(sw, md) != 0)
 			goto out;
 		pg0 = pg_cpu_s();
-		br0 = bench_proc_cpu_s(b->b.pid);
+		br0 = kit_proc_cpu_s(b->b.pid);
 		prun_go(&run, BENCH_CONCURRENCY, per_turn, &b->exec[md]);
 		b->exec_pg_cpu[md] += pg_cpu_s() - pg0;
-		b->exec_broker_cpu[md] += bench_proc_cpu_s(b->b.pid) - br0;
+		b->exec_broker_cpu[md] += kit_proc_cpu_s(b->b.pid) - br0;
 		b->exec_sent[md] += per_turn;
 	}
 out:
 	chain_set(sw, MODE_CHAIN);
-	for (size_t k = 0; k < BENCH_CONCURRENCY; k++) {
-		hc_free(&x[k].hc);
-		hresp_free(&x[k].r);
-	}
+	for (size_t k = 0; k < BENCH_CONCURRENCY; k++)
+		kit_conn_free(&x[k].conn);
 	b->exec_rows =
 	    sql_ll(b->db, "SELECT count(*) FROM exec_audit WHERE workspace_id = '" EXEC_WS
 	                  "' AND status = 'exited'");
@@ -1623,20 +1337,20 @@ int main(void)
 {
 	static struct bench b;
 	struct chain_switch sw = {0};
-	uint64_t t_start = bench_now_ns();
+	uint64_t t_start = kit_now_ns();
 	int rc;
 
 	if (bench_init(&b) != 0)
 		return 1;
 	if (th_setup(TH_PG | TH_SSHD) != 0)
 		return 1;
-	bench_progress("setting up: database, workspaces, tokens (broker %s)", bench_broker_bin());
+	bench_progress("setting up: database, workspaces, tokens (broker %s)", kit_broker_bin());
 	if (bench_world(&b) != 0) {
 		fprintf(stderr, "bench_audit: setting up failed (above)\n");
 		return 1;
 	}
 	bench_progress("generating %llu audit rows with %s", b.rows, gen_bin());
-	if (bench_generate(&b) != 0 || broker_start(&b.b, b.db, "audit", NULL) != 0) {
+	if (bench_generate(&b) != 0 || bench_broker_start(&b.b, b.db, "audit", NULL) != 0) {
 		bench_report(&b);
 		th_teardown();
 		return 1;
@@ -1656,7 +1370,7 @@ int main(void)
 	}
 	PQfinish(sw.c);
 	b.head_bytes_end = sql_ll(b.db, "SELECT pg_relation_size('exec_audit_chain_head')");
-	broker_stop(&b.b);
+	bench_broker_stop(&b.b);
 
 	bench_report(&b);
 	rc = bench_broke(&b) ? 1 : 0;

@@ -1,6 +1,7 @@
 /* bench/bench_exec.c: the end-to-end benchmark. It starts `exec-broker serve` on the
  * harness's PostgreSQL (a migrated database, a workspace and a token made by the CLI) and
- * sends it execs over HTTP from a small keep-alive client in this process, so that every
+ * sends it execs over HTTP from keep-alive connections of the test kit's client in this
+ * process, their NDJSON counted by the kit's reader as it arrives, so that every
  * exec pays for the token lookup, the audit row and the NDJSON stream. Beside it, in the
  * same run and against the same sshd: the bare libssh2 floor, the pool in process, a fresh
  * ssh per exec and an OpenSSH ControlMaster. Figures: sequential latency, execs per second
@@ -8,7 +9,6 @@
  * broker's memory with 200 idle sessions and with 200 streaming execs. It prints figures
  * and ratios and never fails on timing: the exit status is 1 only when something did not
  * work. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -16,30 +16,27 @@
 #include <libpq-fe.h>
 #include <libssh2.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench/benchutil.h"
 #include "common/err.h"
-#include "common/fdio.h"
 #include "pool/command.h"
 #include "pool/pool.h"
-#include "tests/harness.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/cli.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/kit/proc.h"
+#include "tests/kit/world.h"
 
 #define DEFAULT_N           300
 #define DEFAULT_PAR_N       640
@@ -60,32 +57,9 @@
 #define RSS_RAMP 20
 /* timeout_s of the streaming and memory execs: the broker's exec_timeout_max_s. */
 #define LONG_TIMEOUT_S 120
-#define READ_CHUNK     (256 * 1024)
-#define MAX_HEAD       65536
 #define MIB            (1024.0 * 1024.0)
 
 /* ------------------------------------------------------------------ /proc */
-
-/* A "Vm..." line of /proc/pid/status in KiB, or -1. */
-static long proc_status_kib(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, field, n) == 0 && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
 
 static double self_cpu_s(void)
 {
@@ -113,57 +87,27 @@ static int proc_reset_hwm(pid_t pid)
 
 /* ------------------------------------------------------------------ broker processes */
 
+/* A broker of the benchmark and the exec requests sent to it (one audit row each). */
+struct bbroker {
+	struct kit_broker k;
+	unsigned long sent;
+};
+
 /* The value of metric line `name` (e.g. exec_broker_pool_sessions{state="idle"}) in the
  * broker's /metrics, or -1. A blocking request: nothing else runs meanwhile. */
-static long broker_metric(const struct broker *b, const char *name)
+static long broker_metric(const struct bbroker *b, const char *name)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-	                         .sin_port = htons((uint16_t)b->port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	static const char req[] =
-	    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-	char *buf = NULL, *p;
-	size_t len = 0, cap = 0;
+	const struct kit_req q = {.method = "GET", .path = "/metrics", .rid = "", .max_time_s = 5};
+	struct kit_resp r;
 	long v = -1;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1))
-		goto out;
-	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-		if (len + 4096 + 1 > cap) {
-			char *nb = realloc(buf, cap = (cap + 4096) * 2);
-			if (nb == NULL)
-				goto out;
-			buf = nb;
-		}
-		if (poll(&pfd, 1, 5000) <= 0)
-			goto out;
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	if (buf == NULL)
-		goto out;
-	buf[len] = '\0';
-	for (p = buf; (p = strstr(p, name)) != NULL; p += strlen(name))
-		if (p[-1] == '\n' && p[strlen(name)] == ' ') {
-			v = strtol(p + strlen(name) + 1, NULL, 10);
-			break;
-		}
-out:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
+	if (kit_http(b->k.port, &q, &r) == 0 && r.complete && r.status == 200)
+		v = (long)kit_metric(r.body, name);
+	kit_resp_free(&r);
 	return v;
 }
 
-/* ------------------------------------------------------------------ the HTTP client */
+/* ------------------------------------------------------------------ execs over HTTP */
 
 /* What the execs of one run post, and what each must print. */
 struct http_exec {
@@ -174,54 +118,36 @@ struct http_exec {
 	uint64_t expect_stdout; /* bytes the command writes to stdout */
 };
 
-enum hc_state {
-	HC_IDLE,       /* no request in flight (connected or not) */
-	HC_HEAD,       /* waiting for the status line and headers */
-	HC_CHUNK_SIZE, /* chunked body: the size line */
-	HC_CHUNK_DATA, /* chunked body: left bytes of a chunk */
-	HC_CHUNK_END,  /* the CRLF after a chunk's data */
-	HC_TRAILER,    /* after the last chunk, up to the empty line */
-	HC_BODY,       /* a Content-Length body: left bytes */
-};
-
 struct hrun;
 
-/* One keep-alive HTTP/1.1 connection to the broker, one request at a time. */
+/* One keep-alive connection of a run (the kit's client) and the exec in flight on it, its
+ * NDJSON counted as it arrives (the kit's reader in counting mode). */
 struct hconn {
 	struct hrun *run;
 	size_t idx;
-	int fd; /* -1 when not connected */
-	struct event *ev;
-	enum hc_state state;
-	char *in; /* received bytes, parsed up to in_off */
-	size_t in_len, in_off, in_cap;
-	uint64_t t0, left;
-	int status;
-	bool chunked, closing;
-	char *line; /* the NDJSON line being assembled, or an error body */
-	size_t line_len, line_cap;
-	size_t nlines;
-	bool first_ok, exit0, ended;
-	int terminals, truncs;
-	uint64_t out_bytes;   /* stdout bytes the frames decode to */
-	uint64_t out_claimed; /* stdout_bytes of the last frame */
-	char failure[256];    /* the first problem with this response, "" if none */
+	struct kit_conn conn;
+	struct kit_frames f;
+	bool busy;    /* an exec in flight */
+	bool started; /* its first frame came */
+	uint64_t t0;
+	char err_body[300]; /* the start of a body that is not 200's NDJSON */
+	size_t err_len;
 };
 
 /* Execs over HTTP, as pool_run is for the pool. */
 struct hrun {
-	struct event_base *base;
-	struct broker *broker;
+	struct bbroker *broker;
 	const struct http_exec *x;
 	struct series *out;
 	size_t total, launched, finished, started;
 	bool stop;
 	struct hconn *c;
+	struct kit_conn **pc; /* &c[i].conn, for kit_conn_poll() */
 	size_t nconns;
 	/* ramp > 0: at most ramp execs in flight whose first frame has not come yet; the
 	 * call's other connections join as execs start. */
 	size_t ramp, conc, opened, unstarted;
-	uint64_t stdout_bytes, recv_bytes; /* decoded stdout and raw bytes received, in all */
+	uint64_t stdout_bytes; /* decoded stdout, in all */
 	/* release(arg) runs once per call, when `barrier` execs have sent their first frame
 	 * or as soon as one ends before that (so that a failure cannot leave the rest
 	 * waiting). */
@@ -229,33 +155,14 @@ struct hrun {
 	void (*release)(void *arg);
 	void *release_arg;
 	bool released;
+	/* tick(arg) runs every tick_ms (if set) while the execs run. */
+	void (*tick)(void *arg);
+	void *tick_arg;
+	int tick_ms;
 };
 
 static void hconn_launch(struct hconn *c);
 static void hrun_widen(struct hrun *r);
-
-static void hconn_close(struct hconn *c)
-{
-	if (c->ev != NULL)
-		event_free(c->ev);
-	c->ev = NULL;
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->in_len = c->in_off = 0;
-}
-
-__attribute__((format(printf, 2, 3))) static int hconn_fail(struct hconn *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->failure[0] == '\0') {
-		va_start(ap, fmt);
-		vsnprintf(c->failure, sizeof(c->failure), fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static void hrun_release(struct hrun *r)
 {
@@ -265,450 +172,141 @@ static void hrun_release(struct hrun *r)
 	}
 }
 
-/* The response is over (or broken): count it, then send the next request on this
- * connection, or end the loop once every request sent has been answered. */
-static void hconn_done(struct hconn *c)
+/* Raw bytes received over all of the run's connections. */
+static uint64_t hrun_recv_bytes(const struct hrun *r)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < r->nconns; i++)
+		n += r->c[i].conn.recv_bytes;
+	return n;
+}
+
+static void hconn_body(void *arg, const char *p, size_t n)
+{
+	struct hconn *c = arg;
+
+	if (c->conn.r.status == 200) {
+		kit_frames_feed(&c->f, p, n);
+		return;
+	}
+	if (c->err_len + 1 < sizeof(c->err_body)) {
+		size_t k = sizeof(c->err_body) - 1 - c->err_len;
+		memcpy(c->err_body + c->err_len, p, n < k ? n : k);
+		c->err_len += n < k ? n : k;
+		c->err_body[c->err_len] = '\0';
+	}
+}
+
+/* Whether the response was a whole, successful exec: "" or why not, into why. */
+static void hconn_check(const struct hconn *c, char *why, size_t len)
+{
+	const struct kit_resp *r = &c->conn.r;
+	const struct kit_frames *f = &c->f;
+	json_t *first = kit_frame(f, 0), *last = f->last_terminal, *v;
+	uint64_t claimed;
+
+	why[0] = '\0';
+	if (!r->complete)
+		snprintf(why, len, "%s (after %zu frames and %zu stdout bytes)", r->error, f->n,
+		         f->out_len);
+	else if (r->status != 200)
+		snprintf(why, len, "HTTP %d: %s", r->status, c->err_body);
+	else if (f->bad > 0)
+		snprintf(why, len, "a frame that is not a JSON object: %s", f->bad_line);
+	else if (f->part_len != 0)
+		snprintf(why, len, "the body ends inside a line");
+	else if (first == NULL || !json_is_string(json_object_get(first, "exec_id")))
+		snprintf(why, len, "the first frame has no exec_id");
+	else if (f->terminal != 1 || f->terminal_at != (int)f->n - 1)
+		snprintf(why, len, "%d last frames, the last at %d of %zu", f->terminal,
+		         f->terminal_at, f->n);
+	else if (!json_is_integer(v = json_object_get(last, "exit_code")))
+		snprintf(
+		    why, len, "last frame without an exit code (error %s)",
+		    json_string_value(json_object_get(json_object_get(last, "error"), "code")));
+	else if (json_integer_value(v) != 0)
+		snprintf(why, len, "exit code %lld", (long long)json_integer_value(v));
+	else if (f->out_trunc + f->err_trunc > 0)
+		snprintf(why, len, "the output was truncated");
+	else if (kit_nframes(f) != 2)
+		snprintf(why, len, "%zu frames that are neither output nor first or last",
+		         kit_nframes(f) - 2);
+	else if ((claimed = (uint64_t)json_integer_value(json_object_get(last, "stdout_bytes"))) !=
+	             f->out_len ||
+	         f->out_len != c->run->x->expect_stdout)
+		snprintf(why, len,
+		         "stdout: %zu bytes in the frames, %llu in the last frame, the command "
+		         "writes %llu",
+		         f->out_len, (unsigned long long)claimed,
+		         (unsigned long long)c->run->x->expect_stdout);
+}
+
+/* The exec's first frame came. */
+static void hconn_started(struct hconn *c)
 {
 	struct hrun *r = c->run;
 
-	if (c->ev != NULL)
-		event_del(c->ev);
-	c->state = HC_IDLE;
-	if (c->failure[0] != '\0') {
-		series_fail(r->out, "%s", c->failure);
-		hconn_close(c);
+	c->started = true;
+	r->started++;
+	r->unstarted--;
+	if (r->barrier > 0 && r->started == r->barrier)
+		hrun_release(r);
+	hrun_widen(r);
+}
+
+/* The response is over (or broken): count it, then send the next request on this
+ * connection if there is one to send. */
+static void hconn_done(struct hconn *c)
+{
+	struct hrun *r = c->run;
+	char why[512];
+
+	hconn_check(c, why, sizeof(why));
+	c->busy = false;
+	if (why[0] != '\0') {
+		series_fail(r->out, "%s", why);
+		kit_conn_close(&c->conn);
 		r->stop = true;
 	} else {
 		series_add(r->out, bench_ms_since(c->t0));
-		r->stdout_bytes += c->out_bytes;
-		if (c->closing)
-			hconn_close(c);
+		r->stdout_bytes += c->f.out_len;
 	}
 	r->finished++;
-	if (!c->first_ok)
+	if (!c->started)
 		r->unstarted--;
 	if (r->barrier > 0 && r->started < r->barrier)
 		hrun_release(r);
 	if (!r->stop && r->launched < r->total)
 		hconn_launch(c);
-	else if (r->finished == r->launched)
-		event_base_loopbreak(r->base);
 	hrun_widen(r);
-}
-
-static void line_append(struct hconn *c, const char *p, size_t n)
-{
-	if (c->line_len + n > c->line_cap) {
-		size_t cap = c->line_cap ? c->line_cap : 4096;
-		char *nl;
-		while (cap < c->line_len + n)
-			cap *= 2;
-		nl = realloc(c->line, cap);
-		if (nl == NULL) {
-			hconn_fail(c, "out of memory");
-			return;
-		}
-		c->line = nl;
-		c->line_cap = cap;
-	}
-	memcpy(c->line + c->line_len, p, n);
-	c->line_len += n;
-}
-
-static unsigned hex4(const char *p)
-{
-	char h[5] = {p[0], p[1], p[2], p[3], '\0'};
-
-	return (unsigned)strtoul(h, NULL, 16);
-}
-
-/* Bytes the JSON string text at p decodes to (as UTF-8), up to its closing quote, which
- * *end is set to (lim if there is none). The text is as jansson writes it: escapes only
- * for '"', '\\' and control characters. */
-static uint64_t json_text_bytes(const char *p, const char *lim, const char **end)
-{
-	uint64_t n = 0;
-
-	while (p < lim && *p != '"') {
-		if (*p != '\\') {
-			p++;
-			n++;
-		} else if (p + 1 < lim && p[1] == 'u' && p + 6 <= lim) {
-			unsigned cp = hex4(p + 2);
-			p += 6;
-			if (cp >= 0xD800 && cp < 0xDC00) { /* a surrogate pair: one 4-byte char */
-				p += 6;
-				n += 4;
-			} else {
-				n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
-			}
-		} else {
-			p += 2;
-			n++;
-		}
-	}
-	*end = p < lim ? p : lim;
-	return n;
-}
-
-static uint64_t b64_bytes(const char *p, size_t n)
-{
-	uint64_t k = n / 4 * 3;
-
-	if (n >= 1 && p[n - 1] == '=')
-		k--;
-	if (n >= 2 && p[n - 2] == '=')
-		k--;
-	return k;
-}
-
-/* A frame other than an output frame of the usual shape: parsed in full. */
-static void frame_parse(struct hconn *c, const char *s, size_t n)
-{
-	json_error_t jerr;
-	json_t *o = json_loadb(s, n, 0, &jerr), *v;
-
-	if (!json_is_object(o)) {
-		hconn_fail(c, "frame %zu is not a JSON object: %.80s", c->nlines, s);
-		goto out;
-	}
-	if (c->nlines == 1) {
-		if (!json_is_string(json_object_get(o, "exec_id"))) {
-			hconn_fail(c, "the first frame has no exec_id: %.80s", s);
-			goto out;
-		}
-		c->first_ok = true;
-		c->run->started++;
-		c->run->unstarted--;
-		if (c->run->barrier > 0 && c->run->started == c->run->barrier)
-			hrun_release(c->run);
-		hrun_widen(c->run);
-	} else if ((v = json_object_get(o, "stream")) != NULL) {
-		const char *data = json_string_value(json_object_get(o, "data"));
-		bool b64 = json_object_get(o, "encoding") != NULL;
-		if (json_is_true(json_object_get(o, "truncated")))
-			c->truncs++;
-		else if (data == NULL)
-			hconn_fail(c, "an output frame without data: %.80s", s);
-		else if (strcmp(json_string_value(v), "stdout") == 0)
-			c->out_bytes += b64 ? b64_bytes(data, strlen(data))
-			                    : json_string_length(json_object_get(o, "data"));
-	} else if ((v = json_object_get(o, "exit_code")) != NULL ||
-	           json_object_get(o, "error") != NULL) {
-		c->terminals++;
-		c->ended = true;
-		c->out_claimed = (uint64_t)json_integer_value(json_object_get(o, "stdout_bytes"));
-		if (json_is_integer(v) && json_integer_value(v) == 0)
-			c->exit0 = true;
-		else if (json_is_integer(v))
-			hconn_fail(c, "exit code %lld", (long long)json_integer_value(v));
-		else
-			hconn_fail(c, "last frame: %.200s", s);
-	} else {
-		hconn_fail(c, "an unexpected frame: %.80s", s);
-	}
-out:
-	json_decref(o);
-}
-
-/* One NDJSON line (without its '\n'). Output frames, nearly all of the bytes, are counted
- * without building JSON values. */
-static void line_done(struct hconn *c, const char *s, size_t n)
-{
-	static const char out_pre[] = "{\"stream\":\"stdout\",\"data\":\"";
-	static const char err_pre[] = "{\"stream\":\"stderr\",\"data\":\"";
-	static const size_t pre = sizeof(out_pre) - 1;
-	bool is_out;
-
-	c->nlines++;
-	if (c->ended) {
-		hconn_fail(c, "a frame after the last frame: %.80s", s);
-		return;
-	}
-	is_out = n > pre && memcmp(s, out_pre, pre) == 0;
-	if (c->nlines > 1 && (is_out || (n > pre && memcmp(s, err_pre, pre) == 0))) {
-		const char *q;
-		uint64_t k = json_text_bytes(s + pre, s + n, &q);
-		if (q == s + n) {
-			hconn_fail(c, "an output frame without the end of its data");
-			return;
-		}
-		if (memmem(q, (size_t)(s + n - q), "\"encoding\":\"base64\"", 19) != NULL)
-			k = b64_bytes(s + pre, (size_t)(q - (s + pre)));
-		if (is_out)
-			c->out_bytes += k;
-		return;
-	}
-	frame_parse(c, s, n);
-}
-
-/* Body bytes of the response: NDJSON lines of a 200, or an error body kept for the
- * message. */
-static void body_feed(struct hconn *c, const char *p, size_t n)
-{
-	if (c->status != 200) {
-		if (c->line_len < 400)
-			line_append(c, p, n < 400 ? n : 400);
-		return;
-	}
-	while (n > 0) {
-		const char *nl = memchr(p, '\n', n);
-		size_t k;
-		if (nl == NULL) {
-			line_append(c, p, n);
-			return;
-		}
-		k = (size_t)(nl - p);
-		if (c->line_len == 0) {
-			line_done(c, p, k);
-		} else {
-			line_append(c, p, k);
-			line_done(c, c->line, c->line_len);
-			c->line_len = 0;
-		}
-		p += k + 1;
-		n -= k + 1;
-	}
-}
-
-static int head_parse(struct hconn *c, const char *p, size_t n)
-{
-	const char *end = p + n, *l;
-
-	if (sscanf(p, "HTTP/1.%*d %d", &c->status) != 1)
-		return hconn_fail(c, "not an HTTP response: %.40s", p);
-	c->chunked = c->closing = false;
-	c->left = 0;
-	for (l = memchr(p, '\n', n); l != NULL && l + 1 < end;
-	     l = memchr(l + 1, '\n', end - l - 1)) {
-		const char *h = l + 1;
-		if (strncasecmp(h, "Transfer-Encoding:", 18) == 0)
-			c->chunked = strncasecmp(h + 18 + strspn(h + 18, " "), "chunked", 7) == 0;
-		else if (strncasecmp(h, "Content-Length:", 15) == 0)
-			c->left = strtoull(h + 15, NULL, 10);
-		else if (strncasecmp(h, "Connection:", 11) == 0)
-			c->closing = strncasecmp(h + 11 + strspn(h + 11, " "), "close", 5) == 0;
-	}
-	return 0;
-}
-
-/* Parses what has arrived: 1 once the response is complete, 0 while more is needed, -1
- * if it is malformed. */
-static int hconn_parse(struct hconn *c)
-{
-	for (;;) {
-		char *p = c->in + c->in_off, *e;
-		size_t avail = c->in_len - c->in_off, k;
-		char *num_end;
-
-		switch (c->state) {
-		case HC_HEAD:
-			e = memmem(p, avail, "\r\n\r\n", 4);
-			if (e == NULL)
-				return avail > MAX_HEAD
-				           ? hconn_fail(c, "a response head over 64 KiB")
-				           : 0;
-			*e = '\0';
-			if (head_parse(c, p, (size_t)(e - p)) != 0)
-				return -1;
-			c->in_off += (size_t)(e - p) + 4;
-			c->state = c->chunked ? HC_CHUNK_SIZE : HC_BODY;
-			if (!c->chunked && c->left == 0)
-				return 1;
-			break;
-		case HC_CHUNK_SIZE:
-			e = memmem(p, avail, "\r\n", 2);
-			if (e == NULL)
-				return avail > 64 ? hconn_fail(c, "a malformed chunk size line")
-				                  : 0;
-			c->left = strtoull(p, &num_end, 16);
-			if (num_end == p)
-				return hconn_fail(c, "a malformed chunk size line");
-			c->in_off += (size_t)(e - p) + 2;
-			c->state = c->left == 0 ? HC_TRAILER : HC_CHUNK_DATA;
-			break;
-		case HC_CHUNK_DATA:
-		case HC_BODY:
-			if (avail == 0)
-				return 0;
-			k = avail < c->left ? avail : (size_t)c->left;
-			body_feed(c, p, k);
-			c->in_off += k;
-			c->left -= k;
-			if (c->left > 0)
-				return 0;
-			if (c->state == HC_BODY)
-				return 1;
-			c->state = HC_CHUNK_END;
-			break;
-		case HC_CHUNK_END:
-			if (avail < 2)
-				return 0;
-			if (p[0] != '\r' || p[1] != '\n')
-				return hconn_fail(c, "a chunk not followed by CRLF");
-			c->in_off += 2;
-			c->state = HC_CHUNK_SIZE;
-			break;
-		case HC_TRAILER:
-			e = memmem(p, avail, "\r\n", 2);
-			if (e == NULL)
-				return 0;
-			c->in_off += (size_t)(e - p) + 2;
-			if (e == p)
-				return 1;
-			break;
-		case HC_IDLE:
-		default:
-			abort();
-		}
-	}
-}
-
-/* The response is complete: was it a whole, successful exec? */
-static void hconn_check(struct hconn *c)
-{
-	const struct http_exec *x = c->run->x;
-
-	if (c->failure[0] != '\0')
-		return;
-	if (c->status != 200)
-		hconn_fail(c, "HTTP %d: %.*s", c->status, (int)c->line_len, c->line);
-	else if (c->line_len != 0)
-		hconn_fail(c, "the body ends inside a line");
-	else if (!c->first_ok)
-		hconn_fail(c, "no first frame");
-	else if (c->terminals != 1 || !c->exit0)
-		hconn_fail(c, "%d last frames", c->terminals);
-	else if (c->truncs > 0)
-		hconn_fail(c, "the output was truncated");
-	else if (c->out_bytes != c->out_claimed || c->out_bytes != x->expect_stdout)
-		hconn_fail(c,
-		           "stdout: %llu bytes in the frames, %llu in the last frame, the command "
-		           "writes %llu",
-		           (unsigned long long)c->out_bytes, (unsigned long long)c->out_claimed,
-		           (unsigned long long)x->expect_stdout);
-}
-
-static void hconn_on_read(evutil_socket_t fd, short what, void *arg)
-{
-	struct hconn *c = arg;
-	ssize_t n;
-	int rc;
-
-	(void)what;
-	if (c->in_cap - c->in_len < READ_CHUNK) {
-		char *nb = realloc(c->in, c->in_len + READ_CHUNK);
-		if (nb == NULL) {
-			hconn_fail(c, "out of memory");
-			hconn_done(c);
-			return;
-		}
-		c->in = nb;
-		c->in_cap = c->in_len + READ_CHUNK;
-	}
-	n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		hconn_fail(c,
-		           "the connection ended in the middle of the response (%s after %zu "
-		           "frames and %llu stdout bytes)",
-		           n == 0 ? "EOF" : strerror(errno), c->nlines,
-		           (unsigned long long)c->out_bytes);
-		hconn_done(c);
-		return;
-	}
-	c->in_len += (size_t)n;
-	c->run->recv_bytes += (uint64_t)n;
-	rc = hconn_parse(c);
-	if (c->in_off > 0) {
-		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-		c->in_len -= c->in_off;
-		c->in_off = 0;
-	}
-	if (rc == 1 && c->in_len != 0)
-		hconn_fail(c, "%zu bytes after the response", c->in_len);
-	if (rc == 1)
-		hconn_check(c);
-	if (rc != 0)
-		hconn_done(c);
-}
-
-/* Whether the idle connection is still open: the broker closes idle ones after
- * http_idle_timeout_s. */
-static bool hconn_alive(struct hconn *c)
-{
-	char ch;
-
-	return recv(c->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-	       (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-static int hconn_connect(struct hconn *c)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-	                         .sin_port = htons((uint16_t)c->run->broker->port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1;
-
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		hconn_fail(c, "cannot connect to the broker on port %d: %s", c->run->broker->port,
-		           strerror(errno));
-		hconn_close(c);
-		return -1;
-	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-	c->ev = event_new(c->run->base, c->fd, EV_READ | EV_PERSIST, hconn_on_read, c);
-	if (c->ev == NULL) {
-		hconn_fail(c, "out of memory");
-		hconn_close(c);
-		return -1;
-	}
-	return 0;
 }
 
 static void hconn_launch(struct hconn *c)
 {
 	struct hrun *r = c->run;
 	const struct http_exec *x = r->x;
-	char req[2048];
-	int len;
+	const struct kit_req q = {.ws = x->ws[c->idx % x->nws],
+	                          .token = x->token,
+	                          .body = x->body,
+	                          .accept = "application/x-ndjson",
+	                          .rid = "",
+	                          .max_time_s = -1};
 
 	r->launched++;
 	r->unstarted++;
-	c->t0 = bench_now_ns();
-	c->failure[0] = '\0';
-	c->status = 0;
-	c->line_len = c->nlines = 0;
-	c->first_ok = c->exit0 = c->ended = false;
-	c->terminals = c->truncs = 0;
-	c->out_bytes = c->out_claimed = 0;
-	if (c->fd >= 0 && !hconn_alive(c))
-		hconn_close(c);
-	if (c->fd < 0 && hconn_connect(c) != 0) {
-		hconn_done(c);
-		return;
-	}
-	len = snprintf(req, sizeof(req),
-	               "POST /v1/workspaces/%s/exec HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-	               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
-	               "Accept: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n%s",
-	               x->ws[c->idx % x->nws], r->broker->port, x->token, strlen(x->body), x->body);
-	if (len < 0 || (size_t)len >= sizeof(req)) {
-		hconn_fail(c, "the request does not fit in %zu bytes", sizeof(req));
-		hconn_done(c);
-		return;
-	}
-	if (fdio_write_all(c->fd, req, (size_t)len, 5000) != 0) {
-		hconn_fail(c, "sending the request: %s", strerror(errno));
+	kit_frames_free(&c->f);
+	kit_frames_init_counting(&c->f);
+	c->err_len = 0;
+	c->err_body[0] = '\0';
+	c->started = false;
+	c->busy = true;
+	c->t0 = kit_now_ns();
+	if (kit_conn_send(&c->conn, &q) != 0) {
 		hconn_done(c);
 		return;
 	}
 	r->broker->sent++;
-	c->state = HC_HEAD;
-	event_add(c->ev, NULL);
 }
 
 /* A ramped run: more connections join while few execs are starting. */
@@ -719,19 +317,28 @@ static void hrun_widen(struct hrun *r)
 		hconn_launch(&r->c[r->opened++]);
 }
 
-static int hrun_init(struct hrun *r, struct event_base *base, struct broker *b, size_t nconns)
+static int hrun_init(struct hrun *r, struct bbroker *b, size_t nconns)
 {
 	memset(r, 0, sizeof(*r));
-	r->base = base;
 	r->broker = b;
 	r->c = calloc(nconns, sizeof(*r->c));
-	if (r->c == NULL)
+	r->pc = calloc(nconns, sizeof(*r->pc));
+	if (r->c == NULL || r->pc == NULL) {
+		free(r->c);
+		free(r->pc);
 		return EB_ERR_NOMEM;
+	}
 	r->nconns = nconns;
 	for (size_t i = 0; i < nconns; i++) {
-		r->c[i].run = r;
-		r->c[i].idx = i;
-		r->c[i].fd = -1;
+		struct hconn *c = &r->c[i];
+		c->run = r;
+		c->idx = i;
+		kit_conn_init(&c->conn, b->k.port);
+		c->conn.discard_body = true;
+		c->conn.on_body = hconn_body;
+		c->conn.arg = c;
+		kit_frames_init_counting(&c->f);
+		r->pc[i] = &c->conn;
 	}
 	return 0;
 }
@@ -739,30 +346,14 @@ static int hrun_init(struct hrun *r, struct event_base *base, struct broker *b, 
 static void hrun_free(struct hrun *r)
 {
 	for (size_t i = 0; i < r->nconns; i++) {
-		hconn_close(&r->c[i]);
-		free(r->c[i].in);
-		free(r->c[i].line);
+		kit_conn_free(&r->c[i].conn);
+		kit_frames_free(&r->c[i].f);
 	}
 	free(r->c);
+	free(r->pc);
 	r->c = NULL;
+	r->pc = NULL;
 	r->nconns = 0;
-}
-
-static void hrun_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct hrun *r = arg;
-
-	(void)fd;
-	(void)what;
-	r->stop = true;
-	series_fail(r->out, "the execs did not end within %d s", BENCH_PHASE_TIMEOUT_S);
-	for (size_t i = 0; i < r->nconns; i++)
-		if (r->c[i].state != HC_IDLE) {
-			r->c[i].state = HC_IDLE;
-			hconn_close(&r->c[i]);
-		}
-	hrun_release(r);
-	event_base_loopbreak(r->base);
 }
 
 /* Runs total execs of x over HTTP, concurrency of them in flight at all times (at most
@@ -772,17 +363,11 @@ static void hrun_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void hrun_execs(struct hrun *r, const struct http_exec *x, struct series *out, size_t total,
                        size_t concurrency)
 {
-	struct timeval limit = {BENCH_PHASE_TIMEOUT_S, 0};
-	struct event *timer;
+	long long deadline = kit_now_ms() + BENCH_PHASE_TIMEOUT_S * 1000LL, next_tick = 0;
 	uint64_t t0;
 
 	if (out->failures > 0)
 		return;
-	timer = evtimer_new(r->base, hrun_timeout_cb, r);
-	if (timer == NULL) {
-		series_fail(out, "out of memory");
-		return;
-	}
 	if (concurrency > r->nconns)
 		concurrency = r->nconns;
 	r->x = x;
@@ -791,15 +376,41 @@ static void hrun_execs(struct hrun *r, const struct http_exec *x, struct series 
 	r->launched = r->finished = r->started = r->opened = r->unstarted = 0;
 	r->conc = concurrency;
 	r->stop = r->released = false;
-	evtimer_add(timer, &limit);
-	t0 = bench_now_ns();
+	t0 = kit_now_ns();
 	while (r->opened < concurrency && r->opened < total &&
 	       (r->ramp == 0 || r->opened < r->ramp))
 		hconn_launch(&r->c[r->opened++]);
-	if (r->finished < r->launched)
-		event_base_dispatch(r->base);
+	while (r->finished < r->launched) {
+		long long now = kit_now_ms();
+		if (now > deadline) {
+			r->stop = true;
+			series_fail(out, "the execs did not end within %d s",
+			            BENCH_PHASE_TIMEOUT_S);
+			for (size_t i = 0; i < r->nconns; i++)
+				if (r->c[i].busy) {
+					r->c[i].busy = false;
+					kit_conn_close(&r->c[i].conn);
+				}
+			hrun_release(r);
+			break;
+		}
+		if (r->tick != NULL && now >= next_tick) {
+			r->tick(r->tick_arg);
+			next_tick = now + r->tick_ms;
+		}
+		if (kit_conn_poll(r->pc, r->nconns, r->tick != NULL ? r->tick_ms : 1000) < 0) {
+			series_fail(out, "poll: %s", strerror(errno));
+			break;
+		}
+		for (size_t i = 0; i < r->nconns; i++) {
+			struct hconn *c = &r->c[i];
+			if (c->busy && !c->started && c->f.n > 0)
+				hconn_started(c);
+			if (c->busy && c->conn.state == KIT_CONN_DONE)
+				hconn_done(c);
+		}
+	}
 	out->wall_s += bench_ms_since(t0) / 1000;
-	event_free(timer);
 }
 
 /* {"argv":[...],"timeout_s":N}, malloc'd. */
@@ -850,9 +461,9 @@ static void gate_open(void *arg)
 	char nl[256];
 	size_t left = g->n;
 
-	g->opened_ns = bench_now_ns();
+	g->opened_ns = kit_now_ns();
 	if (g->broker > 0)
-		g->rss_at_open = proc_status_kib(g->broker, "VmRSS");
+		g->rss_at_open = kit_proc_status_kib(g->broker, "VmRSS");
 	memset(nl, '\n', sizeof(nl));
 	while (left > 0) {
 		ssize_t k = write(g->fd, nl, left < sizeof(nl) ? left : sizeof(nl));
@@ -924,7 +535,7 @@ struct bench {
 	char tok_ws[64], tok_rss[64];
 	struct th_sshd rss_sshd[RSS_SSHDS - 1];
 	const char *rss_ws[RSS_SSHDS];
-	struct broker main_b, stream_b, rss_b;
+	struct bbroker main_b, stream_b, rss_b;
 	struct hrun main_h;
 	char *body_true, *body_idle, *body_seq;
 	struct http_exec x_true, x_idle, x_seq;
@@ -980,27 +591,23 @@ static void way_run(struct bench *b, enum way w, size_t n)
 
 static int add_ws(const char *db, const char *id, const char *org, const struct th_sshd *s)
 {
-	char port[16];
-	const char *args[] = {
-	    "workspace", "add",    id,      "--org",  org, "--host",     "127.0.0.1",    "--port",
-	    port,        "--user", th.user, "--tier", "3", "--host-key", s->host_key_fp, NULL};
+	const struct kit_ws ws = {
+	    .id = id, .org = org, .port = s->port, .host_key_fp = s->host_key_fp};
 
-	snprintf(port, sizeof(port), "%d", s->port);
-	return bench_cli(db, args, NULL, NULL);
+	return kit_ws_add(db, &ws);
 }
 
 /* The database (migrated by the CLI), ws-bench on th.sshd with a workspace token, and for
  * the memory phase RSS_SSHDS workspaces on as many sshds with an org token. */
 static int bench_world(struct bench *b)
 {
-	static const char *const migrate[] = {"migrate", NULL};
 	static const char *const t_ws[] = {"token", "create", "--workspace", "ws-bench", NULL};
 	static const char *const t_rss[] = {"token", "create", "--org", "rss", NULL};
 	static const char *const names[RSS_SSHDS] = {"ws-rss0", "ws-rss1", "ws-rss2", "ws-rss3"};
 
-	if (th_db_create(b->db, sizeof(b->db)) != 0 || bench_cli(b->db, migrate, NULL, NULL) != 0 ||
+	if (kit_db_migrated(b->db, sizeof(b->db)) != 0 ||
 	    add_ws(b->db, "ws-bench", "bench", &th.sshd) != 0 ||
-	    bench_make_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0)
+	    kit_cli_token(b->db, t_ws, b->tok_ws, sizeof(b->tok_ws)) != 0)
 		return -1;
 	for (int i = 0; i < RSS_SSHDS; i++) {
 		const struct th_sshd *s = i == 0 ? &th.sshd : &b->rss_sshd[i - 1];
@@ -1010,7 +617,7 @@ static int bench_world(struct bench *b)
 		if (add_ws(b->db, names[i], "rss", s) != 0)
 			return -1;
 	}
-	return bench_make_token(b->db, t_rss, b->tok_rss, sizeof(b->tok_rss));
+	return kit_cli_token(b->db, t_rss, b->tok_rss, sizeof(b->tok_rss));
 }
 
 /* Opens the floor session, warms the pool, starts the master and the main broker, and
@@ -1043,8 +650,8 @@ static int bench_connect(struct bench *b)
 	ssh_argv_mux(&b->mux, b->sock, NULL);
 	ssh_argv_direct(&b->fresh, (const char *const[]){NULL}, "true");
 
-	if (broker_start(&b->main_b, b->db, "main", NULL) != 0 ||
-	    hrun_init(&b->main_h, b->base, &b->main_b, BENCH_CONCURRENCY) != 0)
+	if (bench_broker_start(&b->main_b.k, b->db, "main", NULL) != 0 ||
+	    hrun_init(&b->main_h, &b->main_b, BENCH_CONCURRENCY) != 0)
 		return -1;
 	hrun_execs(&b->main_h, &b->x_true, &b->http_first, 1, 1);
 	if (!series_ok(&b->http_first))
@@ -1101,7 +708,7 @@ static void stream_turn(struct bench *b, struct stream_case *c, struct hrun *h)
 	char err[256];
 
 	if (s->failures == 0) {
-		t0 = bench_now_ns();
+		t0 = kit_now_ns();
 		if (floor_exec(&b->fl, c->cmd, &got, err, sizeof(err)) != 0)
 			series_fail(s, "%s", err);
 		else if (got != b->stream_bytes)
@@ -1127,13 +734,13 @@ static void stream_turn(struct bench *b, struct stream_case *c, struct hrun *h)
 	if (h->c == NULL)
 		return;
 	before = h->stdout_bytes;
-	cpu_b = bench_proc_cpu_s(b->stream_b.pid);
+	cpu_b = kit_proc_cpu_s(b->stream_b.k.pid);
 	cpu_c = self_cpu_s();
-	t0 = h->recv_bytes;
+	t0 = hrun_recv_bytes(h);
 	hrun_execs(h, &c->x, &c->s[STREAM_HTTP], 1, 1);
-	c->cpu_broker += bench_proc_cpu_s(b->stream_b.pid) - cpu_b;
+	c->cpu_broker += kit_proc_cpu_s(b->stream_b.k.pid) - cpu_b;
 	c->cpu_client += self_cpu_s() - cpu_c;
-	c->recv += h->recv_bytes - t0;
+	c->recv += hrun_recv_bytes(h) - t0;
 	c->bytes[STREAM_HTTP] += h->stdout_bytes - before;
 }
 
@@ -1148,8 +755,8 @@ static void bench_streaming(struct bench *b)
 	         (unsigned long long)(b->stream_bytes + (1u << 20) > INT_MAX
 	                                  ? INT_MAX
 	                                  : b->stream_bytes + (1u << 20)));
-	if (broker_start(&b->stream_b, b->db, "stream", extra) != 0 ||
-	    hrun_init(&h, b->base, &b->stream_b, 1) != 0) {
+	if (bench_broker_start(&b->stream_b.k, b->db, "stream", extra) != 0 ||
+	    hrun_init(&h, &b->stream_b, 1) != 0) {
 		for (enum skind k = 0; k < KIND_COUNT; k++)
 			series_fail(&b->sc[k].s[STREAM_HTTP], "no broker");
 		h.c = NULL;
@@ -1159,16 +766,14 @@ static void bench_streaming(struct bench *b)
 			stream_turn(b, &b->sc[k], &h);
 	if (h.c != NULL)
 		hrun_free(&h);
-	broker_stop(&b->stream_b);
+	bench_broker_stop(&b->stream_b.k);
 }
 
-static void rss_sample_cb(evutil_socket_t fd, short what, void *arg)
+static void rss_sample(void *arg)
 {
 	struct bench *b = arg;
-	long v = proc_status_kib(b->rss_b.pid, "VmRSS");
+	long v = kit_proc_status_kib(b->rss_b.k.pid, "VmRSS");
 
-	(void)fd;
-	(void)what;
 	if (v > b->rss_stream_max)
 		b->rss_stream_max = v;
 }
@@ -1178,8 +783,6 @@ static void rss_sample_cb(evutil_socket_t fd, short what, void *arg)
  * idle; then rss_n execs stream `seq` output at once to clients that read it all. */
 static void bench_memory(struct bench *b)
 {
-	struct timeval every = {0, RSS_SAMPLE_MS * 1000};
-	struct event *sampler = NULL;
 	struct gate g = {.fd = -1};
 	char extra[256];
 	struct hrun h = {0};
@@ -1190,20 +793,20 @@ static void bench_memory(struct bench *b)
 	         "pool_connect_timeout_s = 60\norg_max_concurrent_execs = %zu\n"
 	         "output_cap_bytes = %d\n",
 	         (b->rss_n + RSS_SSHDS - 1) / RSS_SSHDS, b->rss_n, INT_MAX);
-	if (broker_start(&b->rss_b, b->db, "rss", extra) != 0 ||
-	    hrun_init(&h, b->base, &b->rss_b, b->rss_n) != 0) {
+	if (bench_broker_start(&b->rss_b.k, b->db, "rss", extra) != 0 ||
+	    hrun_init(&h, &b->rss_b, b->rss_n) != 0) {
 		series_fail(&b->rss_open, "no broker");
 		series_fail(&b->rss_stream, "no broker");
 		goto out;
 	}
-	b->rss_start = proc_status_kib(b->rss_b.pid, "VmRSS");
+	b->rss_start = kit_proc_status_kib(b->rss_b.k.pid, "VmRSS");
 	if (gate_init(&g, "gate") != 0) {
 		series_fail(&b->rss_open, "cannot make the FIFO %s: %s", g.path, strerror(errno));
 		series_fail(&b->rss_stream, "no FIFO");
 		goto out;
 	}
 	g.n = b->rss_n;
-	g.broker = b->rss_b.pid;
+	g.broker = b->rss_b.k.pid;
 	h.barrier = b->rss_n;
 	h.ramp = RSS_RAMP;
 	h.release = gate_open;
@@ -1211,9 +814,9 @@ static void bench_memory(struct bench *b)
 	hrun_execs(&h, &b->x_idle, &b->rss_open, b->rss_n, b->rss_n);
 	b->rss_waiting = g.rss_at_open;
 	/* Let the broker reclaim the finished jobs before looking. */
-	bench_sleep_ms(500);
-	b->rss_idle = proc_status_kib(b->rss_b.pid, "VmRSS");
-	b->rss_idle_hwm = proc_status_kib(b->rss_b.pid, "VmHWM");
+	kit_sleep_ms(500);
+	b->rss_idle = kit_proc_status_kib(b->rss_b.k.pid, "VmRSS");
+	b->rss_idle_hwm = kit_proc_status_kib(b->rss_b.k.pid, "VmHWM");
 	b->rss_idle_sessions =
 	    broker_metric(&b->rss_b, "exec_broker_pool_sessions{state=\"idle\"}");
 	if (series_ok(&b->rss_open) && b->rss_idle_sessions != (long)b->rss_n)
@@ -1224,22 +827,20 @@ static void bench_memory(struct bench *b)
 		goto out;
 	}
 
-	b->rss_hwm_reset = proc_reset_hwm(b->rss_b.pid) == 0;
-	b->rss_stream_max = proc_status_kib(b->rss_b.pid, "VmRSS");
-	sampler = event_new(b->base, -1, EV_PERSIST, rss_sample_cb, b);
-	if (sampler != NULL)
-		evtimer_add(sampler, &every);
-	recv = h.recv_bytes;
+	b->rss_hwm_reset = proc_reset_hwm(b->rss_b.k.pid) == 0;
+	b->rss_stream_max = kit_proc_status_kib(b->rss_b.k.pid, "VmRSS");
+	h.tick = rss_sample;
+	h.tick_arg = b;
+	h.tick_ms = RSS_SAMPLE_MS;
+	recv = hrun_recv_bytes(&h);
 	hrun_execs(&h, &b->x_seq, &b->rss_stream, b->rss_n, b->rss_n);
-	b->rss_stream_s = (double)(bench_now_ns() - g.opened_ns) / 1e9;
-	if (sampler != NULL)
-		event_free(sampler);
-	b->rss_stream_hwm = proc_status_kib(b->rss_b.pid, "VmHWM");
-	b->rss_stream_recv = h.recv_bytes - recv;
+	b->rss_stream_s = (double)(kit_now_ns() - g.opened_ns) / 1e9;
+	b->rss_stream_hwm = kit_proc_status_kib(b->rss_b.k.pid, "VmHWM");
+	b->rss_stream_recv = hrun_recv_bytes(&h) - recv;
 out:
 	hrun_free(&h);
 	gate_free(&g);
-	broker_stop(&b->rss_b);
+	bench_broker_stop(&b->rss_b.k);
 }
 
 /* Every exec sent leaves one row, final and 'exited' (each exec was checked to exit 0). */
@@ -1248,7 +849,7 @@ static void bench_audit(struct bench *b)
 	static const char sql[] =
 	    "SELECT broker_instance, count(*), count(*) FILTER (WHERE status = 'exited') "
 	    "FROM exec_audit GROUP BY broker_instance";
-	struct broker *brokers[3] = {&b->main_b, &b->stream_b, &b->rss_b};
+	struct bbroker *brokers[3] = {&b->main_b, &b->stream_b, &b->rss_b};
 	PGconn *c = PQconnectdb(b->db);
 	PGresult *res = NULL;
 
@@ -1263,7 +864,7 @@ static void bench_audit(struct bench *b)
 	}
 	for (int i = 0; i < PQntuples(res); i++)
 		for (int k = 0; k < 3; k++)
-			if (strcmp(PQgetvalue(res, i, 0), brokers[k]->instance) == 0) {
+			if (strcmp(PQgetvalue(res, i, 0), brokers[k]->k.instance) == 0) {
 				b->audit_rows[k] = atol(PQgetvalue(res, i, 1));
 				b->audit_exited[k] = atol(PQgetvalue(res, i, 2));
 			}
@@ -1272,7 +873,7 @@ static void bench_audit(struct bench *b)
 		if (b->audit_rows[k] != (long)brokers[k]->sent ||
 		    b->audit_exited[k] != (long)brokers[k]->sent)
 			bench_problem("audit rows of %s: %ld, %ld of them exited, for %lu requests",
-			              brokers[k]->instance, b->audit_rows[k], b->audit_exited[k],
+			              brokers[k]->k.instance, b->audit_rows[k], b->audit_exited[k],
 			              brokers[k]->sent);
 out:
 	PQclear(res);
@@ -1383,7 +984,7 @@ static void bench_report(struct bench *b)
 	       "harness's PostgreSQL\n  (Unix socket, fsync off); each exec: POST with a "
 	       "workspace token, NDJSON response,\n  one audit row; client: HTTP/1.1 keep-alive "
 	       "in this process, each stream checked\n",
-	       b->main_b.port);
+	       b->main_b.k.port);
 
 	snprintf(title, sizeof(title), "sequential execs of `true`, N=%zu each", b->n);
 	printf("\n%-44s %8s %8s %9s %9s\n", title, "p50 ms", "p99 ms", "p50/floor", "p99/floor");
@@ -1598,13 +1199,14 @@ static int bench_commands(struct bench *b)
 
 	b->spec_true = (struct command_spec){.argv = argv_true, .argc = 1};
 	/* The string the pool sends for `true`, with a fresh BENCH_EXEC_DEADLINE_MS deadline. */
-	b->spec_true.timeout_s = BENCH_EXEC_DEADLINE_MS / 1000 + 1 + b->pcfg.kill_grace_s;
+	b->spec_true.timeout_ms = BENCH_EXEC_DEADLINE_MS;
 	b->spec_true.kill_after_s = b->pcfg.kill_grace_s;
 	if (command_build(&b->spec_true, &b->wrapped, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench_exec: command_build: %s\n", err);
 		return -1;
 	}
-	b->spec_true.timeout_s = b->spec_true.kill_after_s = 0;
+	b->spec_true.timeout_ms = 0;
+	b->spec_true.kill_after_s = 0;
 
 	snprintf(gate_line, sizeof(gate_line), "read -r x < /tmp/eb-bench-%d-gate", (int)getpid());
 	snprintf(seq_line, sizeof(seq_line), "%s && exec seq 1 %zu", gate_line, b->rss_lines);
@@ -1626,7 +1228,7 @@ int main(void)
 {
 	static struct bench b;
 	struct th_sshd_opts sopts = {.max_sessions = SSHD_MAX_SESSIONS};
-	uint64_t t_start = bench_now_ns();
+	uint64_t t_start = kit_now_ns();
 	int rc;
 
 	b.n = bench_env_count("BENCH_N", DEFAULT_N);
@@ -1663,7 +1265,7 @@ int main(void)
 		return 1;
 	}
 	bench_progress("setting up: database, workspaces, tokens, %d sshds (broker %s)", RSS_SSHDS,
-	               bench_broker_bin());
+	               kit_broker_bin());
 	if (bench_world(&b) != 0 || bench_commands(&b) != 0) {
 		fprintf(stderr, "bench_exec: setting up failed (above)\n");
 		return 1;
@@ -1677,7 +1279,7 @@ int main(void)
 	bench_progress("%zu execs at %d in flight, 3 ways", b.par_n, BENCH_CONCURRENCY);
 	bench_parallel(&b);
 	hrun_free(&b.main_h);
-	broker_stop(&b.main_b);
+	bench_broker_stop(&b.main_b.k);
 	bench_progress("streaming %llu MiB of zeros and of text, %zu runs of 3 ways",
 	               (unsigned long long)(b.stream_bytes >> 20), b.stream_runs);
 	bench_streaming(&b);

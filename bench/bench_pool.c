@@ -17,7 +17,8 @@
 #include "common/err.h"
 #include "pool/command.h"
 #include "pool/pool.h"
-#include "tests/harness.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/harness.h"
 
 #define DEFAULT_N     300
 #define DEFAULT_PAR_N 640
@@ -295,7 +296,7 @@ int main(void)
 	};
 	static struct bench b;
 	struct th_sshd_opts sopts = {.max_sessions = SSHD_MAX_SESSIONS};
-	uint64_t t_start = bench_now_ns();
+	uint64_t t_start = kit_now_ns();
 	char err[256];
 	int rc = 0;
 
@@ -312,13 +313,14 @@ int main(void)
 	if (rc != 0 || bench_default_pool_config(&b.pcfg) != 0)
 		return 1;
 	/* The string the pool sends, for an exec with a fresh BENCH_EXEC_DEADLINE_MS deadline. */
-	b.spec.timeout_s = BENCH_EXEC_DEADLINE_MS / 1000 + 1 + b.pcfg.kill_grace_s;
+	b.spec.timeout_ms = BENCH_EXEC_DEADLINE_MS;
 	b.spec.kill_after_s = b.pcfg.kill_grace_s;
 	if (command_build(&b.spec, &b.wrapped, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench: command_build: %s\n", err);
 		return 1;
 	}
-	b.spec.timeout_s = b.spec.kill_after_s = 0; /* the pool sets them from the deadline */
+	b.spec.timeout_ms = 0; /* the pool sets both from the deadline */
+	b.spec.kill_after_s = 0;
 
 	if (th_setup(TH_SSHD) != 0)
 		return 1;

@@ -1,35 +1,32 @@
-/* bench/benchutil.c: the pieces the benchmarks share (see benchutil.h): series, the libssh2
- * floor, OpenSSH clients and the ControlMaster, execs through the pool, problems and
- * progress lines, and exec-broker processes (the CLI, `serve`). */
+/* bench/benchutil.c: what the benchmarks share beyond the test kit (see benchutil.h): series,
+ * the libssh2 floor, OpenSSH clients and the ControlMaster, execs through the pool, and the
+ * problems and progress lines of a report. */
 #include "bench/benchutil.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "common/err.h"
 #include "pool/fingerprint.h"
 #include "pool/hostkey.h"
-#include "tests/harness.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/net.h"
+#include "tests/kit/proc.h"
 
 extern char **environ;
 
@@ -37,17 +34,9 @@ extern char **environ;
 static char problems[16][400];
 static unsigned nproblems;
 
-uint64_t bench_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 double bench_ms_since(uint64_t t0)
 {
-	return (double)(bench_now_ns() - t0) / 1e6;
+	return (double)(kit_now_ns() - t0) / 1e6;
 }
 
 int series_init(struct series *s, const char *name, size_t cap)
@@ -240,7 +229,7 @@ static void job_launch(struct pool_job *j)
 	struct timeval deadline;
 
 	r->launched++;
-	j->t0 = bench_now_ns();
+	j->t0 = kit_now_ns();
 	pool_deadline_after_ms(BENCH_EXEC_DEADLINE_MS, &deadline);
 	if (pool_lease_acquire(r->p, &r->target, &deadline, job_acquired, j) == NULL)
 		job_done(j, "pool_lease_acquire: out of memory");
@@ -289,7 +278,7 @@ void pool_run_execs(struct pool_run *r, struct series *out, size_t total, size_t
 	r->launched = r->finished = 0;
 	r->stop = false;
 	evtimer_add(timer, &limit);
-	t0 = bench_now_ns();
+	t0 = kit_now_ns();
 	for (size_t i = 0; i < concurrency && i < total; i++) {
 		r->jobs[i].run = r;
 		job_launch(&r->jobs[i]);
@@ -328,14 +317,12 @@ void pool_run_close(struct pool_run *r)
 
 int floor_open(struct floor *f, char *err, size_t errlen)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)th.sshd.port)};
 	char seen[FP_TEXT_LEN + 1] = "none";
 	const char *hash;
 	int one = 1;
 
-	f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	if (f->fd < 0 || connect(f->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	f->fd = kit_connect(th.sshd.port, 0);
+	if (f->fd < 0) {
 		snprintf(err, errlen, "cannot connect to 127.0.0.1 port %d: %s", th.sshd.port,
 		         strerror(errno));
 		return EB_ERR_IO;
@@ -428,7 +415,7 @@ void floor_run(struct floor *f, struct series *s, const char *cmd, size_t n)
 	char err[256];
 
 	for (size_t i = 0; i < n && s->failures == 0; i++) {
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = kit_now_ns();
 		if (floor_exec(f, cmd, NULL, err, sizeof(err)) != 0)
 			series_fail(s, "%s", err);
 		else
@@ -477,54 +464,30 @@ void ssh_argv_mux(struct ssh_argv *a, const char *sock, const char *op)
 }
 
 /* Starts argv with stdin and stdout on /dev/null; stderr too when quiet. */
-static int spawn(const char *const argv[], bool quiet, pid_t *pid)
+static pid_t spawn(const char *const argv[], bool quiet)
 {
-	posix_spawn_file_actions_t fa;
-	int rc;
+	const struct kit_spawn sp = {.argv = argv, .quiet_stdout = true, .quiet_stderr = quiet};
 
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	if (quiet)
-		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	rc = posix_spawnp(pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (rc != 0) {
-		errno = rc;
-		return EB_ERR_IO;
-	}
-	return 0;
-}
-
-static const char *status_text(int st, char *buf, size_t len)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, len, "exit status %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, len, "killed by signal %d", WTERMSIG(st));
-	else
-		snprintf(buf, len, "wait status %#x", (unsigned)st);
-	return buf;
+	return kit_spawn(&sp);
 }
 
 int bench_run_wait(const char *const argv[], bool quiet, char *err, size_t errlen)
 {
-	pid_t pid;
-	int st;
+	pid_t pid = spawn(argv, quiet);
+	int st = 0;
 	char why[64];
 
-	if (spawn(argv, quiet, &pid) != 0) {
-		snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(errno));
+	if (pid < 0) {
+		snprintf(err, errlen, "cannot start %s", argv[0]);
 		return EB_ERR_IO;
 	}
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR) {
-			snprintf(err, errlen, "waitpid: %s", strerror(errno));
-			return EB_ERR_IO;
-		}
+	if (kit_wait(pid, -1, &st) != 0) {
+		snprintf(err, errlen, "waitpid: %s", strerror(errno));
+		return EB_ERR_IO;
+	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		snprintf(err, errlen, "%s %s: %s", argv[0], argv[1],
-		         status_text(st, why, sizeof(why)));
+		         kit_status_str(st, why, sizeof(why)));
 		return EB_ERR_IO;
 	}
 	return 0;
@@ -535,7 +498,7 @@ void ssh_run_sequential(const char *const argv[], struct series *s, size_t n)
 	char err[256];
 
 	for (size_t i = 0; i < n && s->failures == 0; i++) {
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = kit_now_ns();
 		if (bench_run_wait(argv, false, err, sizeof(err)) != 0)
 			series_fail(s, "%s", err);
 		else
@@ -546,7 +509,7 @@ void ssh_run_sequential(const char *const argv[], struct series *s, size_t n)
 void ssh_run_parallel(const char *const argv[], struct series *s, size_t total, size_t concurrency)
 {
 	pid_t pid[BENCH_CONCURRENCY];
-	uint64_t t0[BENCH_CONCURRENCY], start = bench_now_ns();
+	uint64_t t0[BENCH_CONCURRENCY], start = kit_now_ns();
 	struct pollfd pfd[BENCH_CONCURRENCY];
 	size_t launched = 0, running = 0;
 	char why[64];
@@ -561,9 +524,10 @@ void ssh_run_parallel(const char *const argv[], struct series *s, size_t total, 
 			if (pfd[i].fd >= 0)
 				continue;
 			launched++;
-			t0[i] = bench_now_ns();
-			if (spawn(argv, false, &pid[i]) != 0) {
-				series_fail(s, "cannot start ssh: %s", strerror(errno));
+			t0[i] = kit_now_ns();
+			pid[i] = spawn(argv, false);
+			if (pid[i] < 0) {
+				series_fail(s, "cannot start %s", argv[0]);
 				break;
 			}
 			pfd[i].fd = pidfd_open(pid[i], 0);
@@ -594,7 +558,7 @@ void ssh_run_parallel(const char *const argv[], struct series *s, size_t total, 
 			if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 				series_add(s, bench_ms_since(t0[i]));
 			else
-				series_fail(s, "ssh -S: %s", status_text(st, why, sizeof(why)));
+				series_fail(s, "ssh -S: %s", kit_status_str(st, why, sizeof(why)));
 		}
 	}
 	s->wall_s += bench_ms_since(start) / 1000;
@@ -710,260 +674,24 @@ void bench_progress(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-void bench_sleep_ms(int ms)
+int bench_broker_start(struct kit_broker *b, const char *db, const char *name,
+                       const char *extra_conf)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-double bench_proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	size_t n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* After the command name in parentheses: state is field 3, utime 14, stime 15. */
-	p = strrchr(buf, ')');
-	if (p == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-int bench_free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-bool bench_file_contains(const char *path, const char *needle)
-{
-	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
-
-	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0)
-		found = strstr(line, needle) != NULL;
-	free(line);
-	fclose(f);
-	return found;
-}
-
-/* ---- exec-broker processes ---- */
-
-const char *bench_self_dir(void)
-{
-	static char dir[PATH_MAX];
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (dir[0] != '\0')
-		return dir;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return "build/bench";
-	self[n] = '\0';
-	snprintf(dir, sizeof(dir), "%s", dirname(self));
-	return dir;
-}
-
-const char *bench_broker_bin(void)
-{
-	static char path[PATH_MAX];
-	const char *env = getenv("EB_BIN");
-	char d[PATH_MAX];
-
-	if (env != NULL && *env != '\0')
-		return env;
-	if (path[0] == '\0') {
-		snprintf(d, sizeof(d), "%s", bench_self_dir());
-		snprintf(path, sizeof(path), "%s/exec-broker", dirname(d));
-	}
-	return path;
-}
-
-int bench_cli(const char *db, const char *const args[], char **out, int *status)
-{
-	const char *argv[32];
-	char dburl[600];
-	const char *env[] = {"EXEC_BROKER_CONFIG=/dev/null", dburl, NULL};
-	char *o = NULL, *e = NULL;
-	int n = 0, st = 0, rc = -1;
-
-	argv[n++] = bench_broker_bin();
-	for (int i = 0; args[i] != NULL && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	snprintf(dburl, sizeof(dburl), "EXEC_BROKER_DATABASE_URL=%s", db);
-	if (th_run(argv, env, NULL, &o, &e, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		rc = 0;
-	else
-		fprintf(stderr, "%s: exec-broker %s %s failed (status %#x): %s%s\n",
-		        program_invocation_short_name, args[0], args[1] != NULL ? args[1] : "",
-		        (unsigned)st, e != NULL ? e : "", o != NULL ? o : "");
-	if (status != NULL)
-		*status = st;
-	if (out != NULL) {
-		*out = o; /* transferred */
-		o = NULL;
-	}
-	free(o);
-	free(e);
-	return rc;
-}
-
-int bench_make_token(const char *db, const char *const args[], char *tok, size_t len)
-{
-	char *out = NULL;
-	int rc = bench_cli(db, args, &out, NULL);
-
-	if (rc == 0) {
-		out[strcspn(out, "\n")] = '\0';
-		if (strncmp(out, "ebk_", 4) != 0 || strlen(out) >= len) {
-			fprintf(stderr, "%s: token create printed \"%s\"\n",
-			        program_invocation_short_name, out);
-			rc = -1;
-		} else {
-			snprintf(tok, len, "%s", out);
-		}
-	}
-	free(out);
-	return rc;
-}
-
-int broker_wait(struct broker *b, int ms, int *st)
-{
-	uint64_t t0 = bench_now_ns();
-
-	for (;;) {
-		pid_t r = waitpid(b->pid, st, WNOHANG);
-		if (r == b->pid) {
-			b->pid = 0;
-			return 0;
-		}
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (bench_ms_since(t0) > ms)
-			return -1;
-		bench_sleep_ms(20);
-	}
-}
-
-int broker_start(struct broker *b, const char *db, const char *name, const char *extra_conf)
-{
-	const char *bin = bench_broker_bin();
-	const char *argv[] = {bin, "--config", b->conf, "serve", NULL};
-	pid_t parent = getpid(), pid;
-	uint64_t t0;
-	FILE *f;
-	int st;
+	char instance[64];
 
 	memset(b, 0, sizeof(*b));
-	b->port = bench_free_port();
-	snprintf(b->instance, sizeof(b->instance), "bench-%s", name);
-	snprintf(b->conf, sizeof(b->conf), "%s/broker-%s.conf", th.basedir, name);
-	snprintf(b->log, sizeof(b->log), "%s/broker-%s.log", th.basedir, name);
-	f = fopen(b->conf, "we");
-	if (f == NULL || b->port <= 0) {
-		bench_problem("broker %s: cannot write %s: %s", name, b->conf, strerror(errno));
-		if (f != NULL)
-			fclose(f);
+	snprintf(instance, sizeof(instance), "bench-%s", name);
+	if (kit_broker_start(b, db, instance, extra_conf) != 0) {
+		bench_problem("broker %s did not start; see %s", instance, b->log);
 		return -1;
-	}
-	fprintf(f, "database_url = %s\nlisten = 127.0.0.1:%d\nssh_key = %s\ninstance_name = %s\n%s",
-	        db, b->port, th.client_key, b->instance, extra_conf != NULL ? extra_conf : "");
-	if (fclose(f) != 0)
-		return -1;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		bench_problem("broker %s: fork: %s", name, strerror(errno));
-		return -1;
-	}
-	if (pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		sigset_t none;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent || fd < 0 || in < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
-		    dup2(fd, 2) < 0)
-			_exit(127);
-		/* Only the config file speaks: no EXEC_BROKER_* from the caller's environment. */
-		for (char **e = environ; *e != NULL;) {
-			if (strncmp(*e, "EXEC_BROKER_", 12) == 0) {
-				char var[128];
-				snprintf(var, sizeof(var), "%.*s", (int)strcspn(*e, "="), *e);
-				unsetenv(var);
-			} else {
-				e++;
-			}
-		}
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	b->pid = pid;
-	t0 = bench_now_ns();
-	while (!bench_file_contains(b->log, "msg=listening")) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			b->pid = 0;
-			bench_problem("broker %s exited while starting (wait status %#x); see %s",
-			              name, (unsigned)st, b->log);
-			return -1;
-		}
-		if (bench_ms_since(t0) > BENCH_BROKER_WAIT_MS) {
-			kill(pid, SIGKILL);
-			broker_wait(b, BENCH_BROKER_WAIT_MS, &st);
-			bench_problem("broker %s did not log msg=listening within %d ms; see %s",
-			              name, BENCH_BROKER_WAIT_MS, b->log);
-			return -1;
-		}
-		bench_sleep_ms(20);
 	}
 	return 0;
 }
 
-void broker_stop(struct broker *b)
+void bench_broker_stop(struct kit_broker *b)
 {
-	int st = 0;
-
-	if (b->pid == 0)
-		return;
-	kill(b->pid, SIGTERM);
-	if (broker_wait(b, BENCH_BROKER_WAIT_MS, &st) != 0) {
-		kill(b->pid, SIGKILL);
-		broker_wait(b, BENCH_BROKER_WAIT_MS, &st);
-		b->pid = 0;
-		bench_problem("broker %s did not exit within %d ms of SIGTERM; see %s", b->instance,
-		              BENCH_BROKER_WAIT_MS, b->log);
-	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		bench_problem("broker %s ended with wait status %#x after SIGTERM; see %s",
-		              b->instance, (unsigned)st, b->log);
-	}
+	if (b->pid != 0 && kit_broker_stop(b) != 0)
+		bench_problem("broker %s did not exit 0 within %d ms of SIGTERM (wait status %#x); "
+		              "see %s",
+		              b->instance, KIT_WAIT_MS, (unsigned)b->status, b->log);
 }

@@ -1,9 +1,8 @@
-/* bench/benchutil.h: what the benchmarks share: latency series and their percentiles, the
- * logins sshd accepted, the bare blocking libssh2 session that is every benchmark's floor,
- * OpenSSH clients (fresh, and through a ControlMaster), execs through an in-process pool,
- * the BENCH_* counts, the problems and progress lines they print, and `exec-broker`
- * processes (the CLI, `serve`). Everything runs against the harness's sshd and PostgreSQL
- * (tests/harness.h). */
+/* bench/benchutil.h: what the benchmarks share beyond the test kit (tests/kit/: fixtures,
+ * broker processes, the HTTP client, the NDJSON reader): latency series and their
+ * percentiles, the logins sshd accepted, the bare blocking libssh2 session that is every
+ * benchmark's floor, OpenSSH clients (fresh, and through a ControlMaster), execs through an
+ * in-process pool, the BENCH_* counts, and the problems and progress lines they print. */
 #ifndef EB_BENCH_BENCHUTIL_H
 #define EB_BENCH_BENCHUTIL_H
 
@@ -14,6 +13,7 @@
 #include <sys/types.h>
 
 #include "pool/pool.h"
+#include "tests/kit/broker.h"
 
 /* Execs in flight at once in the parallel phases. */
 #define BENCH_CONCURRENCY 32
@@ -24,8 +24,6 @@
 #define BENCH_BLOCK 10
 /* Every phase ends well within this; past it the phase counts as broken. */
 #define BENCH_PHASE_TIMEOUT_S 120
-/* How long a broker may take to log msg=listening, or to exit once told to. */
-#define BENCH_BROKER_WAIT_MS 30000
 
 /* Latencies of one way of running a command, in milliseconds. */
 struct series {
@@ -38,7 +36,7 @@ struct series {
 	long logins;   /* SSH logins sshd accepted while this way ran */
 };
 
-uint64_t bench_now_ns(void); /* CLOCK_MONOTONIC */
+/* Milliseconds since t0 (kit_now_ns()). */
 double bench_ms_since(uint64_t t0);
 
 int series_init(struct series *s, const char *name, size_t cap);
@@ -65,14 +63,6 @@ unsigned bench_problem_count(void);
 void bench_print_failures(struct series *const all[], size_t n);
 /* One line on stderr, after the program's name. */
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-void bench_sleep_ms(int ms);
-/* CPU seconds (user + system) pid has used, or -1. */
-double bench_proc_cpu_s(pid_t pid);
-/* A loopback TCP port that was free a moment ago, or -1. */
-int bench_free_port(void);
-/* Whether a line of the file at path contains needle. */
-bool bench_file_contains(const char *path, const char *needle);
 
 /* SSH logins the harness's sshd (th.sshd) has accepted so far, from its log. */
 long bench_sshd_logins(void);
@@ -161,35 +151,12 @@ void pool_run_close(struct pool_run *r);
 
 /* ---- exec-broker processes ---- */
 
-/* The directory of the benchmark's binary (build/bench). */
-const char *bench_self_dir(void);
-/* The binary under test: $EB_BIN (set by `make bench`), else exec-broker in the directory
- * above bench_self_dir() (build/bench/bench_exec -> build/exec-broker). */
-const char *bench_broker_bin(void);
-/* Runs the CLI on db with no config file; out (may be NULL) receives its stdout (NULL if it
- * printed nothing; the caller frees it), status (may be NULL) its wait status. -1 unless
- * it exits 0, and then its stderr and stdout are printed on stderr. */
-int bench_cli(const char *db, const char *const args[], char **out, int *status);
-/* Runs `exec-broker token create ...` (args) and copies the token it prints into tok. */
-int bench_make_token(const char *db, const char *const args[], char *tok, size_t len);
-
-/* One `exec-broker serve` started by a benchmark. */
-struct broker {
-	pid_t pid; /* 0 when not running */
-	int port;
-	char conf[160], log[160], instance[64];
-	unsigned long sent; /* exec requests sent to it (bench_exec: one audit row each) */
-};
-
-/* Waits up to ms for the broker to exit: 0 with its wait status in *st, or -1. */
-int broker_wait(struct broker *b, int ms, int *st);
-/* Writes the config (extra_conf, which may be NULL, appended), starts `exec-broker
- * --config conf serve` as instance bench-name with its output in a log under the harness's
- * directory, and waits for msg=listening. The broker dies with this process. A failure
- * records a problem, except a config file that could not be closed (written out). */
-int broker_start(struct broker *b, const char *db, const char *name, const char *extra_conf);
-/* SIGTERM, as systemd stops it: a problem unless the broker exits 0 (once its execs are
- * done) within BENCH_BROKER_WAIT_MS. */
-void broker_stop(struct broker *b);
+/* kit_broker_start() as instance bench-name (its config and log under the harness's
+ * directory), a problem recorded if it does not start. */
+int bench_broker_start(struct kit_broker *b, const char *db, const char *name,
+                       const char *extra_conf);
+/* kit_broker_stop(), as systemd stops it: a problem unless it exits 0 (once its execs are
+ * done) within KIT_WAIT_MS. Nothing if it does not run. */
+void bench_broker_stop(struct kit_broker *b);
 
 #endif

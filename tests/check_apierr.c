@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "http/apierr.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 START_TEST(every_code_has_its_status)
 {

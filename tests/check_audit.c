@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "audit/writer.h"
-#include "tests/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/harness.h"
+#include "tests/runner.h"
 
 #define B(s) ((struct eb_bytes){s, sizeof(s) - 1})
 

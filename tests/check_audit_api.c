@@ -1,10 +1,11 @@
 /* tests/check_audit_api.c: reading the audit log over HTTP (GET /v1/audit and
  * GET /v1/audit/{exec_id}) end to end: the real `exec-broker serve` started once in main()
- * against a real PostgreSQL and real sshds, driven by curl. What each kind of token sees,
- * every filter and every refusal of one, the item against the row in the database, keyset
- * pages (also while rows are appended), the rows of real execs, and PostgreSQL going away.
- * Rows are seeded in SQL after the broker started (so that it does not abandon the running
- * ones), each data set under its own actor; the database's time zone is not UTC. */
+ * against a real PostgreSQL and real sshds, driven by the kit's client. What each kind of
+ * token sees, every filter and every refusal of one, the item against the row in the
+ * database, keyset pages (also while rows are appended), the rows of real execs, and
+ * PostgreSQL going away. Rows are seeded in SQL after the broker started (so that it does
+ * not abandon the running ones), each data set under its own actor; the database's time
+ * zone is not UTC. */
 #include <check.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -12,17 +13,23 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
-#include "tests/srvutil.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/kit/sql.h"
+#include "tests/kit/world.h"
+#include "tests/runner.h"
 
 #define MAIN_INSTANCE "eb-audit-main"
 #define REASON        "incident 77: reading the log back"
 #define SEED_INSTANCE "eb-audit-seed"
 #define NO_SUCH_ID    "a1000000-0000-4000-8000-0000000000ff"
 
-static struct su_world W;
-static struct su_broker B; /* started in main(), shared by every test */
+static struct kit_world W;
+static struct kit_broker B; /* started in main(), shared by every test */
 
 /* Rows filed directly, finished a second after they start unless running; a helper function
  * in the throwaway database keeps the data sets below short. */
@@ -257,24 +264,24 @@ static void check_item(json_t *it)
 	free(dump);
 }
 
-static void get(struct su_resp *r, const char *token, const char *path)
+static void get(struct kit_resp *r, const char *token, const char *path)
 {
-	struct su_req q = {.method = "GET", .path = path, .token = token};
+	struct kit_req q = {.method = "GET", .path = path, .token = token};
 
 	sv_http(B.port, &q, r);
 }
 
 /* A 200 answer of the audit API: JSON, no X-Exec-Id, and no audit row for the read. */
-static json_t *ok_json(const struct su_resp *r, const char *token, const char *path)
+static json_t *ok_json(const struct kit_resp *r, const char *token, const char *path)
 {
 	char hv[200];
 
 	ck_assert_msg(r->status == 200, "GET %s as %s: %d %s", path, tok_name(token), r->status,
 	              brief(r->body));
-	ck_assert_msg(su_header(r, "Content-Type", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(r, "Content-Type", hv, sizeof(hv)) != NULL &&
 	                  strncmp(hv, "application/json", 16) == 0,
 	              "GET %s: Content-Type: %s", path, r->head);
-	ck_assert_msg(su_header(r, "X-Exec-Id", hv, sizeof(hv)) == NULL, "GET %s: X-Exec-Id %s",
+	ck_assert_msg(kit_header(r, "X-Exec-Id", hv, sizeof(hv)) == NULL, "GET %s: X-Exec-Id %s",
 	              path, hv);
 	ck_assert_msg(sv_rows(W.db, r->rid) == 0, "reading the log wrote an audit row (GET %s)",
 	              path);
@@ -285,7 +292,7 @@ static json_t *ok_json(const struct su_resp *r, const char *token, const char *p
 static json_t *list(const char *token, const char *query)
 {
 	char path[2048];
-	struct su_resp r;
+	struct kit_resp r;
 	json_t *o, *items, *nc, *it;
 	size_t i;
 
@@ -301,7 +308,7 @@ static json_t *list(const char *token, const char *query)
 	{
 		check_item(it);
 	}
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	return o;
 }
 
@@ -309,14 +316,14 @@ static json_t *list(const char *token, const char *query)
 static json_t *one(const char *token, const char *id)
 {
 	char path[256];
-	struct su_resp r;
+	struct kit_resp r;
 	json_t *o;
 
 	snprintf(path, sizeof(path), "/v1/audit/%s", id);
 	get(&r, token, path);
 	o = ok_json(&r, token, path);
 	check_item(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	return o;
 }
 
@@ -362,7 +369,7 @@ static void expect_rows(const char *token, const char *query, const char *want, 
 }
 
 /* An error of the audit API: status, code, a message, JSON, field (NULL: none), no row. */
-static void expect_error(const struct su_resp *r, int status, const char *code, const char *field)
+static void expect_error(const struct kit_resp *r, int status, const char *code, const char *field)
 {
 	json_t *o;
 	const char *got;
@@ -414,18 +421,18 @@ START_TEST(unauthenticated_is_401)
 {
 	static const char *const paths[] = {"/v1/audit", "/v1/audit?actor=scope", "/v1/audit/" S1,
 	                                    "/v1/audit/" NO_SUCH_ID};
-	struct su_req q = {.method = "GET", .auth = unauth[_i].auth, .token = unauth[_i].tok};
-	struct su_resp r;
+	struct kit_req q = {.method = "GET", .auth = unauth[_i].auth, .token = unauth[_i].tok};
+	struct kit_resp r;
 	char hv[200];
 
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		q.path = paths[i];
 		sv_http(B.port, &q, &r);
 		expect_error(&r, 401, "unauthorized", NULL);
-		ck_assert_msg(su_header(&r, "WWW-Authenticate", hv, sizeof(hv)) != NULL &&
+		ck_assert_msg(kit_header(&r, "WWW-Authenticate", hv, sizeof(hv)) != NULL &&
 		                  strncmp(hv, "Bearer", 6) == 0,
 		              "%s: WWW-Authenticate: %s", paths[i], r.head);
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 }
 END_TEST
@@ -482,7 +489,7 @@ START_TEST(scope_decides_which_rows_exist)
 {
 	static const char *const ids[] = {S1, S2, S3, S4, S5, S6};
 	const char *tok = scope_one[_i].tok;
-	struct su_resp missing, r;
+	struct kit_resp missing, r;
 	char rid[8], path[128], sees[64];
 	json_t *it;
 
@@ -509,9 +516,9 @@ START_TEST(scope_decides_which_rows_exist)
 		ck_assert_msg(strcmp(r.body, missing.body) == 0,
 		              "%s as %s: a row out of scope answers\n%s\nnot as a missing one:\n%s",
 		              rid, tok_name(tok), brief(r.body), brief(missing.body));
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
-	su_resp_free(&missing);
+	kit_resp_free(&missing);
 }
 END_TEST
 
@@ -675,12 +682,12 @@ static const struct {
 
 START_TEST(bad_filter_is_400_naming_the_parameter)
 {
-	struct su_resp r;
+	struct kit_resp r;
 
 	get(&r, W.tok_admin, bad[_i].path);
 	ck_assert_msg(r.status == 400, "GET %s: %d %s", bad[_i].path, r.status, brief(r.body));
 	expect_error(&r, 400, "invalid_request", bad[_i].field);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -704,7 +711,7 @@ START_TEST(altered_cursor_is_400)
 {
 	char *c = filt_cursor(), *alt, q[300], enc[256], path[300];
 	size_t n = strlen(c);
-	struct su_resp r;
+	struct kit_resp r;
 
 	url_encode(c, enc, sizeof(enc));
 	snprintf(q, sizeof(q), "actor=filt&limit=2&cursor=%s", enc);
@@ -725,7 +732,7 @@ START_TEST(altered_cursor_is_400)
 			              "accepted: %d %s",
 			              c, i, n, c[i], alt[i], r.status, brief(r.body));
 			expect_error(&r, 400, "invalid_request", "cursor");
-			su_resp_free(&r);
+			kit_resp_free(&r);
 		}
 		alt[i] = c[i];
 	}
@@ -738,7 +745,7 @@ START_TEST(altered_cursor_is_400)
 		         cut ? "" : "A");
 		get(&r, W.tok_admin, path);
 		expect_error(&r, 400, "invalid_request", "cursor");
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 	free(alt);
 	free(c);
@@ -760,7 +767,7 @@ START_TEST(cursor_of_other_filters_is_400)
 	    "limit=2",
 	};
 	char *c = filt_cursor(), enc[256], path[400], q[400];
-	struct su_resp r;
+	struct kit_resp r;
 
 	url_encode(c, enc, sizeof(enc));
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
@@ -769,7 +776,7 @@ START_TEST(cursor_of_other_filters_is_400)
 		ck_assert_msg(r.status == 400, "a cursor of actor=filt taken with %s: %d %s",
 		              others[i], r.status, brief(r.body));
 		expect_error(&r, 400, "invalid_request", "cursor");
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 	snprintf(q, sizeof(q), "cursor=%s&limit=2&actor=filt", enc);
 	expect_rows(W.tok_admin, q, "f8,f6", 1);
@@ -786,17 +793,18 @@ static const struct {
 
 START_TEST(only_get_is_allowed)
 {
-	struct su_req q = {
+	struct kit_req q = {
 	    .method = methods[_i].method, .path = methods[_i].path, .token = W.tok_admin};
-	struct su_resp r;
+	struct kit_resp r;
 	char hv[200], *v;
 
 	sv_http(B.port, &q, &r);
 	expect_error(&r, 405, "method_not_allowed", NULL);
-	ck_assert_msg(su_header(&r, "Allow", hv, sizeof(hv)) != NULL && strstr(hv, "GET") != NULL &&
-	                  strstr(hv, "POST") == NULL && strstr(hv, "DELETE") == NULL,
+	ck_assert_msg(kit_header(&r, "Allow", hv, sizeof(hv)) != NULL &&
+	                  strstr(hv, "GET") != NULL && strstr(hv, "POST") == NULL &&
+	                  strstr(hv, "DELETE") == NULL,
 	              "%s %s: Allow: %s", q.method, q.path, r.head);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	v = sv_query(W.db, "SELECT count(*) FROM exec_audit WHERE exec_id = '" S1 "'");
 	ck_assert_str_eq(v, "1");
 	free(v);
@@ -805,12 +813,12 @@ END_TEST
 
 START_TEST(unknown_exec_id_is_404_and_any_case_is_found)
 {
-	struct su_resp r;
+	struct kit_resp r;
 	json_t *it;
 
 	get(&r, W.tok_admin, "/v1/audit/" NO_SUCH_ID);
 	expect_error(&r, 404, "not_found", NULL);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	it = one(W.tok_admin, "A1000000-0000-4000-8000-000000000005");
 	ck_assert_str_eq(sv_str(it, "request_id"), "s5");
 	ck_assert_str_eq(sv_str(it, "exec_id"), S5);
@@ -898,16 +906,16 @@ START_TEST(item_of_a_real_exec)
 	char *body = sv_body(argv, json_pack("{s:i,s:s,s:{s:s,s:s},s:s}", "timeout_s", 17, "stdin",
 	                                     "stdin-secret", "env", "EB_ONE", "env-secret-1",
 	                                     "EB_TWO", "env-secret-2", "cwd", "/tmp"));
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_resp r;
+	struct kit_frames f;
 	char hv[64], actor[32], *dump;
 	json_t *it, *sent, *keys;
 
 	sv_http(B.port, &q, &r);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
-	ck_assert_ptr_nonnull(su_header(&r, "X-Exec-Id", hv, sizeof(hv)));
+	ck_assert_ptr_nonnull(kit_header(&r, "X-Exec-Id", hv, sizeof(hv)));
 	it = one(W.tok_org, hv);
 	dump = json_dumps(it, JSON_COMPACT);
 	sent = json_array();
@@ -946,8 +954,8 @@ START_TEST(item_of_a_real_exec)
 	free(dump);
 	json_decref(sent);
 	json_decref(it);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -1137,21 +1145,21 @@ START_TEST(real_execs_are_found_with_their_outcome)
 	for (size_t k = 0; k < sizeof(e) / sizeof(e[0]); k++) {
 		const char *argv[] = {"sh", "-c", e[k].script, NULL};
 		char *body = sv_body(argv, NULL);
-		struct su_req rq = {
+		struct kit_req rq = {
 		    .ws = e[k].ws, .token = e[k].tok, .reason = e[k].reason, .body = body};
-		struct su_resp r;
-		struct su_frames f;
+		struct kit_resp r;
+		struct kit_frames f;
 
 		sv_http(B.port, &rq, &r);
 		if (strcmp(e[k].status, "denied") == 0) {
 			sv_error(W.db, &r, 404, "not_found", "denied", "not_found");
 		} else {
 			sv_stream(&r, &f);
-			su_frames_free(&f);
+			kit_frames_free(&f);
 		}
-		ck_assert_ptr_nonnull(su_header(&r, "X-Exec-Id", xid[k], sizeof(xid[k])));
+		ck_assert_ptr_nonnull(kit_header(&r, "X-Exec-Id", xid[k], sizeof(xid[k])));
 		snprintf(rid[k], sizeof(rid[k]), "%s", r.rid);
-		su_resp_free(&r);
+		kit_resp_free(&r);
 		free(body);
 	}
 	before = tu_query_int(W.db, "SELECT count(*) FROM exec_audit");
@@ -1210,7 +1218,7 @@ START_TEST(real_execs_are_found_with_their_outcome)
 		for (int t = 0; t < 3; t++) {
 			bool sees = strchr(e[k].seen_by, reader_keys[t]) != NULL;
 			char path[512];
-			struct su_resp r;
+			struct kit_resp r;
 
 			snprintf(path, sizeof(path), "/v1/audit/%s", xid[k]);
 			get(&r, readers[t], path);
@@ -1224,7 +1232,7 @@ START_TEST(real_execs_are_found_with_their_outcome)
 				              brief(r.body));
 				expect_error(&r, 404, "not_found", NULL);
 			}
-			su_resp_free(&r);
+			kit_resp_free(&r);
 		}
 	}
 	ck_assert_int_eq(tu_query_int(W.db, "SELECT count(*) FROM exec_audit"), before);
@@ -1235,7 +1243,7 @@ END_TEST
 START_TEST(database_down_is_503_audit_unavailable)
 {
 	static const char *const paths[] = {"/v1/audit?actor=filt", "/v1/audit/" S1};
-	struct su_resp r;
+	struct kit_resp r;
 	long long end;
 
 	ck_assert_int_eq(th_pg_stop(&th.pg), 0);
@@ -1250,25 +1258,25 @@ START_TEST(database_down_is_503_audit_unavailable)
 		                  strcmp(sv_str(o, "error.code"), "audit_unavailable") == 0,
 		              "%s", brief(r.body));
 		json_decref(o);
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 	ck_assert_int_eq(th_pg_start(&th.pg), 0);
-	end = su_now_ms() + SU_WAIT_MS;
+	end = kit_now_ms() + KIT_WAIT_MS;
 	for (;;) {
 		get(&r, W.tok_admin, "/v1/audit?actor=filt&limit=1");
 		if (r.status == 200)
 			break;
-		ck_assert_msg(su_now_ms() < end, "no 200 after PostgreSQL came back: %d %s",
+		ck_assert_msg(kit_now_ms() < end, "no 200 after PostgreSQL came back: %d %s",
 		              r.status, brief(r.body));
-		su_resp_free(&r);
-		su_sleep_ms(200);
+		kit_resp_free(&r);
+		kit_sleep_ms(200);
 	}
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	expect_rows(W.tok_admin, "actor=filt&limit=1", "f9", 1);
 }
 END_TEST
 
-#define ADD_LOOP(s, fn, n) SU_ADD_LOOP(s, fn, n, 60)
+#define ADD_LOOP(s, fn, n) SV_ADD_LOOP(s, fn, n, 60)
 #define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 #define N(a)               (sizeof(a) / sizeof((a)[0]))
 
@@ -1279,12 +1287,12 @@ int main(void)
 
 	/* The database's zone is not UTC, as on many a server (this one is 3:30 behind, with
 	 * summer time): the API's times must not depend on it. Set before the broker connects. */
-	if (th_setup(TH_PG | TH_SSHD) != 0 || su_world_setup(&W) != 0 ||
-	    su_sql(W.db, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', "
-	                 "current_database(), 'America/St_Johns'); END $$") != 0 ||
-	    su_broker_start(&B, W.db, MAIN_INSTANCE, NULL) != 0 || su_sql(W.db, seed_fn_sql) != 0 ||
-	    su_sql(W.db, seed_scope_sql) != 0 || su_sql(W.db, seed_filter_sql) != 0 ||
-	    su_sql(W.db, seed_page_sql) != 0) {
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 ||
+	    kit_sql(W.db, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', "
+	                  "current_database(), 'America/St_Johns'); END $$") != 0 ||
+	    kit_broker_start(&B, W.db, MAIN_INSTANCE, NULL) != 0 ||
+	    kit_sql(W.db, seed_fn_sql) != 0 || kit_sql(W.db, seed_scope_sql) != 0 ||
+	    kit_sql(W.db, seed_filter_sql) != 0 || kit_sql(W.db, seed_page_sql) != 0) {
 		th_teardown();
 		return EXIT_FAILURE;
 	}
@@ -1308,7 +1316,7 @@ int main(void)
 	ADD(s, database_down_is_503_audit_unavailable);
 	failed = tu_run_suite(s);
 	/* The shared broker ends as it should after everything above. */
-	if (su_broker_stop(&B) != 0)
+	if (kit_broker_stop(&B) != 0)
 		failed = EXIT_FAILURE;
 	th_teardown();
 	return failed;

@@ -17,9 +17,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
-#include "tests/srvutil.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/file.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/proc.h"
+#include "tests/kit/sql.h"
+#include "tests/runner.h"
 
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define ELLIPSIS  "\xe2\x80\xa6" /* … */
@@ -72,7 +77,7 @@ static const char fixture_sql[] =
 static int db_make(char *conninfo, size_t len)
 {
 	char url[600], q[256];
-	const char *argv[] = {tu_bin(), "migrate", NULL};
+	const char *argv[] = {kit_broker_bin(), "migrate", NULL};
 	const char *env[] = {url, "EXEC_BROKER_CONFIG=/dev/null", NULL};
 	const char *name;
 	char *out = NULL, *err = NULL;
@@ -83,7 +88,7 @@ static int db_make(char *conninfo, size_t len)
 	name = strstr(conninfo, "dbname=") + 7;
 	snprintf(url, sizeof(url), "EXEC_BROKER_DATABASE_URL=%s", conninfo);
 	snprintf(q, sizeof(q), "ALTER DATABASE %s SET timezone = 'Asia/Kolkata'", name);
-	if (th_run(argv, env, NULL, &out, &err, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (kit_run(argv, env, NULL, &out, &err, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		rc = th_pg_exec(name, fixture_sql) == 0 && th_pg_exec(name, q) == 0 ? 0 : -1;
 	else
 		fprintf(stderr, "check_audit_cli: migrate: %s", err ? err : "");
@@ -113,7 +118,7 @@ static char *q_str(const char *sql)
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK ||
 	                  PQresultStatus(res) == PGRES_COMMAND_OK,
 	              "%.600s: %.600s", sql, PQresultErrorMessage(res));
-	v = tu_first_value(res);
+	v = kit_sql_first_value(res);
 	PQclear(res);
 	res = PQexec(conn, "RESET ALL");
 	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
@@ -985,7 +990,7 @@ static void follow_start(struct follower *f, const char *const args[])
 	int p[2], n = 0;
 
 	memset(f, 0, sizeof(*f));
-	argv[n++] = tu_bin();
+	argv[n++] = kit_broker_bin();
 	for (int i = 0; args[i] != NULL && n < 23; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
@@ -1023,7 +1028,7 @@ static void follow_start(struct follower *f, const char *const args[])
 /* Reads the follower's stdout until it holds needle (true), ms pass, or it ends. */
 static bool follow_wait(struct follower *f, const char *needle, int ms)
 {
-	long long end = su_now_ms() + ms;
+	long long end = kit_now_ms() + ms;
 
 	for (;;) {
 		struct pollfd pf = {f->fd, POLLIN, 0};
@@ -1032,7 +1037,7 @@ static bool follow_wait(struct follower *f, const char *needle, int ms)
 
 		if (strstr(f->buf, needle) != NULL)
 			return true;
-		left = end - su_now_ms();
+		left = end - kit_now_ms();
 		if (left <= 0 || f->fd < 0)
 			return false;
 		if (poll(&pf, 1, (int)left) <= 0)
@@ -1056,7 +1061,7 @@ static bool follow_wait(struct follower *f, const char *needle, int ms)
 /* What the follower said on stderr (for messages), malloc'd. */
 static char *follow_err(const struct follower *f)
 {
-	char *s = su_file_read(f->errpath, NULL);
+	char *s = kit_file_read(f->errpath, NULL);
 
 	return s ? s : strdup("(no stderr)");
 }
@@ -1064,16 +1069,16 @@ static char *follow_err(const struct follower *f)
 /* Sends sig and waits (10 s) for the follower to end: its wait status, or -1 after SIGKILL. */
 static int follow_stop(struct follower *f, int sig)
 {
-	long long end = su_now_ms() + 10000;
+	long long end = kit_now_ms() + 10000;
 	int st;
 
 	kill(f->pid, sig);
-	while (su_now_ms() < end) {
+	while (kit_now_ms() < end) {
 		if (waitpid(f->pid, &st, WNOHANG) == f->pid) {
 			f->pid = 0;
 			return st;
 		}
-		su_sleep_ms(20);
+		kit_sleep_ms(20);
 	}
 	kill(f->pid, SIGKILL);
 	waitpid(f->pid, &st, 0);
@@ -1646,7 +1651,7 @@ int main(void)
 	snprintf(name, sizeof(name), "%s", strstr(shared_db, "dbname=") + 7);
 	if (th_pg_exec(name, filter_rows) != 0)
 		return EXIT_FAILURE;
-	th_run_timeout_ms = 20000; /* a --follow that does not stop must not hold a test long */
+	kit_run_timeout_ms = 20000; /* a --follow that does not stop must not hold a test long */
 
 	tcase_set_timeout(rd, 30);
 	tcase_add_checked_fixture(rd, setup_shared, NULL);

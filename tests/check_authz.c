@@ -9,8 +9,9 @@
 
 #include "api/authz.h"
 #include "common/token.h"
-#include "tests/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/harness.h"
+#include "tests/runner.h"
 
 #define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"
 

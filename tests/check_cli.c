@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "common/token.h"
-#include "tests/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/proc.h"
+#include "tests/runner.h"
 
 #define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"
 
@@ -199,7 +201,7 @@ START_TEST(token_secret_never_reaches_the_database)
 	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump",
 	         bindir ? bindir : "/usr/lib/postgresql/15/bin");
 	pg_dump_argv[0] = pg_dump;
-	ck_assert_int_eq(th_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
+	ck_assert_int_eq(kit_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pg_dump: %s", dump_err);
 	ck_assert_ptr_nonnull(strstr(dump, "INSERT INTO public.api_tokens")); /* it dumped rows */
 	ck_assert_ptr_nonnull(strstr(dump, "ci job"));

@@ -10,7 +10,7 @@
 
 #include "common/err.h"
 #include "pool/command.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 #define B(s) ((struct eb_bytes){s, sizeof(s) - 1})
 

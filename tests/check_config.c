@@ -8,7 +8,7 @@
 
 #include "config/config.h"
 #include "common/err.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 static char cfg_path[64];
 

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "db/migrate.h"
-#include "tests/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/harness.h"
+#include "tests/runner.h"
 
 static const char *const migrate_args[] = {"migrate", NULL};
 static const char *const status_args[] = {"migrate", "--status", NULL};
@@ -84,7 +86,7 @@ START_TEST(concurrent_migrators_are_safe)
 		if (pid[i] == 0) {
 			char *env[] = {url, "EXEC_BROKER_CONFIG=/dev/null", NULL};
 			dup2(out_fd[i][1], 1);
-			execle(tu_bin(), tu_bin(), "migrate", (char *)NULL, env);
+			execle(kit_broker_bin(), kit_broker_bin(), "migrate", (char *)NULL, env);
 			_exit(127);
 		}
 		close(out_fd[i][1]);

@@ -14,9 +14,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
-#include "tests/srvutil.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/file.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/net.h"
+#include "tests/kit/world.h"
+#include "tests/runner.h"
 
 /* The exit codes `exec-broker exec --help` and the README document. */
 #define X_TIMEOUT       124
@@ -30,8 +36,8 @@
 
 extern char **environ;
 
-static struct su_world W;
-static struct su_broker B; /* started in main(), shared */
+static struct kit_world W;
+static struct kit_broker B; /* started in main(), shared */
 static char URL[64];
 static char *TOKFILE_WS, *TOKFILE_ADMIN; /* written in main() */
 
@@ -58,7 +64,7 @@ static pid_t cli_start(struct run *r, const char *url, const char *token_env,
 	memset(r, 0, sizeof(*r));
 	snprintf(r->outp, sizeof(r->outp), "/tmp/eb-exec-%d-%d.out", (int)getpid(), seq);
 	snprintf(r->errp, sizeof(r->errp), "/tmp/eb-exec-%d-%d.err", (int)getpid(), seq++);
-	argv[n++] = tu_bin();
+	argv[n++] = kit_broker_bin();
 	argv[n++] = "exec";
 	argv[n++] = "--url";
 	argv[n++] = url;
@@ -91,20 +97,20 @@ static pid_t cli_start(struct run *r, const char *url, const char *token_env,
 /* Waits (60 s, then SIGKILL) and reads both files. */
 static void cli_wait(pid_t pid, struct run *r)
 {
-	long long end = su_now_ms() + 60000;
+	long long end = kit_now_ms() + 60000;
 	int st = 0;
 
 	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (su_now_ms() > end) {
+		if (kit_now_ms() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			break;
 		}
-		su_sleep_ms(10);
+		kit_sleep_ms(10);
 	}
 	r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
-	r->out = su_file_read(r->outp, &r->out_len);
-	r->err = su_file_read(r->errp, &r->err_len);
+	r->out = kit_file_read(r->outp, &r->out_len);
+	r->err = kit_file_read(r->errp, &r->err_len);
 	ck_assert_ptr_nonnull(r->out);
 	ck_assert_ptr_nonnull(r->err);
 	unlink(r->outp);
@@ -143,7 +149,7 @@ static void one_error_line(const struct run *r, const char *code)
 /* Writes n bytes to a fresh file that the workspace account can read too. */
 static char *tmp_file(const char *name, const void *p, size_t n)
 {
-	char *path = su_tmp_path(name);
+	char *path = kit_tmp_path(name);
 	FILE *f = fopen(path, "w");
 
 	ck_assert_ptr_nonnull(f);
@@ -196,7 +202,7 @@ START_TEST(binary_output_is_decoded_byte_for_byte)
 	    "--",     "sh",           "-c",       "printf '\\377\\000\\001abc\\200\\n'",
 	    NULL};
 	struct run r;
-	struct su_frames f;
+	struct kit_frames f;
 
 	cli(&r, args);
 	ck_assert_int_eq(r.code, 0);
@@ -208,11 +214,11 @@ START_TEST(binary_output_is_decoded_byte_for_byte)
 	/* the same output came as a base64 frame */
 	cli(&r, jargs);
 	ck_assert_int_eq(r.code, 0);
-	su_frames_init(&f);
-	su_frames_parse(&f, r.out, r.out_len);
+	kit_frames_init(&f);
+	kit_frames_parse(&f, r.out, r.out_len);
 	ck_assert_int_ge(f.b64, 1);
 	ck_assert_uint_eq(f.out_len, sizeof(want_out) - 1);
-	su_frames_free(&f);
+	kit_frames_free(&f);
 	run_free(&r);
 }
 END_TEST
@@ -391,7 +397,7 @@ START_TEST(unreachable_broker_is_202)
 	const char *args[] = {"--token-file", TOKFILE_WS, "ws-a1", "--", "true", NULL};
 	struct run r;
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", su_free_port());
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", kit_free_port());
 	cli_wait(cli_start(&r, url, NULL, NULL, args), &r);
 	ck_assert_int_eq(r.code, X_UNREACHABLE);
 	ck_assert_str_eq(r.out, "");
@@ -409,22 +415,22 @@ START_TEST(json_prints_the_frames)
 	    "--",     "sh",           "-c",       "echo hi; echo oops >&2; exit 4",
 	    NULL};
 	struct run r;
-	struct su_frames f;
+	struct kit_frames f;
 
 	cli(&r, args);
 	ck_assert_int_eq(r.code, 4);
 	ck_assert_str_eq(r.err, "");
-	su_frames_init(&f);
-	su_frames_parse(&f, r.out, r.out_len);
+	kit_frames_init(&f);
+	kit_frames_parse(&f, r.out, r.out_len);
 	ck_assert_msg(f.bad == 0, "%s", f.bad_line);
-	ck_assert_int_eq(tu_lines(r.out), (int)su_nframes(&f));
-	ck_assert_ptr_nonnull(sv_str(su_frame(&f, 0), "exec_id"));
+	ck_assert_int_eq(tu_lines(r.out), (int)kit_nframes(&f));
+	ck_assert_ptr_nonnull(sv_str(kit_frame(&f, 0), "exec_id"));
 	ck_assert_int_eq(f.terminal, 1);
-	ck_assert_int_eq(f.terminal_at, (int)su_nframes(&f) - 1);
+	ck_assert_int_eq(f.terminal_at, (int)kit_nframes(&f) - 1);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 4);
 	ck_assert_str_eq(f.out, "hi\n");
 	ck_assert_str_eq(f.err, "oops\n");
-	su_frames_free(&f);
+	kit_frames_free(&f);
 	run_free(&r);
 }
 END_TEST
@@ -537,8 +543,8 @@ END_TEST
 /* A broker that dies mid-stream leaves no last frame: the client says so, distinctly. */
 START_TEST(broker_killed_mid_stream_is_207)
 {
-	struct su_broker b = {0};
-	char url[64], *gate = su_tmp_path("gate207");
+	struct kit_broker b = {0};
+	char url[64], *gate = kit_tmp_path("gate207");
 	const char *args[] = {"--token-file",
 	                      TOKFILE_WS,
 	                      "ws-a1",
@@ -552,20 +558,20 @@ START_TEST(broker_killed_mid_stream_is_207)
 	long long end;
 	pid_t pid;
 
-	ck_assert_int_eq(su_broker_start(&b, W.db, "eb-exec-client-kill", NULL), 0);
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-exec-client-kill", NULL), 0);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", b.port);
 	pid = cli_start(&r, url, NULL, NULL, args);
-	end = su_now_ms() + SU_WAIT_MS;
+	end = kit_now_ms() + KIT_WAIT_MS;
 	for (;;) {
-		char *o = su_file_read(r.outp, NULL);
+		char *o = kit_file_read(r.outp, NULL);
 		bool ready = o != NULL && strcmp(o, "ready\n") == 0;
 		free(o);
 		if (ready)
 			break;
-		ck_assert_msg(su_now_ms() < end, "no \"ready\" from the command");
-		su_sleep_ms(20);
+		ck_assert_msg(kit_now_ms() < end, "no \"ready\" from the command");
+		kit_sleep_ms(20);
 	}
-	su_broker_kill(&b);
+	kit_broker_kill(&b);
 	cli_wait(pid, &r);
 	ck_assert_int_eq(r.code, X_NO_LAST_FRAME);
 	ck_assert_str_eq(r.out, "ready\n");
@@ -582,9 +588,10 @@ END_TEST
  * rather than waiting for a command that would run for a minute. */
 START_TEST(closed_stdout_is_141)
 {
-	const char *argv[] = {tu_bin(), "exec", "--url", URL,  "--token-file",     TOKFILE_WS,
-	                      "ws-a1",  "--",   "sh",    "-c", "echo x; sleep 60", NULL};
-	long long t0 = su_now_ms();
+	const char *argv[] = {kit_broker_bin(),   "exec",  "--url", URL,  "--token-file",
+	                      TOKFILE_WS,         "ws-a1", "--",    "sh", "-c",
+	                      "echo x; sleep 60", NULL};
+	long long t0 = kit_now_ms();
 	int p[2], st = 0;
 	pid_t pid;
 
@@ -600,14 +607,14 @@ START_TEST(closed_stdout_is_141)
 	}
 	close(p[0]);
 	close(p[1]);
-	while (waitpid(pid, &st, WNOHANG) == 0 && su_now_ms() - t0 < 30000)
-		su_sleep_ms(20);
-	if (su_now_ms() - t0 >= 30000) {
+	while (waitpid(pid, &st, WNOHANG) == 0 && kit_now_ms() - t0 < 30000)
+		kit_sleep_ms(20);
+	if (kit_now_ms() - t0 >= 30000) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
 	}
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGPIPE, "status %#x", st);
-	ck_assert_int_lt(su_now_ms() - t0, 30000);
+	ck_assert_int_lt(kit_now_ms() - t0, 30000);
 }
 END_TEST
 
@@ -630,7 +637,7 @@ START_TEST(usage_errors_are_201)
 }
 END_TEST
 
-#define ADD_LOOP(s, fn, n) SU_ADD_LOOP(s, fn, n, 60)
+#define ADD_LOOP(s, fn, n) SV_ADD_LOOP(s, fn, n, 60)
 #define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
 int main(void)
@@ -639,17 +646,17 @@ int main(void)
 	char line[128];
 	int failed;
 
-	if (th_setup(TH_PG | TH_SSHD) != 0 || su_world_setup(&W) != 0 ||
-	    su_broker_start(&B, W.db, "eb-exec-client", NULL) != 0) {
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 ||
+	    kit_broker_start(&B, W.db, "eb-exec-client", NULL) != 0) {
 		th_teardown();
 		return EXIT_FAILURE;
 	}
 	snprintf(URL, sizeof(URL), "http://127.0.0.1:%d", B.port);
 	/* Token files as people write them: surrounding blanks and a newline are ignored. */
-	TOKFILE_WS = su_tmp_path("tok-ws");
-	TOKFILE_ADMIN = su_tmp_path("tok-admin");
+	TOKFILE_WS = kit_tmp_path("tok-ws");
+	TOKFILE_ADMIN = kit_tmp_path("tok-admin");
 	snprintf(line, sizeof(line), "  %s \n# more\n", W.tok_ws);
-	if (su_file_exists(TOKFILE_WS) || su_file_exists(TOKFILE_ADMIN))
+	if (kit_file_exists(TOKFILE_WS) || kit_file_exists(TOKFILE_ADMIN))
 		return EXIT_FAILURE;
 	FILE *f = fopen(TOKFILE_WS, "w");
 	if (f == NULL || fputs(line, f) < 0 || fclose(f) != 0)
@@ -680,7 +687,7 @@ int main(void)
 	failed = tu_run_suite(s);
 	unlink(TOKFILE_WS);
 	unlink(TOKFILE_ADMIN);
-	if (su_broker_stop(&B) != 0)
+	if (kit_broker_stop(&B) != 0)
 		failed = EXIT_FAILURE;
 	th_teardown();
 	return failed;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "api/frame.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 static char *frame(struct utf8_carry *c, const char *data, size_t len, bool final)
 {

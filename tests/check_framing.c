@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "http/framing.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 #define H        "Host: b\r\n"
 #define MAX_BODY 1000

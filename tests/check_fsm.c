@@ -7,7 +7,7 @@
 
 #include "common/fsm.h"
 #include "common/log.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 enum light { LIGHT_RED, LIGHT_GREEN, LIGHT_AMBER };
 

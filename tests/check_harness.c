@@ -1,9 +1,7 @@
 /* tests/check_harness.c: proves the integration harness: its PostgreSQL answers, stops and
  * starts again and hands out fresh databases; its sshds take the client key and only that,
- * restart on their port, honour MaxSessions; th_run() captures everything without deadlock.
+ * restart on their port, honour MaxSessions; kit_run() captures everything without deadlock.
  * After the run, main() checks that no server and no file of the run is left. */
-#include "harness.h"
-
 #include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
@@ -22,6 +20,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "tests/kit/harness.h"
+#include "tests/kit/net.h"
+#include "tests/kit/proc.h"
 
 #define MIB 1048576
 
@@ -70,40 +72,9 @@ static const char *dbname_of(const char *conninfo)
 	return p + strlen("dbname=");
 }
 
-static bool proc_running(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-	bool run = false;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
-		run = p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-	fclose(f);
-	return run;
-}
-
-static int tcp_connect(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_port = htons((uint16_t)port),
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	ck_assert_int_ge(fd, 0);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static void conn_open(struct conn *c, int port)
 {
-	c->fd = tcp_connect(port);
+	c->fd = kit_connect(port, 0);
 	ck_assert_msg(c->fd >= 0, "connect 127.0.0.1:%d: %s", port, strerror(errno));
 	c->s = libssh2_session_init();
 	ck_assert_ptr_nonnull(c->s);
@@ -257,7 +228,7 @@ START_TEST(pg_stop_refuses_connections_and_start_brings_the_same_cluster_back)
 	ck_assert_int_eq(th_pg_stop(&th.pg), 0);
 	ck_assert_int_eq(th.pg.running, 0);
 	ck_assert_int_eq(th_pg_pid(&th.pg), 0);
-	ck_assert(!proc_running(old_pid));
+	ck_assert(!kit_pid_alive(old_pid));
 	th_pg_conninfo("postgres", ci, sizeof(ci));
 	ck_assert_int_ne(PQping(ci), PQPING_OK);
 	c = PQconnectdb(ci);
@@ -290,9 +261,9 @@ START_TEST(pg_start_recovers_from_a_killed_postmaster)
 	ck_assert_int_gt(pid, 0);
 	/* A crash: the postmaster alone dies, its lock files and backends stay behind. */
 	ck_assert_int_eq(kill(pid, SIGKILL), 0);
-	for (int i = 0; i < 500 && proc_running(pid); i++)
+	for (int i = 0; i < 500 && kit_pid_alive(pid); i++)
 		usleep(10000);
-	ck_assert(!proc_running(pid));
+	ck_assert(!kit_pid_alive(pid));
 	ck_assert_int_eq(th_pg_pid(&th.pg), 0);
 	ck_assert_int_eq(th_pg_start(&th.pg), 0);
 	ck_assert_int_ne(th_pg_pid(&th.pg), pid);
@@ -334,7 +305,7 @@ START_TEST(sshd_refuses_another_key)
 	int st = -1, rc;
 
 	snprintf(wrong, sizeof(wrong), "%s/keys/wrong-%d", th.basedir, (int)getpid());
-	ck_assert_int_eq(th_run(argv, NULL, NULL, NULL, NULL, &st), 0);
+	ck_assert_int_eq(kit_run(argv, NULL, NULL, NULL, NULL, &st), 0);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
 	conn_open(&c, th.sshd.port);
@@ -364,7 +335,7 @@ START_TEST(sshd_restart_keeps_port_and_keys_and_cuts_old_sessions)
 	new_pid = th_sshd_pid(&th.sshd);
 	ck_assert_int_gt(new_pid, 0);
 	ck_assert_int_ne(new_pid, old_pid);
-	ck_assert(!proc_running(old_pid));
+	ck_assert(!kit_pid_alive(old_pid));
 
 	out = ssh_exec(before.s, "true", &code);
 	ck_assert_ptr_null(out);
@@ -384,7 +355,7 @@ START_TEST(sshd_stop_closes_the_port)
 
 	ck_assert_int_eq(th_sshd_stop(&th.sshd), 0);
 	ck_assert_int_eq(th_sshd_pid(&th.sshd), 0);
-	fd = tcp_connect(port);
+	fd = kit_connect(port, 0);
 	ck_assert_msg(fd < 0 && errno == ECONNREFUSED, "port %d still open", port);
 	ck_assert_int_eq(th_sshd_stop(&th.sshd), 0);
 	/* Restart is also how a stopped sshd comes back, on its port with its keys. */
@@ -459,7 +430,7 @@ START_TEST(second_sshd_has_its_own_port_and_max_sessions)
 	conn_close(&c);
 
 	ck_assert_int_eq(th_sshd_stop(&s2), 0);
-	fd = tcp_connect(s2.port);
+	fd = kit_connect(s2.port, 0);
 	ck_assert_msg(fd < 0 && errno == ECONNREFUSED, "port %d still open", s2.port);
 	assert_login_works(th.sshd.port);
 }
@@ -497,7 +468,7 @@ START_TEST(run_captures_stdout_stderr_and_status)
 	char *out = NULL, *err = NULL;
 	int st = -1;
 
-	ck_assert_int_eq(th_run(argv, NULL, NULL, &out, &err, &st), 0);
+	ck_assert_int_eq(kit_run(argv, NULL, NULL, &out, &err, &st), 0);
 	ck_assert_str_eq(out, "out\n");
 	ck_assert_str_eq(err, "err\n");
 	ck_assert(WIFEXITED(st));
@@ -519,7 +490,7 @@ START_TEST(run_moves_megabytes_both_ways_without_deadlock)
 	char *in = malloc(5 * MIB + 1), *out = NULL, *err = NULL;
 	int st = -1;
 
-	ck_assert_int_eq(th_run(gen, NULL, NULL, &out, &err, &st), 0);
+	ck_assert_int_eq(kit_run(gen, NULL, NULL, &out, &err, &st), 0);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert_uint_eq(strlen(out), 5 * MIB);
 	ck_assert_uint_eq(strlen(err), 5 * MIB);
@@ -532,14 +503,14 @@ START_TEST(run_moves_megabytes_both_ways_without_deadlock)
 	for (size_t i = 0; i < 5 * MIB; i++)
 		in[i] = (char)('a' + i % 26);
 	in[5 * MIB] = '\0';
-	ck_assert_int_eq(th_run(cat, NULL, in, &out, NULL, &st), 0);
+	ck_assert_int_eq(kit_run(cat, NULL, in, &out, NULL, &st), 0);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert_uint_eq(strlen(out), 5 * MIB);
 	ck_assert(memcmp(out, in, 5 * MIB) == 0);
 	free(out);
 
 	/* A program that never reads its stdin: EPIPE for us, not SIGPIPE. */
-	ck_assert_int_eq(th_run(no_read, NULL, in, NULL, NULL, &st), 0);
+	ck_assert_int_eq(kit_run(no_read, NULL, in, NULL, NULL, &st), 0);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	free(in);
 }
@@ -556,7 +527,7 @@ START_TEST(run_env_overrides_and_failures)
 	struct timespec t0, t1;
 
 	/* env(1) prints the environment it got, duplicates included. */
-	ck_assert_int_eq(th_run(show, env, NULL, &out, NULL, &st), 0);
+	ck_assert_int_eq(kit_run(show, env, NULL, &out, NULL, &st), 0);
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "HOME=", 5) == 0) {
 			homes++;
@@ -570,14 +541,14 @@ START_TEST(run_env_overrides_and_failures)
 	ck_assert_int_eq(path, 1);
 	free(out);
 
-	ck_assert_int_eq(th_run(missing, NULL, NULL, &out, NULL, &st), -1);
+	ck_assert_int_eq(kit_run(missing, NULL, NULL, &out, NULL, &st), -1);
 	ck_assert_ptr_null(out);
 
-	th_run_timeout_ms = 300;
+	kit_run_timeout_ms = 300;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ck_assert_int_eq(th_run(slow, NULL, NULL, NULL, NULL, &st), 0);
+	ck_assert_int_eq(kit_run(slow, NULL, NULL, NULL, NULL, &st), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	th_run_timeout_ms = 60000; /* for the tests after this one under CK_FORK=no */
+	kit_run_timeout_ms = 60000; /* for the tests after this one under CK_FORK=no */
 	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 10);
 }

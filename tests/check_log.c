@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 static const struct {
 	const char *value, *want;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "api/metrics.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 static int has_line(const char *text, const char *line)
 {

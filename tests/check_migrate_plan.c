@@ -6,7 +6,7 @@
 
 #include "common/err.h"
 #include "db/migrate.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 #define SUM_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SUM_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"

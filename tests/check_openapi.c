@@ -3,27 +3,29 @@
  * served with the same methods, the binary embeds the file byte for byte, and GET /openapi.yaml on
  * a real broker returns it. The YAML is read by a small line reader that knows the file's layout
  * (two-space indents, block lists), not by a YAML library. */
-#include <arpa/inet.h>
 #include <check.h>
 #include <ctype.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "api/api.h"
 #include "api/openapi.h"
 #include "http/apierr.h"
-#include "tests/harness.h"
-#include "tests/srvutil.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/cli.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/file.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/runner.h"
 
 #define SPEC "docs/openapi.yaml"
 #define MAXN 64
 
-static struct su_broker B;
+static struct kit_broker B;
 
 struct spec_path {
 	char path[128];
@@ -52,7 +54,7 @@ static bool next_line(const char **p, char *buf, size_t len)
 
 static char *spec_text(size_t *len)
 {
-	char *s = su_file_read(SPEC, len);
+	char *s = kit_file_read(SPEC, len);
 
 	ck_assert_msg(s != NULL, "cannot read %s (tests run from the top of the repo)", SPEC);
 	return s;
@@ -255,8 +257,8 @@ START_TEST(every_spec_path_is_served_with_its_methods)
 	ck_assert_uint_ge(n, 7);
 	for (size_t i = 0; i < n; i++) {
 		char url[200], allow[128];
-		struct su_req q = {.method = "DELETE"};
-		struct su_resp r;
+		struct kit_req q = {.method = "DELETE"};
+		struct kit_resp r;
 		json_t *o;
 
 		ck_assert_msg(strstr(paths[i].methods, "DELETE") == NULL, "%s", paths[i].path);
@@ -268,11 +270,11 @@ START_TEST(every_spec_path_is_served_with_its_methods)
 		o = sv_json(&r);
 		ck_assert_str_eq(sv_str(o, "error.code"), "method_not_allowed");
 		json_decref(o);
-		ck_assert_ptr_nonnull(su_header(&r, "Allow", allow, sizeof(allow)));
+		ck_assert_ptr_nonnull(kit_header(&r, "Allow", allow, sizeof(allow)));
 		ck_assert_msg(strcmp(allow, paths[i].methods) == 0,
 		              "%s: the broker allows %s, the spec describes %s", paths[i].path,
 		              allow, paths[i].methods);
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 	free(spec);
 }
@@ -281,8 +283,8 @@ END_TEST
 /* The probe above can tell: a path the broker does not serve is 404, not 405. */
 START_TEST(path_not_served_is_404)
 {
-	struct su_req q = {.method = "DELETE", .path = "/openapi.json"};
-	struct su_resp r;
+	struct kit_req q = {.method = "DELETE", .path = "/openapi.json"};
+	struct kit_resp r;
 	json_t *o;
 
 	sv_http(B.port, &q, &r);
@@ -290,72 +292,68 @@ START_TEST(path_not_served_is_404)
 	o = sv_json(&r);
 	ck_assert_str_eq(sv_str(o, "error.code"), "not_found");
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
 START_TEST(get_openapi_yaml_is_the_file)
 {
-	struct su_req q = {.method = "GET", .path = "/openapi.yaml"};
-	struct su_resp r;
+	struct kit_req q = {.method = "GET", .path = "/openapi.yaml"};
+	struct kit_resp r;
 	size_t len;
 	char *spec = spec_text(&len), ctype[64];
 
 	sv_http(B.port, &q, &r);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_ptr_nonnull(su_header(&r, "Content-Type", ctype, sizeof(ctype)));
+	ck_assert_ptr_nonnull(kit_header(&r, "Content-Type", ctype, sizeof(ctype)));
 	ck_assert_str_eq(ctype, "application/yaml");
 	ck_assert_uint_eq(r.body_len, len);
 	ck_assert_msg(memcmp(r.body, spec, len) == 0, "GET /openapi.yaml is not %s", SPEC);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(spec);
 }
 END_TEST
 
-/* HEAD: the headers of GET, Content-Length included, and no body. Over a raw socket
- * (Connection: close, so the broker closes), because curl -X HEAD would wait for the body. */
+/* HEAD: the headers of GET, Content-Length included, and no body. Sent raw and read until
+ * the broker closes (Connection: close), so that a body sent after the headers would show. */
 START_TEST(head_openapi_yaml_is_headers_only)
 {
 	static const char req[] =
 	    "HEAD /openapi.yaml HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)B.port)};
-	char buf[4096], want[64], *end;
-	size_t got = 0;
-	ssize_t k;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct kit_req q = {.raw = req, .raw_len = sizeof(req) - 1};
+	struct kit_conn c;
+	char want[64], *buf, *end;
+	size_t got;
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
-	while ((k = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
-		got += (size_t)k;
-	close(fd);
-	buf[got] = '\0';
+	kit_conn_init(&c, B.port);
+	ck_assert_int_eq(kit_conn_send(&c, &q), 0);
+	ck_assert_int_eq(kit_conn_read_to_close(&c, KIT_WAIT_MS, &buf, &got), 0);
+	kit_conn_free(&c);
 	ck_assert_msg(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "%.300s", buf);
 	snprintf(want, sizeof(want), "Content-Length: %zu\r\n", openapi_yaml_len);
 	ck_assert_msg(strstr(buf, want) != NULL, "no %s in %.600s", want, buf);
 	end = strstr(buf, "\r\n\r\n");
 	ck_assert_ptr_nonnull(end);
 	ck_assert_msg(end[4] == '\0', "HEAD sent a body: %.200s", end + 4);
+	free(buf);
 }
 END_TEST
 
 START_TEST(post_openapi_yaml_is_405)
 {
-	struct su_req q = {.method = "POST", .path = "/openapi.yaml"};
-	struct su_resp r;
+	struct kit_req q = {.method = "POST", .path = "/openapi.yaml"};
+	struct kit_resp r;
 	char allow[64];
 
 	sv_http(B.port, &q, &r);
 	ck_assert_int_eq(r.status, 405);
-	ck_assert_ptr_nonnull(su_header(&r, "Allow", allow, sizeof(allow)));
+	ck_assert_ptr_nonnull(kit_header(&r, "Allow", allow, sizeof(allow)));
 	ck_assert_str_eq(allow, "GET, HEAD");
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
-#define ADD(s, fn) SU_ADD_LOOP(s, fn, 1, 60)
+#define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 60)
 
 int main(void)
 {
@@ -366,7 +364,8 @@ int main(void)
 
 	/* A migrated database and the key the broker loads; no workspace is needed. */
 	if (th_setup(TH_PG | TH_SSHD) != 0 || th_db_create(db, sizeof(db)) != 0 ||
-	    su_cli(db, migrate, NULL) != 0 || su_broker_start(&B, db, "eb-openapi", NULL) != 0) {
+	    kit_cli(db, migrate, NULL, NULL) != 0 ||
+	    kit_broker_start(&B, db, "eb-openapi", NULL) != 0) {
 		th_teardown();
 		return EXIT_FAILURE;
 	}
@@ -380,7 +379,7 @@ int main(void)
 	ADD(s, head_openapi_yaml_is_headers_only);
 	ADD(s, post_openapi_yaml_is_405);
 	failed = tu_run_suite(s);
-	if (su_broker_stop(&B) != 0)
+	if (kit_broker_stop(&B) != 0)
 		failed = EXIT_FAILURE;
 	th_teardown();
 	return failed;

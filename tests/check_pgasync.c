@@ -17,8 +17,8 @@
 
 #include "common/err.h"
 #include "db/pgasync.h"
-#include "tests/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/harness.h"
 
 #define WAIT_S   30.0 /* longest any one wait may take before the test fails */
 #define NCELLS   12

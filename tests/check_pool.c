@@ -20,7 +20,8 @@
 #include "pool/command.h"
 #include "pool/fingerprint.h"
 #include "pool/pool.h"
-#include "tests/harness.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/proc.h"
 
 #define B(s)   ((struct eb_bytes){s, sizeof(s) - 1})
 #define KIB    1024
@@ -209,7 +210,7 @@ static int count_procs(const char *pattern)
 	char *out = NULL;
 	int status = 0, n = 0;
 
-	ck_assert_int_eq(th_run(argv, NULL, NULL, &out, NULL, &status), 0);
+	ck_assert_int_eq(kit_run(argv, NULL, NULL, &out, NULL, &status), 0);
 	for (const char *p = out; p != NULL && *p != '\0'; p++)
 		n += *p == '\n';
 	free(out);
@@ -1008,7 +1009,7 @@ START_TEST(unknown_client_key_fails_with_auth)
 
 	unlink(key);
 	unlink(pub);
-	ck_assert_int_eq(th_run(argv, NULL, NULL, NULL, NULL, &st), 0);
+	ck_assert_int_eq(kit_run(argv, NULL, NULL, NULL, NULL, &st), 0);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	default_config(&cfg);
 	cfg.ssh_key_path = key;

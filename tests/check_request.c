@@ -7,7 +7,7 @@
 #include "api/exec_request.h"
 #include "common/err.h"
 #include "common/utf8.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 static const struct request_limits lim = {
     .timeout_default_s = 30, .timeout_max_s = 120, .stdin_max = 1024};

@@ -16,8 +16,9 @@
 #include "audit/verify.h"
 #include "common/err.h"
 #include "db/migrate.h"
-#include "tests/harness.h"
-#include "tests/tutil.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/harness.h"
+#include "tests/runner.h"
 
 static const struct {
 	const char *text;

@@ -1,6 +1,6 @@
 /* tests/check_serve.c: the HTTP API of `exec-broker serve` end to end: the real binary,
- * started once in main() against a real PostgreSQL and real sshds, driven over HTTP by curl.
- * Every status and error code, the tenancy matrix, the NDJSON stream and the buffered
+ * started once in main() against a real PostgreSQL and real sshds, driven over HTTP by the kit's
+ * client. Every status and error code, the tenancy matrix, the NDJSON stream and the buffered
  * document, what reaches the command, timeouts and disconnects that leave no process, one
  * audit row per exec (or none) and nothing secret in the database or the log. The broker's
  * life (limits, shutdown, crashes, PostgreSQL going away, load) is in check_serve_life.c. */
@@ -14,31 +14,38 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
-#include "tests/srvutil.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/file.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/kit/proc.h"
+#include "tests/kit/world.h"
+#include "tests/runner.h"
 
 #define MAIN_INSTANCE "eb-serve-main"
 #define REASON        "incident 42: disk full on ws"
 
-static struct su_world W;
-static struct su_broker B; /* started in main(), shared by every test */
+static struct kit_world W;
+static struct kit_broker B; /* started in main(), shared by every test */
 
 static const char *const true_argv[] = {"true", NULL};
 
 /* POST an exec of argv (extra: more body members, stolen) to ws with token. */
-static void exec_argv(struct su_resp *r, const char *ws, const char *token,
+static void exec_argv(struct kit_resp *r, const char *ws, const char *token,
                       const char *const argv[], json_t *extra, const char *accept)
 {
 	char *body = sv_body(argv, extra);
-	struct su_req q = {.ws = ws, .token = token, .body = body, .accept = accept};
+	struct kit_req q = {.ws = ws, .token = token, .body = body, .accept = accept};
 
 	sv_http(B.port, &q, r);
 	free(body);
 }
 
 /* sh -c script arg0 [arg1] on ws-a1 with the org token, streamed, checked as a stream. */
-static void run_sh(struct su_resp *r, struct su_frames *f, const char *script, const char *arg0,
+static void run_sh(struct kit_resp *r, struct kit_frames *f, const char *script, const char *arg0,
                    json_t *extra)
 {
 	const char *argv[] = {"sh", "-c", script, arg0 ? arg0 : "sh", NULL};
@@ -57,8 +64,8 @@ START_TEST(health_ready_and_metrics_answer)
 	static const char *const names[] = {
 	    "exec_broker_http_requests_total{code=", "exec_broker_pool_sessions{state=",
 	    "# TYPE exec_broker_exec_duration_seconds histogram"};
-	struct su_req q = {.method = "GET", .path = "/healthz"};
-	struct su_resp r;
+	struct kit_req q = {.method = "GET", .path = "/healthz"};
+	struct kit_resp r;
 	char hv[100], *m;
 	json_t *o;
 
@@ -67,10 +74,10 @@ START_TEST(health_ready_and_metrics_answer)
 	o = sv_json(&r);
 	ck_assert_msg(sv_str(o, "status") && strcmp(sv_str(o, "status"), "ok") == 0, "%s", r.body);
 	json_decref(o);
-	ck_assert_msg(su_header(&r, "X-Request-Id", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(&r, "X-Request-Id", hv, sizeof(hv)) != NULL &&
 	                  strcmp(hv, r.rid) == 0,
 	              "healthz X-Request-Id: %s", r.head);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 
 	q.path = "/readyz";
 	sv_http(B.port, &q, &r);
@@ -79,20 +86,20 @@ START_TEST(health_ready_and_metrics_answer)
 	ck_assert_msg(sv_str(o, "status") && strcmp(sv_str(o, "status"), "ready") == 0, "%s",
 	              r.body);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 
 	q.path = "/metrics";
 	sv_http(B.port, &q, &r);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_msg(su_header(&r, "Content-Type", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(&r, "Content-Type", hv, sizeof(hv)) != NULL &&
 	                  strncmp(hv, "text/plain", 10) == 0,
 	              "metrics Content-Type: %s", r.head);
 	m = r.body;
 	for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++)
-		ck_assert_msg(sv_metric(m, series[i]) >= 0, "no %s in:\n%s", series[i], m);
+		ck_assert_msg(kit_metric(m, series[i]) >= 0, "no %s in:\n%s", series[i], m);
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		ck_assert_msg(strstr(m, names[i]) != NULL, "no %s in:\n%s", names[i], m);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -100,24 +107,24 @@ START_TEST(metrics_count_execs_and_requests)
 {
 	const char *exited = "exec_broker_execs_total{outcome=\"exited\"}";
 	const char *c404 = "exec_broker_http_requests_total{code=\"404\"}";
-	struct su_req q = {.method = "GET", .path = "/no-such-thing"};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.method = "GET", .path = "/no-such-thing"};
+	struct kit_resp r;
+	struct kit_frames f;
 	char *before, *after;
 
 	before = sv_metrics(B.port);
 	run_sh(&r, &f, "exit 0", NULL, NULL);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	sv_http(B.port, &q, &r);
 	ck_assert_int_eq(r.status, 404);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	after = sv_metrics(B.port);
-	ck_assert_msg(sv_metric(after, exited) >= sv_metric(before, exited) + 1, "%s: %g then %g",
-	              exited, sv_metric(before, exited), sv_metric(after, exited));
-	ck_assert_msg(sv_metric(after, c404) >=
-	                  (sv_metric(before, c404) < 0 ? 0 : sv_metric(before, c404)) + 1,
-	              "%s: %g then %g", c404, sv_metric(before, c404), sv_metric(after, c404));
+	ck_assert_msg(kit_metric(after, exited) >= kit_metric(before, exited) + 1, "%s: %g then %g",
+	              exited, kit_metric(before, exited), kit_metric(after, exited));
+	ck_assert_msg(kit_metric(after, c404) >=
+	                  (kit_metric(before, c404) < 0 ? 0 : kit_metric(before, c404)) + 1,
+	              "%s: %g then %g", c404, kit_metric(before, c404), kit_metric(after, c404));
 	free(before);
 	free(after);
 }
@@ -139,19 +146,19 @@ static const struct {
 
 START_TEST(unknown_path_is_404_without_a_row)
 {
-	struct su_req q = {.method = unknown_paths[_i].method,
-	                   .path = unknown_paths[_i].path,
-	                   .token = W.tok_org,
-	                   .body = "{\"argv\":[\"true\"]}"};
-	struct su_resp r;
+	struct kit_req q = {.method = unknown_paths[_i].method,
+	                    .path = unknown_paths[_i].path,
+	                    .token = W.tok_org,
+	                    .body = "{\"argv\":[\"true\"]}"};
+	struct kit_resp r;
 	char hv[200];
 
 	sv_http(B.port, &q, &r);
 	sv_error(W.db, &r, 404, "not_found", NULL, NULL);
-	ck_assert_msg(su_header(&r, "X-Request-Id", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(&r, "X-Request-Id", hv, sizeof(hv)) != NULL &&
 	                  strcmp(hv, r.rid) == 0,
 	              "X-Request-Id of a 404: %s", r.head);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -169,19 +176,19 @@ static const struct {
 
 START_TEST(wrong_method_is_405_with_allow)
 {
-	struct su_req q = {.method = wrong_methods[_i].method,
-	                   .path = wrong_methods[_i].path,
-	                   .token = W.tok_org,
-	                   .body = "{\"argv\":[\"true\"]}"};
-	struct su_resp r;
+	struct kit_req q = {.method = wrong_methods[_i].method,
+	                    .path = wrong_methods[_i].path,
+	                    .token = W.tok_org,
+	                    .body = "{\"argv\":[\"true\"]}"};
+	struct kit_resp r;
 	char hv[200];
 
 	sv_http(B.port, &q, &r);
 	sv_error(W.db, &r, 405, "method_not_allowed", NULL, NULL);
-	ck_assert_msg(su_header(&r, "Allow", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(&r, "Allow", hv, sizeof(hv)) != NULL &&
 	                  strstr(hv, wrong_methods[_i].allow) != NULL,
 	              "%s %s: Allow: %s", q.method, q.path, r.head);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -206,11 +213,11 @@ static const struct {
 
 START_TEST(unauthenticated_is_401_without_a_row)
 {
-	char auth[200], hv[200], *marker = su_tmp_path("unauth"), *line;
+	char auth[200], hv[200], *marker = kit_tmp_path("unauth"), *line;
 	const char *argv[] = {"touch", marker, NULL};
 	char *body = sv_body(argv, NULL);
-	struct su_req q = {.ws = "ws-a1", .body = body};
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .body = body};
+	struct kit_resp r;
 
 	if (unauth[_i].tok != NULL) {
 		snprintf(auth, sizeof(auth), "%s %s%s",
@@ -222,14 +229,14 @@ START_TEST(unauthenticated_is_401_without_a_row)
 	}
 	sv_http(B.port, &q, &r);
 	sv_error(W.db, &r, 401, "unauthorized", NULL, NULL);
-	ck_assert_msg(su_header(&r, "WWW-Authenticate", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(&r, "WWW-Authenticate", hv, sizeof(hv)) != NULL &&
 	                  strncmp(hv, "Bearer", 6) == 0,
 	              "WWW-Authenticate: %s", r.head);
-	ck_assert_msg(!su_file_exists(marker), "the command ran");
+	ck_assert_msg(!kit_file_exists(marker), "the command ran");
 	line = sv_log_request(B.log, r.rid); /* no row, but a log line */
 	ck_assert_msg(strstr(line, "status=401") != NULL, "%s", line);
 	free(line);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(body);
 	free(marker);
 }
@@ -239,16 +246,16 @@ START_TEST(bearer_scheme_is_case_insensitive)
 {
 	char auth[200];
 	char *body = sv_body(true_argv, NULL);
-	struct su_req q = {.ws = "ws-a1", .body = body, .auth = auth};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = "ws-a1", .body = body, .auth = auth};
+	struct kit_resp r;
+	struct kit_frames f;
 
 	snprintf(auth, sizeof(auth), "bearer  %s", W.tok_org);
 	sv_http(B.port, &q, &r);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -279,8 +286,8 @@ static const struct {
 
 START_TEST(bad_body_is_400_naming_the_field_without_a_row)
 {
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = bad_bodies[_i].body};
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = bad_bodies[_i].body};
+	struct kit_resp r;
 	char *line;
 	json_t *o;
 
@@ -299,7 +306,7 @@ START_TEST(bad_body_is_400_naming_the_field_without_a_row)
 	line = sv_log_request(B.log, r.rid); /* no row, but a log line */
 	ck_assert_msg(strstr(line, "status=400") != NULL, "%s", line);
 	free(line);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -307,7 +314,7 @@ START_TEST(too_many_or_too_long_arguments_are_400)
 {
 	const char *argv[300];
 	char *big = malloc(40001);
-	struct su_resp r;
+	struct kit_resp r;
 	json_t *o;
 
 	/* 257 arguments */
@@ -319,7 +326,7 @@ START_TEST(too_many_or_too_long_arguments_are_400)
 	o = sv_json(&r);
 	ck_assert_str_eq(sv_str(o, "error.field") ? sv_str(o, "error.field") : "", "argv");
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 
 	/* Within the 64 KiB of argv, but its quoted command is over the 32 KiB libssh2 sends. */
 	memset(big, 'a', 40000);
@@ -333,7 +340,7 @@ START_TEST(too_many_or_too_long_arguments_are_400)
 	ck_assert_msg(sv_str(o, "error.field") && strncmp(sv_str(o, "error.field"), "argv", 4) == 0,
 	              "field: %s", r.body);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(big);
 }
 END_TEST
@@ -342,8 +349,8 @@ START_TEST(bad_break_glass_reason_is_400)
 {
 	char reason[502];
 	char *body = sv_body(true_argv, NULL);
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_admin, .body = body, .reason = reason};
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_admin, .body = body, .reason = reason};
+	struct kit_resp r;
 	json_t *o;
 
 	memset(reason, 'r', 501);
@@ -355,7 +362,7 @@ START_TEST(bad_break_glass_reason_is_400)
 	                  strcmp(sv_str(o, "error.field"), "X-Break-Glass-Reason") == 0,
 	              "field: %s", r.body);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -374,19 +381,19 @@ static const struct {
 START_TEST(content_type_must_be_json)
 {
 	char *body = sv_body(true_argv, NULL);
-	struct su_req q = {
+	struct kit_req q = {
 	    .ws = "ws-a1", .token = W.tok_org, .body = body, .ctype = ctypes[_i].ctype};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 
 	sv_http(B.port, &q, &r);
 	if (ctypes[_i].status == 200) {
 		sv_stream(&r, &f);
-		su_frames_free(&f);
+		kit_frames_free(&f);
 	} else {
 		sv_error(W.db, &r, ctypes[_i].status, "unsupported_media_type", NULL, NULL);
 	}
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -396,7 +403,7 @@ END_TEST
 START_TEST(checks_run_in_the_contract_order)
 {
 	struct {
-		struct su_req q;
+		struct kit_req q;
 		int status;
 		const char *code, *row;
 	} cases[] = {
@@ -431,7 +438,7 @@ START_TEST(checks_run_in_the_contract_order)
 	     "break_glass_reason_required",
 	     "denied"},
 	};
-	struct su_resp r;
+	struct kit_resp r;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		sv_http(B.port, &cases[i].q, &r);
@@ -439,7 +446,7 @@ START_TEST(checks_run_in_the_contract_order)
 		              cases[i].status, r.body);
 		sv_error(W.db, &r, cases[i].status, cases[i].code, cases[i].row,
 		         cases[i].row ? cases[i].code : NULL);
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 }
 END_TEST
@@ -448,8 +455,8 @@ START_TEST(oversized_body_is_413_without_a_row)
 {
 	size_t n = 1100 * 1024;
 	char *body = malloc(n + 64);
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org};
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org};
+	struct kit_resp r;
 
 	snprintf(body, 64, "{\"argv\":[\"true\"],\"stdin\":\"");
 	memset(body + strlen(body), 'x', n);
@@ -457,7 +464,7 @@ START_TEST(oversized_body_is_413_without_a_row)
 	q.body = body;
 	sv_http(B.port, &q, &r);
 	sv_error(W.db, &r, 413, "payload_too_large", NULL, NULL);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -504,24 +511,24 @@ static const struct {
 
 START_TEST(tenancy_matrix)
 {
-	char *marker = su_tmp_path("tenancy");
+	char *marker = kit_tmp_path("tenancy");
 	const char *argv[] = {"touch", marker, NULL};
 	char *body = sv_body(argv, NULL), want[64], *v;
-	struct su_req q = {.ws = tenancy[_i].ws,
-	                   .token = tenancy[_i].tok,
-	                   .body = body,
-	                   .reason = tenancy[_i].reason};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = tenancy[_i].ws,
+	                    .token = tenancy[_i].tok,
+	                    .body = body,
+	                    .reason = tenancy[_i].reason};
+	struct kit_resp r;
+	struct kit_frames f;
 
 	sv_http(B.port, &q, &r);
 	if (tenancy[_i].status == 200) {
 		sv_stream(&r, &f);
 		ck_assert_msg(sv_int(sv_last(&f), "exit_code") == 0, "%s: %s", tenancy[_i].name,
 		              r.body);
-		ck_assert_str_eq(sv_str(su_frame(&f, 0), "workspace_id"), tenancy[_i].ws);
-		su_frames_free(&f);
-		ck_assert_msg(su_file_exists(marker), "%s: the command did not run",
+		ck_assert_str_eq(sv_str(kit_frame(&f, 0), "workspace_id"), tenancy[_i].ws);
+		kit_frames_free(&f);
+		ck_assert_msg(kit_file_exists(marker), "%s: the command did not run",
 		              tenancy[_i].name);
 		v = sv_row(W.db, r.rid, "status || ' ' || exit_code");
 		ck_assert_str_eq(v, "exited 0");
@@ -532,7 +539,7 @@ START_TEST(tenancy_matrix)
 	} else {
 		sv_error(W.db, &r, tenancy[_i].status, tenancy[_i].code, tenancy[_i].row,
 		         tenancy[_i].row ? tenancy[_i].code : NULL);
-		ck_assert_msg(!su_file_exists(marker), "%s: the command ran", tenancy[_i].name);
+		ck_assert_msg(!kit_file_exists(marker), "%s: the command ran", tenancy[_i].name);
 	}
 	if (tenancy[_i].row != NULL) {
 		snprintf(want, sizeof(want), "token:%.12s", tenancy[_i].tok);
@@ -550,7 +557,7 @@ START_TEST(tenancy_matrix)
 		}
 	}
 	unlink(marker);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(body);
 	free(marker);
 }
@@ -576,8 +583,8 @@ static char *without(const char *s, const char *word)
 START_TEST(other_orgs_workspace_looks_missing)
 {
 	char *body = sv_body(true_argv, NULL), *a, *b;
-	struct su_req q = {.ws = "ws-b1", .token = W.tok_org, .body = body};
-	struct su_resp r1, r2;
+	struct kit_req q = {.ws = "ws-b1", .token = W.tok_org, .body = body};
+	struct kit_resp r1, r2;
 
 	sv_http(B.port, &q, &r1);
 	q.ws = "ws-zz";
@@ -589,23 +596,23 @@ START_TEST(other_orgs_workspace_looks_missing)
 	ck_assert_msg(strcmp(a, b) == 0, "other org: %s\nmissing: %s", r1.body, r2.body);
 	free(a);
 	free(b);
-	su_resp_free(&r1);
-	su_resp_free(&r2);
+	kit_resp_free(&r1);
+	kit_resp_free(&r2);
 	free(body);
 }
 END_TEST
 
 START_TEST(stream_frames_come_in_order)
 {
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	json_t *last, *tr;
 	char hv[100], want[200], *v;
 
 	run_sh(&r, &f, "echo one; echo two >&2; printf three; exit 3", NULL, NULL);
-	ck_assert_str_eq(sv_str(su_frame(&f, 0), "workspace_id"), "ws-a1");
-	ck_assert_int_eq(sv_int(su_frame(&f, 0), "timeout_s"), 30);
-	ck_assert_msg(su_header(&r, "Transfer-Encoding", hv, sizeof(hv)) != NULL &&
+	ck_assert_str_eq(sv_str(kit_frame(&f, 0), "workspace_id"), "ws-a1");
+	ck_assert_int_eq(sv_int(kit_frame(&f, 0), "timeout_s"), 30);
+	ck_assert_msg(kit_header(&r, "Transfer-Encoding", hv, sizeof(hv)) != NULL &&
 	                  strcmp(hv, "chunked") == 0,
 	              "not chunked: %s", r.head);
 	ck_assert_str_eq(f.out, "one\nthree");
@@ -627,11 +634,11 @@ START_TEST(stream_frames_come_in_order)
 	           "concat_ws(' ', status, exit_code, stdout_bytes, stderr_bytes, "
 	           "(finished_at IS NOT NULL)::text, (duration_ms >= 0)::text, exec_id)");
 	snprintf(want, sizeof(want), "exited 3 9 4 true true %s",
-	         sv_str(su_frame(&f, 0), "exec_id"));
+	         sv_str(kit_frame(&f, 0), "exec_id"));
 	ck_assert_str_eq(v, want);
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -639,32 +646,33 @@ END_TEST
  * a file the test creates only after it read them. */
 START_TEST(output_streams_before_the_command_exits)
 {
-	char *gate = su_tmp_path("gate");
+	char *gate = kit_tmp_path("gate");
 	const char *argv[] = {"sh", "-c",
 	                      "printf 'first\\n'; while [ ! -e \"$0\" ]; do sleep 0.05; done; "
 	                      "printf 'second\\n'",
 	                      gate, NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 60));
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_stream s;
-	struct su_frames f;
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_conn s;
+	struct kit_frames f;
+	struct kit_resp r;
 
-	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
-	ck_assert_msg(su_stream_head(&s, SU_WAIT_MS) == 0, "no status line while the command runs");
+	ck_assert_int_eq(kit_stream_open(&s, B.port, &q), 0);
+	ck_assert_msg(kit_stream_head(&s, KIT_WAIT_MS) == 0,
+	              "no status line while the command runs");
 	ck_assert_int_eq(s.r.status, 200);
-	su_frames_init(&f);
+	kit_frames_init(&f);
 	sv_stream_until(&s, &f, sv_out_has, "first\n", "the first output before the command exits");
 	ck_assert_msg(strstr(f.out, "second") == NULL, "output after the gate: %s", f.out);
 	ck_assert_int_eq(f.terminal, 0);
-	su_frames_free(&f);
+	kit_frames_free(&f);
 	sv_touch(gate);
-	su_stream_finish(&s, &r);
+	kit_stream_finish(&s, &r);
 	sv_stream(&r, &f);
 	ck_assert_str_eq(f.out, "first\nsecond\n");
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	unlink(gate);
 	free(gate);
 	free(body);
@@ -682,8 +690,8 @@ static const struct {
 
 START_TEST(exit_codes_and_signals_are_reported)
 {
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	json_t *last;
 	char want[64], *v;
 
@@ -705,35 +713,35 @@ START_TEST(exit_codes_and_signals_are_reported)
 	           "coalesce(exit_signal, '<null>')");
 	ck_assert_str_eq(v, want);
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 }
 END_TEST
 
 START_TEST(timeout_kills_the_remote_command)
 {
-	char *pidf = su_tmp_path("timeout.pid");
-	const char *argv[] = {"sh", "-c", SU_SLEEPER, pidf, NULL};
+	char *pidf = kit_tmp_path("timeout.pid");
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 2));
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_stream s;
-	struct su_frames f;
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_conn s;
+	struct kit_frames f;
+	struct kit_resp r;
 	pid_t pids[2];
 	json_t *last;
 	char *v;
 
-	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
+	ck_assert_int_eq(kit_stream_open(&s, B.port, &q), 0);
 	sv_wait_sleeper(&s, pidf, pids);
-	su_stream_finish(&s, &r);
+	kit_stream_finish(&s, &r);
 	sv_stream(&r, &f);
-	ck_assert_int_eq(sv_int(su_frame(&f, 0), "timeout_s"), 2);
+	ck_assert_int_eq(sv_int(kit_frame(&f, 0), "timeout_s"), 2);
 	last = sv_last(&f);
 	ck_assert_msg(sv_str(last, "error.code") &&
 	                  strcmp(sv_str(last, "error.code"), "exec_timeout") == 0,
 	              "last frame: %s", r.body);
 	ck_assert_msg(sv_str(last, "exec_id") &&
-	                  strcmp(sv_str(last, "exec_id"), sv_str(su_frame(&f, 0), "exec_id")) == 0,
+	                  strcmp(sv_str(last, "exec_id"), sv_str(kit_frame(&f, 0), "exec_id")) == 0,
 	              "error frame exec_id: %s", r.body);
 	ck_assert_int_eq(sv_int(last, "stdout_bytes"), 6);
 	ck_assert_int_ge(sv_int(last, "duration_ms"), 0);
@@ -743,8 +751,8 @@ START_TEST(timeout_kills_the_remote_command)
 	free(v);
 	sv_pid_gone(pids[0], "the timed-out command");
 	sv_pid_gone(pids[1], "the timed-out command's child");
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	unlink(pidf);
 	free(pidf);
 	free(body);
@@ -753,9 +761,9 @@ END_TEST
 
 START_TEST(timeout_is_504_when_buffered)
 {
-	char *pidf = su_tmp_path("timeout504.pid");
-	const char *argv[] = {"sh", "-c", SU_SLEEPER, pidf, NULL};
-	struct su_resp r;
+	char *pidf = kit_tmp_path("timeout504.pid");
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
+	struct kit_resp r;
 	pid_t pids[2];
 	json_t *o;
 	char *v;
@@ -772,7 +780,7 @@ START_TEST(timeout_is_504_when_buffered)
 	sv_read_pids(pidf, pids);
 	sv_pid_gone(pids[0], "the timed-out command");
 	sv_pid_gone(pids[1], "the timed-out command's child");
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	unlink(pidf);
 	free(pidf);
 }
@@ -784,8 +792,8 @@ START_TEST(timeout_is_defaulted_and_clamped)
 		json_int_t given; /* -1: not given */
 		int want;
 	} t[] = {{-1, 30}, {0, 30}, {7, 7}, {120, 120}, {100000, 120}};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	char want[16], *v;
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -793,14 +801,14 @@ START_TEST(timeout_is_defaulted_and_clamped)
 		          t[i].given >= 0 ? json_pack("{s:I}", "timeout_s", t[i].given) : NULL,
 		          NULL);
 		sv_stream(&r, &f);
-		ck_assert_msg(sv_int(su_frame(&f, 0), "timeout_s") == t[i].want,
+		ck_assert_msg(sv_int(kit_frame(&f, 0), "timeout_s") == t[i].want,
 		              "timeout_s %lld: first frame %s", (long long)t[i].given, r.body);
 		v = sv_row(W.db, r.rid, "timeout_s");
 		snprintf(want, sizeof(want), "%d", t[i].want);
 		ck_assert_str_eq(v, want);
 		free(v);
-		su_frames_free(&f);
-		su_resp_free(&r);
+		kit_frames_free(&f);
+		kit_resp_free(&r);
 	}
 }
 END_TEST
@@ -820,10 +828,10 @@ static void fill_random(char *p, size_t n, unsigned long long seed)
 START_TEST(binary_output_is_base64_and_exact)
 {
 	enum { N = 200000 };
-	char *data = malloc(N), *path = su_tmp_path("binary");
+	char *data = malloc(N), *path = kit_tmp_path("binary");
 	const char *argv[] = {"sh", "-c", "cat \"$0\"; printf '\\377\\000\\001' >&2", path, NULL};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	FILE *fp;
 	char *v;
 
@@ -846,8 +854,8 @@ START_TEST(binary_output_is_base64_and_exact)
 	v = sv_row(W.db, r.rid, "stdout_bytes || ' ' || stderr_bytes");
 	ck_assert_str_eq(v, "200000 3");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	unlink(path);
 	free(path);
 	free(data);
@@ -855,16 +863,16 @@ START_TEST(binary_output_is_base64_and_exact)
 END_TEST
 
 /* Responses of a few hundred KiB, one after another: each arrives whole, ends with its last
- * frame and curl sees the chunked body end (no cut, no stall). */
+ * frame and the client sees the chunked body end (no cut, no stall). */
 START_TEST(every_streamed_response_arrives_whole)
 {
 	enum { N = 150000, REPS = 20 };
-	char *data = malloc(N), *path = su_tmp_path("whole");
+	char *data = malloc(N), *path = kit_tmp_path("whole");
 	const char *argv[] = {"sh", "-c", "cat \"$0\"; echo end >&2", path, NULL};
 	char *body = sv_body(argv, NULL);
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .max_time_s = 45};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .max_time_s = 45};
+	struct kit_resp r;
+	struct kit_frames f;
 	FILE *fp;
 
 	fill_random(data, N, 7);
@@ -875,16 +883,14 @@ START_TEST(every_streamed_response_arrives_whole)
 	chmod(path, 0644);
 	for (int i = 0; i < REPS; i++) {
 		sv_http(B.port, &q, &r);
-		ck_assert_msg(WIFEXITED(r.curl_status) && WEXITSTATUS(r.curl_status) == 0,
-		              "response %d: curl exit %d after %zu body bytes (18: cut short, 28: "
-		              "stalled)",
-		              i, WEXITSTATUS(r.curl_status), r.body_len);
+		ck_assert_msg(r.complete, "response %d: not whole after %zu body bytes: %s", i,
+		              r.body_len, r.error);
 		sv_stream(&r, &f);
 		ck_assert_msg(f.out_len == N && memcmp(f.out, data, N) == 0, "response %d: stdout",
 		              i);
 		ck_assert_str_eq(f.err, "end\n");
-		su_frames_free(&f);
-		su_resp_free(&r);
+		kit_frames_free(&f);
+		kit_resp_free(&r);
 	}
 	unlink(path);
 	free(path);
@@ -900,31 +906,29 @@ START_TEST(stream_is_complete_for_a_client_that_lags)
 {
 	const char *argv[] = {"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' y; exit 3", NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 60)), rid[80], *st;
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	long long end = su_now_ms() + SU_WAIT_MS;
-	struct su_resp r;
-	struct su_frames f;
-	int fd, rc;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rcvbuf = 4096};
+	long long end = kit_now_ms() + KIT_WAIT_MS;
+	struct kit_conn s;
+	struct kit_resp r;
+	struct kit_frames f;
 
-	fd = su_raw_open(B.port, 4096, &q, rid);
-	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(kit_stream_open(&s, B.port, &q), 0);
+	snprintf(rid, sizeof(rid), "%s", s.r.rid);
 	while (sv_rows(W.db, rid) == 0) {
-		ck_assert_msg(su_now_ms() < end, "no audit row for %s", rid);
-		su_sleep_ms(20);
+		ck_assert_msg(kit_now_ms() < end, "no audit row for %s", rid);
+		kit_sleep_ms(20);
 	}
 	st = sv_row_final(W.db, rid);
 	ck_assert_str_eq(st, "exited");
 	free(st);
-	rc = su_raw_read(fd, 20000, &r);
-	close(fd);
-	snprintf(r.rid, sizeof(r.rid), "%s", rid);
-	ck_assert_msg(rc == 0, "the response stopped after %zu body bytes (status %d)", r.body_len,
-	              r.status);
+	kit_stream_finish(&s, &r);
+	ck_assert_msg(r.complete, "the response stopped after %zu body bytes (status %d)",
+	              r.body_len, r.status);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(f.out_len, 200000);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 3);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -933,8 +937,8 @@ END_TEST
  * frames only, and the exact text. */
 START_TEST(split_utf8_is_carried_over)
 {
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 
 	run_sh(
 	    &r, &f,
@@ -946,8 +950,8 @@ START_TEST(split_utf8_is_carried_over)
 	ck_assert_msg(f.b64 == 0, "%d base64 frame(s): %s", f.b64, r.body);
 	ck_assert_str_eq(f.out, "a\342\202\254\360\237\230\200\303\251\n");
 	ck_assert_str_eq(f.err, "\303\251");
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 }
 END_TEST
 
@@ -957,8 +961,8 @@ START_TEST(stdin_reaches_the_command)
 	const char *wc[] = {"sh", "-c", "wc -c | tr -d ' '", NULL};
 	unsigned char bin[256];
 	char *b64, *big, *v;
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 
 	/* text */
 	exec_argv(&r, "ws-a1", W.tok_org, cat, json_pack("{s:s}", "stdin", "hello\nw\303\266rld\n"),
@@ -968,13 +972,13 @@ START_TEST(stdin_reaches_the_command)
 	v = sv_row(W.db, r.rid, "stdin_bytes");
 	ck_assert_str_eq(v, "13");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 
 	/* every byte value, as base64 */
 	for (int i = 0; i < 256; i++)
 		bin[i] = (unsigned char)i;
-	b64 = su_b64_encode(bin, sizeof(bin));
+	b64 = kit_b64_encode(bin, sizeof(bin));
 	exec_argv(&r, "ws-a1", W.tok_org, cat, json_pack("{s:s}", "stdin_base64", b64), NULL);
 	sv_stream(&r, &f);
 	ck_assert_msg(f.out_len == 256 && memcmp(f.out, bin, 256) == 0, "%zu bytes back",
@@ -982,8 +986,8 @@ START_TEST(stdin_reaches_the_command)
 	v = sv_row(W.db, r.rid, "stdin_bytes");
 	ck_assert_str_eq(v, "256");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(b64);
 
 	/* none: the command sees EOF at once */
@@ -991,8 +995,8 @@ START_TEST(stdin_reaches_the_command)
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
 	ck_assert_str_eq(f.out, "");
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 
 	/* larger than a window */
 	big = malloc(500001);
@@ -1001,8 +1005,8 @@ START_TEST(stdin_reaches_the_command)
 	exec_argv(&r, "ws-a1", W.tok_org, wc, json_pack("{s:s}", "stdin", big), NULL);
 	sv_stream(&r, &f);
 	ck_assert_str_eq(f.out, "500000\n");
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(big);
 }
 END_TEST
@@ -1010,8 +1014,8 @@ END_TEST
 START_TEST(env_and_cwd_reach_the_command)
 {
 	const char *argv[] = {"sh", "-c", "printf '%s|%s|%s' \"$FOO\" \"$BAR_2\" \"$(pwd)\"", NULL};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	char *v;
 
 	exec_argv(&r, "ws-a1", W.tok_org, argv,
@@ -1029,14 +1033,14 @@ START_TEST(env_and_cwd_reach_the_command)
 	v = sv_row(W.db, r.rid, "position('a b''c' in row_to_json(exec_audit)::text)");
 	ck_assert_str_eq(v, "0");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 }
 END_TEST
 
 START_TEST(hostile_argv_arrives_unchanged)
 {
-	char *marker = su_tmp_path("pwned");
+	char *marker = kit_tmp_path("pwned");
 	char subst[128], back[128];
 	const char *args[] = {"a'b",      "\"q\"",    subst,       back,      "; rm -rf /tmp/x",
 	                      "a\nb",     "*",        "?",         "~",       "$HOME",
@@ -1046,8 +1050,8 @@ START_TEST(hostile_argv_arrives_unchanged)
 	                      "$((1+1))", NULL};
 	const char *argv[40] = {"printf", "%s\n"};
 	char want[4096] = "";
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	json_t *sent, *got;
 	json_error_t je;
 	char *v;
@@ -1065,7 +1069,7 @@ START_TEST(hostile_argv_arrives_unchanged)
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
 	ck_assert_msg(strcmp(f.out, want) == 0, "got:\n%s\nwant:\n%s", f.out, want);
-	ck_assert_msg(!su_file_exists(marker), "a substitution in argv ran");
+	ck_assert_msg(!kit_file_exists(marker), "a substitution in argv ran");
 	/* and the audit row has exactly the argv */
 	sent = json_array();
 	for (int i = 0; argv[i] != NULL; i++)
@@ -1076,8 +1080,8 @@ START_TEST(hostile_argv_arrives_unchanged)
 	json_decref(got);
 	json_decref(sent);
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(marker);
 }
 END_TEST
@@ -1087,14 +1091,14 @@ START_TEST(buffered_mode_returns_one_document)
 	const char *text[] = {"sh", "-c", "echo out; echo err >&2; exit 5", NULL};
 	const char *binary[] = {"sh", "-c", "printf '\\377'; echo ok >&2", NULL};
 	const char *sig[] = {"sh", "-c", "kill -TERM $$", NULL};
-	struct su_resp r;
+	struct kit_resp r;
 	char hv[100], *v, *raw;
 	size_t n;
 	json_t *o;
 
 	exec_argv(&r, "ws-a1", W.tok_org, text, NULL, "application/json");
 	ck_assert_msg(r.status == 200, "%d: %s", r.status, r.body);
-	ck_assert_msg(su_header(&r, "Content-Type", hv, sizeof(hv)) != NULL &&
+	ck_assert_msg(kit_header(&r, "Content-Type", hv, sizeof(hv)) != NULL &&
 	                  strncmp(hv, "application/json", 16) == 0,
 	              "%s", r.head);
 	o = sv_json(&r);
@@ -1109,7 +1113,7 @@ START_TEST(buffered_mode_returns_one_document)
 	                  json_is_false(json_object_get(o, "truncated")),
 	              "%s", r.body);
 	ck_assert_int_ge(sv_int(o, "duration_ms"), 0);
-	ck_assert_msg(su_header(&r, "X-Exec-Id", hv, sizeof(hv)) && sv_str(o, "exec_id") &&
+	ck_assert_msg(kit_header(&r, "X-Exec-Id", hv, sizeof(hv)) && sv_str(o, "exec_id") &&
 	                  strcmp(hv, sv_str(o, "exec_id")) == 0,
 	              "X-Exec-Id: %s", r.head);
 	v = sv_row(W.db, r.rid, "status || ' ' || exit_code || ' ' || exec_id");
@@ -1117,20 +1121,20 @@ START_TEST(buffered_mode_returns_one_document)
 	ck_assert_str_eq(v, hv);
 	free(v);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 
 	exec_argv(&r, "ws-a1", W.tok_org, binary, NULL, "application/json");
 	ck_assert_int_eq(r.status, 200);
 	o = sv_json(&r);
 	ck_assert_str_eq(sv_str(o, "encoding"), "base64");
-	raw = su_b64_decode(sv_str(o, "stdout") ? sv_str(o, "stdout") : "?", &n);
+	raw = kit_b64_decode(sv_str(o, "stdout") ? sv_str(o, "stdout") : "?", &n);
 	ck_assert_msg(raw && n == 1 && raw[0] == '\377', "stdout: %s", r.body);
 	free(raw);
-	raw = su_b64_decode(sv_str(o, "stderr") ? sv_str(o, "stderr") : "?", &n);
+	raw = kit_b64_decode(sv_str(o, "stderr") ? sv_str(o, "stderr") : "?", &n);
 	ck_assert_msg(raw && n == 3 && memcmp(raw, "ok\n", 3) == 0, "stderr: %s", r.body);
 	free(raw);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 
 	exec_argv(&r, "ws-a1", W.tok_org, sig, NULL, "application/json");
 	ck_assert_int_eq(r.status, 200);
@@ -1139,25 +1143,25 @@ START_TEST(buffered_mode_returns_one_document)
 	                  strcmp(sv_str(o, "signal"), "TERM") == 0,
 	              "%s", r.body);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 END_TEST
 
 START_TEST(client_disconnect_cancels_and_kills)
 {
-	char *pidf = su_tmp_path("disconnect.pid");
-	const char *argv[] = {"sh", "-c", SU_SLEEPER, pidf, NULL};
+	char *pidf = kit_tmp_path("disconnect.pid");
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100));
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_stream s;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_conn s;
 	char rid[80], *st;
 	pid_t pids[2];
 
-	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
+	ck_assert_int_eq(kit_stream_open(&s, B.port, &q), 0);
 	snprintf(rid, sizeof(rid), "%s", s.r.rid);
 	sv_wait_sleeper(&s, pidf, pids);
-	ck_assert(su_pid_alive(pids[0]) && su_pid_alive(pids[1]));
-	su_stream_abort(&s);
+	ck_assert(kit_pid_alive(pids[0]) && kit_pid_alive(pids[1]));
+	kit_stream_abort(&s);
 	st = sv_row_final(W.db, rid);
 	ck_assert_str_eq(st, "cancelled");
 	free(st);
@@ -1181,18 +1185,18 @@ static const struct {
  * streamed or not, and a failed_to_start row; the command never ran. */
 START_TEST(ssh_failures_are_502_before_any_output)
 {
-	char *marker = su_tmp_path("ssh502");
+	char *marker = kit_tmp_path("ssh502");
 	const char *argv[] = {"touch", marker, NULL};
-	struct su_resp r;
+	struct kit_resp r;
 
 	for (int buffered = 0; buffered < 2; buffered++) {
 		exec_argv(&r, ssh_failures[_i].ws, W.tok_org, argv,
 		          json_pack("{s:i}", "timeout_s", 20),
 		          buffered ? "application/json" : NULL);
 		sv_error(W.db, &r, 502, ssh_failures[_i].code, "failed_to_start", "*");
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
-	ck_assert_msg(!su_file_exists(marker), "the command ran");
+	ck_assert_msg(!kit_file_exists(marker), "the command ran");
 	free(marker);
 }
 END_TEST
@@ -1200,21 +1204,21 @@ END_TEST
 /* The workspace's sshd drops every connection while a command runs. */
 START_TEST(broken_ssh_mid_run_is_a_transport_error)
 {
-	char *pidf = su_tmp_path("cut.pid");
-	const char *argv[] = {"sh", "-c", SU_SLEEPER, pidf, NULL};
+	char *pidf = kit_tmp_path("cut.pid");
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 60));
-	struct su_req q = {.ws = "ws-cut", .token = W.tok_org, .body = body};
-	struct su_stream s;
-	struct su_frames f;
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-cut", .token = W.tok_org, .body = body};
+	struct kit_conn s;
+	struct kit_frames f;
+	struct kit_resp r;
 	pid_t pids[2];
 	json_t *o;
 	char *v;
 
-	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
+	ck_assert_int_eq(kit_stream_open(&s, B.port, &q), 0);
 	sv_wait_sleeper(&s, pidf, pids);
 	ck_assert_int_eq(th_sshd_cut_sessions(&W.cut), 0);
-	su_stream_finish(&s, &r);
+	kit_stream_finish(&s, &r);
 	sv_stream(&r, &f);
 	ck_assert_msg(sv_str(sv_last(&f), "error.code") &&
 	                  strcmp(sv_str(sv_last(&f), "error.code"), "transport_error") == 0,
@@ -1222,18 +1226,18 @@ START_TEST(broken_ssh_mid_run_is_a_transport_error)
 	v = sv_row(W.db, r.rid, "status");
 	ck_assert_str_eq(v, "transport_error");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	kill(pids[0], SIGKILL);
 	kill(pids[1], SIGKILL);
 
 	/* buffered: 502 with the exec id */
 	unlink(pidf);
 	q.accept = "application/json";
-	ck_assert_int_eq(su_stream_open(&s, B.port, &q), 0);
+	ck_assert_int_eq(kit_stream_open(&s, B.port, &q), 0);
 	sv_read_pids(pidf, pids);
 	ck_assert_int_eq(th_sshd_cut_sessions(&W.cut), 0);
-	su_stream_finish(&s, &r);
+	kit_stream_finish(&s, &r);
 	sv_error(W.db, &r, 502, "transport_error", "transport_error", NULL);
 	o = sv_json(&r);
 	v = sv_row(W.db, r.rid, "exec_id");
@@ -1241,7 +1245,7 @@ START_TEST(broken_ssh_mid_run_is_a_transport_error)
 	              "exec_id in a buffered 502: %s", r.body);
 	free(v);
 	json_decref(o);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	kill(pids[0], SIGKILL);
 	kill(pids[1], SIGKILL);
 	unlink(pidf);
@@ -1253,16 +1257,16 @@ END_TEST
 START_TEST(request_id_is_honoured_returned_and_logged)
 {
 	char rid[64], hv[200], *line, *v;
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	char *body = sv_body(true_argv, NULL);
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rid = rid};
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rid = rid};
 
 	snprintf(rid, sizeof(rid), "Req.%d:a-b_", (int)getpid());
 	rid[strlen(rid) - 1] = '9'; /* [A-Za-z0-9._:-] only */
 	sv_http(B.port, &q, &r);
 	sv_stream(&r, &f);
-	ck_assert_msg(su_header(&r, "X-Request-Id", hv, sizeof(hv)) && strcmp(hv, rid) == 0,
+	ck_assert_msg(kit_header(&r, "X-Request-Id", hv, sizeof(hv)) && strcmp(hv, rid) == 0,
 	              "X-Request-Id: %s", r.head);
 	v = sv_row(W.db, rid, "request_id");
 	ck_assert_str_eq(v, rid);
@@ -1270,12 +1274,12 @@ START_TEST(request_id_is_honoured_returned_and_logged)
 	line = sv_log_request(B.log, rid);
 	ck_assert_msg(strstr(line, "status=200") && strstr(line, "method=POST") &&
 	                  strstr(line, "path=/v1/workspaces/ws-a1/exec") &&
-	                  strstr(line, sv_str(su_frame(&f, 0), "exec_id")) &&
+	                  strstr(line, sv_str(kit_frame(&f, 0), "exec_id")) &&
 	                  strstr(line, "duration_ms="),
 	              "request log line: %s", line);
 	free(line);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	free(body);
 }
 END_TEST
@@ -1285,9 +1289,9 @@ START_TEST(unusable_request_id_is_replaced)
 	char long_id[140], hv[200], *v;
 	const char *ids[] = {"has space", long_id, "semi;colon", ""};
 	char *body = sv_body(true_argv, NULL);
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_resp r;
+	struct kit_frames f;
 
 	memset(long_id, 'a', 129);
 	long_id[129] = '\0';
@@ -1295,17 +1299,17 @@ START_TEST(unusable_request_id_is_replaced)
 		q.rid = ids[i];
 		sv_http(B.port, &q, &r);
 		sv_stream(&r, &f);
-		ck_assert_msg(su_header(&r, "X-Request-Id", hv, sizeof(hv)) != NULL,
+		ck_assert_msg(kit_header(&r, "X-Request-Id", hv, sizeof(hv)) != NULL,
 		              "no X-Request-Id");
 		ck_assert_msg(strcmp(hv, ids[i]) != 0 && strlen(hv) >= 1 && strlen(hv) <= 128 &&
 		                  strspn(hv, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 		                             "0123456789._:-") == strlen(hv),
 		              "X-Request-Id for \"%s\": \"%s\"", ids[i], hv);
 		v = sv_row(W.db, hv, "exec_id");
-		ck_assert_str_eq(v, sv_str(su_frame(&f, 0), "exec_id"));
+		ck_assert_str_eq(v, sv_str(kit_frame(&f, 0), "exec_id"));
 		free(v);
-		su_frames_free(&f);
-		su_resp_free(&r);
+		kit_frames_free(&f);
+		kit_resp_free(&r);
 	}
 	free(body);
 }
@@ -1328,8 +1332,8 @@ START_TEST(secrets_reach_neither_database_nor_log)
 	const char *pg_dump_argv[] = {"pg_dump", "--inserts", W.db, NULL};
 	const char *bindir = getenv("EB_TEST_PG_BINDIR");
 	char pg_dump[300], *dump, *dump_err, *log;
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	int status;
 
 	for (int buffered = 0; buffered < 2; buffered++) {
@@ -1343,18 +1347,18 @@ START_TEST(secrets_reach_neither_database_nor_log)
 			              secrets[i], r.body);
 		if (!buffered) {
 			sv_stream(&r, &f);
-			su_frames_free(&f);
+			kit_frames_free(&f);
 		}
-		su_resp_free(&r);
+		kit_resp_free(&r);
 	}
 	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump",
 	         bindir ? bindir : "/usr/lib/postgresql/15/bin");
 	pg_dump_argv[0] = pg_dump;
-	ck_assert_int_eq(th_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
+	ck_assert_int_eq(kit_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pg_dump: %s", dump_err);
 	ck_assert_ptr_nonnull(strstr(dump, "INSERT INTO public.exec_audit")); /* it dumped rows */
 	ck_assert_ptr_nonnull(strstr(dump, "7782 >&2")); /* and this exec's argv */
-	log = su_file_read(B.log, NULL);
+	log = kit_file_read(B.log, NULL);
 	ck_assert_ptr_nonnull(log);
 	for (size_t i = 0; i < 4; i++) {
 		ck_assert_msg(strstr(dump, secrets[i]) == NULL, "%s is in pg_dump", secrets[i]);
@@ -1377,12 +1381,12 @@ END_TEST
  * fails (here a trigger refuses it), 503 audit_unavailable and the command never runs. */
 START_TEST(failed_audit_insert_runs_nothing)
 {
-	char *marker = su_tmp_path("noaudit");
+	char *marker = kit_tmp_path("noaudit");
 	const char *argv[] = {"touch", marker, NULL};
 	const char *fails = "exec_broker_audit_write_failures_total";
 	char rid[64], *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 10)), *before, *after;
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rid = rid};
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rid = rid};
+	struct kit_resp r;
 
 	snprintf(rid, sizeof(rid), "refuse-insert-%d", (int)getpid());
 	free(tu_query(W.db,
@@ -1395,13 +1399,13 @@ START_TEST(failed_audit_insert_runs_nothing)
 	before = sv_metrics(B.port);
 	sv_http(B.port, &q, &r);
 	ck_assert_msg(r.status == 503, "%d: %s", r.status, r.body);
-	su_sleep_ms(1000); /* a command started anyway would have touched the file by now */
-	ck_assert_msg(!su_file_exists(marker), "the command ran without its audit row");
+	kit_sleep_ms(1000); /* a command started anyway would have touched the file by now */
+	ck_assert_msg(!kit_file_exists(marker), "the command ran without its audit row");
 	after = sv_metrics(B.port);
-	ck_assert_msg(sv_metric(after, fails) >= sv_metric(before, fails) + 1, "%s: %g then %g",
-	              fails, sv_metric(before, fails), sv_metric(after, fails));
+	ck_assert_msg(kit_metric(after, fails) >= kit_metric(before, fails) + 1, "%s: %g then %g",
+	              fails, kit_metric(before, fails), kit_metric(after, fails));
 	sv_error(W.db, &r, 503, "audit_unavailable", NULL, NULL);
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	free(before);
 	free(after);
 	free(body);
@@ -1412,8 +1416,8 @@ END_TEST
 START_TEST(audit_row_records_the_request)
 {
 	const char *argv[] = {"sh", "-c", "cat >/dev/null; exit 4", NULL};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	char want[512], *v;
 
 	exec_argv(&r, "ws-a2", W.tok_org, argv,
@@ -1433,15 +1437,15 @@ START_TEST(audit_row_records_the_request)
 	    want, sizeof(want),
 	    "%s ws-a2 acme token:%.12s org - sh,-c,cat >/dev/null; exit 4 / LANG 5 127.0.0.1 9 "
 	    "exited 4 - 0 0 false false " MAIN_INSTANCE " true",
-	    sv_str(su_frame(&f, 0), "exec_id"), W.tok_org);
+	    sv_str(kit_frame(&f, 0), "exec_id"), W.tok_org);
 	ck_assert_str_eq(v, want);
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 }
 END_TEST
 
-#define ADD_LOOP(s, fn, n) SU_ADD_LOOP(s, fn, n, 90)
+#define ADD_LOOP(s, fn, n) SV_ADD_LOOP(s, fn, n, 90)
 #define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
 int main(void)
@@ -1449,9 +1453,9 @@ int main(void)
 	Suite *s = suite_create("serve");
 	int failed;
 
-	if (th_setup(TH_PG | TH_SSHD) != 0 || su_world_setup(&W) != 0 ||
-	    su_broker_start(&B, W.db, MAIN_INSTANCE,
-	                    "log_level = debug\npool_kill_grace_s = 1\n") != 0) {
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 ||
+	    kit_broker_start(&B, W.db, MAIN_INSTANCE,
+	                     "log_level = debug\npool_kill_grace_s = 1\n") != 0) {
 		th_teardown();
 		return EXIT_FAILURE;
 	}
@@ -1497,7 +1501,7 @@ int main(void)
 	ADD(s, audit_row_records_the_request);
 	failed = tu_run_suite(s);
 	/* The shared broker ends as it should after everything above. */
-	if (su_broker_stop(&B) != 0)
+	if (kit_broker_stop(&B) != 0)
 		failed = EXIT_FAILURE;
 	th_teardown();
 	return failed;

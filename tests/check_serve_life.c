@@ -14,120 +14,126 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/harness.h"
-#include "tests/srvutil.h"
-#include "tests/tutil.h"
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/file.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/kit/world.h"
+#include "tests/runner.h"
 
 #define MAIN_INSTANCE "eb-life-main"
 #define NCONC         200
 
-static struct su_world W;
-static struct su_broker B; /* started in main(), shared */
+static struct kit_world W;
+static struct kit_broker B; /* started in main(), shared */
 
 /* A command that says "ready" and then waits until its gate file exists. */
 #define GATED "echo ready; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo done"
 
-static void start_broker(struct su_broker *b, const char *instance, const char *conf)
+static void start_broker(struct kit_broker *b, const char *instance, const char *conf)
 {
-	ck_assert_msg(su_broker_start(b, W.db, instance, conf) == 0, "broker %s did not start",
+	ck_assert_msg(kit_broker_start(b, W.db, instance, conf) == 0, "broker %s did not start",
 	              instance);
 }
 
 /* Starts a gated command on ws as a stream and waits for its "ready". */
-static void start_gated(struct su_stream *s, int port, const char *ws, const char *token,
+static void start_gated(struct kit_conn *s, int port, const char *ws, const char *token,
                         const char *gate, char *body_out[1])
 {
 	const char *argv[] = {"sh", "-c", GATED, gate, NULL};
-	struct su_req q = {.ws = ws, .token = token};
-	struct su_frames f;
+	struct kit_req q = {.ws = ws, .token = token};
+	struct kit_frames f;
 
 	*body_out = sv_body(argv, json_pack("{s:i}", "timeout_s", 100));
 	q.body = *body_out;
-	ck_assert_int_eq(su_stream_open(s, port, &q), 0);
-	su_frames_init(&f);
+	ck_assert_int_eq(kit_stream_open(s, port, &q), 0);
+	kit_frames_init(&f);
 	sv_stream_until(s, &f, sv_out_has, "ready", "ready from the gated command");
-	su_frames_free(&f);
+	kit_frames_free(&f);
 }
 
 /* Opens the gate and checks the gated command ended well. */
-static void finish_gated(struct su_stream *s, const char *gate, const char *db)
+static void finish_gated(struct kit_conn *s, const char *gate, const char *db)
 {
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 	char *v;
 
 	sv_touch(gate);
-	su_stream_finish(s, &r);
+	kit_stream_finish(s, &r);
 	sv_stream(&r, &f);
 	ck_assert_str_eq(f.out, "ready\ndone\n");
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
 	v = sv_row(db, r.rid, "status");
 	ck_assert_str_eq(v, "exited");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 }
 
-static void exec_touch(struct su_resp *r, int port, const char *ws, const char *token,
+static void exec_touch(struct kit_resp *r, int port, const char *ws, const char *token,
                        const char *marker, int timeout_s)
 {
 	const char *argv[] = {"touch", marker, NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", timeout_s));
-	struct su_req q = {.ws = ws, .token = token, .body = body};
+	struct kit_req q = {.ws = ws, .token = token, .body = body};
 
 	sv_http(port, &q, r);
 	free(body);
 }
 
 /* A streamed exec of one argument, checked as a stream. */
-static void exec_argv_port(struct su_resp *r, int port, const char *ws, const char *token,
+static void exec_argv_port(struct kit_resp *r, int port, const char *ws, const char *token,
                            const char *arg0)
 {
 	const char *argv[] = {arg0, NULL};
 	char *body = sv_body(argv, NULL);
-	struct su_req q = {.ws = ws, .token = token, .body = body};
-	struct su_frames f;
+	struct kit_req q = {.ws = ws, .token = token, .body = body};
+	struct kit_frames f;
 
 	sv_http(port, &q, r);
 	sv_stream(r, &f);
-	su_frames_free(&f);
+	kit_frames_free(&f);
 	free(body);
 }
 
 START_TEST(org_limit_is_429_with_retry_after)
 {
-	struct su_broker b = {0};
-	char *gate = su_tmp_path("gate429"), *marker = su_tmp_path("m429"), *body, hv[64];
-	struct su_stream hold;
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_broker b = {0};
+	char *gate = kit_tmp_path("gate429"), *marker = kit_tmp_path("m429"), *body, hv[64];
+	struct kit_conn hold;
+	struct kit_resp r;
+	struct kit_frames f;
 
 	start_broker(&b, "eb-life-429", "org_max_concurrent_execs = 1\n");
 	start_gated(&hold, b.port, "ws-a1", W.tok_org, gate, &body);
 	/* acme has its one exec running */
 	exec_touch(&r, b.port, "ws-a2", W.tok_org, marker, 10);
 	sv_error(W.db, &r, 429, "too_many_requests", "denied", "too_many_requests");
-	ck_assert_msg(su_header(&r, "Retry-After", hv, sizeof(hv)) != NULL && atoi(hv) >= 1 &&
+	ck_assert_msg(kit_header(&r, "Retry-After", hv, sizeof(hv)) != NULL && atoi(hv) >= 1 &&
 	                  strspn(hv, "0123456789") == strlen(hv),
 	              "Retry-After: %s", r.head);
-	ck_assert_msg(!su_file_exists(marker), "a refused command ran");
-	su_resp_free(&r);
+	ck_assert_msg(!kit_file_exists(marker), "a refused command ran");
+	kit_resp_free(&r);
 	/* the limit is per org: globex still runs */
 	exec_touch(&r, b.port, "ws-b1", W.tok_other, marker, 10);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
-	ck_assert(su_file_exists(marker));
+	ck_assert(kit_file_exists(marker));
 	unlink(marker);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	/* and acme's slot comes back when its exec ends */
 	finish_gated(&hold, gate, W.db);
 	exec_touch(&r, b.port, "ws-a2", W.tok_org, marker, 10);
 	sv_stream(&r, &f);
-	ck_assert(su_file_exists(marker));
-	su_frames_free(&f);
-	su_resp_free(&r);
-	su_broker_kill(&b);
+	ck_assert(kit_file_exists(marker));
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	kit_broker_kill(&b);
 	unlink(marker);
 	unlink(gate);
 	free(body);
@@ -138,10 +144,10 @@ END_TEST
 
 START_TEST(full_pool_is_503_pool_exhausted)
 {
-	struct su_broker b = {0};
-	char *gate = su_tmp_path("gate503"), *marker = su_tmp_path("m503"), *body;
-	struct su_stream hold;
-	struct su_resp r;
+	struct kit_broker b = {0};
+	char *gate = kit_tmp_path("gate503"), *marker = kit_tmp_path("m503"), *body;
+	struct kit_conn hold;
+	struct kit_resp r;
 
 	start_broker(&b, "eb-life-pool",
 	             "pool_max_sessions_per_host = 1\npool_max_channels_per_session = 1\n");
@@ -149,25 +155,25 @@ START_TEST(full_pool_is_503_pool_exhausted)
 	/* another org, the same host: admitted, but no slot frees before its deadline */
 	exec_touch(&r, b.port, "ws-b1", W.tok_other, marker, 2);
 	sv_error(W.db, &r, 503, "pool_exhausted", "failed_to_start", "*");
-	ck_assert_msg(!su_file_exists(marker), "the command ran");
-	su_resp_free(&r);
+	ck_assert_msg(!kit_file_exists(marker), "the command ran");
+	kit_resp_free(&r);
 
 	/* A client that leaves while its exec waits for a slot: the command never runs, even
 	 * once the slot is free. */
 	{
 		const char *argv[] = {"touch", marker, NULL};
 		char *b2 = sv_body(argv, json_pack("{s:i}", "timeout_s", 20)), rid[80], *st;
-		struct su_req q = {.ws = "ws-b1", .token = W.tok_other, .body = b2};
-		struct su_stream s;
-		long long end = su_now_ms() + SU_WAIT_MS;
+		struct kit_req q = {.ws = "ws-b1", .token = W.tok_other, .body = b2};
+		struct kit_conn s;
+		long long end = kit_now_ms() + KIT_WAIT_MS;
 
-		ck_assert_int_eq(su_stream_open(&s, b.port, &q), 0);
+		ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
 		snprintf(rid, sizeof(rid), "%s", s.r.rid);
 		while (sv_rows(W.db, rid) == 0) { /* admitted, waiting for the pool */
-			ck_assert_msg(su_now_ms() < end, "no audit row for %s", rid);
-			su_sleep_ms(20);
+			ck_assert_msg(kit_now_ms() < end, "no audit row for %s", rid);
+			kit_sleep_ms(20);
 		}
-		su_stream_abort(&s);
+		kit_stream_abort(&s);
 		st = sv_row_final(W.db, rid);
 		ck_assert_msg(strcmp(st, "cancelled") == 0, "a client gone while queued: row %s",
 		              st);
@@ -175,9 +181,9 @@ START_TEST(full_pool_is_503_pool_exhausted)
 		free(b2);
 	}
 	finish_gated(&hold, gate, W.db);
-	su_sleep_ms(500); /* time for a wrongly kept waiter to take the free slot */
-	ck_assert_msg(!su_file_exists(marker), "the command of a client that left ran");
-	su_broker_kill(&b);
+	kit_sleep_ms(500); /* time for a wrongly kept waiter to take the free slot */
+	ck_assert_msg(!kit_file_exists(marker), "the command of a client that left ran");
+	kit_broker_kill(&b);
 	unlink(gate);
 	free(body);
 	free(marker);
@@ -192,11 +198,11 @@ START_TEST(output_is_capped_and_the_exit_code_is_real)
 	    "sh", "-c",
 	    "head -c 5000 /dev/zero | tr '\\0' a; head -c 300 /dev/zero | tr '\\0' b >&2; exit 7",
 	    NULL};
-	struct su_broker b = {0};
+	struct kit_broker b = {0};
 	char *body = sv_body(argv, NULL), *v;
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_resp r;
+	struct kit_frames f;
 	json_t *last, *tr, *o;
 	int seen_trunc_at = -1;
 
@@ -216,8 +222,8 @@ START_TEST(output_is_capped_and_the_exit_code_is_real)
 	                  json_is_false(json_object_get(tr, "stderr")),
 	              "%s", r.body);
 	/* no stdout data after the truncated frame */
-	for (size_t i = 0; i < su_nframes(&f); i++) {
-		json_t *fr = su_frame(&f, i);
+	for (size_t i = 0; i < kit_nframes(&f); i++) {
+		json_t *fr = kit_frame(&f, i);
 		const char *st = sv_str(fr, "stream");
 		if (st && strcmp(st, "stdout") == 0 &&
 		    json_is_true(json_object_get(fr, "truncated")))
@@ -231,8 +237,8 @@ START_TEST(output_is_capped_and_the_exit_code_is_real)
 	           "stdout_truncated::text, stderr_truncated::text)");
 	ck_assert_str_eq(v, "exited 7 5000 300 true false");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 
 	q.accept = "application/json";
 	sv_http(b.port, &q, &r);
@@ -246,8 +252,8 @@ START_TEST(output_is_capped_and_the_exit_code_is_real)
 	              "%s", r.body);
 	ck_assert_int_eq(sv_int(o, "stdout_bytes"), 5000);
 	json_decref(o);
-	su_resp_free(&r);
-	su_broker_kill(&b);
+	kit_resp_free(&r);
+	kit_broker_kill(&b);
 	free(body);
 }
 END_TEST
@@ -259,7 +265,7 @@ static long rss_kib(pid_t pid)
 	long v = -1;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	s = su_file_read(path, NULL);
+	s = kit_file_read(path, NULL);
 	ck_assert_ptr_nonnull(s);
 	p = strstr(s, "VmRSS:");
 	if (p != NULL)
@@ -276,29 +282,29 @@ START_TEST(slow_client_is_backpressure_not_memory)
 	enum { MIB = 1024 * 1024, OUT = 64 * MIB };
 	static const char *const argv[] = {"sh", "-c", "head -c 67108864 /dev/zero | tr '\\0' y",
 	                                   NULL};
-	struct su_broker b = {0};
+	struct kit_broker b = {0};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100)), rid[80], *st;
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rcvbuf = 4096};
+	struct kit_conn s;
+	struct kit_resp r;
+	struct kit_frames f;
 	long base, peak = 0;
 	long long end;
-	int fd, rc;
 
 	start_broker(&b, "eb-life-slow", "output_cap_bytes = 134217728\n");
 	/* warm up: the SSH session exists, the loop has run an exec */
 	exec_argv_port(&r, b.port, "ws-a1", W.tok_org, "true");
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	base = rss_kib(b.pid);
-	fd = su_raw_open(b.port, 4096, &q, rid);
-	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
+	snprintf(rid, sizeof(rid), "%s", s.r.rid);
 	/* Two seconds of reading nothing: far more than it takes to produce 32 MiB. */
-	end = su_now_ms() + 2000;
-	while (su_now_ms() < end) {
+	end = kit_now_ms() + 2000;
+	while (kit_now_ms() < end) {
 		long v = rss_kib(b.pid);
 		if (v > peak)
 			peak = v;
-		su_sleep_ms(50);
+		kit_sleep_ms(50);
 	}
 	st = sv_row(W.db, rid, "status");
 	ck_assert_msg(strcmp(st, "running") == 0, "the exec ended (%s) with its client not reading",
@@ -307,33 +313,31 @@ START_TEST(slow_client_is_backpressure_not_memory)
 	/* Well under what the command wrote (ASan alone adds some 16 MiB) */
 	ck_assert_msg(peak - base < OUT / 2 / 1024,
 	              "the broker grew by %ld KiB for a client that reads nothing", peak - base);
-	rc = su_raw_read(fd, 30000, &r);
-	close(fd);
-	ck_assert_msg(rc == 0, "the response stopped after %zu body bytes (status %d)", r.body_len,
-	              r.status);
-	snprintf(r.rid, sizeof(r.rid), "%s", rid);
+	kit_stream_finish(&s, &r);
+	ck_assert_msg(r.complete, "the response stopped after %zu body bytes (status %d)",
+	              r.body_len, r.status);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(f.out_len, OUT);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
 	st = sv_row(W.db, rid, "status || ' ' || stdout_bytes");
 	ck_assert_str_eq(st, "exited 67108864");
 	free(st);
-	su_frames_free(&f);
-	su_resp_free(&r);
-	su_broker_kill(&b);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	kit_broker_kill(&b);
 	free(body);
 }
 END_TEST
 
 START_TEST(concurrent_execs_on_four_hosts_all_complete)
 {
-	static struct su_req q[NCONC];
-	static struct su_resp rs[NCONC];
+	static struct kit_req q[NCONC];
+	static struct kit_resp rs[NCONC];
 	static char rids[NCONC][48], wss[NCONC][8];
 	const char *tok[4] = {W.tok_org, W.tok_org, W.tok_other, W.tok_other};
 	char ws[8], n[16], rid[64], want[160], *v, *sql, *more;
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_resp r;
+	struct kit_frames f;
 
 	for (int i = 0; i < NCONC; i++) {
 		snprintf(n, sizeof(n), "%d", i);
@@ -341,12 +345,12 @@ START_TEST(concurrent_execs_on_four_hosts_all_complete)
 		                      NULL};
 		snprintf(wss[i], sizeof(wss[i]), "ws-c%d", i % 4);
 		snprintf(rids[i], sizeof(rids[i]), "conc-%d-%d", (int)getpid(), i);
-		q[i] = (struct su_req){.ws = wss[i],
-		                       .token = tok[i % 4],
-		                       .body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100)),
-		                       .rid = rids[i]};
+		q[i] = (struct kit_req){.ws = wss[i],
+		                        .token = tok[i % 4],
+		                        .body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100)),
+		                        .rid = rids[i]};
 	}
-	ck_assert_int_eq(su_http_parallel(B.port, q, NCONC, rs), 0);
+	ck_assert_int_eq(kit_http_parallel(B.port, q, NCONC, rs), 0);
 	for (int i = 0; i < NCONC; i++)
 		free((char *)q[i].body);
 	sql = strdup("SELECT count(*) FROM exec_audit a JOIN (VALUES ");
@@ -355,19 +359,19 @@ START_TEST(concurrent_execs_on_four_hosts_all_complete)
 		sv_stream(&r, &f);
 		snprintf(ws, sizeof(ws), "ws-c%d", i % 4);
 		snprintf(want, sizeof(want), "%d\n", i);
-		ck_assert_str_eq(sv_str(su_frame(&f, 0), "workspace_id"), ws);
+		ck_assert_str_eq(sv_str(kit_frame(&f, 0), "workspace_id"), ws);
 		ck_assert_str_eq(f.out, want);
 		ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), i % 7);
 		/* (request id, exec id, workspace, exit code, stdout bytes) as the client saw them
 		 */
 		ck_assert_int_ge(asprintf(&more, "%s%s('%s', '%s'::uuid, '%s', %d, %zu)", sql,
-		                          i ? ", " : "", r.rid, sv_str(su_frame(&f, 0), "exec_id"),
+		                          i ? ", " : "", r.rid, sv_str(kit_frame(&f, 0), "exec_id"),
 		                          ws, i % 7, strlen(want)),
 		                 0);
 		free(sql);
 		sql = more;
-		su_frames_free(&f);
-		su_resp_free(&r);
+		kit_frames_free(&f);
+		kit_resp_free(&r);
 	}
 	ck_assert_int_ge(asprintf(&more,
 	                          "%s) v(rid, eid, ws, code, nout) ON a.request_id = v.rid "
@@ -394,13 +398,13 @@ END_TEST
 /* Whether a fresh connection still gets a 200 from /healthz. */
 static bool healthz_ok(int port)
 {
-	struct su_req q = {.method = "GET", .path = "/healthz", .max_time_s = 10};
-	struct su_resp r;
+	struct kit_req q = {.method = "GET", .path = "/healthz", .max_time_s = 10};
+	struct kit_resp r;
 	bool ok;
 
 	sv_http(port, &q, &r);
 	ok = r.status == 200;
-	su_resp_free(&r);
+	kit_resp_free(&r);
 	return ok;
 }
 
@@ -408,33 +412,33 @@ static const int stop_signals[] = {SIGTERM, SIGINT};
 
 START_TEST(sigterm_lets_running_execs_finish)
 {
-	struct su_broker b = {0};
-	char *gate = su_tmp_path("gateterm"), *marker = su_tmp_path("mterm"), *body;
-	struct su_stream hold;
-	struct su_resp r;
+	struct kit_broker b = {0};
+	char *gate = kit_tmp_path("gateterm"), *marker = kit_tmp_path("mterm"), *body;
+	struct kit_conn hold;
+	struct kit_resp r;
 	long long end;
 
 	start_broker(&b, "eb-life-term", "shutdown_grace_s = 60\n");
 	start_gated(&hold, b.port, "ws-a1", W.tok_org, gate, &body);
 	ck_assert_int_eq(kill(b.pid, stop_signals[_i]), 0);
 	/* It stops accepting. */
-	end = su_now_ms() + SU_WAIT_MS;
+	end = kit_now_ms() + KIT_WAIT_MS;
 	while (healthz_ok(b.port)) {
-		ck_assert_msg(su_now_ms() < end, "new connections still served %d ms after SIGTERM",
-		              SU_WAIT_MS);
-		su_sleep_ms(50);
+		ck_assert_msg(kit_now_ms() < end,
+		              "new connections still served %d ms after SIGTERM", KIT_WAIT_MS);
+		kit_sleep_ms(50);
 	}
 	exec_touch(&r, b.port, "ws-a2", W.tok_org, marker, 10);
 	ck_assert_msg(r.status == 0 || r.status == 503, "exec after SIGTERM: %d %s", r.status,
 	              r.body);
 	if (r.status == 503)
 		sv_error(W.db, &r, 503, "shutting_down", NULL, NULL);
-	ck_assert_msg(!su_file_exists(marker), "a command started after SIGTERM");
-	su_resp_free(&r);
-	ck_assert_msg(su_broker_wait(&b, 0) != 0, "the broker exited with an exec running");
+	ck_assert_msg(!kit_file_exists(marker), "a command started after SIGTERM");
+	kit_resp_free(&r);
+	ck_assert_msg(kit_broker_wait(&b, 0) != 0, "the broker exited with an exec running");
 	/* The running exec finishes within the grace, then the broker exits 0. */
 	finish_gated(&hold, gate, W.db);
-	ck_assert_msg(su_broker_wait(&b, SU_WAIT_MS) == 0, "no exit after its last exec");
+	ck_assert_msg(kit_broker_wait(&b, KIT_WAIT_MS) == 0, "no exit after its last exec");
 	ck_assert_msg(WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0, "broker status %d",
 	              b.status);
 	unlink(gate);
@@ -446,21 +450,21 @@ END_TEST
 
 START_TEST(sigterm_past_the_grace_kills_with_shutdown)
 {
-	struct su_broker b = {0};
-	char *pidf = su_tmp_path("shutdown.pid");
-	const char *argv[] = {"sh", "-c", SU_SLEEPER, pidf, NULL};
+	struct kit_broker b = {0};
+	char *pidf = kit_tmp_path("shutdown.pid");
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100)), *v;
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_stream s;
-	struct su_frames f;
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_conn s;
+	struct kit_frames f;
+	struct kit_resp r;
 	pid_t pids[2];
 
 	start_broker(&b, "eb-life-grace", "shutdown_grace_s = 1\npool_kill_grace_s = 1\n");
-	ck_assert_int_eq(su_stream_open(&s, b.port, &q), 0);
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
 	sv_wait_sleeper(&s, pidf, pids);
 	ck_assert_int_eq(kill(b.pid, SIGTERM), 0);
-	su_stream_finish(&s, &r);
+	kit_stream_finish(&s, &r);
 	sv_stream(&r, &f);
 	ck_assert_msg(sv_str(sv_last(&f), "error.code") &&
 	                  strcmp(sv_str(sv_last(&f), "error.code"), "shutdown") == 0,
@@ -468,13 +472,13 @@ START_TEST(sigterm_past_the_grace_kills_with_shutdown)
 	v = sv_row(W.db, r.rid, "status");
 	ck_assert_str_eq(v, "shutdown");
 	free(v);
-	ck_assert_msg(su_broker_wait(&b, SU_WAIT_MS) == 0, "no exit after the grace");
+	ck_assert_msg(kit_broker_wait(&b, KIT_WAIT_MS) == 0, "no exit after the grace");
 	ck_assert_msg(WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0, "broker status %d",
 	              b.status);
 	sv_pid_gone(pids[0], "a command killed at shutdown");
 	sv_pid_gone(pids[1], "its child");
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	unlink(pidf);
 	free(pidf);
 	free(body);
@@ -486,11 +490,11 @@ END_TEST
  * on the same database. */
 START_TEST(killed_broker_rows_are_abandoned_at_next_start)
 {
-	struct su_broker b = {0};
-	char *gate_k = su_tmp_path("gatekill"), *gate_m = su_tmp_path("gatemain"), *bk, *bm, *v;
-	struct su_stream sk, sm;
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_broker b = {0};
+	char *gate_k = kit_tmp_path("gatekill"), *gate_m = kit_tmp_path("gatemain"), *bk, *bm, *v;
+	struct kit_conn sk, sm;
+	struct kit_resp r;
+	struct kit_frames f;
 	char rid_k[80], rid_m[80];
 
 	start_broker(&b, "eb-life-kill", NULL);
@@ -498,13 +502,13 @@ START_TEST(killed_broker_rows_are_abandoned_at_next_start)
 	start_gated(&sk, b.port, "ws-a2", W.tok_org, gate_k, &bk);
 	snprintf(rid_k, sizeof(rid_k), "%s", sk.r.rid);
 	snprintf(rid_m, sizeof(rid_m), "%s", sm.r.rid);
-	su_broker_kill(&b);
-	su_stream_finish(&sk, &r);
-	su_frames_init(&f);
-	su_frames_parse(&f, r.body, r.body_len);
+	kit_broker_kill(&b);
+	kit_stream_finish(&sk, &r);
+	kit_frames_init(&f);
+	kit_frames_parse(&f, r.body, r.body_len);
 	ck_assert_msg(f.terminal == 0, "a last frame from a killed broker: %s", r.body);
-	su_frames_free(&f);
-	su_resp_free(&r);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	v = sv_row(W.db, rid_k, "status");
 	ck_assert_str_eq(v, "running");
 	free(v);
@@ -518,7 +522,7 @@ START_TEST(killed_broker_rows_are_abandoned_at_next_start)
 	free(v);
 	finish_gated(&sm, gate_m, W.db);
 	sv_touch(gate_k); /* the orphaned command ends too */
-	su_broker_kill(&b);
+	kit_broker_kill(&b);
 	unlink(gate_k);
 	unlink(gate_m);
 	free(bk);
@@ -530,30 +534,30 @@ END_TEST
 
 static void wait_ready(int port, int want)
 {
-	struct su_req q = {.method = "GET", .path = "/readyz", .max_time_s = 10};
-	long long end = su_now_ms() + SU_WAIT_MS;
-	struct su_resp r;
+	struct kit_req q = {.method = "GET", .path = "/readyz", .max_time_s = 10};
+	long long end = kit_now_ms() + KIT_WAIT_MS;
+	struct kit_resp r;
 
 	for (;;) {
 		sv_http(port, &q, &r);
 		if (r.status == want)
 			break;
-		ck_assert_msg(su_now_ms() < end, "/readyz %d, want %d, after %d ms: %s", r.status,
-		              want, SU_WAIT_MS, r.body);
-		su_resp_free(&r);
-		su_sleep_ms(100);
+		ck_assert_msg(kit_now_ms() < end, "/readyz %d, want %d, after %d ms: %s", r.status,
+		              want, KIT_WAIT_MS, r.body);
+		kit_resp_free(&r);
+		kit_sleep_ms(100);
 	}
-	su_resp_free(&r);
+	kit_resp_free(&r);
 }
 
 /* With PostgreSQL down no token can be checked and no audit row written: the broker
  * answers 503 and runs nothing; it is not ready, but alive, and recovers. */
 START_TEST(postgres_down_is_503_and_nothing_runs)
 {
-	struct su_broker b = {0};
-	char *marker = su_tmp_path("pgdown");
-	struct su_resp r;
-	struct su_frames f;
+	struct kit_broker b = {0};
+	char *marker = kit_tmp_path("pgdown");
+	struct kit_resp r;
+	struct kit_frames f;
 	char rid[80];
 
 	start_broker(&b, "eb-life-pgdown", NULL);
@@ -568,21 +572,21 @@ START_TEST(postgres_down_is_503_and_nothing_runs)
 		              "%s", r.body);
 		json_decref(o);
 	}
-	su_resp_free(&r);
-	su_sleep_ms(1000); /* a command started anyway would have touched the file by now */
-	ck_assert_msg(!su_file_exists(marker), "the command ran with PostgreSQL down");
+	kit_resp_free(&r);
+	kit_sleep_ms(1000); /* a command started anyway would have touched the file by now */
+	ck_assert_msg(!kit_file_exists(marker), "the command ran with PostgreSQL down");
 	wait_ready(b.port, 503);
 	ck_assert(healthz_ok(b.port));
 	ck_assert_int_eq(th_pg_start(&th.pg), 0);
 	wait_ready(b.port, 200);
 	ck_assert_int_eq(sv_rows(W.db, rid), 0);
-	ck_assert(!su_file_exists(marker));
+	ck_assert(!kit_file_exists(marker));
 	exec_touch(&r, b.port, "ws-a1", W.tok_org, marker, 10);
 	sv_stream(&r, &f);
-	ck_assert(su_file_exists(marker));
-	su_frames_free(&f);
-	su_resp_free(&r);
-	su_broker_kill(&b);
+	ck_assert(kit_file_exists(marker));
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	kit_broker_kill(&b);
 	unlink(marker);
 	free(marker);
 }
@@ -592,8 +596,8 @@ END_TEST
  * last frame comes only once the row is final. */
 START_TEST(postgres_down_mid_exec_completion_is_retried)
 {
-	struct su_broker b = {0};
-	char *gate = su_tmp_path("gatepg"), *done = su_tmp_path("donepg"), *v, *line;
+	struct kit_broker b = {0};
+	char *gate = kit_tmp_path("gatepg"), *done = kit_tmp_path("donepg"), *v, *line;
 	const char *argv[] = {"sh",
 	                      "-c",
 	                      "echo ready; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo bye; "
@@ -602,49 +606,49 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 	                      done,
 	                      NULL};
 	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100));
-	struct su_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct su_stream s;
-	struct su_frames f;
-	struct su_resp r;
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_conn s;
+	struct kit_frames f;
+	struct kit_resp r;
 	char rid[80];
 	long long end;
 
 	start_broker(&b, "eb-life-pgmid", NULL);
-	ck_assert_int_eq(su_stream_open(&s, b.port, &q), 0);
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
 	snprintf(rid, sizeof(rid), "%s", s.r.rid);
-	su_frames_init(&f);
+	kit_frames_init(&f);
 	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
 	ck_assert_int_eq(th_pg_stop(&th.pg), 0);
 	sv_touch(gate);
-	end = su_now_ms() + SU_WAIT_MS;
-	while (!su_file_exists(done)) {
-		ck_assert_msg(su_now_ms() < end, "the command did not finish");
-		su_sleep_ms(20);
+	end = kit_now_ms() + KIT_WAIT_MS;
+	while (!kit_file_exists(done)) {
+		ck_assert_msg(kit_now_ms() < end, "the command did not finish");
+		kit_sleep_ms(20);
 	}
 	/* The command is over but its row cannot be completed: no last frame yet. PostgreSQL
 	 * stays away longer than one query may wait (db/pgasync), so that completing the row
 	 * has to be retried. */
-	end = su_now_ms() + 8000;
-	while (su_now_ms() < end && !s.eof) {
-		line = su_stream_line(&s, 100);
+	end = kit_now_ms() + 8000;
+	while (kit_now_ms() < end && !kit_stream_over(&s)) {
+		line = kit_stream_line(&s, 100);
 		if (line != NULL)
-			su_frames_add(&f, line);
+			kit_frames_add(&f, line);
 		free(line);
 	}
 	ck_assert_msg(f.terminal == 0, "a last frame before the audit row could be final: %s",
-	              s.buf);
-	su_frames_free(&f);
+	              s.r.body ? s.r.body : "");
+	kit_frames_free(&f);
 	ck_assert_int_eq(th_pg_start(&th.pg), 0);
-	su_stream_finish(&s, &r);
+	kit_stream_finish(&s, &r);
 	sv_stream(&r, &f);
 	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
 	ck_assert_str_eq(f.out, "ready\nbye\n");
 	v = sv_row(W.db, rid, "status || ' ' || exit_code");
 	ck_assert_str_eq(v, "exited 0");
 	free(v);
-	su_frames_free(&f);
-	su_resp_free(&r);
-	su_broker_kill(&b);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	kit_broker_kill(&b);
 	unlink(gate);
 	unlink(done);
 	free(gate);
@@ -653,7 +657,7 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 }
 END_TEST
 
-#define ADD_LOOP(s, fn, n) SU_ADD_LOOP(s, fn, n, 120)
+#define ADD_LOOP(s, fn, n) SV_ADD_LOOP(s, fn, n, 120)
 #define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
 int main(void)
@@ -661,8 +665,8 @@ int main(void)
 	Suite *s = suite_create("serve_life");
 	int failed;
 
-	if (th_setup(TH_PG | TH_SSHD) != 0 || su_world_setup(&W) != 0 ||
-	    su_broker_start(&B, W.db, MAIN_INSTANCE, "org_max_concurrent_execs = 1000\n") != 0) {
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 ||
+	    kit_broker_start(&B, W.db, MAIN_INSTANCE, "org_max_concurrent_execs = 1000\n") != 0) {
 		th_teardown();
 		return EXIT_FAILURE;
 	}
@@ -679,7 +683,7 @@ int main(void)
 	ADD(s, postgres_down_mid_exec_completion_is_retried);
 	failed = tu_run_suite(s);
 	/* The shared broker ends as it should after everything above. */
-	if (su_broker_stop(&B) != 0)
+	if (kit_broker_stop(&B) != 0)
 		failed = EXIT_FAILURE;
 	th_teardown();
 	return failed;

@@ -8,7 +8,7 @@
 #include "common/duration.h"
 #include "common/err.h"
 #include "pool/fingerprint.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 START_TEST(generated_tokens_have_the_format_and_differ)
 {

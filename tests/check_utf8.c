@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/utf8.h"
-#include "tests/tutil.h"
+#include "tests/runner.h"
 
 static const struct {
 	const char *s;
