@@ -45,7 +45,7 @@ TEST_RUNNER := $(BUILD)/obj/tests/runner.o
 KIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/kit/expect.c,$(wildcard tests/kit/*.c)))
 KIT_CHECK_OBJ := $(BUILD)/obj/tests/kit/expect.o
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
-SOURCES := $(wildcard */*.c */*.h)
+SOURCES := $(wildcard */*.c */*.h tests/kit/*.c tests/kit/*.h)
 
 ifeq ($(V),1)
 Q :=
