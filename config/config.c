@@ -94,8 +94,8 @@ static const struct setting settings[] = {
      "restarting broker marks the rows it left running as abandoned by this name"},
     {"broker_heartbeat_s", SETTING_INT, "10", 1, 300, NULL, FIELD(broker_heartbeat_s), NULL, NULL,
      "seconds between this broker's heartbeats in the database; a broker not heard from for "
-     "three of them is gone, and any other marks the rows it left running abandoned once "
-     "they are past their deadline"},
+     "three of them and 10 s more is gone, and any other marks the rows it left running "
+     "abandoned once they are past their deadline"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -1,7 +1,7 @@
 -- Which brokers are alive. Each broker writes a heartbeat every broker_heartbeat_s; one not
--- heard from for three of them is gone, and any other broker may then mark the rows it left
--- 'running' as 'abandoned' once they are past their deadline, without waiting for a broker
--- of the same name to come back.
+-- heard from for three of them (and a margin) is gone, and any other broker may then mark
+-- the rows it left 'running' as 'abandoned' once they are past their deadline, without
+-- waiting for a broker of the same name to come back.
 CREATE TABLE broker_instances (
 	instance text PRIMARY KEY CHECK (length(instance) BETWEEN 1 AND 200),
 	started_at timestamptz NOT NULL DEFAULT now(),

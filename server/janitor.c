@@ -12,8 +12,11 @@
 #include "common/log.h"
 #include "db/pgasync.h"
 
-/* A broker silent for this many heartbeats is gone. */
+/* A broker silent for this many heartbeats, and this long more, is gone. The margin covers
+ * the database connection's own reconnect (db/pgasync backs off up to 5 s): after an outage a
+ * live broker may take that long to be heard again. */
 #define DEAD_AFTER_BEATS 3
+#define DEAD_AFTER_EXTRA_S 10
 
 static void arm(struct janitor *j, int seconds)
 {
@@ -54,7 +57,8 @@ static void on_beat(const PGresult *res, const char *error, const char *sqlstate
 		return;
 	}
 	snprintf(grace, sizeof(grace), "%d", cfg->pool_kill_grace_s);
-	snprintf(dead, sizeof(dead), "%d", DEAD_AFTER_BEATS * cfg->broker_heartbeat_s);
+	snprintf(dead, sizeof(dead), "%d",
+	         DEAD_AFTER_BEATS * cfg->broker_heartbeat_s + DEAD_AFTER_EXTRA_S);
 	j->q = pgasync_query(j->api->db, audit_sweep_sql, 3, params,
 	                     cfg->broker_heartbeat_s * 1000L, on_swept, j);
 	if (j->q == NULL)
