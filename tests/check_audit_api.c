@@ -8,11 +8,13 @@
  * zone is not UTC. */
 #include <check.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/filter.h"
 #include "tests/kit/broker.h"
 #include "tests/kit/clock.h"
 #include "tests/kit/expect.h"
@@ -678,6 +680,10 @@ static const struct {
     {"/v1/audit/g1000000-0000-4000-8000-000000000001", "exec_id"},
     {"/v1/audit/a1000000-0000-4000-8000-00000000000%27", "exec_id"},
     {"/v1/audit/" S1 S1 S1, "exec_id"}, /* 108 characters */
+    /* What PostgreSQL would refuse is the client's mistake, said before any query. */
+    {"/v1/audit?workspace_id=%ff", "workspace_id"},
+    {"/v1/audit?org_id=%ff", "org_id"},
+    {"/v1/audit?actor=caf%c3", "actor"},
 };
 
 START_TEST(bad_filter_is_400_naming_the_parameter)
@@ -749,6 +755,30 @@ START_TEST(altered_cursor_is_400)
 	}
 	free(alt);
 	free(c);
+}
+END_TEST
+
+/* A cursor is only as good as its digest, which anyone can compute: one that names a
+ * position no timestamp can hold is a 400, not the database's error. */
+START_TEST(cursor_out_of_range_is_400)
+{
+	static const long long at[] = {LLONG_MIN, LLONG_MAX};
+	struct audit_filter f;
+	char c[AUDIT_CURSOR_MAX], enc[256], path[300];
+	struct kit_resp r;
+
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		audit_filter_init(&f);
+		f.actor = "filt";
+		audit_cursor_encode(&f, at[i], "a1000000-0000-4000-8000-000000000001", c);
+		url_encode(c, enc, sizeof(enc));
+		snprintf(path, sizeof(path), "/v1/audit?actor=filt&cursor=%s", enc);
+		get(&r, W.tok_admin, path);
+		ck_assert_msg(r.status == 400, "cursor at %lld: %d %s", at[i], r.status,
+		              brief(r.body));
+		expect_error(&r, 400, "invalid_request", "cursor");
+		kit_resp_free(&r);
+	}
 }
 END_TEST
 
@@ -1304,6 +1334,7 @@ int main(void)
 	ADD(s, limit_defaults_to_100_and_goes_to_1000);
 	ADD_LOOP(s, bad_filter_is_400_naming_the_parameter, N(bad));
 	ADD(s, altered_cursor_is_400);
+	ADD(s, cursor_out_of_range_is_400);
 	ADD(s, cursor_of_other_filters_is_400);
 	ADD_LOOP(s, only_get_is_allowed, N(methods));
 	ADD(s, unknown_exec_id_is_404_and_any_case_is_found);

@@ -21,6 +21,7 @@
 #include "tests/kit/frames.h"
 #include "tests/kit/harness.h"
 #include "tests/kit/http.h"
+#include "tests/kit/proc.h"
 #include "tests/kit/world.h"
 #include "tests/runner.h"
 
@@ -657,6 +658,206 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 }
 END_TEST
 
+/* The issue's run: the sessions of an idle pool killed on the host (sshd's per-connection
+ * processes, not its listener), then four execs at once. Each must move to a new session at
+ * once and run, in every round: none waits out its timeout on the dead session. */
+START_TEST(execs_after_the_pooled_sessions_died_all_run)
+{
+	const char *argv[] = {"echo", "x", NULL};
+	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 10));
+	struct kit_req q[4];
+	struct kit_resp warm, r[4];
+
+	for (int i = 0; i < 4; i++)
+		q[i] = (struct kit_req){
+		    .ws = "ws-cut", .token = W.tok_org, .body = body, .accept = "application/json"};
+	exec_argv_port(&warm, B.port, "ws-cut", W.tok_org, "true");
+	kit_resp_free(&warm);
+	for (int round = 0; round < 4; round++) {
+		ck_assert_int_eq(th_sshd_cut_sessions(&W.cut), 0);
+		ck_assert_int_eq(kit_http_parallel(B.port, q, 4, r), 0);
+		for (int i = 0; i < 4; i++) {
+			json_t *o;
+
+			ck_assert_msg(r[i].status == 200, "round %d, exec %d: %d %s", round, i,
+			              r[i].status, r[i].body);
+			o = sv_json(&r[i]);
+			ck_assert_int_eq(sv_int(o, "exit_code"), 0);
+			ck_assert_str_eq(sv_str(o, "stdout"), "x\n");
+			json_decref(o);
+			kit_resp_free(&r[i]);
+		}
+	}
+	free(body);
+}
+END_TEST
+
+/* Waits until pid is gone, at most until CLOCK_MONOTONIC ms by; true if it went. */
+static bool gone_by(pid_t pid, long long by)
+{
+	while (kit_pid_alive(pid)) {
+		if (kit_now_ms() >= by)
+			return false;
+		kit_sleep_ms(50);
+	}
+	return true;
+}
+
+/* A broker SIGKILLed while its commands run: the host ends them by itself at the exec's
+ * own deadline (TERM to the group) and, for what ignores TERM, KILL after the kill grace,
+ * no later. */
+START_TEST(a_killed_brokers_commands_end_at_their_deadline)
+{
+	static const char *const scripts[] = {SV_SLEEPER, "trap '' TERM; " SV_SLEEPER};
+	struct kit_broker b = {0};
+	char *pidf = kit_tmp_path("k7pids"), *body;
+	const char *argv[] = {"sh", "-c", scripts[_i], pidf, NULL};
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org};
+	struct kit_conn s;
+	pid_t pids[2];
+	long long t0, by;
+
+	start_broker(&b, "eb-life-k7", "pool_kill_grace_s = 5\n");
+	body = sv_body(argv, json_pack("{s:i}", "timeout_s", 3));
+	q.body = body;
+	t0 = kit_now_ms();
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
+	sv_wait_sleeper(&s, pidf, pids);
+	kit_broker_kill(&b);
+	/* TERM at the deadline; KILL 5 s later for a group that ignores TERM; 2 s of slack. */
+	by = t0 + 3000 + (_i == 0 ? 0 : 5000) + 2000;
+	for (int i = 0; i < 2; i++)
+		ck_assert_msg(gone_by(pids[i], by),
+		              "pid %d outlived its deadline (3 s%s) by more than 2 s", (int)pids[i],
+		              _i == 0 ? "" : " and the 5 s kill grace");
+	kit_stream_abort(&s);
+	unlink(pidf);
+	free(pidf);
+	free(body);
+}
+END_TEST
+
+/* Waits up to ms for the row of rid to have status; returns the status it has then. */
+static char *row_becomes(const char *rid, const char *status, int ms)
+{
+	long long end = kit_now_ms() + ms;
+	char *v;
+
+	for (;;) {
+		v = sv_row(W.db, rid, "status");
+		if (strcmp(v, status) == 0 || kit_now_ms() >= end)
+			return v;
+		free(v);
+		kit_sleep_ms(200);
+	}
+}
+
+/* A broker killed for good (it never comes back, not even under its name): another broker
+ * on the database marks the rows it left running 'abandoned' once they are past their
+ * deadline, without waiting for a restart. */
+START_TEST(rows_of_a_broker_gone_for_good_are_swept_by_another)
+{
+	struct kit_broker gone = {0}, live = {0};
+	char *pidf = kit_tmp_path("sweeppids"), *body, *v;
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org};
+	struct kit_conn s;
+	pid_t pids[2];
+	char rid[80];
+
+	start_broker(&gone, "eb-life-gone", "broker_heartbeat_s = 1\n");
+	start_broker(&live, "eb-life-live", "broker_heartbeat_s = 1\npool_kill_grace_s = 1\n");
+	body = sv_body(argv, json_pack("{s:i}", "timeout_s", 2));
+	q.body = body;
+	ck_assert_int_eq(kit_stream_open(&s, gone.port, &q), 0);
+	snprintf(rid, sizeof(rid), "%s", s.r.rid);
+	sv_wait_sleeper(&s, pidf, pids);
+	kit_broker_kill(&gone);
+	kit_stream_abort(&s);
+	/* Past its deadline (2 s and the sweeper's 1 s grace) and its broker silent for three
+	 * heartbeats and 10 s: about 14 s. */
+	v = row_becomes(rid, "abandoned", 60000);
+	ck_assert_msg(strcmp(v, "abandoned") == 0, "the row of the gone broker is %s", v);
+	free(v);
+	v = sv_row(W.db, rid, "(finished_at IS NOT NULL)::text || ' ' || broker_instance");
+	ck_assert_str_eq(v, "true eb-life-gone");
+	free(v);
+	ck_assert_int_eq(kit_broker_stop(&live), 0);
+	unlink(pidf);
+	free(pidf);
+	free(body);
+}
+END_TEST
+
+/* PostgreSQL away for longer than any retry used to last (35 s) while a command ends: the
+ * row is completed once it is back, with the real exit code, and the last frame waits for it;
+ * another live broker sweeping meanwhile does not take the row for abandoned. */
+START_TEST(completion_outlives_a_long_database_outage)
+{
+	struct kit_broker b = {0}, other = {0};
+	char *gate = kit_tmp_path("gatelong"), *done = kit_tmp_path("donelong"), *v, *line;
+	const char *argv[] = {"sh",
+	                      "-c",
+	                      "echo ready; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo bye; "
+	                      "touch \"$1\"",
+	                      gate,
+	                      done,
+	                      NULL};
+	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 4));
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
+	struct kit_conn s;
+	struct kit_frames f;
+	struct kit_resp r;
+	char rid[80];
+	long long end;
+
+	start_broker(&b, "eb-life-long", "broker_heartbeat_s = 1\npool_kill_grace_s = 1\n");
+	start_broker(&other, "eb-life-other", "broker_heartbeat_s = 1\npool_kill_grace_s = 1\n");
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
+	snprintf(rid, sizeof(rid), "%s", s.r.rid);
+	kit_frames_init(&f);
+	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
+	ck_assert_int_eq(th_pg_stop(&th.pg), 0);
+	sv_touch(gate);
+	end = kit_now_ms() + KIT_WAIT_MS;
+	while (!kit_file_exists(done)) {
+		ck_assert_msg(kit_now_ms() < end, "the command did not finish");
+		kit_sleep_ms(20);
+	}
+	end = kit_now_ms() + 35000;
+	while (kit_now_ms() < end && !kit_stream_over(&s)) {
+		line = kit_stream_line(&s, 100);
+		if (line != NULL)
+			kit_frames_add(&f, line);
+		free(line);
+	}
+	ck_assert_msg(f.terminal == 0, "a last frame before the audit row could be final: %s",
+	              s.r.body ? s.r.body : "");
+	kit_frames_free(&f);
+	ck_assert_int_eq(th_pg_start(&th.pg), 0);
+	kit_stream_finish(&s, &r);
+	sv_stream(&r, &f);
+	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+	v = sv_row(W.db, rid, "status || ' ' || exit_code");
+	ck_assert_str_eq(v, "exited 0");
+	free(v);
+	/* The other broker went on sweeping after the outage: the row stays as it is. */
+	kit_sleep_ms(16000);
+	v = sv_row(W.db, rid, "status");
+	ck_assert_str_eq(v, "exited");
+	free(v);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	ck_assert_int_eq(kit_broker_stop(&other), 0);
+	unlink(gate);
+	unlink(done);
+	free(gate);
+	free(done);
+	free(body);
+}
+END_TEST
+
 #define ADD_LOOP(s, fn, n) SV_ADD_LOOP(s, fn, n, 120)
 #define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
@@ -678,9 +879,13 @@ int main(void)
 	ADD_LOOP(s, sigterm_lets_running_execs_finish, 2); /* SIGTERM, SIGINT */
 	ADD(s, sigterm_past_the_grace_kills_with_shutdown);
 	ADD(s, killed_broker_rows_are_abandoned_at_next_start);
+	ADD(s, execs_after_the_pooled_sessions_died_all_run);
+	ADD_LOOP(s, a_killed_brokers_commands_end_at_their_deadline, 2);
+	ADD(s, rows_of_a_broker_gone_for_good_are_swept_by_another);
 	/* last: they stop PostgreSQL under every broker */
 	ADD(s, postgres_down_is_503_and_nothing_runs);
 	ADD(s, postgres_down_mid_exec_completion_is_retried);
+	ADD(s, completion_outlives_a_long_database_outage);
 	failed = tu_run_suite(s);
 	/* The shared broker ends as it should after everything above. */
 	if (kit_broker_stop(&B) != 0)

@@ -265,7 +265,7 @@ void sv_error(const char *db, const struct kit_resp *r, int status, const char *
 
 	ck_assert_msg(r->status == status, "request %s: status %d, want %d (%s); body: %s", r->rid,
 	              r->status, status, code, r->body);
-	if (status != 413) {
+	{
 		json_t *o = sv_json(r);
 		const char *got = sv_str(o, "error.code");
 

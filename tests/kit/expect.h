@@ -60,8 +60,8 @@ char *sv_row_final(const char *db, const char *rid);
 json_t *sv_json(const struct kit_resp *r);
 /* The string member path ("error.code", "workspace_id") of o, or NULL. */
 const char *sv_str(json_t *o, const char *path);
-/* An error response: status, a JSON body {"error":{"code"...}} with code (not checked for
- * 413, whose body libevent 2.1 writes), and the audit: with row_status NULL no row and no
+/* An error response: status, a JSON body {"error":{"code"...}} with code (every status,
+ * 413 included), and the audit: with row_status NULL no row and no
  * X-Exec-Id header; else exactly one row with that status whose exec_id is in X-Exec-Id,
  * and error_code equal to row_error ("*": any non-NULL, NULL: not checked). */
 void sv_error(const char *db, const struct kit_resp *r, int status, const char *code,
