@@ -15,7 +15,7 @@
 /* A broker silent for this many heartbeats, and this long more, is gone. The margin covers
  * the database connection's own reconnect (db/pgasync backs off up to 5 s): after an outage a
  * live broker may take that long to be heard again. */
-#define DEAD_AFTER_BEATS 3
+#define DEAD_AFTER_BEATS   3
 #define DEAD_AFTER_EXTRA_S 10
 
 static void arm(struct janitor *j, int seconds)
