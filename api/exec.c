@@ -276,34 +276,11 @@ static void on_row_completed(const PGresult *res, const char *error, const char 
 	finish(j);
 }
 
-/* The audit log's status of a pool outcome. The statuses are the audit log's own words;
- * they are the pool's outcome names, by design, but spelled here so that renaming an outcome
- * in the pool's logs cannot change what rows say. */
-static const char *outcome_status(enum pool_outcome_kind k)
-{
-	switch (k) {
-	case POOL_EXITED:
-		return "exited";
-	case POOL_SIGNALED:
-		return "signaled";
-	case POOL_TIMEOUT:
-		return "timeout";
-	case POOL_CANCELLED:
-		return "cancelled";
-	case POOL_TRANSPORT_ERROR:
-		return "transport_error";
-	case POOL_FAILED_TO_START:
-		return "failed_to_start";
-	case POOL_SHUTDOWN:
-		return "shutdown";
-	default:
-		abort();
-	}
-}
-
+/* The audit log's statuses of runs are the pool's outcome names (the CHECK of
+ * exec_audit.status in migrations/0001 lists them). */
 static const char *row_status(const struct exec_job *j)
 {
-	return outcome_status(j->outcome.kind);
+	return pool_outcome_name(j->outcome.kind);
 }
 
 static void complete_row(struct exec_job *j)

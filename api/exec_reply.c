@@ -57,6 +57,16 @@ static json_t *counts(struct exec_job *j, json_t *o)
 	return o;
 }
 
+/* exit_code and signal of an exec that exited or was killed by a signal: one is null. */
+static void exit_fields(const struct exec_job *j, json_t *o)
+{
+	bool exited = j->outcome.kind == POOL_EXITED;
+
+	json_object_set_new(o, "exit_code",
+	                    exited ? json_integer(j->outcome.exit_code) : json_null());
+	json_object_set_new(o, "signal", exited ? json_null() : json_string(j->outcome.signal));
+}
+
 /* The error of an exec that ran (or was on its way) and did not exit: code and message. */
 static const char *outcome_error(const struct exec_job *j, const char **message)
 {
@@ -106,13 +116,7 @@ static void send_last_frame(struct exec_job *j)
 	}
 	if (j->outcome.kind == POOL_EXITED || j->outcome.kind == POOL_SIGNALED) {
 		o = json_object();
-		if (j->outcome.kind == POOL_EXITED) {
-			json_object_set_new(o, "exit_code", json_integer(j->outcome.exit_code));
-			json_object_set_new(o, "signal", json_null());
-		} else {
-			json_object_set_new(o, "exit_code", json_null());
-			json_object_set_new(o, "signal", json_string(j->outcome.signal));
-		}
+		exit_fields(j, o);
 		counts(j, o);
 		json_object_set_new(o, "truncated",
 		                    json_pack("{s:b, s:b}", "stdout", j->truncated[POOL_STDOUT],
@@ -158,13 +162,7 @@ static void send_document(struct exec_job *j)
 		o = json_object();
 		json_object_set_new(o, "exec_id", json_string(j->exec_id));
 		json_object_set_new(o, "workspace_id", json_string(j->ws_id));
-		if (j->outcome.kind == POOL_EXITED) {
-			json_object_set_new(o, "exit_code", json_integer(j->outcome.exit_code));
-			json_object_set_new(o, "signal", json_null());
-		} else {
-			json_object_set_new(o, "exit_code", json_null());
-			json_object_set_new(o, "signal", json_string(j->outcome.signal));
-		}
+		exit_fields(j, o);
 		for (int i = 1; i <= 2; i++) {
 			if (utf8) {
 				json_object_set_new(

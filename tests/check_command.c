@@ -182,11 +182,12 @@ START_TEST(missing_cwd_means_the_program_never_runs)
 }
 END_TEST
 
-/* The remote timeout(1) is the second line of defence: it ends the command by itself. */
+/* The remote timeout(1) is the second line of defence: it ends the command by itself, at a
+ * fraction of a second too. */
 START_TEST(remote_timeout_ends_the_command)
 {
 	struct eb_bytes argv[] = {B("sleep"), B("30")};
-	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_ms = 1000, .kill_after_s = 1};
+	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_ms = 250, .kill_after_s = 1};
 	char err[128], *cmd, *out;
 	size_t len;
 	int status;
@@ -206,19 +207,10 @@ START_TEST(remote_timeout_is_the_deadline_to_the_millisecond)
 	struct eb_bytes argv[] = {B("sleep"), B("30")};
 	struct command_spec spec = {
 	    .argv = argv, .argc = 2, .timeout_ms = 14237, .kill_after_s = 5};
-	char err[128], *cmd, *out;
-	size_t len;
-	int status;
+	char err[128], *cmd;
 
 	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
 	ck_assert_msg(strstr(cmd, " timeout -k 5 14.237 'sleep' '30'") != NULL, "%s", cmd);
-	free(cmd);
-	spec.timeout_ms = 200;
-	spec.kill_after_s = 1;
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
-	out = run_sh(cmd, &len, &status);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 124);
-	free(out);
 	free(cmd);
 }
 END_TEST

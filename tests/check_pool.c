@@ -1091,6 +1091,18 @@ START_TEST(idle_session_cut_by_sshd_restart_is_replaced)
 }
 END_TEST
 
+/* A new sshd and a pool to it holding one idle session. */
+static void drv_warm(struct drv *d, struct th_sshd *s)
+{
+	struct job *warm;
+
+	ck_assert_int_eq(th_sshd_start(s, NULL), 0);
+	drv_init(d, NULL, s);
+	warm = job_new(d, "echo", "warm", NULL);
+	job_run(warm);
+	assert_exited(warm, 0);
+}
+
 /* Execs leased on an idle session whose sshd processes then died: the first to use it finds
  * it dead, and every other one leased on it must move to a new session at once, not wait on
  * the dead one until its deadline. */
@@ -1098,14 +1110,10 @@ START_TEST(execs_leased_on_a_session_that_died_all_move_at_once)
 {
 	struct th_sshd s;
 	struct drv d;
-	struct job *warm, *jobs[4];
+	struct job *jobs[4];
 	struct pool_stats st;
 
-	ck_assert_int_eq(th_sshd_start(&s, NULL), 0);
-	drv_init(&d, NULL, &s);
-	warm = job_new(&d, "echo", "warm", NULL);
-	job_run(warm);
-	assert_exited(warm, 0);
+	drv_warm(&d, &s);
 	for (int i = 0; i < 4; i++) {
 		jobs[i] = job_new(&d, "echo", "x", NULL);
 		jobs[i]->hold_lease = true;
@@ -1137,14 +1145,10 @@ START_TEST(session_closed_while_idle_is_never_leased)
 {
 	struct th_sshd s;
 	struct drv d;
-	struct job *warm, *jobs[4];
+	struct job *jobs[4];
 	struct pool_stats st;
 
-	ck_assert_int_eq(th_sshd_start(&s, NULL), 0);
-	drv_init(&d, NULL, &s);
-	warm = job_new(&d, "echo", "warm", NULL);
-	job_run(warm);
-	assert_exited(warm, 0);
+	drv_warm(&d, &s);
 	ck_assert_int_eq(th_sshd_cut_sessions(&s), 0);
 	drv_run_for(&d, 0.2);
 	for (int i = 0; i < 4; i++) {

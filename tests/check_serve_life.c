@@ -595,9 +595,13 @@ END_TEST
 
 /* PostgreSQL goes away while a command runs: the completion waits and is retried, the
  * last frame comes only once the row is final. */
-START_TEST(postgres_down_mid_exec_completion_is_retried)
+/* A command on broker b (timeout_s) that ends while PostgreSQL is away: it is stopped before
+ * the command's gate opens and kept away away_ms after the command ended, with no last frame
+ * meanwhile (the row cannot be completed); once it is back, the exit frame comes and the row
+ * is 'exited 0'. rid receives the request's id. */
+static void command_ends_while_postgres_is_away(struct kit_broker *b, int timeout_s, int away_ms,
+                                                char rid[80])
 {
-	struct kit_broker b = {0};
 	char *gate = kit_tmp_path("gatepg"), *done = kit_tmp_path("donepg"), *v, *line;
 	const char *argv[] = {"sh",
 	                      "-c",
@@ -606,17 +610,15 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 	                      gate,
 	                      done,
 	                      NULL};
-	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100));
+	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", timeout_s));
 	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
 	struct kit_conn s;
 	struct kit_frames f;
 	struct kit_resp r;
-	char rid[80];
 	long long end;
 
-	start_broker(&b, "eb-life-pgmid", NULL);
-	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
-	snprintf(rid, sizeof(rid), "%s", s.r.rid);
+	ck_assert_int_eq(kit_stream_open(&s, b->port, &q), 0);
+	snprintf(rid, 80, "%s", s.r.rid);
 	kit_frames_init(&f);
 	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
 	ck_assert_int_eq(th_pg_stop(&th.pg), 0);
@@ -626,10 +628,7 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 		ck_assert_msg(kit_now_ms() < end, "the command did not finish");
 		kit_sleep_ms(20);
 	}
-	/* The command is over but its row cannot be completed: no last frame yet. PostgreSQL
-	 * stays away longer than one query may wait (db/pgasync), so that completing the row
-	 * has to be retried. */
-	end = kit_now_ms() + 8000;
+	end = kit_now_ms() + away_ms;
 	while (kit_now_ms() < end && !kit_stream_over(&s)) {
 		line = kit_stream_line(&s, 100);
 		if (line != NULL)
@@ -649,12 +648,23 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 	free(v);
 	kit_frames_free(&f);
 	kit_resp_free(&r);
-	kit_broker_kill(&b);
 	unlink(gate);
 	unlink(done);
 	free(gate);
 	free(done);
 	free(body);
+}
+
+/* PostgreSQL stays away longer than one query may wait (db/pgasync), so that completing the
+ * row has to be retried. */
+START_TEST(postgres_down_mid_exec_completion_is_retried)
+{
+	struct kit_broker b = {0};
+	char rid[80];
+
+	start_broker(&b, "eb-life-pgmid", NULL);
+	command_ends_while_postgres_is_away(&b, 100, 8000, rid);
+	kit_broker_kill(&b);
 }
 END_TEST
 
@@ -795,66 +805,19 @@ END_TEST
 START_TEST(completion_outlives_a_long_database_outage)
 {
 	struct kit_broker b = {0}, other = {0};
-	char *gate = kit_tmp_path("gatelong"), *done = kit_tmp_path("donelong"), *v, *line;
-	const char *argv[] = {"sh",
-	                      "-c",
-	                      "echo ready; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo bye; "
-	                      "touch \"$1\"",
-	                      gate,
-	                      done,
-	                      NULL};
-	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 4));
-	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body};
-	struct kit_conn s;
-	struct kit_frames f;
-	struct kit_resp r;
-	char rid[80];
-	long long end;
+	char rid[80], *v;
 
 	start_broker(&b, "eb-life-long", "broker_heartbeat_s = 1\npool_kill_grace_s = 1\n");
 	start_broker(&other, "eb-life-other", "broker_heartbeat_s = 1\npool_kill_grace_s = 1\n");
-	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
-	snprintf(rid, sizeof(rid), "%s", s.r.rid);
-	kit_frames_init(&f);
-	sv_stream_until(&s, &f, sv_out_has, "ready", "ready");
-	ck_assert_int_eq(th_pg_stop(&th.pg), 0);
-	sv_touch(gate);
-	end = kit_now_ms() + KIT_WAIT_MS;
-	while (!kit_file_exists(done)) {
-		ck_assert_msg(kit_now_ms() < end, "the command did not finish");
-		kit_sleep_ms(20);
-	}
-	end = kit_now_ms() + 35000;
-	while (kit_now_ms() < end && !kit_stream_over(&s)) {
-		line = kit_stream_line(&s, 100);
-		if (line != NULL)
-			kit_frames_add(&f, line);
-		free(line);
-	}
-	ck_assert_msg(f.terminal == 0, "a last frame before the audit row could be final: %s",
-	              s.r.body ? s.r.body : "");
-	kit_frames_free(&f);
-	ck_assert_int_eq(th_pg_start(&th.pg), 0);
-	kit_stream_finish(&s, &r);
-	sv_stream(&r, &f);
-	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
-	v = sv_row(W.db, rid, "status || ' ' || exit_code");
-	ck_assert_str_eq(v, "exited 0");
-	free(v);
-	/* The other broker went on sweeping after the outage: the row stays as it is. */
+	command_ends_while_postgres_is_away(&b, 4, 35000, rid);
+	/* The other broker went on sweeping after the outage, past the row's deadline: the
+	 * row stays as it is. */
 	kit_sleep_ms(16000);
 	v = sv_row(W.db, rid, "status");
 	ck_assert_str_eq(v, "exited");
 	free(v);
-	kit_frames_free(&f);
-	kit_resp_free(&r);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	ck_assert_int_eq(kit_broker_stop(&other), 0);
-	unlink(gate);
-	unlink(done);
-	free(gate);
-	free(done);
-	free(body);
 }
 END_TEST
 
