@@ -159,7 +159,9 @@ void conn_reply_done(struct http_conn *c)
 		conn_drive(c);
 }
 
-void conn_refuse(struct http_conn *c, const struct framing_error *e)
+/* Answers a request that never reached a handler (malformed, too large, timed out); the
+ * connection closes once the answer is out. */
+static void conn_refuse(struct http_conn *c, const struct framing_error *e)
 {
 	struct http_request *r = c->req;
 
@@ -168,7 +170,7 @@ void conn_refuse(struct http_conn *c, const struct framing_error *e)
 	/* Nothing more of it is read as HTTP. */
 	bufferevent_disable(c->bev, EV_READ);
 	conn_set_state(c, CONN_HANDLING);
-	http_reply_error(r, e->code, e->message, NULL);
+	c->srv->conn_hooks->refuse(r, e);
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
@@ -231,7 +233,7 @@ static void start_handling(struct http_conn *c)
 	conn_set_state(c, CONN_HANDLING);
 	/* Read on only to see a hang-up; a pipelined request waits in the buffer. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, PIPELINE_MAX);
-	http_server_dispatch(c->srv, r);
+	c->srv->conn_hooks->dispatch(c->srv, r);
 }
 
 /* The head is in: parse it, check its framing, and set the body's reading up. */

@@ -21,8 +21,18 @@ struct event;
 struct evbuffer;
 struct http_conn;
 
+/* What a connection hands up to the server, which it never calls by name. */
+struct conn_hooks {
+	/* A whole request, for its route's handler. */
+	void (*dispatch)(struct http_server *s, struct http_request *r);
+	/* A request refused before any handler (malformed, too large, timed out): its
+	 * answer. */
+	void (*refuse)(struct http_request *r, const struct framing_error *e);
+};
+
 struct http_server {
 	struct event_base *base;
+	const struct conn_hooks *conn_hooks;
 	struct evconnlistener *listener;
 	struct event *resume;  /* re-enables accepting after a pause (out of descriptors) */
 	struct event *reclaim; /* frees closed connections after the loop turn */
@@ -115,17 +125,11 @@ void http_request_free(struct http_request *r);
 /* The client went away: the close callback runs, once. */
 void http_request_gone(struct http_request *r);
 
-/* Hands a complete request to its route's handler (or answers 404/405). */
-void http_server_dispatch(struct http_server *s, struct http_request *r);
-
 /* The connection side of a reply. */
 /* The reply ended (all its bytes handed to c): the request is no longer c's. */
 void conn_reply_done(struct http_conn *c);
 /* The client stalled or left while a handler streams: end the connection. */
 void conn_close(struct http_conn *c, const char *why);
-/* Answers a request that never reached a handler (malformed, too large, timed out) and
- * closes the connection once the answer is out. */
-void conn_refuse(struct http_conn *c, const struct framing_error *e);
 struct evbuffer *conn_output(struct http_conn *c);
 
 /* Opens a connection on an accepted socket. */

@@ -20,7 +20,8 @@
 
 #define LISTEN_BACKLOG 1024
 
-void http_server_dispatch(struct http_server *s, struct http_request *r)
+/* A whole request goes to its route's handler, or is answered here (404, 405). */
+static void dispatch(struct http_server *s, struct http_request *r)
 {
 	const struct http_route *route;
 	char allow[HTTP_ALLOW_MAX];
@@ -43,6 +44,13 @@ void http_server_dispatch(struct http_server *s, struct http_request *r)
 		abort();
 	}
 }
+
+static void refuse(struct http_request *r, const struct framing_error *e)
+{
+	http_reply_error(r, e->code, e->message, NULL);
+}
+
+static const struct conn_hooks hooks_of_conns = {dispatch, refuse};
 
 unsigned http_server_flushing(const struct http_server *s)
 {
@@ -112,6 +120,7 @@ int http_server_new(struct event_base *base, const struct http_route *routes, si
 		return EB_ERR_NOMEM;
 	}
 	s->base = base;
+	s->conn_hooks = &hooks_of_conns;
 	s->routes = routes;
 	s->nroutes = n;
 	s->route_arg = route_arg;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/fsm.h"
 #include "pool/command.h"
@@ -282,11 +283,13 @@ static bool channel_error(int rc)
  * is, not an exit code the command chose. */
 static void channel_check_host_timeout(struct pool_exec *e)
 {
+	struct timespec ts;
 	struct timeval now;
 
 	if (e->out.kind != POOL_EXITED || (e->out.exit_code != 124 && e->out.exit_code != 137))
 		return;
-	pool_deadline_after_ms(0, &now);
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock of every deadline (pool.h) */
+	now = (struct timeval){ts.tv_sec, ts.tv_nsec / 1000};
 	if (timercmp(&now, &e->deadline, >=))
 		e->out.kind = POOL_TIMEOUT;
 }
