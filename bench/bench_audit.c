@@ -1342,7 +1342,7 @@ int main(void)
 
 	if (bench_init(&b) != 0)
 		return 1;
-	if (th_setup(TH_PG | TH_SSHD) != 0)
+	if (th_setup(TH_PG | TH_PG_DURABLE | TH_SSHD) != 0)
 		return 1;
 	bench_progress("setting up: database, workspaces, tokens (broker %s)", kit_broker_bin());
 	if (bench_world(&b) != 0) {

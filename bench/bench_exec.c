@@ -1250,7 +1250,7 @@ int main(void)
 	if (bench_init(&b) != 0 || bench_default_pool_config(&b.pcfg) != 0)
 		return 1;
 
-	if (th_setup(TH_PG | TH_SSHD) != 0)
+	if (th_setup(TH_PG | TH_PG_DURABLE | TH_SSHD) != 0)
 		return 1;
 	if (th_sshd_stop(&th.sshd) != 0 || th_sshd_start(&th.sshd, &sopts) != 0) {
 		fprintf(stderr, "bench_exec: cannot start the benchmark's sshd\n");

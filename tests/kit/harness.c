@@ -476,6 +476,7 @@ int th_setup(unsigned what)
 		    th_make_dir(path, 0755) || th_sshd_keygen(th.client_key) != 0)
 			return -1;
 	}
+	th.pg.durable = (what & TH_PG_DURABLE) != 0;
 	if ((what & TH_PG) && th_pg_init() != 0)
 		return -1;
 	if ((what & TH_SSHD) && th_sshd_start(&th.sshd, NULL) != 0)

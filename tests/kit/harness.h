@@ -12,7 +12,9 @@
 #include "tests/kit/proc.h"
 #include "tests/kit/sshd.h"
 
-enum { TH_PG = 1, TH_SSHD = 2 };
+/* TH_PG_DURABLE: the cluster commits as production does (fsync, full page writes and
+ * synchronous commits on), for benchmarks; tests run without. */
+enum { TH_PG = 1, TH_SSHD = 2, TH_PG_DURABLE = 4 };
 
 struct th_env {
 	char basedir[64];

@@ -1,6 +1,6 @@
 /* tests/kit/pg.h: the PostgreSQL fixture: the run's throwaway cluster (initdb, a Unix socket
- * only, fsync off), started and stopped from any process of the run, and fresh databases
- * copied from its template. */
+ * only; fsync off for tests, on as in production for benchmarks), started and stopped from
+ * any process of the run, and fresh databases copied from its template. */
 #ifndef EB_TESTS_KIT_PG_H
 #define EB_TESTS_KIT_PG_H
 
@@ -10,6 +10,8 @@ struct th_pg {
 	char dir[96], datadir[128], sockdir[128], log[128];
 	int running; /* as this process last saw it; pg/data/postmaster.pid is the truth */
 	int pid;     /* postmaster pid this process last started or found */
+	int durable; /* fsync, full_page_writes and synchronous_commit on (th_setup TH_PG_DURABLE)
+	              */
 };
 
 /* Starts the cluster (same data dir and socket every time); 0 if it already runs. Waits until
