@@ -1,15 +1,18 @@
 /* pool/channel.c: an exec's state machine over its libssh2 channel (open, exec request, stdin,
- * output and the pgid line, close, free), its cancel and kill channel, pause, deadline and
- * outcome. It calls the session below it, and the pool above only through its hooks. */
+ * output and the pgid line, close, free), its cancel through the session's watcher, pause,
+ * deadline and outcome; and the watcher's own channel, which runs the same machine. It calls
+ * the session below it, and the pool above only through its hooks. */
 #include "pool/channel.h"
 
 #include <event2/event.h>
 #include <libssh2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "common/fsm.h"
 #include "pool/command.h"
 #include "pool/session.h"
@@ -22,6 +25,8 @@
 #define WRITE_LEN    32768
 #define PACKET_LEN   32768
 #define KILL_SLACK_S 10
+/* Output the login shell may print before the watcher says where it listens. */
+#define WATCH_NOISE_MAX 8192
 
 static const char *const exec_state_names[] = {
     "waiting", "opening", "starting", "running", "closing", "freeing", "done",
@@ -50,6 +55,17 @@ static void channel_unref(struct pool_exec *e)
 	e->hooks->dead(e);
 }
 
+/* The exec channels (not the watcher's) open on s. */
+static int channel_open_count(const struct session *s)
+{
+	const struct pool_exec *x;
+	int open = 0;
+
+	TAILQ_FOREACH(x, &s->execs, link)
+	open += x->ch != NULL && !x->control;
+	return open;
+}
+
 void channel_free(struct pool_exec *e)
 {
 	if (e->deadline_ev != NULL)
@@ -71,6 +87,46 @@ void channel_attach(struct pool_exec *e, struct session *s, bool holds_slot)
 	session_schedule(s);
 }
 
+void channel_attach_watcher(struct pool_exec *w, struct session *s)
+{
+	struct timeval beat = {COMMAND_WATCH_BEAT_S, 0};
+
+	w->s = s;
+	w->control = w->watcher = w->released = true;
+	s->watch = w;
+	session_ref(s);
+	FSM_SET(&exec_fsm, w->state, EXEC_OPENING, w->t->host);
+	evtimer_add(w->deadline_ev, &beat);
+}
+
+int channel_watcher_say(struct session *s, const char *fmt, ...)
+{
+	struct pool_exec *w = s->watch;
+	va_list ap;
+	int n;
+
+	if (w == NULL || !s->watch_ready || w->state != EXEC_RUNNING)
+		return EB_ERR_INVAL;
+	if (w->in_off == w->in_len)
+		w->in_off = w->in_len = 0; /* all written: reuse the buffer */
+	if (w->in_cap - w->in_len < 64) {
+		size_t cap = w->in_cap ? w->in_cap * 2 : 256;
+		char *b = realloc(w->in, cap);
+		if (b == NULL)
+			return EB_ERR_NOMEM;
+		w->in = b;
+		w->in_cap = cap;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(w->in + w->in_len, w->in_cap - w->in_len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= w->in_cap - w->in_len)
+		return EB_ERR_INVAL; /* every line is short */
+	w->in_len += (size_t)n;
+	session_schedule(s);
+	return 0;
+}
+
 /* Takes e off its session: its slot and reference go. The channel must be gone. */
 static void channel_detach(struct pool_exec *e)
 {
@@ -78,6 +134,22 @@ static void channel_detach(struct pool_exec *e)
 
 	if (s == NULL)
 		return;
+	if (e->watcher) {
+		char why[160];
+		s->watch = NULL;
+		if (s->owner == e)
+			s->owner = NULL;
+		if (s->starter == e)
+			s->starter = NULL;
+		e->s = NULL;
+		e->ch = NULL;
+		snprintf(why, sizeof(why), "%s", e->out.detail[0] ? e->out.detail : "its channel closed");
+		session_watcher_gone(s, why);
+		session_unref(s);
+		return;
+	}
+	if (!e->control && e->pgid > 1)
+		channel_watcher_say(s, "d %ld\n", e->pgid); /* unless the session went too */
 	TAILQ_REMOVE(&s->execs, e, link);
 	if (s->owner == e)
 		s->owner = NULL;
@@ -155,7 +227,8 @@ struct pool_exec *channel_new(struct pool *p, struct target *t, const struct cha
 	return e;
 }
 
-/* Sends the kill of e's process group on a control channel of the same session. */
+/* Kills e's process group: the session's watcher signals it (TERM, KILL after the grace).
+ * Only a session whose watcher is gone opens a control channel for it instead. */
 static void channel_send_kill(struct pool_exec *e)
 {
 	struct pool_exec *k;
@@ -164,11 +237,13 @@ static void channel_send_kill(struct pool_exec *e)
 	    e->s->state != SESS_READY)
 		return;
 	e->kill_sent = true;
+	if (channel_watcher_say(e->s, "term %ld %d\n", e->pgid, e->p->cfg.kill_grace_s) == 0)
+		return;
 	k = channel_new(e->p, e->t, e->hooks);
 	if (k == NULL || command_kill_group(e->pgid, e->p->cfg.kill_grace_s, &k->cmd) != 0) {
 		if (k != NULL)
 			channel_free(k);
-		return; /* timeout(1) on the host still ends it */
+		return; /* the broker's safety net reports it at least */
 	}
 	k->cmd_len = strlen(k->cmd);
 	k->control = true;
@@ -222,6 +297,12 @@ static void channel_deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (e->watcher) {
+		struct timeval beat = {COMMAND_WATCH_BEAT_S, 0};
+		channel_watcher_say(e->s, "a\n");
+		evtimer_add(e->deadline_ev, &beat);
+		return;
+	}
 	if (e->cancel_kind == POOL_EXITED) {
 		channel_cancel(e, POOL_TIMEOUT);
 		return;
@@ -278,20 +359,67 @@ static bool channel_error(int rc)
 	return rc <= LIBSSH2_ERROR_CHANNEL_FAILURE && rc >= LIBSSH2_ERROR_CHANNEL_EOF_SENT;
 }
 
-/* The host's timeout(1) ends the command at the deadline too: when its exit (124 for its
- * TERM, 137 for its KILL) comes before the broker's own timer fired, it is the timeout it
- * is, not an exit code the command chose. */
+/* The watcher ends the command at the deadline too: when its TERM or KILL comes before the
+ * broker's own timer fired, it is the timeout it is. */
 static void channel_check_host_timeout(struct pool_exec *e)
 {
 	struct timespec ts;
 	struct timeval now;
 
-	if (e->out.kind != POOL_EXITED || (e->out.exit_code != 124 && e->out.exit_code != 137))
+	if (e->out.kind != POOL_SIGNALED ||
+	    (strcmp(e->out.signal, "TERM") != 0 && strcmp(e->out.signal, "KILL") != 0))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock of every deadline (pool.h) */
 	now = (struct timeval){ts.tv_sec, ts.tv_nsec / 1000};
 	if (timercmp(&now, &e->deadline, >=))
 		e->out.kind = POOL_TIMEOUT;
+}
+
+/* Frames e's body for its session: registration with the watcher, the deadline left, and
+ * the bootstrap when it is too long for the request (its line then goes ahead of stdin). */
+static int channel_frame(struct pool_exec *e)
+{
+	struct timespec ts;
+	struct timeval now, left;
+	char *exec, *prefix;
+	size_t exec_len, prefix_len;
+	long ms = 1;
+
+	if (e->control) {
+		e->framed = true;
+		return 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock of every deadline (pool.h) */
+	now = (struct timeval){ts.tv_sec, ts.tv_nsec / 1000};
+	if (timercmp(&e->deadline, &now, >)) {
+		timersub(&e->deadline, &now, &left);
+		ms = (long)left.tv_sec * 1000 + left.tv_usec / 1000;
+	}
+	if (command_frame(e->cmd, e->cmd_len, e->s->fifo, ms, &exec, &exec_len, &prefix,
+	                  &prefix_len) != 0)
+		return EB_ERR_NOMEM;
+	if (prefix != NULL) {
+		char *in = malloc(prefix_len + e->in_len);
+		if (in == NULL) {
+			free(exec);
+			free(prefix);
+			return EB_ERR_NOMEM;
+		}
+		memcpy(in, prefix, prefix_len);
+		if (e->in_len > 0)
+			memcpy(in + prefix_len, e->in, e->in_len);
+		if (e->in != NULL)
+			explicit_bzero(e->in, e->in_len);
+		free(e->in);
+		free(prefix);
+		e->in = in;
+		e->in_len += prefix_len;
+	}
+	free(e->cmd);
+	e->cmd = exec;
+	e->cmd_len = exec_len;
+	e->framed = true;
+	return 0;
 }
 
 /* After a call returned EAGAIN: if its packet is partly sent, it owns the session. */
@@ -304,8 +432,49 @@ static bool channel_took_ownership(struct pool_exec *e)
 	return false;
 }
 
+/* The watcher's output: a line saying where it listens (lines before it, from the login
+ * shell's startup files, are skipped, up to WATCH_NOISE_MAX bytes); what it says on stderr
+ * (why it could not start) is kept for the log line of its end. */
+static void channel_watcher_output(struct pool_exec *e, enum pool_stream st, const char *buf,
+                                   size_t n)
+{
+	size_t have = strlen(e->out.detail), tag = strlen(COMMAND_WATCH_TAG);
+
+	if (st == POOL_STDERR) {
+		for (size_t k = 0; k < n && have + 1 < sizeof(e->out.detail); k++)
+			if (buf[k] != '\n' || have > 0)
+				e->out.detail[have++] = buf[k] == '\n' ? ' ' : buf[k];
+		e->out.detail[have] = '\0';
+		return;
+	}
+	for (size_t k = 0; k < n && !e->s->watch_ready; k++) {
+		e->out.stdout_bytes++;
+		if (buf[k] != '\n') {
+			if (e->pgid_len + 1 < sizeof(e->pgid_line))
+				e->pgid_line[e->pgid_len++] = buf[k];
+			continue;
+		}
+		e->pgid_line[e->pgid_len] = '\0';
+		if (strncmp(e->pgid_line, COMMAND_WATCH_TAG, tag) == 0 && e->pgid_len > tag &&
+		    e->pgid_len + 1 < sizeof(e->pgid_line)) {
+			snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pgid_line + tag);
+			session_watcher_ready(e->s);
+			return;
+		}
+		e->pgid_len = 0;
+		if (e->out.stdout_bytes > WATCH_NOISE_MAX) {
+			session_watcher_gone(e->s, "it printed something else than where it listens");
+			return;
+		}
+	}
+}
+
 static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char *buf, size_t n)
 {
+	if (e->watcher) {
+		channel_watcher_output(e, st, buf, n);
+		return;
+	}
 	if (st == POOL_STDOUT && !e->pgid_done) {
 		/* The first line is the command's process group, not output. */
 		size_t k = 0;
@@ -345,6 +514,13 @@ bool channel_step(struct pool_exec *e)
 	for (;;) {
 		switch (e->state) {
 		case EXEC_OPENING:
+			if (!e->control && !s->watch_ready && s->starter != e) {
+				/* The watcher went after this exec was put here: nothing was
+				 * sent, so it takes a slot on another session. */
+				channel_detach(e);
+				channel_reacquire(e, true);
+				return true;
+			}
 			if (s->starter != NULL && s->starter != e)
 				return true; /* one open or exec request at a time per session */
 			s->starter = e;
@@ -360,14 +536,18 @@ bool channel_step(struct pool_exec *e)
 				s->starter = NULL;
 				if (rc == LIBSSH2_ERROR_CHANNEL_FAILURE && !e->control) {
 					/* Refused on a healthy session: the server allows fewer
-					 * channels than we thought. Keep one spare for kills. */
+					 * channels than we thought (the watcher has one; kills
+					 * need none). */
 					p->stats.channel_refusals++;
-					struct pool_exec *x;
-					int open = 0;
-					TAILQ_FOREACH(x, &s->execs, link)
-					open += x->ch != NULL;
-					s->max_slots = open > 1 ? open - 1 : 1;
-					s->t->learned_max = s->max_slots;
+					/* Fewer open than the server held at once before: a
+					 * channel just closed here is not yet gone there (sshd
+					 * frees it a loop later), so this says nothing new of
+					 * the limit. */
+					int open = channel_open_count(s);
+					if (open >= s->peak_open) {
+						s->max_slots = open > 0 ? open : 1;
+						s->t->learned_max = s->max_slots;
+					}
 					if (e->cancel_kind != POOL_EXITED) {
 						channel_set_outcome(e, e->cancel_kind,
 						                    POOL_FAIL_NONE, NULL);
@@ -392,6 +572,11 @@ bool channel_step(struct pool_exec *e)
 			}
 			libssh2_channel_handle_extended_data2(e->ch,
 			                                      LIBSSH2_CHANNEL_EXTENDED_DATA_NORMAL);
+			if (!e->control) {
+				int open = channel_open_count(s);
+				if (open > s->peak_open)
+					s->peak_open = open;
+			}
 			if (e->cancel_kind != POOL_EXITED) {
 				s->starter = NULL;
 				channel_set_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
@@ -402,6 +587,13 @@ bool channel_step(struct pool_exec *e)
 			FSM_SET(&exec_fsm, e->state, EXEC_STARTING, e->t->host);
 			continue;
 		case EXEC_STARTING:
+			if (!e->framed && channel_frame(e) != 0) {
+				s->starter = NULL;
+				channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_INVALID,
+				                    "out of memory");
+				FSM_SET(&exec_fsm, e->state, EXEC_CLOSING, e->t->host);
+				continue;
+			}
 			e->sent = true; /* from the first call on, the server may run it */
 			rc = libssh2_channel_process_startup(e->ch, "exec", 4, e->cmd,
 			                                     (unsigned)e->cmd_len);
@@ -451,7 +643,7 @@ bool channel_step(struct pool_exec *e)
 				}
 				e->in_off += (size_t)w;
 			}
-			if (e->in_off == e->in_len && !e->eof_sent) {
+			if (e->in_off == e->in_len && !e->eof_sent && !e->watcher) {
 				rc = libssh2_channel_send_eof(e->ch);
 				if (rc == LIBSSH2_ERROR_EAGAIN) {
 					if (channel_took_ownership(e))
@@ -477,8 +669,8 @@ bool channel_step(struct pool_exec *e)
 						channel_deliver(e,
 						                stream ? POOL_STDERR : POOL_STDOUT,
 						                p->readbuf, (size_t)n);
-						if (e->s != s || s->state != SESS_READY)
-							return s->state == SESS_READY;
+						if (e->s != s || !session_usable(s))
+							return session_usable(s);
 					} else if (n == 0) {
 						*eof = libssh2_channel_eof(e->ch) != 0;
 					} else if (n == LIBSSH2_ERROR_EAGAIN) {
@@ -525,7 +717,17 @@ bool channel_step(struct pool_exec *e)
 				return false;
 			}
 			if (e->out.kind == POOL_EXITED && e->out.fail_reason == POOL_FAIL_NONE &&
-			    e->cancel_kind == POOL_EXITED && e->sent) {
+			    e->cancel_kind == POOL_EXITED && e->sent && !e->control &&
+			    !e->pgid_done) {
+				/* It ended before its pgid line: it could not register with the
+				 * watcher, and nothing of the program ran. */
+				channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
+				                    "the command could not register with the session's "
+				                    "watcher on the host; it did not run");
+				session_watcher_gone(s, "a command could not register with it");
+			} else if (e->out.kind == POOL_EXITED &&
+			           e->out.fail_reason == POOL_FAIL_NONE &&
+			           e->cancel_kind == POOL_EXITED && e->sent) {
 				char *sig = NULL;
 				size_t siglen = 0;
 				libssh2_channel_get_exit_signal(e->ch, &sig, &siglen, NULL, NULL,

@@ -1,6 +1,7 @@
 /* pool/channel.h: one exec on a session, as a state machine over its libssh2 channel
  * (opening, starting, running with stdin, output and the pgid line, closing, freeing), its
- * cancel and the kill channel it sends, pause and resume, its deadline and its outcome. */
+ * cancel through the session's watcher, pause and resume, its deadline and its outcome; and
+ * the watcher itself, a control exec run by the same machine. */
 #ifndef EB_POOL_CHANNEL_H
 #define EB_POOL_CHANNEL_H
 
@@ -28,6 +29,13 @@ struct pool_exec *channel_new(struct pool *p, struct target *t, const struct cha
 void channel_free(struct pool_exec *e);
 /* Puts e on s to open its channel; it holds a reference to s, and a slot if holds_slot. */
 void channel_attach(struct pool_exec *e, struct session *s, bool holds_slot);
+/* Puts w, made by channel_new with its cmd set to the watcher script, on s as its watcher
+ * (s->watch): a control exec, beating every COMMAND_WATCH_BEAT_S once it runs. */
+void channel_attach_watcher(struct pool_exec *w, struct session *s);
+/* Writes a line (printf-style, short) to s's watcher. EB_ERR_INVAL when s has no watcher
+ * listening, EB_ERR_NOMEM. */
+int channel_watcher_say(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Sets the outcome finished will report; a cancel's kind wins over kind unless e never
  * started. detail may be NULL. */
 void channel_set_outcome(struct pool_exec *e, enum pool_outcome_kind kind,

@@ -60,13 +60,16 @@ int command_env_name_valid(const char *p, size_t len)
 	return 1;
 }
 
-int command_build(const struct command_spec *spec, char **out, char *err, size_t errlen)
+int command_build(const struct command_spec *spec, char **out, size_t *outlen, char *err,
+                  size_t errlen)
 {
-	char *buf = NULL, num[64];
+	static const char pgid[] = "printf '" COMMAND_PGID_TAG "%d\\n' $$ && ";
+	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	int rc = EB_ERR_INVAL;
 
 	*out = NULL;
+	*outlen = 0;
 	if (spec->argc == 0 || spec->argv[0].len == 0) {
 		snprintf(err, errlen, "argv[0] must name a program");
 		goto out;
@@ -92,8 +95,7 @@ int command_build(const struct command_spec *spec, char **out, char *err, size_t
 	}
 
 	/* printf, not echo: echo's handling of its arguments differs between shells. */
-	rc = append(&buf, &len, &cap, "printf '" COMMAND_PGID_TAG "%d\\n' $$ && ",
-	            strlen("printf '" COMMAND_PGID_TAG "%d\\n' $$ && "));
+	rc = append(&buf, &len, &cap, pgid, strlen(pgid));
 	if (rc == 0 && spec->cwd != NULL) {
 		rc = append(&buf, &len, &cap, "cd -- ", 6);
 		if (rc == 0)
@@ -113,32 +115,20 @@ int command_build(const struct command_spec *spec, char **out, char *err, size_t
 		if (rc == 0)
 			rc = append(&buf, &len, &cap, " && ", 4);
 	}
+	/* dash's exec takes no "--": a program whose name starts with '-' is run through
+	 * env(1), which execs it in turn (the same process, no fork). */
 	if (rc == 0)
-		rc = append(&buf, &len, &cap, "exec", 4);
-	if (rc == 0 && spec->timeout_ms > 0) {
-		/* timeout(1) stops parsing options at the duration, so an argv[0] starting
-		 * with '-' is still the program. It takes fractions of a second. */
-		snprintf(num, sizeof(num), " timeout -k %d %ld.%03ld",
-		         spec->kill_after_s > 0 ? spec->kill_after_s : 5, spec->timeout_ms / 1000,
-		         spec->timeout_ms % 1000);
-		rc = append(&buf, &len, &cap, num, strlen(num));
-	}
+		rc = spec->argv[0].p[0] == '-' ? append(&buf, &len, &cap, "exec env --", 11)
+		                               : append(&buf, &len, &cap, "exec", 4);
 	for (size_t i = 0; rc == 0 && i < spec->argc; i++) {
 		rc = append(&buf, &len, &cap, " ", 1);
 		if (rc == 0)
 			rc = command_quote(&buf, &len, &cap, spec->argv[i].p, spec->argv[i].len);
 	}
 	if (rc == 0 && len + 1 > COMMAND_MAX_LEN) {
-		snprintf(
-		    err, errlen,
-		    "the command is %zu bytes once quoted; an SSH exec request carries at most %d",
-		    len, COMMAND_MAX_LEN - 1);
+		snprintf(err, errlen, "the command is %zu bytes once quoted; at most %d", len,
+		         COMMAND_MAX_LEN - 1);
 		rc = EB_ERR_RANGE;
-	}
-	if (rc == 0 && spec->timeout_ms <= 0 && spec->argv[0].p[0] == '-') {
-		/* Without timeout(1) in front, exec would take it as an option. */
-		snprintf(err, errlen, "argv[0] must not start with '-'");
-		rc = EB_ERR_INVAL;
 	}
 out:
 	if (rc != 0) {
@@ -146,6 +136,140 @@ out:
 		return rc;
 	}
 	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+int command_frame(const char *body, size_t body_len, const char *fifo, long deadline_ms,
+                  char **exec, size_t *exec_len, char **prefix, size_t *prefix_len)
+{
+	char *buf = NULL, num[64];
+	size_t len = 0, cap = 0;
+	int rc;
+
+	*exec = *prefix = NULL;
+	*exec_len = *prefix_len = 0;
+	/* Registration first, its errors silenced: without a watcher to register with, the
+	 * chain stops before the pgid line, and the broker knows nothing ran. The FIFO is
+	 * opened read-write, which never blocks, and the line is one write (atomic). */
+	snprintf(num, sizeof(num), "echo \"r $$ %ld\" 2>/dev/null 1<>", deadline_ms > 0 ? deadline_ms : 1);
+	rc = append(&buf, &len, &cap, num, strlen(num));
+	if (rc == 0)
+		rc = command_quote(&buf, &len, &cap, fifo, strlen(fifo));
+	if (rc == 0)
+		rc = append(&buf, &len, &cap, " && ", 4);
+	if (rc == 0)
+		rc = append(&buf, &len, &cap, body, body_len);
+	if (rc != 0) {
+		free(buf);
+		return rc;
+	}
+	if (len + 1 <= COMMAND_INLINE_MAX) {
+		*exec = buf;
+		*exec_len = len;
+		return 0;
+	}
+	/* Too long for the exec request: it goes as one line ahead of stdin. Every newline of
+	 * the frame is inside single quotes (quoted argv, env, cwd), where it becomes
+	 * '"$nl"' -- close the quotes, a newline from a variable, reopen. */
+	char *line = NULL;
+	size_t llen = 0, lcap = 0, start = 0;
+	for (size_t i = 0; rc == 0 && i < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		rc = append(&line, &llen, &lcap, buf + start, i - start);
+		if (rc == 0)
+			rc = append(&line, &llen, &lcap, "'\"$nl\"'", 7);
+		start = i + 1;
+	}
+	if (rc == 0)
+		rc = append(&line, &llen, &lcap, buf + start, len - start);
+	if (rc == 0)
+		rc = append(&line, &llen, &lcap, "\n", 1);
+	free(buf);
+	if (rc == 0)
+		*exec = strdup(COMMAND_BOOTSTRAP);
+	if (rc != 0 || *exec == NULL) {
+		free(line);
+		return EB_ERR_NOMEM;
+	}
+	*exec_len = strlen(*exec);
+	*prefix = line;
+	*prefix_len = llen;
+	return 0;
+}
+
+/* The watcher (see command.h). Entries of L are "pgid:deadline:killat" in centiseconds of
+ * /proc/uptime (a monotonic clock every shell can read without a fork); killat 0 means
+ * not being killed. The clock subshell stops when the watcher is gone; the forwarder when
+ * its stdin ends. Nothing here forks per command: registration is a builtin's write to
+ * the FIFO, and each line costs the watcher a read of /proc/uptime. */
+static const char watcher_script[] =
+    "umask 077; trap '' HUP PIPE INT QUIT\n"
+    "g=%d q=%d\n"
+    "now() { read -r u x </proc/uptime && n=$((${u%%.*} * 100 + 1${u#*.} - 100)); }\n"
+    "now || { echo 'exec-broker: no /proc/uptime on this host' >&2; exit 1; }\n"
+    "d=$(mktemp -d \"${TMPDIR:-/tmp}/exec-broker-watch.XXXXXXXX\") || exit 1\n"
+    "f=$d/fifo\n"
+    "mkfifo \"$f\" || { rm -rf \"$d\"; exit 1; }\n"
+    "exec 3<>\"$f\" 4<&0 </dev/null\n"
+    "w=$$\n"
+    "(while IFS= read -r l; do printf '%%s\\n' \"$l\"; done; echo eof) <&4 >&3 2>/dev/null &\n"
+    "a=$!\n"
+    "(while sleep 1 && kill -0 $w; do echo t; done) >&3 2>/dev/null &\n"
+    "b=$!\n"
+    "exec 4<&-\n"
+    "trap 'kill $a $b 2>/dev/null; rm -rf \"$d\"' EXIT\n"
+    "trap 'exit 0' TERM\n"
+    "s=$n L= e=\n"
+    "printf '" COMMAND_WATCH_TAG "%%s\\n' \"$f\"\n"
+    "while IFS=' ' read -r c p m <&3; do\n"
+    " now\n"
+    " case $c in\n"
+    " a) s=$n ;;\n"
+    " r) L=\"$L $p:$((n + (m + 9) / 10)):0\" ;;\n"
+    " term|d|eof) M=\n"
+    "  for x in $L; do\n"
+    "   y=${x%%%%:*}\n"
+    "   if [ \"$c\" = eof ] || [ \"$y\" = \"$p\" ]; then\n"
+    "    if [ \"$c\" != d ] && [ \"${x##*:}\" = 0 ]; then\n"
+    "     kill -TERM -$y 2>/dev/null\n"
+    "     x=${x%%:*}:$((n + ${m:-$g} * 100 - 100))\n"
+    "    elif [ \"$c\" = d ] && [ \"${x##*:}\" = 0 ]; then\n"
+    "     continue\n"
+    "    fi\n"
+    "   fi\n"
+    "   M=\"$M $x\"\n"
+    "  done\n"
+    "  L=$M\n"
+    "  [ \"$c\" = eof ] && e=1 ;;\n"
+    " esac\n"
+    " [ \"$c\" = t ] || [ \"$c\" = eof ] || continue\n"
+    " M=\n"
+    " for x in $L; do\n"
+    "  y=${x%%%%:*} r=${x#*:}\n"
+    "  k=${r#*:} r=${r%%:*}\n"
+    "  kill -0 -$y 2>/dev/null || continue\n"
+    "  if [ $k -gt 0 ]; then\n"
+    "   if [ $n -ge $k ]; then kill -KILL -$y 2>/dev/null; continue; fi\n"
+    "  elif [ $n -ge $r ]; then\n"
+    "   kill -TERM -$y 2>/dev/null\n"
+    "   k=$((r + g * 100 - 150))\n"
+    "  fi\n"
+    "  M=\"$M $y:$r:$k\"\n"
+    " done\n"
+    " L=$M\n"
+    " if [ -z \"$L\" ] && { [ -n \"$e\" ] || [ $((n - s)) -ge $((q * 100)) ]; }; then exit 0; fi\n"
+    "done\n";
+
+int command_watcher(int grace_s, int idle_exit_s, char **out)
+{
+	*out = NULL;
+	if (asprintf(out, watcher_script, grace_s > 0 ? grace_s : 1,
+	             idle_exit_s > 0 ? idle_exit_s : 60) < 0) {
+		*out = NULL;
+		return EB_ERR_NOMEM;
+	}
 	return 0;
 }
 

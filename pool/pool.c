@@ -93,6 +93,10 @@ static void timer_at(struct event *ev, const struct timeval *deadline)
 	evtimer_add(ev, &rel);
 }
 
+/* A watcher whose broker has not beaten for this long, holding no command, exits: its
+ * session is gone without a word (a silent network). */
+#define WATCH_IDLE_EXIT_S (6 * COMMAND_WATCH_BEAT_S)
+
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
 static void target_dispatch(struct target *t);
 
@@ -360,12 +364,32 @@ static void pool_reclaim_session(struct session *s)
 	pool_kick(s->p);
 }
 
+static const struct channel_hooks pool_channel_hooks;
+
+/* Every session runs one watcher, so that no command outlives its deadline (command.h). */
+static int pool_start_watcher(struct session *s)
+{
+	struct pool_exec *w = channel_new(s->p, s->t, &pool_channel_hooks);
+
+	if (w == NULL)
+		return EB_ERR_NOMEM;
+	if (command_watcher(s->p->cfg.kill_grace_s, WATCH_IDLE_EXIT_S, &w->cmd) != 0) {
+		channel_free(w);
+		return EB_ERR_NOMEM;
+	}
+	w->cmd_len = strlen(w->cmd);
+	w->refs = 1; /* the state machine's */
+	channel_attach_watcher(w, s);
+	return 0;
+}
+
 static const struct session_hooks pool_session_hooks = {
     .step = channel_step,
     .lost = channel_lost,
     .changed = pool_serve_waiters,
     .connect_failed = pool_fail_waiters,
     .dead = pool_reclaim_session,
+    .authenticated = pool_start_watcher,
 };
 
 /* The execs' hooks. */
@@ -526,10 +550,8 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 {
 	struct session *s = l->s;
 	struct pool *p = s->p;
-	struct command_spec sp = *spec;
 	struct pool_exec *e;
 	char err[160];
-	struct timeval now, left;
 
 	e = channel_new(p, s->t, &pool_channel_hooks);
 	if (e == NULL) {
@@ -541,19 +563,9 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 	e->refs = 2; /* the consumer and the state machine */
 	e->deadline = *deadline;
 	timer_at(e->deadline_ev, deadline);
-	/* The host ends the command by itself at the exec's own deadline (TERM to its group,
-	 * KILL after the kill grace), whatever becomes of the broker: timeout(1) starts after
-	 * this moment, so it never acts before the broker's own kill would. */
-	pool_deadline_after_ms(0, &now);
-	if (timercmp(deadline, &now, >))
-		timersub(deadline, &now, &left);
-	else
-		left = (struct timeval){0, 0};
-	sp.timeout_ms = (long)left.tv_sec * 1000 + left.tv_usec / 1000;
-	if (sp.timeout_ms < 1)
-		sp.timeout_ms = 1; /* 0 would mean no limit to timeout(1) */
-	sp.kill_after_s = p->cfg.kill_grace_s;
-	if (command_build(&sp, &e->cmd, err, sizeof(err)) != 0) {
+	/* The body now; it is framed for the session that runs it, with the deadline then
+	 * left, once its channel is open (channel_frame). */
+	if (command_build(spec, &e->cmd, &e->cmd_len, err, sizeof(err)) != 0) {
 		/* Reported from the loop, never inside this call. */
 		pool_lease_release(l);
 		channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_INVALID, err);
@@ -562,7 +574,6 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 		pool_kick(p);
 		return e;
 	}
-	e->cmd_len = strlen(e->cmd);
 	if (stdin_len > 0) {
 		e->in = malloc(stdin_len);
 		if (e->in == NULL) {
@@ -573,9 +584,10 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 		memcpy(e->in, stdin_data, stdin_len);
 		e->in_len = stdin_len;
 	}
-	if (s->state != SESS_READY) {
-		/* The session broke after this lease was given (another exec on it found it
-		 * dead): nothing was sent on it, so this exec waits for another at once. */
+	if (s->state != SESS_READY || !s->watch_ready) {
+		/* The session broke, or lost its watcher, after this lease was given (another
+		 * exec on it found out): nothing was sent on it, so this exec waits for
+		 * another at once. */
 		pool_lease_release(l);
 		if (pool_requeue_exec(e, true) != 0) {
 			channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CONNECT,
@@ -706,6 +718,8 @@ void pool_free(struct pool *p)
 		TAILQ_REMOVE(&p->targets, t, link);
 		while ((s = TAILQ_FIRST(&t->sessions)) != NULL) {
 			struct pool_exec *e;
+			if (s->watch != NULL)
+				channel_free(s->watch);
 			while ((e = TAILQ_FIRST(&s->execs)) != NULL) {
 				TAILQ_REMOVE(&s->execs, e, link);
 				channel_free(e);
@@ -759,6 +773,11 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
 	st->sessions_connecting = st->sessions_ready = st->sessions_idle = 0;
 	st->sessions_broken = st->sessions_closing = 0;
 	st->channels_in_use = 0;
+	st->channel_limit_learned = 0;
+	TAILQ_FOREACH(t, &p->targets, link)
+	if (t->learned_max > 0 &&
+	    (st->channel_limit_learned == 0 || (unsigned)t->learned_max < st->channel_limit_learned))
+		st->channel_limit_learned = (unsigned)t->learned_max;
 	TAILQ_FOREACH(t, &p->targets, link)
 	TAILQ_FOREACH(s, &t->sessions, link)
 	{

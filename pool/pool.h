@@ -124,8 +124,9 @@ struct pool_acquire *pool_lease_acquire(struct pool *p, const struct pool_target
 void pool_acquire_cancel(struct pool_acquire *a);
 void pool_lease_release(struct pool_lease *l);
 
-/* Starts spec on the lease (taken over, even on failure). spec's timeout_ms and
- * kill_after_s are ignored: the pool sets them from the deadline and kill_grace_s. stdin_data
+/* Starts spec on the lease (taken over, even on failure). The command registers with the
+ * session's watcher, which ends it at the deadline (then KILL after kill_grace_s) even if
+ * the broker is gone. A command too long for an exec request goes ahead of stdin_data. stdin_data
  * (copied; may be NULL) is written, then EOF. The deadline (absolute, as above) kills the command:
  * outcome POOL_TIMEOUT. If the session turns out dead before the exec request is sent, the pool
  * reconnects and tries once more (stats.stale_retries); a command never runs twice. Idle
@@ -160,6 +161,10 @@ struct pool_stats {
 	uint64_t execs_by_outcome[7]; /* indexed by enum pool_outcome_kind */
 	uint64_t stale_retries;
 	uint64_t channel_refusals; /* channel opens a healthy session refused (MaxSessions) */
+	/* The smallest channel limit a host taught the pool by refusing (0: none did). A
+	 * refusal right after a close is not a lesson: sshd frees a closed channel a loop
+	 * later, so the open that follows at once can be refused; it is simply retried. */
+	unsigned channel_limit_learned;
 };
 void pool_get_stats(const struct pool *p, struct pool_stats *st);
 

@@ -31,7 +31,8 @@ enum sess_state {
 	SESS_CONNECTING, /* non-blocking TCP connect */
 	SESS_HANDSHAKE,  /* key exchange */
 	SESS_AUTH,       /* public-key authentication */
-	SESS_READY,      /* leasable */
+	SESS_WATCHING,   /* starting the session's watcher (command_watcher) */
+	SESS_READY,      /* leasable: the watcher listens */
 	SESS_BROKEN,     /* transport failed: never leased again, freed at last reference */
 	SESS_CLOSED,     /* disconnected on purpose (idle, eviction, shutdown) */
 };
@@ -105,6 +106,7 @@ struct session {
 	int refs;
 	int slots;     /* leases and execs holding a slot (control execs do not) */
 	int max_slots; /* pool_max_channels_per_session, or what the server taught us */
+	int peak_open; /* the most exec channels the server held open at once */
 	bool listed;
 	bool retiring;   /* made with a replaced key: no new leases, closed once idle */
 	const char *key; /* the key it authenticates with (p->key or an old one) */
@@ -116,6 +118,11 @@ struct session {
 	struct pool_exec *owner;   /* the exec whose call owns the partial send */
 	struct pool_exec *starter; /* the exec opening a channel or starting its command */
 	struct timeval idle_since;
+	/* The watcher's exec, from the end of authentication until its channel ends (or the
+	 * session does); not among execs. Commands register on fifo once watch_ready. */
+	struct pool_exec *watch;
+	bool watch_ready;
+	char fifo[256];
 	TAILQ_HEAD(, pool_exec) execs;
 	TAILQ_ENTRY(session) link; /* target->sessions or p->dead_sessions */
 	char detail[160];
@@ -144,13 +151,15 @@ struct pool_exec {
 	struct session *s;                 /* NULL while EXEC_WAITING or DONE */
 	enum exec_state state;
 	LIBSSH2_CHANNEL *ch;
-	char *cmd;
+	char *cmd; /* the body (command_build) until framed for its session, then the request */
 	size_t cmd_len;
-	char *in;
-	size_t in_len, in_off;
+	bool framed;
+	char *in; /* stdin; the watcher's: lines for it, reused once written */
+	size_t in_len, in_off, in_cap;
 	bool eof_sent;
 	bool holds_slot;
-	bool control; /* an internal kill command: no consumer, no slot */
+	bool control; /* the watcher or a kill command: no consumer, no slot */
+	bool watcher; /* the session's watcher (s->watch) */
 	bool sent;    /* the exec request may have reached the server */
 	bool retried; /* used its one stale-session retry */
 	bool paused;
@@ -163,11 +172,11 @@ struct pool_exec {
 	enum pool_outcome_kind cancel_kind; /* POOL_EXITED: not cancelled */
 	bool kill_sent;
 	long pgid;
-	char pgid_line[64];
+	char pgid_line[256]; /* the first line: pgid, or the watcher's FIFO */
 	size_t pgid_len;
 	bool pgid_done;
 	struct timeval deadline;
-	struct event *deadline_ev; /* the deadline, then the kill safety net */
+	struct event *deadline_ev; /* the deadline, then the kill safety net; the watcher's beat */
 	struct pool_acquire *reacquire;
 	struct pool_exec_callbacks cb;
 	void *arg;

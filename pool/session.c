@@ -27,14 +27,15 @@
  *    before any other libssh2 call on it. */
 
 static const char *const sess_state_names[] = {
-    "resolving", "connecting", "handshake", "auth", "ready", "broken", "closed",
+    "resolving", "connecting", "handshake", "auth", "watcher", "ready", "broken", "closed",
 };
 
 static const unsigned sess_legal[] = {
     [SESS_RESOLVING] = FSM_BIT(SESS_CONNECTING) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
     [SESS_CONNECTING] = FSM_BIT(SESS_HANDSHAKE) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
     [SESS_HANDSHAKE] = FSM_BIT(SESS_AUTH) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
-    [SESS_AUTH] = FSM_BIT(SESS_READY) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_AUTH] = FSM_BIT(SESS_WATCHING) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
+    [SESS_WATCHING] = FSM_BIT(SESS_READY) | FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
     [SESS_READY] = FSM_BIT(SESS_BROKEN) | FSM_BIT(SESS_CLOSED),
     [SESS_BROKEN] = 0,
     [SESS_CLOSED] = 0,
@@ -101,7 +102,8 @@ static void session_arm(struct session *s)
 		return;
 	if (s->state == SESS_CONNECTING)
 		what = EV_WRITE;
-	else if (s->state != SESS_READY || !TAILQ_EMPTY(&s->execs) || s->owner_session) {
+	else if (s->state != SESS_READY || !TAILQ_EMPTY(&s->execs) || s->owner_session ||
+	         s->owner != NULL || (s->watch != NULL && s->watch->in_off < s->watch->in_len)) {
 		what = EV_READ;
 		if (s->ssh != NULL &&
 		    (libssh2_session_block_directions(s->ssh) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
@@ -162,12 +164,31 @@ static void session_connect_failed(struct session *s, enum pool_fail_reason why,
 	session_break(s, detail);
 }
 
-static void session_ready(struct session *s)
+void session_watcher_ready(struct session *s)
 {
+	s->watch_ready = true;
+	if (s->state != SESS_WATCHING)
+		return;
 	FSM_SET(&sess_fsm, s->state, SESS_READY, s->t->host);
 	evtimer_del(s->timer);
 	s->hooks->changed(s);
 	session_check_idle(s);
+}
+
+void session_watcher_gone(struct session *s, const char *why)
+{
+	char detail[160];
+
+	s->watch_ready = false;
+	if (s->state == SESS_WATCHING) {
+		snprintf(detail, sizeof(detail), "%s@%s port %d did not start the broker's watcher: %s",
+		         s->t->user, s->t->host, s->t->port, why);
+		session_connect_failed(s, POOL_FAIL_CHANNEL, detail);
+	} else if (s->state == SESS_READY && !s->retiring) {
+		snprintf(s->detail, sizeof(s->detail), "the watcher ended: %s", why);
+		s->retiring = true;
+		session_check_idle(s);
+	}
 }
 
 /* Starts the TCP connect: 0, or EB_ERR_IO with errno saying why. */
@@ -271,6 +292,8 @@ void session_close(struct session *s, const char *why)
 	FSM_SET(&sess_fsm, s->state, SESS_CLOSED, s->t->host);
 	event_del(s->ev);
 	evtimer_del(s->timer);
+	if (s->watch != NULL)
+		s->hooks->lost(s->watch, why); /* its channel goes with the session */
 	session_unlist(s);
 }
 
@@ -288,6 +311,8 @@ void session_break(struct session *s, const char *why)
 	s->starter = NULL;
 	session_ref(s);
 	session_unlist(s);
+	if (s->watch != NULL)
+		s->hooks->lost(s->watch, why);
 	TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
 	s->hooks->lost(e, why);
 	session_unref(s);
@@ -380,11 +405,17 @@ static void session_drive_ready(struct session *s)
 		uint64_t rx = s->rx_bytes;
 
 		s->again = false;
+		if (s->watch != NULL) {
+			if (!s->hooks->step(s->watch))
+				return;
+			if (s->owner != NULL || !session_usable(s))
+				return;
+		}
 		TAILQ_FOREACH_SAFE(e, &s->execs, link, next)
 		{
 			if (!s->hooks->step(e))
 				return;
-			if (s->owner != NULL || s->state != SESS_READY)
+			if (s->owner != NULL || !session_usable(s))
 				return;
 		}
 		if (s->rx_bytes != rx)
@@ -468,9 +499,14 @@ static void session_drive(struct session *s)
 			                       detail);
 			return;
 		}
-		session_ready(s);
+		FSM_SET(&sess_fsm, s->state, SESS_WATCHING, s->t->host);
+		if (s->hooks->authenticated(s) != 0) {
+			session_connect_failed(s, POOL_FAIL_CONNECT, "out of memory");
+			return;
+		}
 		session_drive_ready(s);
 		break;
+	case SESS_WATCHING:
 	case SESS_READY:
 		session_drive_ready(s);
 		break;

@@ -1,6 +1,6 @@
 /* pool/session.h: one SSH session to a target, as a state machine (resolve, connect,
- * handshake, host-key pin, auth, ready; broken or closed), its keepalive and idle TTL, and
- * the socket driver that steps the channels it carries. */
+ * handshake, host-key pin, auth, watcher, ready; broken or closed), its keepalive and idle
+ * TTL, and the socket driver that steps the channels it carries. */
 #ifndef EB_POOL_SESSION_H
 #define EB_POOL_SESSION_H
 
@@ -25,6 +25,8 @@ struct session_hooks {
 	void (*connect_failed)(struct session *s, enum pool_fail_reason why, const char *detail);
 	/* The last reference went: s is to be freed after the loop turn (session_free). */
 	void (*dead)(struct session *s);
+	/* s authenticated: start its watcher (s->watch). Non-zero if it cannot be. */
+	int (*authenticated)(struct session *s);
 };
 
 /* Opens a new session to t; it joins t->sessions at once so that concurrent acquires
@@ -45,6 +47,17 @@ void session_break(struct session *s, const char *why);
  * one is leased. A server that vanished without a word (a silent network) still looks
  * alive here. */
 bool session_alive(const struct session *s);
+/* Whether its channels may be stepped: ready, or starting its watcher. */
+static inline bool session_usable(const struct session *s)
+{
+	return s->state == SESS_READY || s->state == SESS_WATCHING;
+}
+/* The watcher printed where it listens (s->fifo): the session becomes ready. */
+void session_watcher_ready(struct session *s);
+/* The watcher's channel ended (why, for logs): a session starting it fails to connect
+ * (POOL_FAIL_CHANNEL); a ready one takes no new lease and closes once idle, since nothing
+ * would end its commands at their deadlines if the broker went. */
+void session_watcher_gone(struct session *s, const char *why);
 /* Arms the idle TTL and keepalive if s is ready and carries nothing. */
 void session_check_idle(struct session *s);
 /* Runs the driver on the next loop turn, never from inside a caller's call. */

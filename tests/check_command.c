@@ -1,11 +1,16 @@
-/* tests/check_command.c: the remote command string. Quoting is checked by handing the
- * built string to a real /bin/sh -c, as sshd hands it to the login shell, and comparing
- * the argv the program receives with what was sent, byte for byte. */
+/* tests/check_command.c: the remote command string and the session's watcher. Quoting is
+ * checked by handing the built string to a real shell -c (dash and bash), as sshd hands it
+ * to the login shell, and comparing the argv the program receives with what was sent, byte
+ * for byte; the watcher runs as the real script, its commands as real process groups. */
 #include <check.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -14,25 +19,44 @@
 
 #define B(s) ((struct eb_bytes){s, sizeof(s) - 1})
 
-/* Runs /bin/sh -c cmd; returns its stdout (length in *len) and its exit status. */
-static char *run_sh(const char *cmd, size_t *len, int *status)
+/* Runs shell -c cmd with in (in_len bytes) on its stdin, in a new session as sshd runs
+ * it; returns its stdout (length in *len) and its exit status. */
+static char *run_shell(const char *shell, const char *cmd, const char *in, size_t in_len,
+                       size_t *len, int *status)
 {
-	int fd[2];
+	int fd[2], fi[2];
 	size_t cap = 1 << 16, n = 0;
 	char *buf = malloc(cap);
 	pid_t pid;
 	ssize_t r;
 
-	ck_assert_int_eq(pipe(fd), 0);
+	ck_assert_int_eq(pipe2(fd, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(fi, O_CLOEXEC), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		setsid();
 		dup2(fd[1], 1);
+		dup2(fi[0], 0);
 		close(fd[0]);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		close(fi[1]);
+		execl(shell, shell, "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(fd[1]);
+	close(fi[0]);
+	/* Small enough for the pipe, or written by a child of ours while we read. */
+	if (in_len > 0) {
+		pid_t w = fork();
+		if (w == 0) {
+			size_t off = 0;
+			close(fd[0]);
+			while (off < in_len && (r = write(fi[1], in + off, in_len - off)) > 0)
+				off += (size_t)r;
+			_exit(0);
+		}
+	}
+	close(fi[1]);
 	while ((r = read(fd[0], buf + n, cap - n)) > 0) {
 		n += (size_t)r;
 		if (n == cap)
@@ -40,8 +64,15 @@ static char *run_sh(const char *cmd, size_t *len, int *status)
 	}
 	close(fd[0]);
 	waitpid(pid, status, 0);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
 	*len = n;
 	return buf;
+}
+
+static char *run_sh(const char *cmd, size_t *len, int *status)
+{
+	return run_shell("/bin/sh", cmd, NULL, 0, len, status);
 }
 
 /* Strips the "exec-broker-pgid N\n" line and checks N is the shell's pid (a number). */
@@ -72,14 +103,16 @@ static const struct eb_bytes hostile[] = {
     B("${x:-y}"), B("\x01\x7f\xff"),
 };
 
+static const char *const shells[] = {"/bin/sh", "/bin/bash"};
+
 /* printf '%s\0' prints each argument followed by NUL: the received argv, exactly. */
 START_TEST(hostile_argv_arrives_unchanged)
 {
 	size_t n = sizeof(hostile) / sizeof(hostile[0]);
 	struct eb_bytes *argv = calloc(n + 2, sizeof(*argv));
-	struct command_spec spec = {.argv = argv, .argc = n + 2, .timeout_ms = 30000};
+	struct command_spec spec = {.argv = argv, .argc = n + 2};
 	char err[128], *cmd, *out, *want;
-	size_t len, rest, wlen = 0;
+	size_t len, clen, rest, wlen = 0;
 	const char *got;
 	int status;
 
@@ -87,8 +120,9 @@ START_TEST(hostile_argv_arrives_unchanged)
 	argv[1] = B("%s\\0");
 	for (size_t i = 0; i < n; i++)
 		argv[i + 2] = hostile[i];
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
-	out = run_sh(cmd, &len, &status);
+	ck_assert_int_eq(command_build(&spec, &cmd, &clen, err, sizeof(err)), 0);
+	ck_assert_uint_eq(clen, strlen(cmd));
+	out = run_shell(shells[_i], cmd, NULL, 0, &len, &status);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d for %s", status,
 	              cmd);
 	got = after_pgid(out, len, &rest);
@@ -107,31 +141,166 @@ START_TEST(hostile_argv_arrives_unchanged)
 }
 END_TEST
 
-/* A 30 KiB element with quotes and newlines in it goes through whole. */
-START_TEST(large_element_arrives_unchanged)
+/* A FIFO in a fresh directory, held open read-write by the test so that registrations
+ * never block: a stand-in for the watcher's. */
+struct fake_watch {
+	char dir[64], fifo[96];
+	int fd;
+};
+
+static void fake_watch_open(struct fake_watch *w)
 {
-	size_t big = 30 * 1024;
-	char *s = malloc(big);
-	struct eb_bytes argv[3];
-	struct command_spec spec = {.argv = argv, .argc = 3, .timeout_ms = 30000};
-	char err[128], *cmd, *out;
-	size_t len, rest;
+	snprintf(w->dir, sizeof(w->dir), "/tmp/eb-check-command-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(w->dir));
+	snprintf(w->fifo, sizeof(w->fifo), "%s/fi'fo", w->dir); /* a quote: it is quoted */
+	ck_assert_int_eq(mkfifo(w->fifo, 0600), 0);
+	w->fd = open(w->fifo, O_RDWR | O_NONBLOCK);
+	ck_assert_int_ge(w->fd, 0);
+}
+
+static void fake_watch_close(struct fake_watch *w)
+{
+	close(w->fd);
+	unlink(w->fifo);
+	rmdir(w->dir);
+}
+
+/* A 100 KiB element with quotes and newlines in it, too long for an exec request, goes
+ * ahead of stdin, arrives whole, and leaves the program's own stdin untouched. */
+START_TEST(large_argv_goes_ahead_of_stdin_and_arrives_unchanged)
+{
+	size_t big = 100 * 1024;
+	char *s = malloc(big), *body, *exec, *prefix, *in, *out, reg[128], want[64];
+	struct eb_bytes argv[5];
+	struct command_spec spec = {.argv = argv, .argc = 5};
+	static const char user_in[] = "the program's stdin\nline 2 'x'\n";
+	size_t blen, elen, plen, len, rest;
+	const char *got;
+	struct fake_watch w;
+	int status;
+	ssize_t r;
+
+	for (size_t i = 0; i < big; i++)
+		s[i] = i % 64 == 0 ? '\'' : "ab\"$`\\ \nc\t"[i % 10];
+	argv[0] = B("sh");
+	argv[1] = B("-c");
+	argv[2] = B("printf %s \"$1\" && cat");
+	argv[3] = B("sh");
+	argv[4] = (struct eb_bytes){s, big};
+	fake_watch_open(&w);
+	ck_assert_int_eq(command_build(&spec, &body, &blen, (char[128]){0}, 128), 0);
+	ck_assert_int_eq(command_frame(body, blen, w.fifo, 5000, &exec, &elen, &prefix, &plen), 0);
+	ck_assert_str_eq(exec, COMMAND_BOOTSTRAP);
+	ck_assert_ptr_nonnull(prefix);
+	ck_assert_ptr_null(memchr(prefix, '\n', plen - 1)); /* one line */
+	in = malloc(plen + sizeof(user_in) - 1);
+	memcpy(in, prefix, plen);
+	memcpy(in + plen, user_in, sizeof(user_in) - 1);
+	out = run_shell(shells[_i], exec, in, plen + sizeof(user_in) - 1, &len, &status);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+	got = after_pgid(out, len, &rest);
+	ck_assert_uint_eq(rest, big + sizeof(user_in) - 1);
+	ck_assert_int_eq(memcmp(got, s, big), 0);
+	ck_assert_int_eq(memcmp(got + big, user_in, sizeof(user_in) - 1), 0);
+	/* It registered its group (the pid of its pgid line) with the deadline. */
+	r = read(w.fd, reg, sizeof(reg) - 1);
+	ck_assert_int_gt(r, 0);
+	reg[r] = '\0';
+	snprintf(want, sizeof(want), "r %ld 5000\n", atol(out + strlen(COMMAND_PGID_TAG)));
+	ck_assert_str_eq(reg, want);
+	fake_watch_close(&w);
+	free(in);
+	free(out);
+	free(exec);
+	free(prefix);
+	free(body);
+	free(s);
+}
+END_TEST
+
+/* A short command goes in the exec request itself, nothing ahead of stdin. */
+START_TEST(short_command_goes_in_the_request)
+{
+	struct eb_bytes argv[] = {B("cat")};
+	struct command_spec spec = {.argv = argv, .argc = 1};
+	char *body, *exec, *prefix, *out;
+	size_t blen, elen, plen, len, rest;
+	struct fake_watch w;
 	const char *got;
 	int status;
 
-	for (size_t i = 0; i < big; i++)
-		s[i] = i % 64 == 0 ? '\'' : "ab\"$`\\ \nc"[i % 9];
-	argv[0] = B("printf");
-	argv[1] = B("%s");
-	argv[2] = (struct eb_bytes){s, big};
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
-	out = run_sh(cmd, &len, &status);
+	fake_watch_open(&w);
+	ck_assert_int_eq(command_build(&spec, &body, &blen, (char[128]){0}, 128), 0);
+	ck_assert_int_eq(command_frame(body, blen, w.fifo, 1, &exec, &elen, &prefix, &plen), 0);
+	ck_assert_ptr_null(prefix);
+	ck_assert_uint_lt(elen, COMMAND_INLINE_MAX);
+	out = run_shell(shells[_i], exec, "in", 2, &len, &status);
 	got = after_pgid(out, len, &rest);
-	ck_assert_uint_eq(rest, big);
-	ck_assert_int_eq(memcmp(got, s, big), 0);
+	ck_assert_uint_eq(rest, 2);
+	ck_assert_int_eq(memcmp(got, "in", 2), 0);
+	fake_watch_close(&w);
+	free(out);
+	free(exec);
+	free(body);
+}
+END_TEST
+
+/* Without a watcher to register with, nothing of the program runs, and there is no pgid
+ * line: how the broker knows it did not start. */
+START_TEST(without_a_watcher_nothing_runs)
+{
+	struct eb_bytes argv[] = {B("touch"), B("/tmp/eb-command-should-not-exist")};
+	struct command_spec spec = {.argv = argv, .argc = 2};
+	char *body, *exec, *prefix, *out;
+	size_t blen, elen, plen, len;
+	int status;
+
+	unlink("/tmp/eb-command-should-not-exist");
+	ck_assert_int_eq(command_build(&spec, &body, &blen, (char[128]){0}, 128), 0);
+	ck_assert_int_eq(command_frame(body, blen, "/nonexistent/eb/fifo", 1000, &exec, &elen,
+	                               &prefix, &plen),
+	                 0);
+	out = run_shell(shells[_i], exec, NULL, 0, &len, &status);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_ne(access("/tmp/eb-command-should-not-exist", F_OK), 0);
+	free(out);
+	free(exec);
+	free(body);
+}
+END_TEST
+
+/* A program whose name starts with '-' is still the program, not an option of exec. */
+START_TEST(program_named_like_an_option_runs)
+{
+	char dir[] = "/tmp/eb-check-dash-XXXXXX", prog[64], path[128], *cmd, *out;
+	struct eb_bytes argv[] = {B("-prog"), B("arg")};
+	struct eb_bytes names[] = {B("PATH")};
+	struct eb_bytes values[1];
+	struct command_spec spec = {
+	    .argv = argv, .argc = 2, .env_names = names, .env_values = values, .nenv = 1};
+	size_t clen, len, rest;
+	const char *got;
+	int status;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(prog, sizeof(prog), "%s/-prog", dir);
+	f = fopen(prog, "w");
+	fputs("#!/bin/sh\nprintf 'ran %s' \"$1\"\n", f);
+	fclose(f);
+	chmod(prog, 0700);
+	snprintf(path, sizeof(path), "%s:/usr/bin:/bin", dir);
+	values[0] = (struct eb_bytes){path, strlen(path)};
+	ck_assert_int_eq(command_build(&spec, &cmd, &clen, (char[128]){0}, 128), 0);
+	out = run_shell(shells[_i], cmd, NULL, 0, &len, &status);
+	got = after_pgid(out, len, &rest);
+	ck_assert_uint_eq(rest, 7);
+	ck_assert_int_eq(memcmp(got, "ran arg", 7), 0);
+	unlink(prog);
+	rmdir(dir);
 	free(out);
 	free(cmd);
-	free(s);
 }
 END_TEST
 
@@ -146,14 +315,13 @@ START_TEST(env_and_cwd_apply_inside_the_command)
 	                            .env_names = names,
 	                            .env_values = values,
 	                            .nenv = 2,
-	                            .cwd = "/usr/share",
-	                            .timeout_ms = 30000};
+	                            .cwd = "/usr/share"};
 	char err[128], *cmd, *out;
-	size_t len, rest;
+	size_t clen, len, rest;
 	const char *got;
 	int status;
 
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
+	ck_assert_int_eq(command_build(&spec, &cmd, &clen, err, sizeof(err)), 0);
 	out = run_sh(cmd, &len, &status);
 	got = after_pgid(out, len, &rest);
 	ck_assert_uint_eq(rest, strlen("hello world|it's $(id) `x`|/usr/share"));
@@ -166,51 +334,17 @@ END_TEST
 START_TEST(missing_cwd_means_the_program_never_runs)
 {
 	struct eb_bytes argv[] = {B("touch"), B("/tmp/eb-command-should-not-exist")};
-	struct command_spec spec = {
-	    .argv = argv, .argc = 2, .cwd = "/nonexistent/dir", .timeout_ms = 30000};
+	struct command_spec spec = {.argv = argv, .argc = 2, .cwd = "/nonexistent/dir"};
 	char err[128], *cmd, *out;
-	size_t len;
+	size_t clen, len;
 	int status;
 
 	unlink("/tmp/eb-command-should-not-exist");
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
+	ck_assert_int_eq(command_build(&spec, &cmd, &clen, err, sizeof(err)), 0);
 	out = run_sh(cmd, &len, &status);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 	ck_assert_int_ne(access("/tmp/eb-command-should-not-exist", F_OK), 0);
 	free(out);
-	free(cmd);
-}
-END_TEST
-
-/* The remote timeout(1) is the second line of defence: it ends the command by itself, at a
- * fraction of a second too. */
-START_TEST(remote_timeout_ends_the_command)
-{
-	struct eb_bytes argv[] = {B("sleep"), B("30")};
-	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_ms = 250, .kill_after_s = 1};
-	char err[128], *cmd, *out;
-	size_t len;
-	int status;
-
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
-	out = run_sh(cmd, &len, &status);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 124);
-	free(out);
-	free(cmd);
-}
-END_TEST
-
-/* The host's limit is the exec's own deadline, to the millisecond: TERM then, KILL after
- * the kill grace, and no more. */
-START_TEST(remote_timeout_is_the_deadline_to_the_millisecond)
-{
-	struct eb_bytes argv[] = {B("sleep"), B("30")};
-	struct command_spec spec = {
-	    .argv = argv, .argc = 2, .timeout_ms = 14237, .kill_after_s = 5};
-	char err[128], *cmd;
-
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), 0);
-	ck_assert_msg(strstr(cmd, " timeout -k 5 14.237 'sleep' '30'") != NULL, "%s", cmd);
 	free(cmd);
 }
 END_TEST
@@ -235,18 +369,17 @@ static const struct {
 
 START_TEST(bad_specs_are_refused_before_anything_is_sent)
 {
-	struct command_spec spec = {.argv = refused[_i].argv,
-	                            .argc = refused[_i].argc,
-	                            .cwd = refused[_i].cwd,
-	                            .timeout_ms = 30000};
+	struct command_spec spec = {
+	    .argv = refused[_i].argv, .argc = refused[_i].argc, .cwd = refused[_i].cwd};
 	char err[128] = "", *cmd = (char *)"untouched";
+	size_t clen;
 
 	if (refused[_i].env_name.p != NULL) {
 		spec.env_names = &refused[_i].env_name;
 		spec.env_values = &refused[_i].env_value;
 		spec.nenv = 1;
 	}
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), EB_ERR_INVAL);
+	ck_assert_int_eq(command_build(&spec, &cmd, &clen, err, sizeof(err)), EB_ERR_INVAL);
 	ck_assert_ptr_null(cmd);
 	ck_assert_msg(strstr(err, refused[_i].says) != NULL, "case %d: %s", _i, err);
 }
@@ -255,13 +388,14 @@ END_TEST
 /* Quoting can make a command four times longer: past the limit it is refused, not cut. */
 START_TEST(overlong_command_is_refused)
 {
-	size_t big = 10 * 1024;
+	size_t big = COMMAND_MAX_LEN / 4 + 1;
 	char *s = malloc(big), err[160] = "", *cmd = NULL;
 	struct eb_bytes argv[2] = {B("echo"), {s, big}};
-	struct command_spec spec = {.argv = argv, .argc = 2, .timeout_ms = 30000};
+	struct command_spec spec = {.argv = argv, .argc = 2};
+	size_t clen;
 
 	memset(s, '\'', big);
-	ck_assert_int_eq(command_build(&spec, &cmd, err, sizeof(err)), EB_ERR_RANGE);
+	ck_assert_int_eq(command_build(&spec, &cmd, &clen, err, sizeof(err)), EB_ERR_RANGE);
 	ck_assert_ptr_null(cmd);
 	ck_assert_ptr_nonnull(strstr(err, "once quoted"));
 	free(s);
@@ -291,7 +425,7 @@ START_TEST(kill_group_ends_every_process_of_the_group)
 	int status, fd[2];
 	pid_t leader;
 
-	ck_assert_int_eq(pipe(fd), 0);
+	ck_assert_int_eq(pipe2(fd, O_CLOEXEC), 0);
 	leader = fork();
 	if (leader == 0) {
 		setsid(); /* as sshd does for a non-pty command */
@@ -318,22 +452,293 @@ START_TEST(kill_group_ends_every_process_of_the_group)
 }
 END_TEST
 
+/* Every process group a test starts, killed when the test's process exits however it
+ * ends (a failed assertion exits it), so that nothing outlives a failed test. */
+static pid_t groups[32];
+static size_t ngroups;
+
+static void track(pid_t pgid)
+{
+	if (ngroups < sizeof(groups) / sizeof(groups[0]))
+		groups[ngroups++] = pgid;
+}
+
+static void kill_groups(void)
+{
+	for (size_t i = 0; i < ngroups; i++)
+		kill(-groups[i], SIGKILL);
+	ngroups = 0;
+}
+
+/* The watcher, run as sshd would run it: its own session, stdin and stdout pipes. */
+struct watcher {
+	pid_t pid;
+	int in, out;
+	char fifo[400];
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void watcher_start(struct watcher *w, const char *shell, int grace_s, int idle_exit_s)
+{
+	int fi[2], fo[2];
+	char *script, line[400];
+	size_t n = 0;
+
+	ck_assert_int_eq(command_watcher(grace_s, idle_exit_s, &script), 0);
+	ck_assert_int_eq(pipe2(fi, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(fo, O_CLOEXEC), 0);
+	w->pid = fork();
+	ck_assert_int_ge(w->pid, 0);
+	if (w->pid == 0) {
+		setsid();
+		dup2(fi[0], 0);
+		dup2(fo[1], 1);
+		close(fi[1]);
+		close(fo[0]);
+		execl(shell, shell, "-c", script, (char *)NULL);
+		_exit(127);
+	}
+	track(w->pid);
+	free(script);
+	close(fi[0]);
+	close(fo[1]);
+	w->in = fi[1];
+	w->out = fo[0];
+	while (n + 1 < sizeof(line) && read(w->out, line + n, 1) == 1 && line[n] != '\n')
+		n++;
+	line[n] = '\0';
+	ck_assert_msg(strncmp(line, COMMAND_WATCH_TAG, strlen(COMMAND_WATCH_TAG)) == 0, "%s",
+	              line);
+	snprintf(w->fifo, sizeof(w->fifo), "%s", line + strlen(COMMAND_WATCH_TAG));
+	ck_assert_int_eq(access(w->fifo, F_OK), 0);
+}
+
+static void watcher_say(struct watcher *w, const char *line)
+{
+	ck_assert_int_eq(write(w->in, line, strlen(line)), (ssize_t)strlen(line));
+}
+
+/* Waits up to limit_ms for pid; returns its status, or -1 if it still runs. */
+static int wait_for(pid_t pid, long long limit_ms)
+{
+	long long end = now_ms() + limit_ms;
+	int status;
+
+	for (;;) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		if (now_ms() >= end)
+			return -1;
+		usleep(20000);
+	}
+}
+
+static void watcher_end(struct watcher *w)
+{
+	close(w->in);
+	ck_assert_msg(wait_for(w->pid, 5000) >= 0, "the watcher did not exit at eof");
+	close(w->out);
+	ck_assert_int_ne(access(w->fifo, F_OK), 0); /* its directory is gone */
+}
+
+/* A command registered with deadline_ms, running script under sh -c, as sshd would run
+ * it: in its own session. Its pgid line is read, so it has registered on return. */
+static pid_t command_run(const struct watcher *w, const char *shell, long deadline_ms,
+                         const char *script)
+{
+	struct eb_bytes argv[] = {B("sh"), B("-c"), {script, strlen(script)}};
+	struct command_spec spec = {.argv = argv, .argc = 3};
+	char *body, *exec, *prefix, c;
+	size_t blen, elen, plen;
+	int fo[2];
+	pid_t pid;
+
+	ck_assert_int_eq(command_build(&spec, &body, &blen, (char[128]){0}, 128), 0);
+	ck_assert_int_eq(
+	    command_frame(body, blen, w->fifo, deadline_ms, &exec, &elen, &prefix, &plen), 0);
+	ck_assert_int_eq(pipe2(fo, O_CLOEXEC), 0);
+	pid = fork();
+	if (pid == 0) {
+		setsid();
+		dup2(fo[1], 1);
+		close(fo[0]);
+		execl(shell, shell, "-c", exec, (char *)NULL);
+		_exit(127);
+	}
+	track(pid);
+	close(fo[1]);
+	while (read(fo[0], &c, 1) == 1 && c != '\n')
+		;
+	close(fo[0]);
+	free(body);
+	free(exec);
+	return pid;
+}
+
+/* At its deadline (to the second: the watcher's clock ticks once a second), TERM. */
+START_TEST(watcher_ends_a_command_at_its_deadline)
+{
+	struct watcher w;
+	long long t0 = now_ms();
+	pid_t c;
+	int st;
+
+	watcher_start(&w, shells[_i], 5, 60);
+	c = command_run(&w, shells[_i], 1200, "exec sleep 30");
+	st = wait_for(c, 8000);
+	ck_assert_msg(st != -1, "still running after 8 s");
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %d", st);
+	ck_assert_int_ge(now_ms() - t0, 1200);
+	watcher_end(&w);
+}
+END_TEST
+
+/* term: TERM to the whole group now; what ignores it gets KILL after the grace. */
+START_TEST(watcher_kills_what_ignores_term_after_the_grace)
+{
+	struct watcher w;
+	char line[64];
+	long long t0;
+	pid_t c;
+	int st;
+
+	watcher_start(&w, shells[_i], 5, 60);
+	c = command_run(&w, shells[_i], 60000,
+	                "trap '' TERM; sleep 30 & while :; do sleep 0.1; done");
+	usleep(300000); /* the watcher reads the registration */
+	snprintf(line, sizeof(line), "term %d 2\n", (int)c);
+	t0 = now_ms();
+	watcher_say(&w, line);
+	st = wait_for(c, 8000);
+	ck_assert_msg(st != -1, "still running 8 s after the term");
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d", st);
+	ck_assert_int_ge(now_ms() - t0, 900); /* the grace, less the clock's tick */
+	/* Nothing of the group is left (its last members may still be reaped meanwhile). */
+	t0 = now_ms();
+	while (kill(-c, 0) == 0 && now_ms() - t0 < 2000)
+		usleep(20000);
+	ck_assert_int_ne(kill(-c, 0), 0);
+	watcher_end(&w);
+}
+END_TEST
+
+/* Its stdin ends when the broker's connection does: every command is ended then, however
+ * far its deadline. */
+START_TEST(watcher_ends_every_command_when_the_broker_is_gone)
+{
+	struct watcher w;
+	pid_t c1, c2;
+	int st;
+
+	watcher_start(&w, shells[_i], 5, 60);
+	c1 = command_run(&w, shells[_i], 600000, "exec sleep 300");
+	c2 = command_run(&w, shells[_i], 600000, "sleep 300; sleep 300");
+	usleep(300000);
+	close(w.in);
+	st = wait_for(c1, 4000);
+	ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %d", st);
+	st = wait_for(c2, 4000);
+	ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %d", st);
+	ck_assert_msg(wait_for(w.pid, 5000) >= 0, "the watcher did not exit");
+	close(w.out);
+	ck_assert_int_ne(access(w.fifo, F_OK), 0);
+}
+END_TEST
+
+/* d: the command's channel closed; the watcher no longer holds it to its deadline. */
+START_TEST(watcher_forgets_a_command_whose_channel_closed)
+{
+	struct watcher w;
+	char line[64];
+	pid_t c;
+	int st;
+
+	watcher_start(&w, shells[_i], 5, 60);
+	c = command_run(&w, shells[_i], 500, "sleep 2.5");
+	snprintf(line, sizeof(line), "d %d\n", (int)c);
+	watcher_say(&w, line);
+	st = wait_for(c, 8000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	watcher_end(&w);
+}
+END_TEST
+
+/* A term for a group that never registered signals nothing. */
+START_TEST(watcher_signals_only_registered_groups)
+{
+	struct watcher w;
+	char line[64];
+	pid_t other;
+
+	watcher_start(&w, shells[_i], 1, 60);
+	other = fork();
+	if (other == 0) {
+		setsid();
+		execl("/bin/sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	track(other);
+	usleep(100000);
+	snprintf(line, sizeof(line), "term %d 1\n", (int)other);
+	watcher_say(&w, line);
+	sleep(3); /* past the grace and a tick or two */
+	ck_assert_int_eq(wait_for(other, 0), -1);
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	watcher_end(&w);
+}
+END_TEST
+
+/* No beat from the broker for idle_exit_s, and nothing to watch: it exits by itself (a
+ * session lost without a word to a silent network). */
+START_TEST(watcher_exits_when_the_broker_goes_silent)
+{
+	struct watcher w;
+
+	watcher_start(&w, shells[_i], 5, 2);
+	ck_assert_msg(wait_for(w.pid, 6000) >= 0, "still running 6 s after its last beat");
+	close(w.in);
+	close(w.out);
+	ck_assert_int_ne(access(w.fifo, F_OK), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("command");
 	TCase *tc = tcase_create("command");
+	TCase *tw = tcase_create("watcher");
+	int nsh = (int)(sizeof(shells) / sizeof(shells[0]));
 
-	tcase_add_test(tc, hostile_argv_arrives_unchanged);
-	tcase_add_test(tc, large_element_arrives_unchanged);
+	atexit(kill_groups); /* runs in each test's process */
+
+	tcase_add_loop_test(tc, hostile_argv_arrives_unchanged, 0, nsh);
+	tcase_add_loop_test(tc, large_argv_goes_ahead_of_stdin_and_arrives_unchanged, 0, nsh);
+	tcase_add_loop_test(tc, short_command_goes_in_the_request, 0, nsh);
+	tcase_add_loop_test(tc, without_a_watcher_nothing_runs, 0, nsh);
+	tcase_add_loop_test(tc, program_named_like_an_option_runs, 0, nsh);
 	tcase_add_test(tc, env_and_cwd_apply_inside_the_command);
 	tcase_add_test(tc, missing_cwd_means_the_program_never_runs);
-	tcase_add_test(tc, remote_timeout_ends_the_command);
-	tcase_add_test(tc, remote_timeout_is_the_deadline_to_the_millisecond);
 	tcase_add_loop_test(tc, bad_specs_are_refused_before_anything_is_sent, 0,
 	                    sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, overlong_command_is_refused);
 	tcase_add_test(tc, quote_examples);
 	tcase_add_test(tc, kill_group_ends_every_process_of_the_group);
 	suite_add_tcase(s, tc);
+	tcase_set_timeout(tw, 30);
+	tcase_add_loop_test(tw, watcher_ends_a_command_at_its_deadline, 0, nsh);
+	tcase_add_loop_test(tw, watcher_kills_what_ignores_term_after_the_grace, 0, nsh);
+	tcase_add_loop_test(tw, watcher_ends_every_command_when_the_broker_is_gone, 0, nsh);
+	tcase_add_loop_test(tw, watcher_forgets_a_command_whose_channel_closed, 0, nsh);
+	tcase_add_loop_test(tw, watcher_signals_only_registered_groups, 0, nsh);
+	tcase_add_loop_test(tw, watcher_exits_when_the_broker_goes_silent, 0, nsh);
+	suite_add_tcase(s, tw);
 	return tu_run_suite(s);
 }

@@ -92,7 +92,7 @@ int kit_creds_for(const char *user, struct kit_creds *c)
 	return 0;
 }
 
-static int creds_apply(const struct kit_creds *c)
+int kit_creds_apply(const struct kit_creds *c)
 {
 	if (c == NULL || !c->drop)
 		return 0;
@@ -160,7 +160,7 @@ __attribute__((noreturn)) static void child_exec(const struct child *ch)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (ch->cwd != NULL && chdir(ch->cwd) != 0)
 		goto fail;
-	if (creds_apply(ch->creds) != 0)
+	if (kit_creds_apply(ch->creds) != 0)
 		goto fail;
 	execvpe(ch->argv[0], (char *const *)ch->argv, ch->envp);
 fail:

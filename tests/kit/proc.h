@@ -20,6 +20,9 @@ struct kit_creds {
 /* As root, the account user (-1 with a message if there is none); otherwise nothing to
  * drop. */
 int kit_creds_for(const char *user, struct kit_creds *c);
+/* Becomes that account (in a child about to exec): 0, or -1. Nothing if c is NULL or
+ * has nothing to drop. */
+int kit_creds_apply(const struct kit_creds *c);
 
 /* How kit_spawn() starts a program. stdin is /dev/null; descriptors above 2 are closed. */
 struct kit_spawn {
