@@ -60,13 +60,19 @@ static int parse_argv(json_t *v, struct exec_request *req, struct request_error 
 		if (i == 0 && len == 0)
 			return fail(e, "invalid_request", field,
 			            "argv[0] must name the program to run");
-		total += len;
+		if (len + 1 > REQ_MAX_ARG_STRLEN)
+			return fail(e, "invalid_request", field,
+			            "%s is %zu bytes; Linux runs no program given one argument of "
+			            "more than %d bytes: pass large data through stdin",
+			            field, len, REQ_MAX_ARG_STRLEN - 1);
+		total += len + 1;
 		req->argv[i] = (struct eb_bytes){s, len};
 	}
-	if (total > REQ_MAX_ARGV_BYTES)
+	if (total > REQ_MAX_ARGS_BYTES)
 		return fail(e, "invalid_request", "argv",
-		            "argv is %zu bytes in all; at most %d are allowed", total,
-		            REQ_MAX_ARGV_BYTES);
+		            "argv is %zu bytes in all; at most %d are allowed (pass large data "
+		            "through stdin)",
+		            total, REQ_MAX_ARGS_BYTES);
 	req->argc = json_array_size(v);
 	return 0;
 }
@@ -180,15 +186,24 @@ static int parse_env(json_t *v, struct exec_request *req, struct request_error *
 		if (memchr(json_string_value(val), '\0', json_string_length(val)) != NULL)
 			return fail(e, "invalid_request", field, "%s contains a NUL character",
 			            field);
-		total += nlen + json_string_length(val);
+		if (nlen + 1 + json_string_length(val) + 1 > REQ_MAX_ARG_STRLEN)
+			return fail(e, "invalid_request", field,
+			            "%s is %zu bytes as NAME=value; Linux runs no program given one "
+			            "variable of more than %d bytes",
+			            field, nlen + 1 + json_string_length(val), REQ_MAX_ARG_STRLEN - 1);
+		total += nlen + 1 + json_string_length(val) + 1;
 		req->env_names[req->nenv] = (struct eb_bytes){name, nlen};
 		req->env_values[req->nenv] =
 		    (struct eb_bytes){json_string_value(val), json_string_length(val)};
 		req->nenv++;
 	}
-	if (total > REQ_MAX_ENV_BYTES)
-		return fail(e, "invalid_request", "env", "env is %zu bytes in all; at most %d",
-		            total, REQ_MAX_ENV_BYTES);
+	/* argv came first: together they are what the program is given. */
+	for (size_t i = 0; i < req->argc; i++)
+		total += req->argv[i].len + 1;
+	if (total > REQ_MAX_ARGS_BYTES)
+		return fail(e, "invalid_request", "env",
+		            "argv and env are %zu bytes in all; at most %d are allowed", total,
+		            REQ_MAX_ARGS_BYTES);
 	return 0;
 }
 

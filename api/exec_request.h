@@ -9,10 +9,15 @@
 
 #include "pool/command.h"
 
-#define REQ_MAX_ARGV       256
-#define REQ_MAX_ARGV_BYTES (64 * 1024)
-#define REQ_MAX_ENV        64
-#define REQ_MAX_ENV_BYTES  (32 * 1024)
+#define REQ_MAX_ARGV 256
+#define REQ_MAX_ENV  64
+/* argv and env together, as the program receives them: the default request body. Linux
+ * gives a new program at least 2 MiB of them (a quarter of the stack limit), so this leaves
+ * room for the host's own environment. */
+#define REQ_MAX_ARGS_BYTES (1024 * 1024)
+/* One argv element, or one env NAME=value, with its NUL: Linux's MAX_ARG_STRLEN (32 pages),
+ * past which the host's kernel refuses to run the program (E2BIG). */
+#define REQ_MAX_ARG_STRLEN (128 * 1024)
 #define REQ_MAX_CWD        4096
 
 struct exec_request {

@@ -124,7 +124,7 @@ START_TEST(limits_on_sizes)
 {
 	struct exec_request req;
 	struct request_error e;
-	char *b = malloc(200000);
+	char *b = malloc(2 << 20);
 	size_t n;
 
 	/* 257 elements */
@@ -134,13 +134,57 @@ START_TEST(limits_on_sizes)
 	strcpy(b + n, "]}");
 	ck_assert_int_eq(request_parse(b, strlen(b), &lim, &req, &e), EB_ERR_INVAL);
 	ck_assert_str_eq(e.field, "argv");
-	/* 64 KiB + 1 in all */
+	/* One element the host's kernel would refuse (MAX_ARG_STRLEN), named. */
 	n = (size_t)sprintf(b, "{\"argv\": [\"x\", \"");
-	memset(b + n, 'a', REQ_MAX_ARGV_BYTES);
-	n += REQ_MAX_ARGV_BYTES;
+	memset(b + n, 'a', REQ_MAX_ARG_STRLEN);
+	n += REQ_MAX_ARG_STRLEN;
 	strcpy(b + n, "\"]}");
 	ck_assert_int_eq(request_parse(b, strlen(b), &lim, &req, &e), EB_ERR_INVAL);
-	ck_assert_ptr_nonnull(strstr(e.message, "at most 65536"));
+	ck_assert_str_eq(e.field, "argv[1]");
+	ck_assert_ptr_nonnull(strstr(e.message, "131071"));
+	/* One byte less is a valid request. */
+	n = (size_t)sprintf(b, "{\"argv\": [\"x\", \"");
+	memset(b + n, 'a', REQ_MAX_ARG_STRLEN - 1);
+	n += REQ_MAX_ARG_STRLEN - 1;
+	strcpy(b + n, "\"]}");
+	ck_assert_int_eq(request_parse(b, strlen(b), &lim, &req, &e), 0);
+	request_free(&req);
+	/* Nine elements of 120 KiB: over the 1 MiB of argv and env in all. */
+	n = (size_t)sprintf(b, "{\"argv\": [\"x\"");
+	for (int i = 0; i < 9; i++) {
+		n += (size_t)sprintf(b + n, ", \"");
+		memset(b + n, 'a', 120 * 1024);
+		n += 120 * 1024;
+		b[n++] = '"';
+	}
+	strcpy(b + n, "]}");
+	ck_assert_int_eq(request_parse(b, strlen(b), &lim, &req, &e), EB_ERR_INVAL);
+	ck_assert_str_eq(e.field, "argv");
+	ck_assert_ptr_nonnull(strstr(e.message, "at most 1048576"));
+	/* An env variable the kernel would refuse, and argv and env together too large. */
+	n = (size_t)sprintf(b, "{\"argv\": [\"x\"], \"env\": {\"V\": \"");
+	memset(b + n, 'a', REQ_MAX_ARG_STRLEN);
+	n += REQ_MAX_ARG_STRLEN;
+	strcpy(b + n, "\"}}");
+	ck_assert_int_eq(request_parse(b, strlen(b), &lim, &req, &e), EB_ERR_INVAL);
+	ck_assert_str_eq(e.field, "env.V");
+	n = (size_t)sprintf(b, "{\"argv\": [\"x\"");
+	for (int i = 0; i < 5; i++) {
+		n += (size_t)sprintf(b + n, ", \"");
+		memset(b + n, 'a', 120 * 1024);
+		n += 120 * 1024;
+		b[n++] = '"';
+	}
+	n += (size_t)sprintf(b + n, "], \"env\": {");
+	for (int i = 0; i < 4; i++) {
+		n += (size_t)sprintf(b + n, "%s\"V%d\": \"", i ? ", " : "", i);
+		memset(b + n, 'a', 120 * 1024);
+		n += 120 * 1024;
+		b[n++] = '"';
+	}
+	strcpy(b + n, "}}");
+	ck_assert_int_eq(request_parse(b, strlen(b), &lim, &req, &e), EB_ERR_INVAL);
+	ck_assert_str_eq(e.field, "env");
 	/* stdin over the limit */
 	n = (size_t)sprintf(b, "{\"argv\": [\"x\"], \"stdin\": \"");
 	memset(b + n, 'a', 1025);
