@@ -59,13 +59,39 @@ static size_t json_escape(char *out, const unsigned char *s, size_t n)
 	return o;
 }
 
+/* The length json_escape() gives s[0..n). */
+static size_t json_escaped_len(const unsigned char *s, size_t n)
+{
+	size_t len = n;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		len += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' ||
+		               c == '\f'
+		           ? 1
+		           : 5;
+	}
+	return len;
+}
+
+/* The bytes the "encoding" member adds to a base64 frame. */
+#define BASE64_MEMBER_LEN (sizeof(",\"encoding\":\"base64\"") - 1)
+
 static int emit(const char *stream, const unsigned char *p, size_t n, bool text, char **out)
 {
 	/* stream is "stdout" or "stderr": nothing in it needs escaping. */
-	size_t sl = strlen(stream), cap, o;
+	size_t sl = strlen(stream), cap, o, b64 = 4 * ((n + 2) / 3), esc = 0;
 	char *b;
 
-	cap = sl + 64 + (text ? 6 * n : 4 * ((n + 2) / 3));
+	/* Text goes as text unless its escapes make it longer than base64 (output full of
+	 * NULs or other control bytes: \u0000 is 6 bytes on the wire for one). */
+	if (text) {
+		esc = json_escaped_len(p, n);
+		text = esc <= b64 + BASE64_MEMBER_LEN;
+	}
+	cap = sl + 64 + (text ? esc : b64);
 	b = malloc(cap);
 	if (b == NULL)
 		return EB_ERR_NOMEM;

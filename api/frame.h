@@ -1,7 +1,10 @@
 /* api/frame.h: the NDJSON frames of a streamed exec response, as pure functions. An
- * output chunk becomes {"stream":"stdout","data":"..."} when it is valid UTF-8, else
- * {"stream":...,"data":"<base64>","encoding":"base64"}. A UTF-8 sequence split across two
- * reads is carried over to the next chunk rather than turned into base64. */
+ * output chunk becomes {"stream":"stdout","data":"..."} when it is valid UTF-8 and its
+ * JSON escapes do not make it longer than base64, else
+ * {"stream":...,"data":"<base64>","encoding":"base64"}: decided per chunk, so output full
+ * of NULs or other control bytes costs 4/3 of its size on the wire, not 6 times. A UTF-8
+ * sequence split across two reads is carried over to the next chunk rather than turned
+ * into base64. */
 #ifndef EB_API_FRAME_H
 #define EB_API_FRAME_H
 

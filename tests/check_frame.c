@@ -1,4 +1,5 @@
-/* tests/check_frame.c: output frames: text when valid UTF-8, base64 otherwise, and UTF-8
+/* tests/check_frame.c: output frames: text when valid UTF-8 and not longer escaped than
+ * base64, base64 otherwise, and UTF-8
  * sequences cut between two reads carried over instead of turned into base64. */
 #include <check.h>
 #include <jansson.h>
@@ -147,21 +148,22 @@ START_TEST(frames_round_trip_any_bytes_any_cuts)
 }
 END_TEST
 
-/* Every ASCII byte, controls and quotes included, comes back exactly from a text frame. */
+/* Every ASCII byte, controls and quotes included, comes back exactly from a text frame
+ * (each among enough plain text that text is the shorter encoding). */
 START_TEST(text_frames_escape_every_ascii_byte)
 {
-	char src[128 * 3], *f;
+	char src[64], *f;
 	size_t n = 0;
 	struct utf8_carry c = {0};
 	json_error_t je;
 	json_t *o;
 
-	for (int rep = 0; rep < 3; rep++)
-		for (int b = 0; b < 128; b++)
-			src[n++] = (char)b;
+	memset(src, 'a', 40);
+	src[20] = (char)_i;
+	n = 40;
 	f = frame(&c, src, n, true);
 	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_null(strstr(f, "encoding"));
+	ck_assert_msg(strstr(f, "encoding") == NULL, "byte %d: %s", _i, f);
 	ck_assert_int_eq(f[strlen(f) - 1], '\n');
 	ck_assert_ptr_null(memchr(f, '\n', strlen(f) - 1)); /* one line */
 	o = json_loads(f, JSON_ALLOW_NUL, &je);
@@ -174,13 +176,66 @@ START_TEST(text_frames_escape_every_ascii_byte)
 }
 END_TEST
 
+/* The length on the wire of the data member of frame f, and whether it is base64. */
+static size_t data_len(const char *f, bool *b64)
+{
+	json_error_t je;
+	json_t *o = json_loads(f, JSON_ALLOW_NUL, &je);
+	size_t n;
+
+	ck_assert_msg(o != NULL, "%s: %s", je.text, f);
+	*b64 = json_object_get(o, "encoding") != NULL;
+	json_decref(o);
+	n = strlen(f);
+	return n;
+}
+
+/* Valid UTF-8 whose escapes would make it longer than base64 goes as base64 (NULs: 6 bytes
+ * each as text, 4/3 as base64); the frame is never longer than the shorter encoding, and
+ * it decodes to the same bytes. */
+START_TEST(control_heavy_text_goes_as_base64)
+{
+	static const struct {
+		size_t nul_every; /* 1: all NULs; 0: none */
+		bool b64;
+	} cases[] = {{1, true}, {2, true}, {4, true}, {8, true}, {16, false}, {0, false}};
+	unsigned char src[3000], got[3100];
+	struct utf8_carry c = {0};
+	bool b64;
+	size_t n = sizeof(src), wire, m;
+	char *f;
+
+	for (size_t i = 0; i < n; i++)
+		src[i] = cases[_i].nul_every != 0 && i % cases[_i].nul_every == 0 ? 0 : 'x';
+	f = frame(&c, (const char *)src, n, true);
+	wire = data_len(f, &b64);
+	ck_assert_msg(b64 == cases[_i].b64, "a NUL every %zu bytes: %s", cases[_i].nul_every,
+	              b64 ? "base64" : "text");
+	/* never longer than base64 with its member, whatever was chosen */
+	ck_assert_uint_le(wire, sizeof("{\"stream\":\"stdout\",\"data\":\"\",\"encoding\":"
+	                               "\"base64\"}\n") - 1 + 4 * ((n + 2) / 3));
+	if (b64) {
+		json_t *o = json_loads(f, 0, NULL);
+		const char *d = json_string_value(json_object_get(o, "data"));
+		size_t dl = strlen(d);
+		m = (size_t)EVP_DecodeBlock(got, (const unsigned char *)d, (int)dl);
+		m -= (dl > 0 && d[dl - 1] == '=') + (dl > 1 && d[dl - 2] == '=');
+		ck_assert_uint_eq(m, n);
+		ck_assert_int_eq(memcmp(got, src, n), 0);
+		json_decref(o);
+	}
+	free(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("frame");
 	TCase *tc = tcase_create("frame");
 
 	tcase_add_test(tc, text_chunk_is_a_text_frame);
-	tcase_add_test(tc, text_frames_escape_every_ascii_byte);
+	tcase_add_loop_test(tc, text_frames_escape_every_ascii_byte, 0, 128);
+	tcase_add_loop_test(tc, control_heavy_text_goes_as_base64, 0, 6);
 	tcase_add_test(tc, split_sequence_is_carried_not_base64);
 	tcase_add_loop_test(tc, invalid_utf8_is_base64, 0, sizeof(invalid) / sizeof(invalid[0]));
 	tcase_add_test(tc, final_flushes_an_unfinished_sequence_as_base64);
