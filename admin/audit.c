@@ -593,7 +593,12 @@ static int cmd_verify(struct cli *cli, int argc, char **argv)
 	for (int i = 0; i < AUDIT_HASH_LEN; i++)
 		snprintf(hx + 2 * i, 3, "%02x", r.head_hash[i]);
 	if (rc == 0) {
-		printf("ok: %lld links, head %lld:%s\n", r.links, r.head_seq, hx);
+		if (r.pending > 0)
+			printf("ok: %lld links, head %lld:%s; %lld finished rows waiting for their "
+			       "link\n",
+			       r.links, r.head_seq, hx, r.pending);
+		else
+			printf("ok: %lld links, head %lld:%s\n", r.links, r.head_seq, hx);
 		return CLI_EXIT_OK;
 	}
 	printf("FAILED: %lld problems in %lld links (the head says %lld:%s)\n", r.problems, r.links,

@@ -10,6 +10,9 @@ void api_free(struct api *a)
 	if (a->reap != NULL)
 		event_free(a->reap);
 	a->reap = NULL;
+	seal_free(a);
+	free(a->leases);
+	a->leases = NULL;
 }
 
 void api_hold(struct api *a)

@@ -10,6 +10,7 @@
 
 #include "api/metrics.h"
 #include "api/orgs.h"
+#include "api/seal.h"
 #include "config/config.h"
 #include "http/router.h"
 
@@ -17,6 +18,7 @@ struct event_base;
 struct pool;
 struct pgasync;
 struct exec_job;
+struct leasecache;
 
 enum api_phase {
 	API_SERVING,  /* new execs are welcome */
@@ -46,6 +48,10 @@ struct api {
 	struct exec_job *jobs;
 	unsigned njobs;
 	struct event *reap;
+	/* Rows completed and waiting for their link in the chain (api/seal.c). */
+	struct seal_queue seal;
+	/* Where tokens last ran on workspaces (api/leasecache.c), made with the first exec. */
+	struct leasecache *leases;
 };
 
 /* The route table of the API (api/routes.c). */

@@ -9,17 +9,6 @@
 #include "common/err.h"
 #include "common/utf8.h"
 
-const char authz_lookup_sql[] =
-    "WITH t AS ("
-    " UPDATE api_tokens SET last_used_at = now()"
-    " WHERE secret_sha256 = decode($1, 'hex')"
-    " RETURNING kind, org_id, workspace_id, expires_at <= now() AS expired,"
-    "  revoked_at IS NOT NULL AS revoked) "
-    "SELECT t.kind, t.org_id, t.workspace_id, t.expired, t.revoked,"
-    " w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
-    " coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id)) "
-    "FROM t LEFT JOIN workspaces w ON w.id = $2";
-
 const char authz_token_sql[] =
     "UPDATE api_tokens t SET last_used_at = now()"
     " WHERE secret_sha256 = decode($1, 'hex')"

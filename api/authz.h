@@ -32,11 +32,7 @@ const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN
  * (for a workspace token, its workspace's org), its workspace. Stamps last_used_at. */
 extern const char authz_token_sql[];
 
-/* $1: hex SHA-256 of the token, $2: workspace id. At most one row: the token's, with the
- * workspace's columns NULL when there is no such workspace. Also stamps last_used_at.
- * Columns: kind, token org, token workspace, expired, revoked; workspace id, org, state,
- * tier, host, port, ssh_user, host_key_sha256; the token's own org (NULL for admins). */
-extern const char authz_lookup_sql[];
+
 
 /* What the lookup row says, as text columns parsed. */
 struct authz_row {
@@ -50,7 +46,8 @@ struct authz_row {
 	int ws_tier;
 };
 
-/* Fills *r from the lookup's result (0 or 1 row); r's strings point into res. */
+/* Fills *r from the result of audit_authz_begin_sql (0 or 1 row); r's strings point into
+ * res. */
 void authz_row_from_result(const PGresult *res, struct authz_row *r);
 
 enum authz_verdict {

@@ -14,6 +14,7 @@
 
 #include "api/exec_job.h"
 #include "api/exec_reply.h"
+#include "api/leasecache.h"
 #include "common/err.h"
 #include "common/fsm.h"
 #include "common/ids.h"
@@ -156,10 +157,11 @@ static void on_denied_row(const PGresult *res, const char *error, const char *sq
 	(void)res;
 	(void)sqlstate;
 	j->q = NULL;
-	if (error == NULL)
+	if (error == NULL) {
 		http_request_log(j->http)->exec_id =
 		    j->exec_id; /* X-Exec-Id names a row that exists */
-	if (error != NULL) {
+		seal_add(j->api, j->exec_id);
+	} else {
 		j->api->metrics.audit_write_failures++;
 		log_kv(LOG_ERROR, "could not write a denied audit row", "request_id", j->request_id,
 		       "error", error, NULL);
@@ -250,6 +252,8 @@ static void on_row_completed(const PGresult *res, const char *error, const char 
 			       "abandoned",
 			       "request_id", j->request_id, "exec_id", j->exec_id, NULL);
 		finish(j);
+		if (atoi(PQcmdTuples((PGresult *)res)) > 0)
+			seal_add(j->api, j->exec_id); /* after the last word, off its path */
 		return;
 	}
 	j->api->metrics.audit_write_failures++;
@@ -440,28 +444,6 @@ static void begin_step(struct exec_job *j)
 	}
 }
 
-static void on_row_begun(const PGresult *res, const char *error, const char *sqlstate, void *arg)
-{
-	struct exec_job *j = arg;
-
-	(void)res;
-	j->q = NULL;
-	j->audit_done = true;
-	j->audit_ok = error == NULL;
-	if (error == NULL)
-		http_request_log(j->http)->exec_id =
-		    j->exec_id; /* X-Exec-Id names a row that exists */
-	if (error != NULL) {
-		j->api->metrics.audit_write_failures++;
-		/* A lost connection may have committed the insert: complete the row anyway (a
-		 * no-op when it does not exist) rather than leave it running. */
-		j->audit_maybe = strcmp(sqlstate, PGASYNC_SQLSTATE_LOST) == 0;
-		log_kv(LOG_ERROR, "could not write the audit row; the command will not run",
-		       "request_id", j->request_id, "exec_id", j->exec_id, "error", error, NULL);
-	}
-	begin_step(j);
-}
-
 static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const char *detail,
                       void *arg)
 {
@@ -478,32 +460,30 @@ static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const
 	begin_step(j);
 }
 
-static void begin(struct exec_job *j)
+/* Asks the pool for a session to the job's target (j->host...). */
+static void lease_target(struct exec_job *j)
 {
 	struct pool_target t = {
 	    .host = j->host, .port = j->port, .user = j->user, .host_key_fp = j->fp};
-	struct audit_begin b;
-	const char *params[AUDIT_DENIED_NPARAMS];
-	char *store = NULL;
 
-	job_set_state(j, JOB_BEGIN);
-	fill_audit(j, &b, j->org);
-	if (audit_begin_params(&b, params, &store) == 0)
-		j->q = pgasync_query(j->api->db, audit_begin_sql, AUDIT_BEGIN_NPARAMS, params,
-		                     QUERY_DEADLINE_MS, on_row_begun, j);
-	free(store);
-	if (j->q == NULL) {
-		j->audit_done = true;
-		j->audit_ok = false;
+	j->lease_done = false;
+	j->acq = pool_lease_acquire(j->api->pool, &t, &j->deadline, on_leased, j);
+	if (j->acq == NULL)
+		j->lease_done = true; /* out of memory: lease_fail says connect */
+}
+
+/* Gives back whatever the job holds or awaits of the pool. */
+static void lease_drop(struct exec_job *j)
+{
+	if (j->acq != NULL) {
+		pool_acquire_cancel(j->acq);
+		j->acq = NULL;
 	}
-	/* Meanwhile the pool finds a session; the command waits for the commit. */
-	if (j->audit_done)
-		j->lease_done = true;
-	else
-		j->acq = pool_lease_acquire(j->api->pool, &t, &j->deadline, on_leased, j);
-	if (!j->audit_done && j->acq == NULL)
-		j->lease_done = true;
-	begin_step(j);
+	if (j->lease != NULL) {
+		pool_lease_release(j->lease);
+		j->lease = NULL;
+	}
+	j->lease_done = false;
 }
 
 static void copy(char *dst, size_t cap, const PGresult *res, int col)
@@ -511,30 +491,83 @@ static void copy(char *dst, size_t cap, const PGresult *res, int col)
 	snprintf(dst, cap, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
 }
 
-static void on_authz(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+static void on_refused_row(const PGresult *res, const char *error, const char *sqlstate,
+                           void *arg)
+{
+	struct exec_job *j = arg;
+
+	(void)res;
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL) {
+		j->api->metrics.audit_write_failures++;
+		log_kv(LOG_ERROR,
+		       "could not mark a refused exec's row denied; a sweep marks it abandoned",
+		       "request_id", j->request_id, "exec_id", j->exec_id, "error", error, NULL);
+	} else {
+		seal_add(j->api, j->exec_id);
+	}
+	deny_reply(j, &j->denial);
+}
+
+/* A refusal after the row went in (the org is at its limit, or the database authorized
+ * what authz_decide refuses): the row becomes final as 'denied', then the refusal. */
+static void refuse(struct exec_job *j, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void refuse(struct exec_job *j, const char *code, const char *fmt, ...)
+{
+	const char *params[AUDIT_REFUSE_NPARAMS] = {j->exec_id, code};
+	va_list ap;
+
+	lease_drop(j);
+	j->denial.code = code;
+	va_start(ap, fmt);
+	vsnprintf(j->denial.message, sizeof(j->denial.message), fmt, ap);
+	va_end(ap);
+	job_set_state(j, JOB_DENYING);
+	http_request_log(j->http)->error = code;
+	http_request_log(j->http)->exec_id = j->exec_id;
+	j->q = pgasync_query(j->api->db, audit_refuse_sql, AUDIT_REFUSE_NPARAMS, params,
+	                     QUERY_DEADLINE_MS, on_refused_row, j);
+	if (j->q == NULL) {
+		j->api->metrics.audit_write_failures++;
+		deny_reply(j, &j->denial);
+	}
+}
+
+/* The one statement before the command: the token and the workspace looked up, and the
+ * 'running' row inserted if (and only if) the request is authorized. */
+static void on_authz_begun(const PGresult *res, const char *error, const char *sqlstate,
+                           void *arg)
 {
 	struct exec_job *j = arg;
 	struct authz_row r = {0};
 	enum authz_verdict v;
 	const char *deny_org;
+	bool inserted;
 
-	(void)sqlstate;
 	j->q = NULL;
 	if (error != NULL) {
 		j->api->metrics.audit_write_failures++;
-		log_kv(LOG_ERROR, "token lookup failed", "request_id", j->request_id, "error",
-		       error, NULL);
-		exec_reply_error(
-		    j, "audit_unavailable",
-		    "the broker's database is unreachable, so nothing can be authorized or "
-		    "audited; the command was not run; retry later",
-		    NULL);
-		job_done(j);
+		log_kv(LOG_ERROR, "could not authorize or audit an exec; the command will not run",
+		       "request_id", j->request_id, "exec_id", j->exec_id, "error", error, NULL);
+		lease_drop(j);
+		job_set_state(j, JOB_BEGIN);
+		/* A lost connection may have committed the insert: the row is completed anyway
+		 * (a no-op when it does not exist) rather than left running. */
+		j->audit_done = j->lease_done = true;
+		j->audit_ok = false;
+		j->audit_maybe = strcmp(sqlstate, PGASYNC_SQLSTATE_LOST) == 0;
+		begin_step(j);
 		return;
 	}
 	authz_row_from_result(res, &r);
+	inserted = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 14), "t") == 0;
 	v = authz_decide(&r, j->api->cfg->min_exec_tier, j->reason != NULL);
-	if (v == AUTHZ_UNAUTHORIZED) {
+	if (v == AUTHZ_UNAUTHORIZED && !inserted) {
+		lease_drop(j);
+		leasecache_forget(j->api->leases, j->token_hash, j->ws_id);
 		exec_reply_error(j, "unauthorized",
 		                 r.token_found ? "the token has expired or was revoked"
 		                               : "the token is not known to this broker",
@@ -550,7 +583,16 @@ static void on_authz(const PGresult *res, const char *error, const char *sqlstat
 	    v == AUTHZ_NOT_RUNNING)
 		deny_org = r.ws_org;
 	snprintf(j->org, sizeof(j->org), "%s", deny_org);
-	audit_new_exec_id(j->exec_id);
+	if (inserted && v != AUTHZ_OK) {
+		log_kv(LOG_ERROR, "the database authorized an exec the broker refuses", "request_id",
+		       j->request_id, "exec_id", j->exec_id, "verdict", authz_code(v), NULL);
+		refuse(j, authz_code(v), "the request is not authorized (%s)", authz_code(v));
+		return;
+	}
+	if (v != AUTHZ_OK)
+		lease_drop(j);
+	if (v != AUTHZ_OK)
+		leasecache_forget(j->api->leases, j->token_hash, j->ws_id);
 	switch (v) {
 	case AUTHZ_NOT_FOUND:
 		deny(j, "not_found", j->org, "no workspace \"%s\" that this token can reach",
@@ -577,23 +619,42 @@ static void on_authz(const PGresult *res, const char *error, const char *sqlstat
 	default:
 		abort();
 	}
-	if (j->api->phase == API_STOPPING) {
+	if (!inserted) {
+		lease_drop(j);
+		if (j->api->phase != API_STOPPING)
+			log_kv(LOG_ERROR, "the database refused an exec the broker authorizes",
+			       "request_id", j->request_id, "exec_id", j->exec_id, NULL);
 		deny(j, "shutting_down", j->org, "the broker is shutting down; retry later");
 		return;
 	}
+	http_request_log(j->http)->exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
 	if (!orgs_enter(&j->api->orgs, j->org, j->api->cfg->org_max_concurrent_execs)) {
-		deny(j, "too_many_requests", j->org,
-		     "org \"%s\" already has %d execs running, the most allowed at once; retry "
-		     "after one finishes",
-		     j->org, j->api->cfg->org_max_concurrent_execs);
+		refuse(j, "too_many_requests",
+		       "org \"%s\" already has %d execs running, the most allowed at once; retry "
+		       "after one finishes",
+		       j->org, j->api->cfg->org_max_concurrent_execs);
 		return;
 	}
 	j->org_counted = true;
-	copy(j->host, sizeof(j->host), res, 9);
-	j->port = atoi(PQgetvalue(res, 0, 10));
-	copy(j->user, sizeof(j->user), res, 11);
-	copy(j->fp, sizeof(j->fp), res, 12);
-	begin(j);
+	job_set_state(j, JOB_BEGIN);
+	j->audit_done = j->audit_ok = true;
+	/* The session leased meanwhile is the right one unless the workspace moved. */
+	char host[sizeof(j->host)], user[sizeof(j->user)], fp[sizeof(j->fp)];
+	int port = atoi(PQgetvalue(res, 0, 10));
+	copy(host, sizeof(host), res, 9);
+	copy(user, sizeof(user), res, 11);
+	copy(fp, sizeof(fp), res, 12);
+	if (!j->hinted || strcmp(host, j->host) != 0 || port != j->port ||
+	    strcmp(user, j->user) != 0 || strcmp(fp, j->fp) != 0) {
+		lease_drop(j);
+		memcpy(j->host, host, sizeof(host));
+		memcpy(j->user, user, sizeof(user));
+		memcpy(j->fp, fp, sizeof(fp));
+		j->port = port;
+		lease_target(j);
+	}
+	leasecache_put(j->api->leases, j->token_hash, j->ws_id, j->host, j->port, j->user, j->fp);
+	begin_step(j);
 }
 
 static bool media_type_is(const char *value, const char *type)
@@ -639,10 +700,12 @@ void api_exec_post(struct http_request *r, void *arg)
 	                             (size_t)a->cfg->max_body_bytes};
 	struct request_error rerr;
 	struct exec_job *j;
-	const char *params[2], *why, *body;
-	char *cmd = NULL, cmderr[160];
+	const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS], *why, *body;
+	const struct leasecache_entry *hint;
+	struct audit_begin b;
+	char *cmd = NULL, *store = NULL, cmderr[160];
 	struct command_spec spec;
-	size_t len;
+	size_t len, cmdlen;
 	int rc;
 
 	if (a->phase != API_SERVING) {
@@ -705,20 +768,12 @@ void api_exec_post(struct http_request *r, void *arg)
 		                 rerr.field[0] != '\0' ? rerr.field : NULL);
 		goto done;
 	}
-	/* The quoted command must fit in one SSH packet (see pool/command.h). */
+	/* Refused here, before anything is looked up or audited: what the host's shell could
+	 * not be given. */
 	job_spec(j, &spec);
-	spec.timeout_ms = (long)j->req.timeout_s * 1000;
-	spec.kill_after_s = a->cfg->pool_kill_grace_s;
-	rc = command_build(&spec, &cmd, cmderr, sizeof(cmderr));
+	rc = command_build(&spec, &cmd, &cmdlen, cmderr, sizeof(cmderr));
 	free(cmd);
-	if (rc == EB_ERR_RANGE) {
-		exec_reply_error(j, "invalid_request",
-		                 "argv, env and cwd together are too long: quoted for the remote "
-		                 "shell they must fit in 32 KiB (a limit of the SSH library); pass "
-		                 "large data through stdin instead",
-		                 "argv");
-		goto done;
-	} else if (rc != 0) {
+	if (rc != 0) {
 		exec_reply_error(j, "invalid_request", cmderr, "argv");
 		goto done;
 	}
@@ -728,12 +783,35 @@ void api_exec_post(struct http_request *r, void *arg)
 	}
 	pool_deadline_after_ms((long)j->req.timeout_s * 1000, &j->deadline);
 	http_request_on_close(r, on_client_gone, j);
-	params[0] = j->token_hash;
-	params[1] = j->ws_id;
-	j->q = pgasync_query(a->db, authz_lookup_sql, 2, params, QUERY_DEADLINE_MS, on_authz, j);
+	if (a->leases == NULL)
+		a->leases = calloc(1, sizeof(*a->leases));
+	if (a->leases == NULL) {
+		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		goto done;
+	}
+	audit_new_exec_id(j->exec_id);
+	fill_audit(j, &b, NULL);
+	b.break_glass_reason = j->reason; /* the kind is not known yet: the statement keeps it
+	                                     for admin tokens only */
+	if (audit_authz_begin_params(&b, j->token_hash, a->cfg->min_exec_tier,
+	                             a->phase != API_STOPPING, params, &store) == 0)
+		j->q = pgasync_query(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS, params,
+		                     QUERY_DEADLINE_MS, on_authz_begun, j);
+	free(store);
 	if (j->q == NULL) {
 		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
 		goto done;
+	}
+	/* Where this token ran on this workspace before: its session is leased while the
+	 * statement runs. */
+	hint = leasecache_get(a->leases, j->token_hash, j->ws_id);
+	if (hint != NULL) {
+		j->hinted = true;
+		snprintf(j->host, sizeof(j->host), "%s", hint->host);
+		snprintf(j->user, sizeof(j->user), "%s", hint->user);
+		snprintf(j->fp, sizeof(j->fp), "%s", hint->fp);
+		j->port = hint->port;
+		lease_target(j);
 	}
 	return;
 done:

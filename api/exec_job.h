@@ -3,14 +3,19 @@
  * the command, the completion) and api/exec_reply.c tells the client (the NDJSON stream,
  * the buffered document, an error).
  *
- *   JOB_AUTHZ      one query: the token (by hash) and the workspace
- *   JOB_DENYING    writing the 'denied' row of a refusal, then the refusal
- *   JOB_BEGIN      the 'running' row is inserted while the pool leases a session; the
- *                  command waits for both (no row, no command)
+ *   JOB_AUTHZ      one statement: the token (by hash) and the workspace looked up, and
+ *                  the 'running' row inserted when they authorize the exec; meanwhile
+ *                  the pool leases a session where this token last ran on this
+ *                  workspace (api/leasecache.h), if it did
+ *   JOB_DENYING    writing the 'denied' row of a refusal (or making the running row
+ *                  one), then the refusal
+ *   JOB_BEGIN      the row is committed; the lease (of the right session) is awaited:
+ *                  the command waits for both (no row, no command)
  *   JOB_STARTING   the exec request is on its way to the host
  *   JOB_RUNNING    the command runs; its output streams to the client
  *   JOB_COMPLETING the outcome is known; the row is completed (retried until it lands
- *                  while the database is away), then the last frame or the reply is sent
+ *                  while the database is away), then the last frame or the reply is
+ *                  sent, and the row waits for its link in the chain (api/seal.h)
  *   JOB_DONE       replied; reclaimed after the loop turn
  *
  * Ownership: a job is on the API's job list (and holds the broker open) from
@@ -66,9 +71,10 @@ struct exec_job {
 	struct exec_request req;
 	struct timeval deadline; /* arrival + timeout_s, CLOCK_MONOTONIC */
 
-	/* From the lookup. */
+	/* From the lookup (host to fp: from the lease hint until then, if hinted). */
 	char kind[16], org[80], host[256], user[40], fp[64];
 	int port;
+	bool hinted;
 
 	char exec_id[AUDIT_EXEC_ID_LEN + 1];
 	struct pgasync_query *q;

@@ -201,15 +201,30 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 	}
 	if (anchor_seq > 0 && !anchor_seen)
 		problem(&v, "seq %lld: removed: the anchored link is missing", anchor_seq);
+	/* A finished row waits for its link (seal_pending) for moments after its broker
+	 * finished it, or SEAL_LATE_S at most when that broker died and another's janitor
+	 * links it: one waiting longer is unprotected, and one not waiting has no business
+	 * being unlinked. */
 	res = verify_exec(c,
-	                  "SELECT exec_id FROM exec_audit WHERE status <> 'running' AND chain_seq "
-	                  "IS NULL ORDER BY started_at LIMIT 1000",
+	                  "SELECT exec_id, seal_pending, seal_pending AND finished_at < now() - "
+	                  "make_interval(secs => " SEAL_LATE_S_TEXT ") FROM exec_audit "
+	                  "WHERE status <> 'running' AND chain_seq IS NULL ORDER BY started_at "
+	                  "LIMIT 1000",
 	                  0, NULL, err, errlen);
 	if (res == NULL)
 		goto out;
-	for (int i = 0; i < PQntuples(res); i++)
-		problem(&v, "exec_id %s: forged: a finished row without a link",
-		        PQgetvalue(res, i, 0));
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, 1), "t") != 0)
+			problem(&v, "exec_id %s: forged: a finished row without a link",
+			        PQgetvalue(res, i, 0));
+		else if (strcmp(PQgetvalue(res, i, 2), "t") == 0)
+			problem(&v,
+			        "exec_id %s: unlinked: finished more than %s s ago and still waiting "
+			        "for its link (is any broker running?)",
+			        PQgetvalue(res, i, 0), SEAL_LATE_S_TEXT);
+		else
+			r->pending++;
+	}
 	PQclear(res);
 	res = verify_exec(c, "COMMIT", 0, NULL, err, errlen);
 	if (res == NULL)

@@ -24,15 +24,61 @@ const char audit_begin_sql[] =
 
 const char audit_denied_sql[] =
     "INSERT INTO exec_audit (" BEGIN_COLUMNS
-    ", status, error_code, finished_at, duration_ms) VALUES (" BEGIN_VALUES
-    ", 'denied', $15, now(), 0)";
+    ", status, error_code, finished_at, duration_ms, seal_pending) VALUES (" BEGIN_VALUES
+    ", 'denied', $15, now(), 0, true)";
 
+/* The token and the workspace, looked up as authz_row_from_result() reads them (columns 0
+ * to 13), and the running row inserted in the same statement when, and only when, the
+ * request is authorized: the predicate is authz_decide()'s AUTHZ_OK, written in SQL
+ * (tests/check_serve.c's tenancy matrix holds the two to the same answers). Column 14 says
+ * whether the row went in. */
+const char audit_authz_begin_sql[] =
+    "WITH t AS ("
+    " UPDATE api_tokens SET last_used_at = now()"
+    " WHERE secret_sha256 = decode($1, 'hex')"
+    " RETURNING kind, org_id, workspace_id, coalesce(expires_at <= now(), false) AS expired,"
+    "  revoked_at IS NOT NULL AS revoked), "
+    "l AS ("
+    " SELECT t.kind, t.org_id AS t_org, t.workspace_id AS t_ws, t.expired, t.revoked,"
+    "  w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
+    "  coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id))"
+    "   AS own_org"
+    " FROM t LEFT JOIN workspaces w ON w.id = $2), "
+    "i AS ("
+    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status)"
+    " SELECT $3::uuid, $4, $2, l.org_id, $5, l.kind,"
+    "  CASE WHEN l.kind = 'admin' THEN $6 END,"
+    "  ARRAY(SELECT jsonb_array_elements_text($7::jsonb)),"
+    "  ARRAY(SELECT jsonb_array_elements_text($8::jsonb)), $9, $10::bigint, $11::inet,"
+    "  $12::integer, $13, 'running'"
+    " FROM l"
+    " WHERE $15::boolean AND NOT l.expired AND NOT l.revoked AND l.id IS NOT NULL"
+    "  AND l.state = 'running'"
+    "  AND coalesce(CASE l.kind"
+    "   WHEN 'admin' THEN $6::text IS NOT NULL"
+    "   WHEN 'org' THEN l.t_org = l.org_id AND l.tier >= $14::integer"
+    "   WHEN 'workspace' THEN l.t_ws = l.id AND l.tier >= $14::integer END, false)"
+    " RETURNING 1) "
+    "SELECT l.kind, l.t_org, l.t_ws, l.expired, l.revoked, l.id, l.org_id, l.state, l.tier,"
+    " l.host, l.port, l.ssh_user, l.host_key_sha256, l.own_org, EXISTS (SELECT 1 FROM i) "
+    "FROM l";
+
+/* seal_pending: linked into the chain moments later, in a batch (audit_seal_sql). */
 const char audit_end_sql[] =
     "UPDATE exec_audit SET status = $2, error_code = $3, exit_code = $4::integer, "
     "exit_signal = $5, finished_at = greatest(now(), started_at), "
     "duration_ms = $6::bigint, stdout_bytes = $7::bigint, stderr_bytes = $8::bigint, "
-    "stdout_truncated = $9::boolean, stderr_truncated = $10::boolean "
+    "stdout_truncated = $9::boolean, stderr_truncated = $10::boolean, seal_pending = true "
     "WHERE exec_id = $1::uuid AND status = 'running'";
+
+/* A running row refused after all (its org was at its limit): final as 'denied'. */
+const char audit_refuse_sql[] =
+    "UPDATE exec_audit SET status = 'denied', error_code = $2, "
+    "finished_at = greatest(now(), started_at), duration_ms = 0, seal_pending = true "
+    "WHERE exec_id = $1::uuid AND status = 'running'";
+
+const char audit_seal_sql[] =
+    "SELECT exec_audit_seal($1::uuid[], make_interval(secs => $2::integer))";
 
 const char audit_abandon_sql[] =
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
@@ -100,23 +146,23 @@ static const char *keep(struct store *st, const char *s)
 	return st->buf + st->len - n;
 }
 
-int audit_begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_NPARAMS],
-                       char **store)
+/* audit_begin_params, with extra bytes of room left in the store for the caller. */
+static int begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_NPARAMS],
+                        struct store *st, size_t extra)
 {
 	char *argv = json_strings(b->argv, b->argc);
 	char *env = json_strings(b->env_names, b->nenv);
 	char nums[2][32];
-	struct store st = {0};
 	int rc = EB_ERR_NOMEM;
 
-	*store = NULL;
+	*st = (struct store){0};
 	if (argv == NULL || env == NULL)
 		goto out;
 	snprintf(nums[0], sizeof(nums[0]), "%lu", b->stdin_bytes);
 	snprintf(nums[1], sizeof(nums[1]), "%d", b->timeout_s);
-	st.cap = strlen(argv) + strlen(env) + sizeof(nums) + 2;
-	st.buf = malloc(st.cap);
-	if (st.buf == NULL)
+	st->cap = strlen(argv) + strlen(env) + sizeof(nums) + 2 + extra;
+	st->buf = malloc(st->cap);
+	if (st->buf == NULL)
 		goto out;
 	p[0] = b->exec_id;
 	p[1] = b->request_id;
@@ -125,20 +171,55 @@ int audit_begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_N
 	p[4] = b->actor;
 	p[5] = b->actor_kind;
 	p[6] = b->break_glass_reason;
-	p[7] = keep(&st, argv);
-	p[8] = keep(&st, env);
+	p[7] = keep(st, argv);
+	p[8] = keep(st, env);
 	p[9] = b->cwd;
-	p[10] = keep(&st, nums[0]);
+	p[10] = keep(st, nums[0]);
 	p[11] = b->client_addr;
-	p[12] = b->timeout_s > 0 ? keep(&st, nums[1]) : NULL;
+	p[12] = b->timeout_s > 0 ? keep(st, nums[1]) : NULL;
 	p[13] = b->broker_instance;
 	p[14] = b->error_code;
-	*store = st.buf;
 	rc = 0;
 out:
 	free(argv);
 	free(env);
 	return rc;
+}
+
+int audit_begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_NPARAMS],
+                       char **store)
+{
+	struct store st;
+	int rc = begin_params(b, p, &st, 0);
+
+	*store = st.buf;
+	return rc;
+}
+
+int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash, int min_tier,
+                             bool accepting, const char *p[AUDIT_AUTHZ_BEGIN_NPARAMS],
+                             char **store)
+{
+	const char *q[AUDIT_DENIED_NPARAMS];
+	struct store st;
+	char tier[16];
+	int rc = begin_params(b, q, &st, sizeof(tier));
+
+	*store = st.buf;
+	if (rc != 0)
+		return rc;
+	snprintf(tier, sizeof(tier), "%d", min_tier);
+	p[0] = token_hash;
+	p[1] = b->workspace_id;
+	p[2] = b->exec_id;
+	p[3] = b->request_id;
+	p[4] = b->actor;
+	p[5] = b->break_glass_reason;
+	for (int i = 6; i <= 12; i++)
+		p[i] = q[i + 1]; /* argv, env, cwd, stdin_bytes, client, timeout, instance */
+	p[13] = keep(&st, tier);
+	p[14] = accepting ? "true" : "false";
+	return 0;
 }
 
 int audit_end_params(const struct audit_end *e, const char *p[AUDIT_END_NPARAMS], char **store)

@@ -40,13 +40,28 @@ struct audit_end {
 };
 
 /* A row is inserted 'running' (and committed) before the command may start, completed
- * exactly once at the end, or inserted final as 'denied'. argv and env names travel as JSON
+ * exactly once at the end, or inserted final as 'denied'. A row the broker finishes waits
+ * for its link in the hash chain (seal_pending, migrations/0005) until audit_seal_sql. argv and env names travel as JSON
  * and become text[] in SQL, so no array-literal escaping is written by hand. */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
 #define AUDIT_DENIED_NPARAMS 15 /* audit_denied_sql: the same and error_code */
 #define AUDIT_END_NPARAMS    10
 
+#define AUDIT_AUTHZ_BEGIN_NPARAMS 15 /* audit_authz_begin_sql */
+#define AUDIT_REFUSE_NPARAMS      2  /* audit_refuse_sql: exec_id, error_code */
+#define AUDIT_SEAL_NPARAMS        2  /* audit_seal_sql */
+
 extern const char audit_begin_sql[];  /* INSERT ... 'running' */
+/* The one statement before a command runs: the token and the workspace are looked up (the
+ * result reads as authz_row_from_result() expects, plus column 14: whether the row went
+ * in) and, when the request is authorized, the 'running' row is inserted, all in one
+ * round trip. See audit_authz_begin_params. */
+extern const char audit_authz_begin_sql[];
+/* A running row turned away after its insert (the org's limit): final as 'denied'. */
+extern const char audit_refuse_sql[];
+/* Links into the chain the rows whose ids are in $1 (a uuid[] literal), and every row
+ * still pending $2 seconds after it finished (its broker is gone). Returns how many. */
+extern const char audit_seal_sql[];
 extern const char audit_denied_sql[]; /* INSERT ... 'denied', final at once */
 /* Completes a running row; 0 rows when it was already completed, so a retry after a lost
  * reply is harmless. */
@@ -74,6 +89,12 @@ void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1]);
  * kept in *store (malloc'd; free it after the query). 0 or EB_ERR_NOMEM. */
 int audit_begin_params(const struct audit_begin *b, const char *params[AUDIT_DENIED_NPARAMS],
                        char **store);
+/* Text parameters for audit_authz_begin_sql: b (its org and kind are ignored: the lookup
+ * gives them), the token's hash, the lowest tier a non-admin token may run on, and whether
+ * the broker takes new execs at all. Kept in *store likewise. */
+int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash, int min_tier,
+                             bool accepting, const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS],
+                             char **store);
 /* Text parameters for audit_end_sql, likewise. */
 int audit_end_params(const struct audit_end *e, const char *params[AUDIT_END_NPARAMS],
                      char **store);

@@ -1,5 +1,6 @@
-/* server/janitor.c: heartbeats and the sweep of rows left running by brokers that are
- * gone, on the loop, one statement at a time. */
+/* server/janitor.c: heartbeats, the sweep of rows left running by brokers that are gone,
+ * and the linking of rows they finished but never linked, on the loop, one statement at a
+ * time. */
 #include "server/janitor.h"
 
 #include <event2/event.h>
@@ -25,9 +26,26 @@ static void arm(struct janitor *j, int seconds)
 	evtimer_add(j->timer, &t);
 }
 
+static void on_sealed(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct janitor *j = arg;
+
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL)
+		log_kv(LOG_WARN, "could not link audit rows waiting for the chain", "error", error,
+		       NULL);
+	else if (PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) > 0)
+		log_kv(LOG_WARN, "audit rows finished by brokers that are gone linked into the chain",
+		       "rows", PQgetvalue(res, 0, 0), NULL);
+	arm(j, j->api->cfg->broker_heartbeat_s);
+}
+
 static void on_swept(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct janitor *j = arg;
+	char stale[16];
+	const char *params[AUDIT_SEAL_NPARAMS] = {"{}", stale};
 
 	(void)sqlstate;
 	j->q = NULL;
@@ -38,7 +56,12 @@ static void on_swept(const PGresult *res, const char *error, const char *sqlstat
 		log_kv(LOG_WARN,
 		       "audit rows left running by brokers that are gone marked abandoned", "rows",
 		       PQcmdTuples((PGresult *)res), NULL);
-	arm(j, j->api->cfg->broker_heartbeat_s);
+	/* Rows their broker finished but never linked (api/seal.h). */
+	snprintf(stale, sizeof(stale), "%d", SEAL_STALE_S);
+	j->q = pgasync_query(j->api->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params,
+	                     j->api->cfg->broker_heartbeat_s * 1000L, on_sealed, j);
+	if (j->q == NULL)
+		arm(j, j->api->cfg->broker_heartbeat_s);
 }
 
 static void on_beat(const PGresult *res, const char *error, const char *sqlstate, void *arg)

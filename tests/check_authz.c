@@ -1,13 +1,15 @@
 /* tests/check_authz.c: bearer headers and break-glass reasons; the tenancy matrix. Tokens made by
- * the real CLI, the lookup SQL run on the harness's PostgreSQL, and the decision for every token
- * and workspace pairing: 401 for bad tokens, 404 (never 403) for what a tenant cannot reach, the
- * tier gate, the admin's break-glass reason, stopped workspaces. */
+ * the real CLI, the statement that authorizes and begins an exec run on the harness's
+ * PostgreSQL, and the decision for every token and workspace pairing: 401 for bad tokens, 404
+ * (never 403) for what a tenant cannot reach, the tier gate, the admin's break-glass reason,
+ * stopped workspaces; and the statement's own predicate agreeing with the decision each time. */
 #include <check.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/authz.h"
+#include "audit/writer.h"
 #include "common/token.h"
 #include "tests/kit/expect.h"
 #include "tests/kit/harness.h"
@@ -66,25 +68,51 @@ static void setup(void)
 	ck_assert_int_eq(token_generate(tokens[T_UNKNOWN]), 0);
 }
 
-/* Runs the lookup and the decision as the broker will. */
-static enum authz_verdict decide(int tok, const char *ws, bool reason)
+/* Runs the statement and the decision as the broker will: the row goes in exactly when
+ * the decision is AUTHZ_OK (the SQL predicate and authz_decide agree). Rolled back unless
+ * commit. */
+static enum authz_verdict decide_and(int tok, const char *ws, bool reason, bool commit)
 {
-	char hash[TOKEN_HASH_HEX_LEN + 1];
-	const char *params[2] = {hash, ws};
+	char hash[TOKEN_HASH_HEX_LEN + 1], *store = NULL;
+	const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS];
+	static const struct eb_bytes argv[] = {{"true", 4}};
+	struct audit_begin b = {.request_id = "req-authz",
+	                        .workspace_id = ws,
+	                        .actor = "token:ebk_test0000",
+	                        .break_glass_reason = reason ? "incident 42" : NULL,
+	                        .argv = argv,
+	                        .argc = 1,
+	                        .timeout_s = 30,
+	                        .broker_instance = "check-authz"};
 	struct authz_row row = {0};
 	enum authz_verdict v;
 	PGconn *c = PQconnectdb(db);
 	PGresult *res;
+	bool inserted;
 
+	audit_new_exec_id(b.exec_id);
 	token_hash_hex(tokens[tok], strlen(tokens[tok]), hash);
-	res = PQexecParams(c, authz_lookup_sql, 2, NULL, params, NULL, NULL, 0);
+	ck_assert_int_eq(audit_authz_begin_params(&b, hash, 3, true, params, &store), 0);
+	PQclear(PQexec(c, "BEGIN"));
+	res = PQexecParams(c, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS, NULL, params, NULL,
+	                   NULL, 0);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	ck_assert_int_le(PQntuples(res), 1);
 	authz_row_from_result(res, &row);
 	v = authz_decide(&row, 3, reason);
+	inserted = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 14), "t") == 0;
+	ck_assert_msg(inserted == (v == AUTHZ_OK), "token %d on %s: the row %s in, the verdict is %s",
+	              tok, ws, inserted ? "went" : "did not go", authz_code(v) ? authz_code(v) : "ok");
 	PQclear(res);
+	PQclear(PQexec(c, commit ? "COMMIT" : "ROLLBACK"));
 	PQfinish(c);
+	free(store);
 	return v;
+}
+
+static enum authz_verdict decide(int tok, const char *ws, bool reason)
+{
+	return decide_and(tok, ws, reason, false);
 }
 
 static const struct {
@@ -133,7 +161,7 @@ START_TEST(lookup_stamps_last_used)
 	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM api_tokens WHERE id = 2 AND "
 	                                  "last_used_at IS NULL"),
 	                 1);
-	ck_assert_int_eq(decide(T_ORG_ACME, "ws-a", false), AUTHZ_OK);
+	ck_assert_int_eq(decide_and(T_ORG_ACME, "ws-a", false, true), AUTHZ_OK);
 	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM api_tokens WHERE id = 2 AND "
 	                                  "last_used_at IS NOT NULL"),
 	                 1);

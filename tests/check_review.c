@@ -429,6 +429,9 @@ START_TEST(migration_0003_links_rows_written_before_it)
 	                                  "'r-1'"),
 	                 1);
 	ck_assert_int_eq(tu_query_int(db, "SELECT seq FROM exec_audit_chain_head"), 3);
+	/* the later migrations, which today's verifier reads */
+	for (size_t i = 3; i < migrations_embedded_count; i++)
+		exec_ok(c, migrations_embedded[i].sql);
 	ck_assert_int_eq(audit_verify(c, NULL, f, &r, err, sizeof(err)), 0);
 	ck_assert(r.links == 3 && r.problems == 0 && r.head_seq == 3);
 	exec_ok(c, "UPDATE exec_audit SET status = 'exited', exit_code = 0, finished_at = now(), "
@@ -521,12 +524,23 @@ START_TEST(concurrent_writers_make_one_chain)
 				PQclear(res);
 				snprintf(sql, sizeof(sql),
 				         "UPDATE exec_audit SET status = 'exited', exit_code = %d, "
-				         "finished_at = now(), duration_ms = 1 WHERE request_id = "
-				         "'w%d-%d'",
-				         i % 3, w, i);
+				         "finished_at = now(), duration_ms = 1, seal_pending = %s "
+				         "WHERE request_id = 'w%d-%d'",
+				         i % 3, _i ? "true" : "false", w, i);
 				res = PQexec(wc, sql);
 				bad |= PQresultStatus(res) != PGRES_COMMAND_OK;
 				PQclear(res);
+				if (_i == 1 && (i % 5 == 4 || i == ROWS - 1)) {
+					/* as a broker's sealer: its own rows, in batches */
+					snprintf(sql, sizeof(sql),
+					         "SELECT exec_audit_seal(array_agg(exec_id), "
+					         "'30 s') FROM exec_audit WHERE request_id LIKE "
+					         "'w%d-%%'",
+					         w);
+					res = PQexec(wc, sql);
+					bad |= PQresultStatus(res) != PGRES_TUPLES_OK;
+					PQclear(res);
+				}
 			}
 			PQfinish(wc);
 			_exit(bad);
@@ -552,10 +566,74 @@ START_TEST(concurrent_writers_make_one_chain)
 	}
 	ck_assert_int_eq(audit_verify(c, NULL, stdout, &r, err, sizeof(err)), 0);
 	ck_assert_int_eq(r.links, WRITERS * ROWS);
+	ck_assert_int_eq(r.pending, 0);
 	ck_assert_int_eq(r.head_seq, WRITERS * ROWS);
 	ck_assert_int_eq(tu_query_int(db, "SELECT count(DISTINCT chain_seq) FROM exec_audit"),
 	                 WRITERS * ROWS);
 	ck_assert_int_ge(verifies, 2);
+	PQfinish(c);
+}
+END_TEST
+
+/* A finished row waiting for its link: verify counts it, then reports it once it has
+ * waited past SEAL_LATE_S_TEXT; nothing about it can change but being linked, and once
+ * linked the chain is whole. */
+START_TEST(rows_waiting_for_their_link)
+{
+	struct audit_verify_result r;
+	char db[512], err[512], *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	PGconn *c;
+	PGresult *res;
+
+	tu_migrated_db(db, sizeof(db));
+	c = PQconnectdb(db);
+	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+	exec_ok(c, "INSERT INTO exec_audit (exec_id, request_id, workspace_id, org_id, actor, "
+	           "actor_kind, argv, status, started_at) VALUES "
+	           "('22222222-2222-2222-2222-222222222222', 'r-p', 'ws-1', 'acme', 'token:x', "
+	           "'org', '{true}', 'running', now() - interval '10 min'), "
+	           "('33333333-3333-3333-3333-333333333333', 'r-now', 'ws-1', 'acme', "
+	           "'token:x', 'org', '{true}', 'running', now())");
+	exec_ok(c, "UPDATE exec_audit SET status = 'exited', exit_code = 0, duration_ms = 1, "
+	           "finished_at = started_at + interval '1 s', seal_pending = true");
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM exec_audit WHERE chain_seq IS "
+	                                  "NULL AND seal_pending"),
+	                 2);
+	/* one finished moments ago, one ten minutes ago */
+	ck_assert_int_eq(audit_verify(c, NULL, f, &r, err, sizeof(err)), 1);
+	ck_assert_msg(r.problems == 1 && r.pending == 1, "%lld problems, %lld pending", r.problems,
+	              r.pending);
+	fflush(f);
+	ck_assert_msg(strstr(out, "22222222-2222-2222-2222-222222222222: unlinked") != NULL,
+	              "verify printed: %s", out);
+	/* waiting, it still cannot change */
+	res = PQexec(c, "UPDATE exec_audit SET exit_code = 1 WHERE request_id = 'r-now'");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	PQclear(res);
+	res = PQexec(c, "UPDATE exec_audit SET seal_pending = false WHERE request_id = 'r-now'");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	PQclear(res);
+	/* a seal of nothing but stale rows links the old one only */
+	ck_assert_int_eq(tu_query_int(db, "SELECT exec_audit_seal('{}', '30 s')"), 1);
+	ck_assert_int_eq(audit_verify(c, NULL, f, &r, err, sizeof(err)), 0);
+	ck_assert(r.links == 1 && r.pending == 1 && r.problems == 0);
+	/* its own broker's seal links the other; a second seal of it does nothing */
+	ck_assert_int_eq(tu_query_int(db, "SELECT exec_audit_seal("
+	                                  "'{33333333-3333-3333-3333-333333333333}', '30 s')"),
+	                 1);
+	ck_assert_int_eq(tu_query_int(db, "SELECT exec_audit_seal("
+	                                  "'{33333333-3333-3333-3333-333333333333}', '30 s')"),
+	                 0);
+	ck_assert_int_eq(audit_verify(c, NULL, f, &r, err, sizeof(err)), 0);
+	ck_assert(r.links == 2 && r.pending == 0 && r.problems == 0 && r.head_seq == 2);
+	/* the stale one went first */
+	ck_assert_int_eq(tu_query_int(db, "SELECT chain_seq FROM exec_audit WHERE request_id = "
+	                                  "'r-p'"),
+	                 1);
+	fclose(f);
+	free(out);
 	PQfinish(c);
 }
 END_TEST
@@ -579,7 +657,8 @@ int main(void)
 	tcase_set_timeout(pg, 60);
 	tcase_add_test(pg, migration_0003_links_rows_written_before_it);
 	tcase_add_test(pg, canonical_content_matches_the_database);
-	tcase_add_test(pg, concurrent_writers_make_one_chain);
+	tcase_add_loop_test(pg, concurrent_writers_make_one_chain, 0, 2); /* linked at once, sealed */
+	tcase_add_test(pg, rows_waiting_for_their_link);
 	suite_add_tcase(s, pg);
 	if (th_setup(TH_PG) != 0)
 		return 2;

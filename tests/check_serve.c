@@ -341,17 +341,19 @@ START_TEST(too_many_or_too_long_arguments_are_400)
 	json_decref(o);
 	kit_resp_free(&r);
 
-	/* Within the 64 KiB of argv, but its quoted command is over the 32 KiB libssh2 sends. */
-	memset(big, 'a', 40000);
-	big[40000] = '\0';
+	/* One argument over what Linux gives a program (MAX_ARG_STRLEN): 400, named, before
+	 * any row. */
+	big = realloc(big, 140001);
+	memset(big, 'a', 140000);
+	big[140000] = '\0';
 	argv[0] = "echo";
 	argv[1] = big;
 	argv[2] = NULL;
 	exec_argv(&r, "ws-a1", W.tok_org, argv, NULL, NULL);
 	sv_error(W.db, &r, 400, "invalid_request", NULL, NULL);
 	o = sv_json(&r);
-	ck_assert_msg(sv_str(o, "error.field") && strncmp(sv_str(o, "error.field"), "argv", 4) == 0,
-	              "field: %s", r.body);
+	ck_assert_msg(sv_str(o, "error.field") && strcmp(sv_str(o, "error.field"), "argv[1]") == 0,
+	              "field: %.200s", r.body);
 	json_decref(o);
 	kit_resp_free(&r);
 	free(big);
@@ -875,6 +877,33 @@ START_TEST(binary_output_is_base64_and_exact)
 }
 END_TEST
 
+/* Output full of NULs (valid UTF-8, but 6 bytes each escaped) streams as base64, chunk by
+ * chunk: the body is about 4/3 of the output, not 6 times it, and decodes exactly; plain
+ * text around it still comes as text. */
+START_TEST(nul_output_streams_as_base64_not_escaped)
+{
+	enum { N = 300000 };
+	const char *argv[] = {"sh", "-c", "echo before; head -c 300000 /dev/zero; echo; echo after",
+	                      NULL};
+	struct kit_resp r;
+	struct kit_frames f;
+	char *want = calloc(1, N + 20);
+
+	exec_argv(&r, "ws-a1", W.tok_org, argv, NULL, NULL);
+	sv_stream(&r, &f);
+	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+	memcpy(want, "before\n", 7);
+	memcpy(want + 7 + N, "\nafter\n", 7);
+	ck_assert_msg(f.out_len == N + 14 && memcmp(f.out, want, N + 14) == 0,
+	              "stdout: %zu bytes, not the output", f.out_len);
+	ck_assert_int_gt(f.b64, 0);
+	ck_assert_msg(r.body_len < N * 3 / 2, "%zu bytes on the wire for %d NULs", r.body_len, N);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	free(want);
+}
+END_TEST
+
 /* Responses of a few hundred KiB, one after another: each arrives whole, ends with its last
  * frame and the client sees the chunked body end (no cut, no stall). */
 START_TEST(every_streamed_response_arrives_whole)
@@ -1021,6 +1050,43 @@ START_TEST(stdin_reaches_the_command)
 	kit_frames_free(&f);
 	kit_resp_free(&r);
 	free(big);
+}
+END_TEST
+
+/* argv and env far past what one SSH exec request carries (libssh2 1.10 sends at most
+ * 32 KiB): the command goes ahead of stdin, arrives byte for byte, and the program's own
+ * stdin follows untouched. */
+START_TEST(large_argv_and_env_arrive_byte_exact)
+{
+	const size_t big = 100 * 1024;
+	char *arg = malloc(big + 1), *val = malloc(big + 1), *want;
+	const char *argv[] = {"sh", "-c", "printf '%s|%s|' \"$1\" \"$BIGVAR\" && cat", "sh", arg,
+	                      NULL};
+	struct kit_resp r;
+	struct kit_frames f;
+
+	for (size_t i = 0; i < big; i++) {
+		arg[i] = "ab'\"$`\\ \n;|*-"[i % 13];
+		val[i] = "\n'x$(id)"[i % 8];
+	}
+	arg[big] = val[big] = '\0';
+	exec_argv(&r, "ws-a1", W.tok_org, argv,
+	          json_pack("{s:{s:s},s:s}", "env", "BIGVAR", val, "stdin", "then stdin\n"), NULL);
+	sv_stream(&r, &f);
+	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+	want = malloc(2 * big + 64);
+	memcpy(want, arg, big);
+	want[big] = '|';
+	memcpy(want + big + 1, val, big);
+	memcpy(want + 2 * big + 1, "|then stdin\n", 12);
+	ck_assert_msg(f.out_len == 2 * big + 13 && memcmp(f.out, want, f.out_len) == 0,
+	              "%zu bytes back, want %zu: %.60s; stderr %.200s", f.out_len, 2 * big + 13,
+	              f.out, f.err);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	free(want);
+	free(arg);
+	free(val);
 }
 END_TEST
 
@@ -1483,6 +1549,7 @@ int main(void)
 	ADD_LOOP(s, bad_body_is_400_naming_the_field_without_a_row,
 	         sizeof(bad_bodies) / sizeof(bad_bodies[0]));
 	ADD(s, too_many_or_too_long_arguments_are_400);
+	ADD(s, large_argv_and_env_arrive_byte_exact);
 	ADD(s, bad_break_glass_reason_is_400);
 	ADD_LOOP(s, content_type_must_be_json, sizeof(ctypes) / sizeof(ctypes[0]));
 	ADD(s, checks_run_in_the_contract_order);
@@ -1496,6 +1563,7 @@ int main(void)
 	ADD(s, timeout_is_504_when_buffered);
 	ADD(s, timeout_is_defaulted_and_clamped);
 	ADD(s, binary_output_is_base64_and_exact);
+	ADD(s, nul_output_streams_as_base64_not_escaped);
 	ADD(s, every_streamed_response_arrives_whole);
 	ADD(s, stream_is_complete_for_a_client_that_lags);
 	ADD(s, split_utf8_is_carried_over);

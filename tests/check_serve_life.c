@@ -22,6 +22,7 @@
 #include "tests/kit/harness.h"
 #include "tests/kit/http.h"
 #include "tests/kit/proc.h"
+#include "tests/kit/sql.h"
 #include "tests/kit/world.h"
 #include "tests/runner.h"
 
@@ -713,10 +714,10 @@ static bool gone_by(pid_t pid, long long by)
 	return true;
 }
 
-/* A broker SIGKILLed while its commands run: the host ends them by itself at the exec's
- * own deadline (TERM to the group) and, for what ignores TERM, KILL after the kill grace,
- * no later. */
-START_TEST(a_killed_brokers_commands_end_at_their_deadline)
+/* A broker SIGKILLed while its commands run: its connection closes, and the session's
+ * watcher on the host ends them then, far before their deadline (TERM to the group), and
+ * what ignores TERM with KILL after the kill grace, no later. */
+START_TEST(a_killed_brokers_commands_end_when_it_goes)
 {
 	static const char *const scripts[] = {SV_SLEEPER, "trap '' TERM; " SV_SLEEPER};
 	struct kit_broker b = {0};
@@ -725,22 +726,56 @@ START_TEST(a_killed_brokers_commands_end_at_their_deadline)
 	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org};
 	struct kit_conn s;
 	pid_t pids[2];
+	long long by;
+
+	start_broker(&b, "eb-life-k7", "pool_kill_grace_s = 3\n");
+	body = sv_body(argv, json_pack("{s:i}", "timeout_s", 600));
+	q.body = body;
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
+	sv_wait_sleeper(&s, pidf, pids);
+	kit_broker_kill(&b);
+	/* TERM at once; KILL 3 s later for a group that ignores TERM; 2 s of slack. */
+	by = kit_now_ms() + (_i == 0 ? 0 : 3000) + 2000;
+	for (int i = 0; i < 2; i++)
+		ck_assert_msg(gone_by(pids[i], by), "pid %d outlived its broker by more than %d s",
+		              (int)pids[i], _i == 0 ? 2 : 5);
+	kit_stream_abort(&s);
+	unlink(pidf);
+	free(pidf);
+	free(body);
+}
+END_TEST
+
+/* The network between broker and host goes silent (the broker is stopped: its connection
+ * stays open and says nothing): nothing tells the host, and the watcher ends the commands
+ * at their deadline by its own clock, KILL after the kill grace for what ignores TERM. */
+START_TEST(a_silent_brokers_commands_end_at_their_deadline)
+{
+	static const char *const scripts[] = {SV_SLEEPER, "trap '' TERM; " SV_SLEEPER};
+	struct kit_broker b = {0};
+	char *pidf = kit_tmp_path("k8pids"), *body;
+	const char *argv[] = {"sh", "-c", scripts[_i], pidf, NULL};
+	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org};
+	struct kit_conn s;
+	pid_t pids[2];
 	long long t0, by;
 
-	start_broker(&b, "eb-life-k7", "pool_kill_grace_s = 5\n");
+	start_broker(&b, "eb-life-k8", "pool_kill_grace_s = 3\n");
 	body = sv_body(argv, json_pack("{s:i}", "timeout_s", 3));
 	q.body = body;
 	t0 = kit_now_ms();
 	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
 	sv_wait_sleeper(&s, pidf, pids);
-	kit_broker_kill(&b);
-	/* TERM at the deadline; KILL 5 s later for a group that ignores TERM; 2 s of slack. */
-	by = t0 + 3000 + (_i == 0 ? 0 : 5000) + 2000;
+	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+	/* TERM at the deadline; KILL 3 s later for a group that ignores TERM; 2 s of slack. */
+	by = t0 + 3000 + (_i == 0 ? 0 : 3000) + 2000;
 	for (int i = 0; i < 2; i++)
 		ck_assert_msg(gone_by(pids[i], by),
 		              "pid %d outlived its deadline (3 s%s) by more than 2 s", (int)pids[i],
-		              _i == 0 ? "" : " and the 5 s kill grace");
+		              _i == 0 ? "" : " and the 3 s kill grace");
+	kill(b.pid, SIGCONT);
 	kit_stream_abort(&s);
+	kit_broker_kill(&b);
 	unlink(pidf);
 	free(pidf);
 	free(body);
@@ -799,6 +834,44 @@ START_TEST(rows_of_a_broker_gone_for_good_are_swept_by_another)
 }
 END_TEST
 
+/* Rows a broker finished but never linked into the chain (it died between the two) are
+ * linked by another broker's janitor once they are SEAL_STALE_S old; fresher ones are left
+ * to their own broker. */
+START_TEST(finished_rows_a_gone_broker_never_linked_are_linked_by_another)
+{
+	struct kit_broker live = {0};
+	char *v;
+
+	ck_assert_int_eq(kit_sql(W.db, "INSERT INTO exec_audit (exec_id, request_id, workspace_id, org_id, "
+	                  "actor, actor_kind, argv, status, started_at, broker_instance) VALUES "
+	                  "(gen_random_uuid(), 'r-seal-old', 'ws-a1', 'acme', 'token:x', 'org', "
+	                  "'{true}', 'running', now() - interval '2 min', 'eb-life-dead'), "
+	                  "(gen_random_uuid(), 'r-seal-new', 'ws-a1', 'acme', 'token:x', 'org', "
+	                  "'{true}', 'running', now(), 'eb-life-dead')"),
+	                 0);
+	ck_assert_int_eq(kit_sql(W.db, "UPDATE exec_audit SET status = 'exited', exit_code = 0, duration_ms = "
+	                  "1, finished_at = started_at, seal_pending = true WHERE request_id "
+	                  "LIKE 'r-seal-%'"),
+	                 0);
+	start_broker(&live, "eb-life-sealer", "broker_heartbeat_s = 1\n");
+	for (int i = 0; i < 100; i++) {
+		v = sv_row(W.db, "r-seal-old", "(chain_seq IS NOT NULL)::text");
+		bool linked = strcmp(v, "true") == 0;
+		free(v);
+		if (linked)
+			break;
+		kit_sleep_ms(100);
+	}
+	v = sv_row(W.db, "r-seal-old", "(chain_seq IS NOT NULL)::text || ' ' || seal_pending");
+	ck_assert_str_eq(v, "true false");
+	free(v);
+	v = sv_row(W.db, "r-seal-new", "(chain_seq IS NULL)::text || ' ' || seal_pending");
+	ck_assert_str_eq(v, "true true");
+	free(v);
+	ck_assert_int_eq(kit_broker_stop(&live), 0);
+}
+END_TEST
+
 /* PostgreSQL away for longer than any retry used to last (35 s) while a command ends: the
  * row is completed once it is back, with the real exit code, and the last frame waits for it;
  * another live broker sweeping meanwhile does not take the row for abandoned. */
@@ -843,8 +916,10 @@ int main(void)
 	ADD(s, sigterm_past_the_grace_kills_with_shutdown);
 	ADD(s, killed_broker_rows_are_abandoned_at_next_start);
 	ADD(s, execs_after_the_pooled_sessions_died_all_run);
-	ADD_LOOP(s, a_killed_brokers_commands_end_at_their_deadline, 2);
+	ADD_LOOP(s, a_killed_brokers_commands_end_when_it_goes, 2);
+	ADD_LOOP(s, a_silent_brokers_commands_end_at_their_deadline, 2);
 	ADD(s, rows_of_a_broker_gone_for_good_are_swept_by_another);
+	ADD(s, finished_rows_a_gone_broker_never_linked_are_linked_by_another);
 	/* last: they stop PostgreSQL under every broker */
 	ADD(s, postgres_down_is_503_and_nothing_runs);
 	ADD(s, postgres_down_mid_exec_completion_is_retried);
