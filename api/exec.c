@@ -191,7 +191,7 @@ static void deny(struct exec_job *j, const char *code, const char *org, const ch
 	fill_audit(j, &b, org);
 	b.error_code = code;
 	if (audit_begin_params(&b, params, &store) == 0)
-		j->q = pgasync_query(j->api->db, audit_denied_sql, AUDIT_DENIED_NPARAMS, params,
+		j->q = pgasync_query_static(j->api->db, audit_denied_sql, AUDIT_DENIED_NPARAMS, params,
 		                     QUERY_DEADLINE_MS, on_denied_row, j);
 	free(store);
 	if (j->q == NULL) {
@@ -306,7 +306,7 @@ static void complete_row(struct exec_job *j)
 
 	j->end_attempts++;
 	if (audit_end_params(&e, params, &store) == 0)
-		j->q = pgasync_query(j->api->db, audit_end_sql, AUDIT_END_NPARAMS, params,
+		j->q = pgasync_query_static(j->api->db, audit_end_sql, AUDIT_END_NPARAMS, params,
 		                     QUERY_DEADLINE_MS, on_row_completed, j);
 	free(store);
 	if (j->q == NULL) {
@@ -528,7 +528,7 @@ static void refuse(struct exec_job *j, const char *code, const char *fmt, ...)
 	job_set_state(j, JOB_DENYING);
 	http_request_log(j->http)->error = code;
 	http_request_log(j->http)->exec_id = j->exec_id;
-	j->q = pgasync_query(j->api->db, audit_refuse_sql, AUDIT_REFUSE_NPARAMS, params,
+	j->q = pgasync_query_static(j->api->db, audit_refuse_sql, AUDIT_REFUSE_NPARAMS, params,
 	                     QUERY_DEADLINE_MS, on_refused_row, j);
 	if (j->q == NULL) {
 		j->api->metrics.audit_write_failures++;
@@ -795,7 +795,7 @@ void api_exec_post(struct http_request *r, void *arg)
 	                                     for admin tokens only */
 	if (audit_authz_begin_params(&b, j->token_hash, a->cfg->min_exec_tier,
 	                             a->phase != API_STOPPING, params, &store) == 0)
-		j->q = pgasync_query(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS, params,
+		j->q = pgasync_query_static(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS, params,
 		                     QUERY_DEADLINE_MS, on_authz_begun, j);
 	free(store);
 	if (j->q == NULL) {

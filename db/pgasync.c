@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,9 @@ struct conn {
 	int backoff_ms;          /* the next wait in CONN_DOWN */
 	struct pgasync_query *q; /* SENDING/READING; NULL once cancelled: the result is dropped */
 	PGresult *res;           /* kept so far: the first error, else the last result */
+	uint32_t prepared;       /* bit i: p->stmts[i] is prepared on this PGconn */
+	int preparing;           /* 1 + the index of the statement whose PQsendPrepare is in
+	                          * flight (before q itself), or 0 */
 };
 
 TAILQ_HEAD(query_list, pgasync_query);
@@ -81,6 +85,8 @@ struct pgasync {
 	bool reporting;      /* inside report_cb: pgasync_free is finished there */
 	bool free_requested; /* pgasync_free was called from a callback */
 	struct pgasync_stats stats; /* the counters; the gauges are computed on demand */
+	const char *stmts[PGASYNC_MAX_STATIC]; /* pgasync_query_static's statements, by address */
+	int nstmts;
 	char last_error[256];       /* why the last attempt failed or the last connection broke */
 };
 
@@ -90,6 +96,7 @@ struct pgasync_query {
 	struct conn *c; /* Q_RUNNING */
 	const char *sql;
 	int nparams;
+	int stmt;              /* index in p->stmts (prepared per connection), or -1 */
 	long long deadline_ms; /* CLOCK_MONOTONIC */
 	struct event *timer;
 	pgasync_cb cb;
@@ -360,6 +367,8 @@ static void conn_connect_start(struct conn *c)
 	char why[256];
 
 	c->pg = PQconnectStartParams(keys, vals, 1);
+	c->prepared = 0; /* a new server session knows none */
+	c->preparing = 0;
 	conn_set_state(c, CONN_CONNECTING);
 	if (c->pg == NULL) {
 		conn_connect_fail(c, "out of memory");
@@ -474,9 +483,23 @@ static void conn_send(struct conn *c, struct pgasync_query *q)
 {
 	char why[256];
 
+	char name[16];
+	int sent;
+
 	c->q = q;
 	q->c = c;
-	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+	if (q->stmt >= 0) {
+		/* Parsed and planned once per connection, then only bound and run. */
+		snprintf(name, sizeof(name), "eb_%d", q->stmt);
+		c->preparing = c->prepared & (UINT32_C(1) << q->stmt) ? 0 : q->stmt + 1;
+		sent = c->preparing ? PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL)
+		                    : PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL,
+		                                          NULL, 0);
+	} else {
+		sent = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+	}
+	if (!sent) {
+		c->preparing = 0;
 		db_error_line(PQerrorMessage(c->pg), why, sizeof(why));
 		if (PQstatus(c->pg) == CONNECTION_BAD) {
 			/* Nothing was sent: the query waits for another connection. */
@@ -502,6 +525,18 @@ static void conn_finish(struct conn *c)
 		return;
 	}
 	c->res = NULL;
+	if (c->preparing) {
+		/* The statement is prepared now (whether or not q still wants it): run q. */
+		if (res != NULL && result_ok(res))
+			c->prepared |= UINT32_C(1) << (c->preparing - 1);
+		c->preparing = 0;
+		if (res != NULL && result_ok(res) && q != NULL) {
+			PQclear(res);
+			conn_set_state(c, CONN_IDLE);
+			conn_send(c, q);
+			return;
+		}
+	}
 	if (q == NULL) {
 		PQclear(res); /* cancelled while it ran */
 	} else if (res != NULL && result_ok(res)) {
@@ -796,9 +831,10 @@ void pgasync_free(struct pgasync *p)
 	pgasync_destroy(p);
 }
 
-struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int nparams,
-                                    const char *const *params, long deadline_ms, pgasync_cb cb,
-                                    void *arg)
+/* pgasync_query, and pgasync_query_static with stmt >= 0. */
+static struct pgasync_query *query_new(struct pgasync *p, const char *sql, int nparams,
+                                       const char *const *params, long deadline_ms,
+                                       pgasync_cb cb, void *arg, int stmt)
 {
 	const char *bad = NULL;
 	struct pgasync_query *q;
@@ -830,6 +866,7 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
 	}
 	q->p = p;
 	q->state = Q_NEW;
+	q->stmt = stmt;
 	q->cb = cb;
 	q->arg = arg;
 	q->nparams = n;
@@ -856,6 +893,30 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
 	timer_in_ms(q->timer, deadline_ms);
 	pgasync_dispatch(p);
 	return q;
+}
+
+struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int nparams,
+                                    const char *const *params, long deadline_ms, pgasync_cb cb,
+                                    void *arg)
+{
+	return query_new(p, sql, nparams, params, deadline_ms, cb, arg, -1);
+}
+
+struct pgasync_query *pgasync_query_static(struct pgasync *p, const char *sql, int nparams,
+                                           const char *const *params, long deadline_ms,
+                                           pgasync_cb cb, void *arg)
+{
+	int i;
+
+	if (p == NULL || cb == NULL || p->free_requested)
+		return NULL;
+	for (i = 0; i < p->nstmts && p->stmts[i] != sql; i++)
+		;
+	if (i == p->nstmts && p->nstmts < PGASYNC_MAX_STATIC && sql != NULL)
+		p->stmts[p->nstmts++] = sql;
+	if (i == p->nstmts) /* the table is full: parsed each time */
+		i = -1;
+	return query_new(p, sql, nparams, params, deadline_ms, cb, arg, i);
 }
 
 void pgasync_cancel(struct pgasync_query *q)

@@ -63,6 +63,16 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
                                     const char *const *params, long deadline_ms, pgasync_cb cb,
                                     void *arg);
 
+/* pgasync_query, for a statement that is one of the program's constants (sql has static
+ * storage and never changes): it is prepared once per connection (PQsendPrepare, one more
+ * round trip the first time) and then only bound and run, which spares the server parsing
+ * and planning it every time. Statements are told apart by sql's address; past
+ * PGASYNC_MAX_STATIC different ones, the others run as pgasync_query does. */
+#define PGASYNC_MAX_STATIC 16
+struct pgasync_query *pgasync_query_static(struct pgasync *p, const char *sql, int nparams,
+                                           const char *const *params, long deadline_ms,
+                                           pgasync_cb cb, void *arg);
+
 /* cb will not run. A queued query is dropped; a running one finishes on the server and its
  * result is thrown away. A no-op inside the query's own callback. NULL is fine. */
 void pgasync_cancel(struct pgasync_query *q);

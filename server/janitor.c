@@ -58,7 +58,7 @@ static void on_swept(const PGresult *res, const char *error, const char *sqlstat
 		       PQcmdTuples((PGresult *)res), NULL);
 	/* Rows their broker finished but never linked (api/seal.h). */
 	snprintf(stale, sizeof(stale), "%d", SEAL_STALE_S);
-	j->q = pgasync_query(j->api->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params,
+	j->q = pgasync_query_static(j->api->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params,
 	                     j->api->cfg->broker_heartbeat_s * 1000L, on_sealed, j);
 	if (j->q == NULL)
 		arm(j, j->api->cfg->broker_heartbeat_s);
@@ -82,7 +82,7 @@ static void on_beat(const PGresult *res, const char *error, const char *sqlstate
 	snprintf(grace, sizeof(grace), "%d", cfg->pool_kill_grace_s);
 	snprintf(dead, sizeof(dead), "%d",
 	         DEAD_AFTER_BEATS * cfg->broker_heartbeat_s + DEAD_AFTER_EXTRA_S);
-	j->q = pgasync_query(j->api->db, audit_sweep_sql, 3, params,
+	j->q = pgasync_query_static(j->api->db, audit_sweep_sql, 3, params,
 	                     cfg->broker_heartbeat_s * 1000L, on_swept, j);
 	if (j->q == NULL)
 		arm(j, cfg->broker_heartbeat_s);
@@ -99,7 +99,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/* More than two beats missed: this broker was cut off, and starts anew. */
 	snprintf(gap, sizeof(gap), "%d", 2 * cfg->broker_heartbeat_s);
-	j->q = pgasync_query(j->api->db, audit_heartbeat_sql, 2, params,
+	j->q = pgasync_query_static(j->api->db, audit_heartbeat_sql, 2, params,
 	                     cfg->broker_heartbeat_s * 1000L, on_beat, j);
 	if (j->q == NULL)
 		arm(j, cfg->broker_heartbeat_s);

@@ -445,6 +445,89 @@ START_TEST(killed_backend_fails_its_query_then_reconnects)
 }
 END_TEST
 
+/* A static statement is prepared once per connection and then only run: the server holds
+ * it prepared, it gives the same rows with any parameters, an error in it keeps the
+ * connection, a cancel while it is being prepared leaves it usable, and a new connection
+ * prepares it again. */
+static const char static_sql[] = "SELECT $1::integer * 2, current_setting('application_name')";
+static const char static_bad[] = "SELECT 1 / $1::integer";
+static const char prepared_sql[] =
+    "SELECT string_agg(statement, ' | ' ORDER BY name) FROM pg_prepared_statements";
+
+static void run_static(struct tloop *t, struct pgasync *p, const char *sql, const char *arg,
+                       struct outcome *o)
+{
+	const char *params[] = {arg};
+
+	memset(o, 0, sizeof(*o));
+	issuing = true;
+	ck_assert_ptr_nonnull(pgasync_query_static(p, sql, 1, params, DEADLINE, outcome_cb, o));
+	issuing = false;
+	RUN_UNTIL(t, o->calls > 0);
+	ck_assert_int_eq(o->calls, 1);
+}
+
+START_TEST(static_statements_are_prepared_once_per_connection)
+{
+	static const char *const app[] = {"pgasync_static"};
+	struct tloop t;
+	struct pgasync *p, *killer;
+	struct pgasync_query *q;
+	struct outcome o, k, gone = {0};
+	const char *params[] = {"5"};
+	char db[512], db2[512];
+
+	tloop_init(&t);
+	p = pool_up(&t, app[0], 1, db, sizeof(db));
+	killer = pool_up(&t, "pgasync_static_killer", 1, db2, sizeof(db2));
+	/* cancelled while being prepared: the next one still runs (no "already exists") */
+	issuing = true;
+	q = pgasync_query_static(p, static_sql, 1, params, DEADLINE, outcome_cb, &gone);
+	issuing = false;
+	ck_assert_ptr_nonnull(q);
+	pgasync_cancel(q);
+	for (int i = 0; i < 5; i++) {
+		char arg[16], want[16];
+		snprintf(arg, sizeof(arg), "%d", i * 7);
+		snprintf(want, sizeof(want), "%d", i * 14);
+		run_static(&t, p, static_sql, arg, &o);
+		ck_assert_msg(o.ok, "%s", o.error);
+		ck_assert_str_eq(o.cell[0], want);
+		ck_assert_str_eq(o.cell[1], app[0]);
+	}
+	ck_assert_int_eq(gone.calls, 0);
+	run_one(&t, p, prepared_sql, 0, NULL, &o);
+	ck_assert_msg(o.ok, "%s", o.error);
+	ck_assert_str_eq(o.cell[0], static_sql); /* prepared once, on the one connection */
+	/* an error in a prepared statement fails that query only */
+	run_static(&t, p, static_bad, "0", &o);
+	ck_assert(!o.ok);
+	ck_assert_str_eq(o.sqlstate, "22012");
+	run_static(&t, p, static_bad, "1", &o);
+	ck_assert_msg(o.ok, "%s", o.error);
+	ck_assert_uint_eq(stats_of(p).conns_lost, 0);
+	/* a new connection prepares them again */
+	run_one(&t, killer,
+	        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+	        "application_name = $1",
+	        1, app, &k);
+	ck_assert_msg(k.ok && strcmp(k.cell[0], "1") == 0, "%s %s", k.error, k.cell[0]);
+	for (int tries = 0;; tries++) {
+		run_static(&t, p, static_sql, "21", &o);
+		if (o.ok)
+			break;
+		ck_assert_str_eq(o.sqlstate, PGASYNC_SQLSTATE_LOST); /* the first finds it gone */
+		ck_assert_int_lt(tries, 1);
+	}
+	ck_assert_str_eq(o.cell[0], "42");
+	run_one(&t, p, prepared_sql, 0, NULL, &o);
+	ck_assert_str_eq(o.cell[0], static_sql);
+	pgasync_free(killer);
+	pgasync_free(p);
+	tloop_free(&t);
+}
+END_TEST
+
 START_TEST(cancelled_queued_query_never_calls_back)
 {
 	struct tloop t;
@@ -708,6 +791,7 @@ int main(void)
 	tcase_add_test(tc, statements_are_bounded_on_the_server);
 	tcase_add_test(tc, sql_errors_carry_sqlstate_and_keep_the_connection);
 	tcase_add_test(tc, killed_backend_fails_its_query_then_reconnects);
+	tcase_add_test(tc, static_statements_are_prepared_once_per_connection);
 	tcase_add_test(tc, cancelled_queued_query_never_calls_back);
 	tcase_add_test(tc, cancelled_running_query_never_calls_back);
 	tcase_add_test(tc, queued_query_fails_at_its_deadline_when_all_busy);
