@@ -34,10 +34,16 @@ const char audit_denied_sql[] =
  * whether the row went in. */
 const char audit_authz_begin_sql[] =
     "WITH t AS ("
-    " UPDATE api_tokens SET last_used_at = now()"
-    " WHERE secret_sha256 = decode($1, 'hex')"
-    " RETURNING kind, org_id, workspace_id, coalesce(expires_at <= now(), false) AS expired,"
-    "  revoked_at IS NOT NULL AS revoked), "
+    " SELECT id, kind, org_id, workspace_id, coalesce(expires_at <= now(), false) AS expired,"
+    "  revoked_at IS NOT NULL AS revoked, last_used_at"
+    " FROM api_tokens WHERE secret_sha256 = decode($1, 'hex')), "
+    /* Stamped to the minute: a write to the token's row on every exec would make the
+     * execs of one token wait for each other's commits on its row lock. */
+    "u AS ("
+    " UPDATE api_tokens a SET last_used_at = now() FROM t"
+    " WHERE a.id = t.id"
+    "  AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')"
+    " RETURNING 1), "
     "l AS ("
     " SELECT t.kind, t.org_id AS t_org, t.workspace_id AS t_ws, t.expired, t.revoked,"
     "  w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
