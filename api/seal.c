@@ -12,10 +12,28 @@
 #include "db/pgasync.h"
 
 #define SEAL_DEADLINE_MS  5000
+/* The first row waits this long for others to join its batch: one statement (and one
+ * commit) per SEAL_DELAY_MS however many execs end meanwhile, never in an exec's way. */
+#define SEAL_DELAY_MS     20
 #define SEAL_RETRY_MIN_MS 100
 #define SEAL_RETRY_MAX_MS 2000
 
 static void seal_send(struct api *a);
+static void on_retry(evutil_socket_t fd, short what, void *arg);
+
+/* Sends what waits in delay_ms, unless a statement is in flight or a send is due already. */
+static void seal_later(struct api *a, long delay_ms)
+{
+	struct seal_queue *s = &a->seal;
+	struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
+
+	if (s->q != NULL || (s->retry != NULL && evtimer_pending(s->retry, NULL)))
+		return;
+	if (s->retry == NULL)
+		s->retry = evtimer_new(a->base, on_retry, a);
+	if (s->retry == NULL || evtimer_add(s->retry, &tv) != 0)
+		seal_send(a); /* no timer: at once */
+}
 
 static void seal_hold(struct api *a, bool on)
 {
@@ -62,7 +80,10 @@ static void on_sealed(const PGresult *res, const char *error, const char *sqlsta
 		s->n -= s->sending;
 		s->sending = 0;
 		s->delay_ms = SEAL_RETRY_MIN_MS;
-		seal_send(a);
+		if (s->n == 0)
+			seal_hold(a, false);
+		else
+			seal_later(a, SEAL_DELAY_MS);
 		return;
 	}
 	s->sending = 0;
@@ -120,7 +141,7 @@ static void seal_send(struct api *a)
 	snprintf(stale, sizeof(stale), "%d", SEAL_STALE_S);
 	params[0] = list;
 	params[1] = stale;
-	s->q = pgasync_query(a->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params, SEAL_DEADLINE_MS,
+	s->q = pgasync_query_static(a->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params, SEAL_DEADLINE_MS,
 	                     on_sealed, a);
 	free(list);
 	if (s->q == NULL)
@@ -143,7 +164,7 @@ void seal_add(struct api *a, const char *exec_id)
 		s->delay_ms = SEAL_RETRY_MIN_MS;
 	snprintf(s->ids[s->n++], sizeof(*s->ids), "%s", exec_id);
 	seal_hold(a, true);
-	seal_send(a);
+	seal_later(a, SEAL_DELAY_MS);
 }
 
 void seal_free(struct api *a)

@@ -1,7 +1,8 @@
 /* api/seal.h: linking the rows this broker finishes into the audit hash chain, off the
  * exec's critical path. A row is completed with seal_pending (audit_end_sql); its exec_id
- * then waits here, and one statement at a time (audit_seal_sql) links every id waiting,
- * in a batch: the chain head's lock is taken once per batch, not once per exec. A failure
+ * then waits here (20 ms for the first, so that others join it), and one statement at a
+ * time (audit_seal_sql) links every id waiting, in a batch: the chain head's lock and a
+ * commit once per batch, not once per exec. A failure
  * keeps the ids for the next try; the broker stays open until the queue is empty or its
  * completion time (api.completions_until_ms) is over. Rows a broker never linked (it died)
  * are linked by any broker's janitor once they are SEAL_STALE_S old. */
