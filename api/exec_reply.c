@@ -15,8 +15,8 @@
 
 /* Streaming backpressure: above HIGH bytes waiting for the client, the exec's reading
  * pauses; it resumes once they are down to LOW. */
-#define STREAM_HIGH_WATER (512 * 1024)
-#define STREAM_LOW_WATER  (64 * 1024)
+#define STREAM_HIGH_WATER (64 * 1024)
+#define STREAM_LOW_WATER  (16 * 1024)
 
 static const char *const stream_names[] = {"", "stdout", "stderr"};
 

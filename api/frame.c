@@ -59,12 +59,13 @@ static size_t json_escape(char *out, const unsigned char *s, size_t n)
 	return o;
 }
 
-/* The length json_escape() gives s[0..n). */
-static size_t json_escaped_len(const unsigned char *s, size_t n)
+/* The length json_escape() gives s[0..n), or a number past limit once it is known to be
+ * (output full of control bytes stops being counted early). */
+static size_t json_escaped_len(const unsigned char *s, size_t n, size_t limit)
 {
 	size_t len = n;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && len <= limit; i++) {
 		unsigned char c = s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
@@ -88,7 +89,7 @@ static int emit(const char *stream, const unsigned char *p, size_t n, bool text,
 	/* Text goes as text unless its escapes make it longer than base64 (output full of
 	 * NULs or other control bytes: \u0000 is 6 bytes on the wire for one). */
 	if (text) {
-		esc = json_escaped_len(p, n);
+		esc = json_escaped_len(p, n, b64 + BASE64_MEMBER_LEN);
 		text = esc <= b64 + BASE64_MEMBER_LEN;
 	}
 	cap = sl + 64 + (text ? esc : b64);
@@ -112,7 +113,8 @@ static int emit(const char *stream, const unsigned char *p, size_t n, bool text,
 int frame_output(const char *stream, struct utf8_carry *carry, const char *data, size_t len,
                  bool final, char **out)
 {
-	unsigned char *buf;
+	const unsigned char *buf = (const unsigned char *)data;
+	unsigned char *copy = NULL;
 	size_t n = carry->len + len, valid;
 	bool incomplete;
 	int rc;
@@ -120,13 +122,17 @@ int frame_output(const char *stream, struct utf8_carry *carry, const char *data,
 	*out = NULL;
 	if (n == 0)
 		return 0;
-	buf = malloc(n);
-	if (buf == NULL)
-		return EB_ERR_NOMEM;
-	memcpy(buf, carry->buf, carry->len);
-	if (len > 0) /* data may be NULL for the final flush */
-		memcpy(buf + carry->len, data, len);
-	carry->len = 0;
+	if (carry->len > 0) {
+		/* The held-back bytes first (otherwise the chunk is framed as it is, no copy). */
+		copy = malloc(n);
+		if (copy == NULL)
+			return EB_ERR_NOMEM;
+		memcpy(copy, carry->buf, carry->len);
+		if (len > 0) /* data may be NULL for the final flush */
+			memcpy(copy + carry->len, data, len);
+		buf = copy;
+		carry->len = 0;
+	}
 	valid = utf8_valid_prefix(buf, n, &incomplete);
 	if (incomplete && !final && n - valid < sizeof(carry->buf)) {
 		/* Hold back the cut sequence; the rest goes now if there is any. */
@@ -135,6 +141,6 @@ int frame_output(const char *stream, struct utf8_carry *carry, const char *data,
 		n = valid;
 	}
 	rc = n == 0 ? 0 : emit(stream, buf, n, valid == n, out);
-	free(buf);
+	free(copy);
 	return rc;
 }

@@ -1,6 +1,7 @@
 /* common/utf8.c: UTF-8 validity (RFC 3629). */
 #include "common/utf8.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,15 @@ size_t utf8_valid_prefix(const unsigned char *s, size_t len, bool *incomplete)
 		unsigned char lo = 0x80, hi = 0xBF; /* bounds of the second byte */
 
 		if (c < 0x80) {
+			/* ASCII runs, a word at a time: most output is ASCII. */
 			i++;
+			while (i + sizeof(uint64_t) <= len) {
+				uint64_t w;
+				memcpy(&w, s + i, sizeof(w));
+				if (w & UINT64_C(0x8080808080808080))
+					break;
+				i += sizeof(w);
+			}
 			continue;
 		}
 		if (c >= 0xC2 && c <= 0xDF)

@@ -24,7 +24,7 @@
 
 /* Every channel read asks for this much: a retried read with a smaller size makes libssh2
  * 1.10 under-count the window. */
-#define READ_LEN 16384
+#define READ_LEN 32768 /* one SSH packet's data at most: one frame per packet */
 
 enum sess_state {
 	SESS_RESOLVING,  /* waiting for evdns */
