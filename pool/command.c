@@ -203,7 +203,10 @@ int command_frame(const char *body, size_t body_len, const char *fifo, long dead
  * /proc/uptime (a monotonic clock every shell can read without a fork); killat 0 means
  * not being killed. The clock subshell stops when the watcher is gone; the forwarder when
  * its stdin ends. Nothing here forks per command: registration is a builtin's write to
- * the FIFO, and each line costs the watcher a read of /proc/uptime. */
+ * the FIFO, and each line costs the watcher a read of /proc/uptime. The clock ticks every
+ * second while anything is registered and for 10 s after, else every h seconds (up to
+ * 10: an idle session costs the host a `sleep` every 10 s, not every second); switching
+ * starts one clock subshell per busy spell, not per command. */
 static const char watcher_script[] =
     "umask 077; trap '' HUP PIPE INT QUIT\n"
     "g=%d q=%d\n"
@@ -216,8 +219,9 @@ static const char watcher_script[] =
     "w=$$\n"
     "(while IFS= read -r l; do printf '%%s\\n' \"$l\"; done; echo eof) <&4 >&3 2>/dev/null &\n"
     "a=$!\n"
-    "(while sleep 1 && kill -0 $w; do echo t; done) >&3 2>/dev/null &\n"
-    "b=$!\n"
+    "clock() { (while sleep $1 && kill -0 $w; do echo t; done) >&3 2>/dev/null & b=$!; }\n"
+    "h=$((q / 6)); [ $h -ge 1 ] || h=1; [ $h -le 10 ] || h=10\n"
+    "clock $h; fast= z=$n\n"
     "exec 4<&-\n"
     "trap 'kill $a $b 2>/dev/null; rm -rf \"$d\"' EXIT\n"
     "trap 'exit 0' TERM\n"
@@ -244,6 +248,12 @@ static const char watcher_script[] =
     "  L=$M\n"
     "  [ \"$c\" = eof ] && e=1 ;;\n"
     " esac\n"
+    " if [ -n \"$L\" ]; then\n"
+    "  z=$n\n"
+    "  [ -n \"$fast\" ] || { kill $b 2>/dev/null; clock 1; fast=1; }\n"
+    " elif [ -n \"$fast\" ] && [ $((n - z)) -ge 1000 ]; then\n"
+    "  kill $b 2>/dev/null; clock $h; fast=\n"
+    " fi\n"
     " [ \"$c\" = t ] || [ \"$c\" = eof ] || continue\n"
     " M=\n"
     " for x in $L; do\n"

@@ -3,6 +3,7 @@
  * to the login shell, and comparing the argv the program receives with what was sent, byte
  * for byte; the watcher runs as the real script, its commands as real process groups. */
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -710,6 +711,80 @@ START_TEST(watcher_exits_when_the_broker_goes_silent)
 }
 END_TEST
 
+/* The parent of pid from /proc, or -1. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int pp = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
+		sscanf(p + 2, "%*c %d", &pp);
+	fclose(f);
+	return pp;
+}
+
+/* The seconds of the `sleep N` the watcher's clock runs now (a process below the watcher),
+ * or -1 if none shows within 3 s. */
+static int clock_period(pid_t watcher)
+{
+	for (int tries = 0; tries < 150; tries++) {
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+		int found = -1;
+
+		while (d != NULL && (de = readdir(d)) != NULL && found < 0) {
+			pid_t pid = (pid_t)atoi(de->d_name), a = pid;
+			char path[64], cmd[64] = {0};
+			FILE *f;
+			size_t n;
+
+			if (pid <= 0)
+				continue;
+			for (int depth = 0; depth < 4 && a > 1 && a != watcher; depth++)
+				a = parent_of(a);
+			if (a != watcher)
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+			if ((f = fopen(path, "re")) == NULL)
+				continue;
+			n = fread(cmd, 1, sizeof(cmd) - 1, f);
+			fclose(f);
+			if (n > 6 && strcmp(cmd, "sleep") == 0)
+				found = atoi(cmd + 6);
+		}
+		if (d != NULL)
+			closedir(d);
+		if (found >= 0)
+			return found;
+		usleep(20000);
+	}
+	return -1;
+}
+
+/* With nothing registered the clock ticks every 10 s (an idle session costs the host a
+ * `sleep` every 10 s); a registration makes it tick every second. */
+START_TEST(watcher_clock_is_slow_while_idle)
+{
+	struct watcher w;
+	pid_t c;
+
+	watcher_start(&w, shells[_i], 5, 60);
+	ck_assert_int_eq(clock_period(w.pid), 10);
+	c = command_run(&w, shells[_i], 60000, "exec sleep 30");
+	usleep(300000); /* the watcher reads the registration */
+	for (int i = 0; i < 10 && clock_period(w.pid) != 1; i++)
+		usleep(100000); /* the slow clock's last sleep may still show */
+	ck_assert_int_eq(clock_period(w.pid), 1);
+	kill(-c, SIGKILL);
+	watcher_end(&w);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("command");
@@ -739,6 +814,7 @@ int main(void)
 	tcase_add_loop_test(tw, watcher_forgets_a_command_whose_channel_closed, 0, nsh);
 	tcase_add_loop_test(tw, watcher_signals_only_registered_groups, 0, nsh);
 	tcase_add_loop_test(tw, watcher_exits_when_the_broker_goes_silent, 0, nsh);
+	tcase_add_loop_test(tw, watcher_clock_is_slow_while_idle, 0, nsh);
 	suite_add_tcase(s, tw);
 	return tu_run_suite(s);
 }
