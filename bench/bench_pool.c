@@ -36,6 +36,7 @@ struct bench {
 	struct pool_config pcfg;
 	struct command_spec spec;
 	char *wrapped; /* the command string the pool sends for `true` */
+	struct local_watch watch; /* the watcher wrapped registers with */
 	struct floor fl;
 	struct pool_run run;
 	char sock[160];
@@ -199,12 +200,13 @@ static void bench_report(struct bench *b)
 		bench_print_row(&b->seq[w], &b->seq[WAY_FLOOR]);
 	printf("(the ways took turns, %d execs each, so that outside load fell on all alike)\n",
 	       BENCH_BLOCK);
-	printf("\nnote: each pool exec runs the pool's wrapper on the host, not bare `true`:\n"
+	printf("\nnote: each pool exec sends the pool's command, not bare `true`:\n"
 	       "    %s\n"
-	       "  sh prints its process group, then execs timeout(1), which forks and execs true: "
-	       "one\n  fork/exec more on the host than the floor, ControlMaster and fresh ssh "
-	       "rows. The floor\n  row with the wrapper runs this same string over the floor's "
-	       "session.\n",
+	       "  sh registers the command's process group with the session's watcher (echo into\n"
+	       "  its FIFO, a builtin), prints the group, then execs true: where the floor's `true`\n"
+	       "  is a builtin of the login shell, this one is /bin/true, one exec more. The floor\n"
+	       "  row with the wrapper runs this same string over the floor's session, with a\n"
+	       "  watcher started for it.\n",
 	       b->wrapped);
 	if (series_ok(&b->pool_first))
 		printf("pool: the first exec (not in the table) took %.2f ms with the handshake; "
@@ -312,20 +314,16 @@ int main(void)
 	rc |= series_init(&b.master_par, "ControlMaster, parallel ssh -S", b.par_n);
 	if (rc != 0 || bench_default_pool_config(&b.pcfg) != 0)
 		return 1;
-	/* The string the pool sends, for an exec with a fresh BENCH_EXEC_DEADLINE_MS deadline. */
-	b.spec.timeout_ms = BENCH_EXEC_DEADLINE_MS;
-	b.spec.kill_after_s = b.pcfg.kill_grace_s;
-	if (command_build(&b.spec, &b.wrapped, err, sizeof(err)) != 0) {
-		fprintf(stderr, "bench: command_build: %s\n", err);
-		return 1;
-	}
-	b.spec.timeout_ms = 0; /* the pool sets both from the deadline */
-	b.spec.kill_after_s = 0;
-
 	if (th_setup(TH_SSHD) != 0)
 		return 1;
 	if (th_sshd_stop(&th.sshd) != 0 || th_sshd_start(&th.sshd, &sopts) != 0) {
 		fprintf(stderr, "bench: cannot start the benchmark's sshd\n");
+		return 1;
+	}
+	/* The string the pool sends, for an exec with a fresh BENCH_EXEC_DEADLINE_MS deadline. */
+	if (local_watch_start(&b.watch, err, sizeof(err)) != 0 ||
+	    bench_wrapped(&b.spec, b.watch.fifo, &b.wrapped) != 0) {
+		fprintf(stderr, "bench: the wrapped command: %s\n", err);
 		return 1;
 	}
 	b.pcfg.ssh_key_path = th.client_key;
@@ -347,6 +345,7 @@ int main(void)
 	printf("\nbench: %s in %.0f s\n", rc ? "something broke (above)" : "done",
 	       bench_ms_since(t_start) / 1000);
 	free(b.wrapped);
+	local_watch_stop(&b.watch);
 	for (enum way w = 0; w < WAY_COUNT; w++)
 		free(b.seq[w].ms);
 	free(b.pool_first.ms);

@@ -4,6 +4,7 @@
 #include "bench/benchutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -421,6 +422,85 @@ void floor_run(struct floor *f, struct series *s, const char *cmd, size_t n)
 		else
 			series_add(s, bench_ms_since(t0));
 	}
+}
+
+int bench_wrapped(const struct command_spec *spec, const char *fifo, char **out)
+{
+	char err[160], *body, *prefix;
+	size_t blen, len, plen;
+	int rc;
+
+	*out = NULL;
+	rc = command_build(spec, &body, &blen, err, sizeof(err));
+	if (rc != 0)
+		return rc;
+	rc = command_frame(body, blen, fifo, BENCH_EXEC_DEADLINE_MS, out, &len, &prefix, &plen);
+	free(body);
+	free(prefix); /* `true` needs none */
+	return rc;
+}
+
+int local_watch_start(struct local_watch *w, char *err, size_t errlen)
+{
+	const struct pool_config defaults = {.kill_grace_s = 5};
+	struct kit_creds creds;
+	int fi[2], fo[2];
+	char *script, line[240];
+	size_t n = 0;
+	ssize_t r;
+
+	w->pid = 0;
+	/* No beats are sent: it lives until its stdin closes (local_watch_stop). */
+	if (command_watcher(defaults.kill_grace_s, 24 * 3600, &script) != 0 ||
+	    pipe2(fi, O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "cannot start a watcher");
+		return -1;
+	}
+	if (pipe2(fo, O_CLOEXEC) != 0) {
+		close(fi[0]);
+		close(fi[1]);
+		free(script);
+		snprintf(err, errlen, "cannot start a watcher");
+		return -1;
+	}
+	if (kit_creds_for(th.user, &creds) != 0) {
+		snprintf(err, errlen, "no account %s", th.user);
+		return -1;
+	}
+	w->pid = fork();
+	if (w->pid == 0) {
+		setsid();
+		dup2(fi[0], 0);
+		dup2(fo[1], 1);
+		if (kit_creds_apply(&creds) != 0 || chdir("/") != 0)
+			_exit(126);
+		execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+		_exit(127);
+	}
+	free(script);
+	close(fi[0]);
+	close(fo[1]);
+	w->in = fi[1];
+	while (n + 1 < sizeof(line) && (r = read(fo[0], line + n, 1)) == 1 && line[n] != '\n')
+		n++;
+	close(fo[0]);
+	line[n] = '\0';
+	if (w->pid < 0 || strncmp(line, COMMAND_WATCH_TAG, strlen(COMMAND_WATCH_TAG)) != 0) {
+		snprintf(err, errlen, "the local watcher did not start: %s", line);
+		local_watch_stop(w);
+		return -1;
+	}
+	snprintf(w->fifo, sizeof(w->fifo), "%s", line + strlen(COMMAND_WATCH_TAG));
+	return 0;
+}
+
+void local_watch_stop(struct local_watch *w)
+{
+	if (w->pid <= 0)
+		return;
+	close(w->in);
+	waitpid(w->pid, NULL, 0);
+	w->pid = 0;
 }
 
 /* ------------------------------------------------------------------ ssh processes */

@@ -90,6 +90,22 @@ int floor_exec(struct floor *f, const char *cmd, uint64_t *bytes, char *err, siz
 /* n timed execs of cmd into s; stops at the first failure. */
 void floor_run(struct floor *f, struct series *s, const char *cmd, size_t n);
 
+/* The string the pool sends for spec: registration with a watcher listening on fifo, a
+ * fresh BENCH_EXEC_DEADLINE_MS deadline, the body. */
+int bench_wrapped(const struct command_spec *spec, const char *fifo, char **out);
+
+/* A session's watcher (command_watcher) run here as th.user, so that the floor can run the
+ * very string the pool sends: the benchmark's sshd is on this machine and logs in as that
+ * user, so commands it runs register on this watcher's FIFO. After th_setup(). */
+struct local_watch {
+	pid_t pid; /* 0 when not running */
+	int in;
+	char fifo[256];
+};
+int local_watch_start(struct local_watch *w, char *err, size_t errlen);
+/* Closes its stdin (it exits, as at the broker's end) and waits for it. */
+void local_watch_stop(struct local_watch *w);
+
 /* ---- OpenSSH clients ---- */
 
 /* argv of one OpenSSH client run. -F /dev/null keeps the machine's ssh_config (GSSAPI,

@@ -548,6 +548,61 @@ double kit_proc_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* utime + stime + cutime + cstime of /proc/pid/stat in clock ticks, and the parent. */
+static int proc_times(pid_t pid, unsigned long long *ticks, pid_t *ppid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st, cut, cst;
+	int pp;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (kit_file_read_into(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+	                        &pp, &ut, &st, &cut, &cst) != 5)
+		return -1;
+	*ticks = ut + st + cut + cst;
+	*ppid = pp;
+	return 0;
+}
+
+double kit_proc_tree_cpu_s(pid_t root)
+{
+	enum { MAXP = 32768 };
+	static pid_t pids[MAXP], parents[MAXP];
+	static unsigned long long ticks[MAXP];
+	size_t n = 0;
+	unsigned long long sum = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL && n < MAXP) {
+		char *end;
+		long v = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || v <= 0)
+			continue;
+		if (proc_times((pid_t)v, &ticks[n], &parents[n]) == 0)
+			pids[n++] = (pid_t)v;
+	}
+	closedir(d);
+	for (size_t i = 0; i < n; i++) {
+		/* Whether pids[i] is root or below it: follow the parents (bounded). */
+		pid_t p = pids[i];
+		for (int depth = 0; depth < 64 && p > 1 && p != root; depth++) {
+			size_t k;
+			for (k = 0; k < n && pids[k] != p; k++)
+				;
+			p = k < n ? parents[k] : 0;
+		}
+		if (p == root)
+			sum += ticks[i];
+	}
+	return (double)sum / (double)sysconf(_SC_CLK_TCK);
+}
+
 long kit_proc_status_kib(pid_t pid, const char *field)
 {
 	char path[64], buf[4096], *p;

@@ -78,6 +78,9 @@ bool kit_pid_reap_alive(pid_t pid);
 int kit_proc_stat(pid_t pid, char *state, pid_t *ppid, unsigned long long *start);
 /* CPU seconds (user + system) pid has used, or -1. */
 double kit_proc_cpu_s(pid_t pid);
+/* CPU seconds root and every process below it have used, those they reaped included
+ * (utime, stime, cutime, cstime of each), or -1: a server's cost, its children's too. */
+double kit_proc_tree_cpu_s(pid_t root);
 /* A "Vm..." field of /proc/pid/status in KiB, or -1. */
 long kit_proc_status_kib(pid_t pid, const char *field);
 
