@@ -175,6 +175,15 @@ static void on_denied_row(const PGresult *res, const char *error, const char *sq
 static void deny(struct exec_job *j, const char *code, const char *org, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The denial j answers with once its row is written: code and the message. */
+static void denial_begin(struct exec_job *j, const char *code, const char *fmt, va_list ap)
+{
+	j->denial.code = code;
+	vsnprintf(j->denial.message, sizeof(j->denial.message), fmt, ap);
+	job_set_state(j, JOB_DENYING);
+	http_request_log(j->http)->error = code;
+}
+
 static void deny(struct exec_job *j, const char *code, const char *org, const char *fmt, ...)
 {
 	struct audit_begin b;
@@ -182,17 +191,14 @@ static void deny(struct exec_job *j, const char *code, const char *org, const ch
 	char *store = NULL;
 	va_list ap;
 
-	j->denial.code = code;
 	va_start(ap, fmt);
-	vsnprintf(j->denial.message, sizeof(j->denial.message), fmt, ap);
+	denial_begin(j, code, fmt, ap);
 	va_end(ap);
-	job_set_state(j, JOB_DENYING);
-	http_request_log(j->http)->error = code;
 	fill_audit(j, &b, org);
 	b.error_code = code;
 	if (audit_begin_params(&b, params, &store) == 0)
-		j->q = pgasync_query_static(j->api->db, audit_denied_sql, AUDIT_DENIED_NPARAMS, params,
-		                     QUERY_DEADLINE_MS, on_denied_row, j);
+		j->q = pgasync_query_static(j->api->db, audit_denied_sql, AUDIT_DENIED_NPARAMS,
+		                            params, QUERY_DEADLINE_MS, on_denied_row, j);
 	free(store);
 	if (j->q == NULL) {
 		j->api->metrics.audit_write_failures++;
@@ -307,7 +313,7 @@ static void complete_row(struct exec_job *j)
 	j->end_attempts++;
 	if (audit_end_params(&e, params, &store) == 0)
 		j->q = pgasync_query_static(j->api->db, audit_end_sql, AUDIT_END_NPARAMS, params,
-		                     QUERY_DEADLINE_MS, on_row_completed, j);
+		                            QUERY_DEADLINE_MS, on_row_completed, j);
 	free(store);
 	if (j->q == NULL) {
 		j->api->metrics.audit_write_failures++;
@@ -491,8 +497,7 @@ static void copy(char *dst, size_t cap, const PGresult *res, int col)
 	snprintf(dst, cap, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
 }
 
-static void on_refused_row(const PGresult *res, const char *error, const char *sqlstate,
-                           void *arg)
+static void on_refused_row(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct exec_job *j = arg;
 
@@ -521,15 +526,12 @@ static void refuse(struct exec_job *j, const char *code, const char *fmt, ...)
 	va_list ap;
 
 	lease_drop(j);
-	j->denial.code = code;
 	va_start(ap, fmt);
-	vsnprintf(j->denial.message, sizeof(j->denial.message), fmt, ap);
+	denial_begin(j, code, fmt, ap);
 	va_end(ap);
-	job_set_state(j, JOB_DENYING);
-	http_request_log(j->http)->error = code;
 	http_request_log(j->http)->exec_id = j->exec_id;
 	j->q = pgasync_query_static(j->api->db, audit_refuse_sql, AUDIT_REFUSE_NPARAMS, params,
-	                     QUERY_DEADLINE_MS, on_refused_row, j);
+	                            QUERY_DEADLINE_MS, on_refused_row, j);
 	if (j->q == NULL) {
 		j->api->metrics.audit_write_failures++;
 		deny_reply(j, &j->denial);
@@ -538,8 +540,7 @@ static void refuse(struct exec_job *j, const char *code, const char *fmt, ...)
 
 /* The one statement before the command: the token and the workspace looked up, and the
  * 'running' row inserted if (and only if) the request is authorized. */
-static void on_authz_begun(const PGresult *res, const char *error, const char *sqlstate,
-                           void *arg)
+static void on_authz_begun(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct exec_job *j = arg;
 	struct authz_row r = {0};
@@ -584,8 +585,9 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		deny_org = r.ws_org;
 	snprintf(j->org, sizeof(j->org), "%s", deny_org);
 	if (inserted && v != AUTHZ_OK) {
-		log_kv(LOG_ERROR, "the database authorized an exec the broker refuses", "request_id",
-		       j->request_id, "exec_id", j->exec_id, "verdict", authz_code(v), NULL);
+		log_kv(LOG_ERROR, "the database authorized an exec the broker refuses",
+		       "request_id", j->request_id, "exec_id", j->exec_id, "verdict", authz_code(v),
+		       NULL);
 		refuse(j, authz_code(v), "the request is not authorized (%s)", authz_code(v));
 		return;
 	}
@@ -795,8 +797,8 @@ void api_exec_post(struct http_request *r, void *arg)
 	                                     for admin tokens only */
 	if (audit_authz_begin_params(&b, j->token_hash, a->cfg->min_exec_tier,
 	                             a->phase != API_STOPPING, params, &store) == 0)
-		j->q = pgasync_query_static(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS, params,
-		                     QUERY_DEADLINE_MS, on_authz_begun, j);
+		j->q = pgasync_query_static(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS,
+		                            params, QUERY_DEADLINE_MS, on_authz_begun, j);
 	free(store);
 	if (j->q == NULL) {
 		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);

@@ -1447,6 +1447,20 @@ START_TEST(server_max_sessions_below_pool_channels)
 }
 END_TEST
 
+/* Cancels j (running, its processes seen) and asserts it ends cancelled within the grace
+ * with nothing of it left on the host. */
+static void cancel_ends_it(struct drv *d, struct job *j, const char *pattern)
+{
+	ck_assert_msg(!job_over(j), "%s", job_says(j));
+	j->t_exec = now_s();
+	pool_exec_cancel(j->e);
+	drv_wait(d, pred_job_over, j, WAIT_S, "the exec to end");
+	ck_assert_msg(j->t_done - j->t_exec <= d->cfg.kill_grace_s + SLACK,
+	              "ended %.1f s after the cancel: %s", j->t_done - j->t_exec, job_says(j));
+	assert_kind(j, POOL_CANCELLED);
+	ck_assert_int_eq(wait_procs_gone(pattern, SLACK), 0);
+}
+
 /* 11b. A session as full as the server allows (MaxSessions 2: the watcher and one exec)
  * still cancels its command: the kill goes through the watcher, never through a channel
  * the server would refuse. */
@@ -1458,7 +1472,6 @@ START_TEST(cancel_needs_no_spare_channel)
 	struct th_sshd s;
 	struct drv d;
 	struct job *j;
-	double took;
 
 	ck_assert_int_eq(th_sshd_start(&s, &(struct th_sshd_opts){.max_sessions = 2}), 0);
 	default_config(&cfg);
@@ -1469,15 +1482,7 @@ START_TEST(cancel_needs_no_spare_channel)
 	j->deadline_s = 60;
 	job_start(j);
 	drv_wait(&d, pred_procs_seen, pattern, WAIT_S, "the command's process");
-	ck_assert_msg(!job_over(j), "%s", job_says(j));
-	j->t_exec = now_s();
-	pool_exec_cancel(j->e);
-	drv_wait(&d, pred_job_over, j, WAIT_S, "the exec to end");
-	took = j->t_done - j->t_exec;
-	ck_assert_msg(took <= d.cfg.kill_grace_s + SLACK, "ended %.1f s after the cancel: %s", took,
-	              job_says(j));
-	assert_kind(j, POOL_CANCELLED);
-	ck_assert_int_eq(wait_procs_gone(pattern, SLACK), 0);
+	cancel_ends_it(&d, j, pattern);
 	drv_free(&d);
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	free(pattern);
@@ -1514,8 +1519,8 @@ static pid_t find_watcher(const struct th_sshd *s)
 
 	kit_procs_add_tree(&tree, th_sshd_pid(s), 0);
 	for (size_t i = 0; i < tree.n && found == 0; i++)
-		if (is_watcher(tree.v[i].pid) && kit_proc_stat(tree.v[i].pid, NULL, &ppid, NULL) == 0 &&
-		    !is_watcher(ppid))
+		if (is_watcher(tree.v[i].pid) &&
+		    kit_proc_stat(tree.v[i].pid, NULL, &ppid, NULL) == 0 && !is_watcher(ppid))
 			found = tree.v[i].pid;
 	kit_procs_free(&tree);
 	return found;
@@ -1549,14 +1554,7 @@ START_TEST(a_session_whose_watcher_died_is_retired)
 	assert_exited(next, 0);
 	pool_get_stats(d.pool, &st);
 	ck_assert_uint_eq(st.handshakes_total, 2);
-	ck_assert_msg(!job_over(j), "%s", job_says(j));
-	j->t_exec = now_s();
-	pool_exec_cancel(j->e);
-	drv_wait(&d, pred_job_over, j, WAIT_S, "the exec to end");
-	ck_assert_msg(j->t_done - j->t_exec <= d.cfg.kill_grace_s + SLACK,
-	              "ended %.1f s after the cancel: %s", j->t_done - j->t_exec, job_says(j));
-	assert_kind(j, POOL_CANCELLED);
-	ck_assert_int_eq(wait_procs_gone(pattern, SLACK), 0);
+	cancel_ends_it(&d, j, pattern);
 	drv_free(&d);
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	free(pattern);
