@@ -183,8 +183,8 @@ static void handle(struct http_request *r, struct api *api, const char *exec_id)
 		return;
 	}
 	params[0] = a->token_hash;
-	if (pgasync_query_static(api->db, authz_token_sql, 1, params, AUDIT_QUERY_DEADLINE_MS, on_token,
-	                  a) == NULL)
+	if (pgasync_query_static(api->db, authz_token_sql, 1, params, AUDIT_QUERY_DEADLINE_MS,
+	                         on_token, a) == NULL)
 		fail(a, "audit_unavailable", "out of memory", NULL);
 }
 

@@ -32,8 +32,6 @@ const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN
  * (for a workspace token, its workspace's org), its workspace. Stamps last_used_at. */
 extern const char authz_token_sql[];
 
-
-
 /* What the lookup row says, as text columns parsed. */
 struct authz_row {
 	bool token_found;

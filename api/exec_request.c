@@ -187,10 +187,11 @@ static int parse_env(json_t *v, struct exec_request *req, struct request_error *
 			return fail(e, "invalid_request", field, "%s contains a NUL character",
 			            field);
 		if (nlen + 1 + json_string_length(val) + 1 > REQ_MAX_ARG_STRLEN)
-			return fail(e, "invalid_request", field,
-			            "%s is %zu bytes as NAME=value; Linux runs no program given one "
-			            "variable of more than %d bytes",
-			            field, nlen + 1 + json_string_length(val), REQ_MAX_ARG_STRLEN - 1);
+			return fail(
+			    e, "invalid_request", field,
+			    "%s is %zu bytes as NAME=value; Linux runs no program given one "
+			    "variable of more than %d bytes",
+			    field, nlen + 1 + json_string_length(val), REQ_MAX_ARG_STRLEN - 1);
 		total += nlen + 1 + json_string_length(val) + 1;
 		req->env_names[req->nenv] = (struct eb_bytes){name, nlen};
 		req->env_values[req->nenv] =

@@ -28,8 +28,8 @@ const struct leasecache_entry *leasecache_get(const struct leasecache *c, const 
 	return e;
 }
 
-void leasecache_put(struct leasecache *c, const char *token_hash, const char *ws,
-                    const char *host, int port, const char *user, const char *fp)
+void leasecache_put(struct leasecache *c, const char *token_hash, const char *ws, const char *host,
+                    int port, const char *user, const char *fp)
 {
 	struct leasecache_entry *e = &c->slot[slot_of(token_hash, ws)];
 

@@ -27,8 +27,8 @@ struct leasecache {
 const struct leasecache_entry *leasecache_get(const struct leasecache *c, const char *token_hash,
                                               const char *ws);
 /* Remembers that token_hash ran on ws at host:port as user, pinned to fp. */
-void leasecache_put(struct leasecache *c, const char *token_hash, const char *ws,
-                    const char *host, int port, const char *user, const char *fp);
+void leasecache_put(struct leasecache *c, const char *token_hash, const char *ws, const char *host,
+                    int port, const char *user, const char *fp);
 /* Forgets it (the token was refused there). */
 void leasecache_forget(struct leasecache *c, const char *token_hash, const char *ws);
 

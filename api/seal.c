@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "db/pgasync.h"
 
-#define SEAL_DEADLINE_MS  5000
+#define SEAL_DEADLINE_MS 5000
 /* The first row waits this long for others to join its batch: one statement (and one
  * commit) per SEAL_DELAY_MS however many execs end meanwhile, never in an exec's way. */
 #define SEAL_DELAY_MS     20
@@ -141,8 +141,8 @@ static void seal_send(struct api *a)
 	snprintf(stale, sizeof(stale), "%d", SEAL_STALE_S);
 	params[0] = list;
 	params[1] = stale;
-	s->q = pgasync_query_static(a->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params, SEAL_DEADLINE_MS,
-	                     on_sealed, a);
+	s->q = pgasync_query_static(a->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params,
+	                            SEAL_DEADLINE_MS, on_sealed, a);
 	free(list);
 	if (s->q == NULL)
 		s->sending = 0;

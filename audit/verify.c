@@ -218,10 +218,11 @@ int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_r
 			problem(&v, "exec_id %s: forged: a finished row without a link",
 			        PQgetvalue(res, i, 0));
 		else if (strcmp(PQgetvalue(res, i, 2), "t") == 0)
-			problem(&v,
-			        "exec_id %s: unlinked: finished more than %s s ago and still waiting "
-			        "for its link (is any broker running?)",
-			        PQgetvalue(res, i, 0), SEAL_LATE_S_TEXT);
+			problem(
+			    &v,
+			    "exec_id %s: unlinked: finished more than %s s ago and still waiting "
+			    "for its link (is any broker running?)",
+			    PQgetvalue(res, i, 0), SEAL_LATE_S_TEXT);
 		else
 			r->pending++;
 	}

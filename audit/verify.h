@@ -28,10 +28,10 @@ struct audit_verify_result {
  * previous link), links removed (a gap, or a head past the last row), rows inserted out of
  * order or outside the chain (a finished row without a link that is not waiting for one,
  * or waiting for longer than SEAL_LATE_S_TEXT seconds; a link after the head, a running row
- * with one). Rows waiting for their link are counted in pending. anchor, if not NULL, is "SEQ:HEX" recorded earlier from a verify
- * run: the link SEQ must still have that hash. 0 when the chain is intact (problems 0),
- * 1 when it is not, or a negative EB_ERR_* with a message in err when the database could
- * not be read. */
+ * with one). Rows waiting for their link are counted in pending. anchor, if not NULL, is "SEQ:HEX"
+ * recorded earlier from a verify run: the link SEQ must still have that hash. 0 when the chain is
+ * intact (problems 0), 1 when it is not, or a negative EB_ERR_* with a message in err when the
+ * database could not be read. */
 int audit_verify(PGconn *c, const char *anchor, FILE *out, struct audit_verify_result *r, char *err,
                  size_t errlen);
 

@@ -203,8 +203,7 @@ int audit_begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_N
 }
 
 int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash, int min_tier,
-                             bool accepting, const char *p[AUDIT_AUTHZ_BEGIN_NPARAMS],
-                             char **store)
+                             bool accepting, const char *p[AUDIT_AUTHZ_BEGIN_NPARAMS], char **store)
 {
 	const char *q[AUDIT_DENIED_NPARAMS];
 	struct store st;

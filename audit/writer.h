@@ -41,8 +41,9 @@ struct audit_end {
 
 /* A row is inserted 'running' (and committed) before the command may start, completed
  * exactly once at the end, or inserted final as 'denied'. A row the broker finishes waits
- * for its link in the hash chain (seal_pending, migrations/0005) until audit_seal_sql. argv and env names travel as JSON
- * and become text[] in SQL, so no array-literal escaping is written by hand. */
+ * for its link in the hash chain (seal_pending, migrations/0005) until audit_seal_sql. argv and env
+ * names travel as JSON and become text[] in SQL, so no array-literal escaping is written by hand.
+ */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
 #define AUDIT_DENIED_NPARAMS 15 /* audit_denied_sql: the same and error_code */
 #define AUDIT_END_NPARAMS    10
@@ -51,7 +52,7 @@ struct audit_end {
 #define AUDIT_REFUSE_NPARAMS      2  /* audit_refuse_sql: exec_id, error_code */
 #define AUDIT_SEAL_NPARAMS        2  /* audit_seal_sql */
 
-extern const char audit_begin_sql[];  /* INSERT ... 'running' */
+extern const char audit_begin_sql[]; /* INSERT ... 'running' */
 /* The one statement before a command runs: the token and the workspace are looked up (the
  * result reads as authz_row_from_result() expects, plus column 14: whether the row went
  * in) and, when the request is authorized, the 'running' row is inserted, all in one

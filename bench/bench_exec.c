@@ -557,7 +557,7 @@ struct bench {
 	struct event_base *base;
 	struct pool_config pcfg;
 	struct command_spec spec_true;
-	char *wrapped; /* the command string the pool sends for `true` */
+	char *wrapped;            /* the command string the pool sends for `true` */
 	struct local_watch watch; /* the watcher wrapped registers with */
 	char stream_count[24], text_pipeline[160];
 	struct floor fl;
@@ -592,8 +592,8 @@ struct bench {
 	 * shells and commands, the watchers) and, for the HTTP way, the broker. */
 	double host_cpu[WAY_COUNT], broker_cpu;
 	double par_cpu[PAR_COUNT]; /* the machine's CPU seconds during each parallel way */
-	double idle_host_cpu_s; /* per second, the sessions open and idle (their watchers) */
-	long idle_sessions;     /* sessions open with a watcher meanwhile */
+	double idle_host_cpu_s;    /* per second, the sessions open and idle (their watchers) */
+	long idle_sessions;        /* sessions open with a watcher meanwhile */
 
 	/* idle keep-alive HTTP connections held by another broker */
 	size_t idle_n, idle_open, idle_alive;
@@ -729,7 +729,7 @@ static void bench_sequential(struct bench *b)
 	b->idle_sessions = broker_metric(&b->main_b, "exec_broker_pool_sessions{state=\"idle\"}");
 	if (b->idle_sessions >= 0 && b->run.p != NULL)
 		b->idle_sessions += 1; /* the in-process pool's one session */
-	kit_sleep_ms(IDLE_SETTLE_MS); /* their clocks slow down 10 s after the last command */
+	kit_sleep_ms(IDLE_SETTLE_MS);  /* their clocks slow down 10 s after the last command */
 	host0 = kit_proc_tree_cpu_s(th.sshd.pid);
 	kit_sleep_ms(IDLE_CPU_MS);
 	b->idle_host_cpu_s = (kit_proc_tree_cpu_s(th.sshd.pid) - host0) / (IDLE_CPU_MS / 1000.0);
@@ -980,8 +980,8 @@ static void bench_idle_conns(struct bench *b)
 		if (fd >= 0)
 			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
 		if (fd < 0 || idle_roundtrip(fd) != 0) {
-			snprintf(b->idle_failure, sizeof(b->idle_failure),
-			         "connection %zu: %s", b->idle_open + 1,
+			snprintf(b->idle_failure, sizeof(b->idle_failure), "connection %zu: %s",
+			         b->idle_open + 1,
 			         fd < 0 ? "connect failed" : "no 200 to GET /healthz");
 			if (fd >= 0)
 				close(fd);

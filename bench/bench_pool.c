@@ -35,7 +35,7 @@ struct bench {
 	size_t n, par_n;
 	struct pool_config pcfg;
 	struct command_spec spec;
-	char *wrapped; /* the command string the pool sends for `true` */
+	char *wrapped;            /* the command string the pool sends for `true` */
 	struct local_watch watch; /* the watcher wrapped registers with */
 	struct floor fl;
 	struct pool_run run;
@@ -200,14 +200,15 @@ static void bench_report(struct bench *b)
 		bench_print_row(&b->seq[w], &b->seq[WAY_FLOOR]);
 	printf("(the ways took turns, %d execs each, so that outside load fell on all alike)\n",
 	       BENCH_BLOCK);
-	printf("\nnote: each pool exec sends the pool's command, not bare `true`:\n"
-	       "    %s\n"
-	       "  sh registers the command's process group with the session's watcher (echo into\n"
-	       "  its FIFO, a builtin), prints the group, then execs true: where the floor's `true`\n"
-	       "  is a builtin of the login shell, this one is /bin/true, one exec more. The floor\n"
-	       "  row with the wrapper runs this same string over the floor's session, with a\n"
-	       "  watcher started for it.\n",
-	       b->wrapped);
+	printf(
+	    "\nnote: each pool exec sends the pool's command, not bare `true`:\n"
+	    "    %s\n"
+	    "  sh registers the command's process group with the session's watcher (echo into\n"
+	    "  its FIFO, a builtin), prints the group, then execs true: where the floor's `true`\n"
+	    "  is a builtin of the login shell, this one is /bin/true, one exec more. The floor\n"
+	    "  row with the wrapper runs this same string over the floor's session, with a\n"
+	    "  watcher started for it.\n",
+	    b->wrapped);
 	if (series_ok(&b->pool_first))
 		printf("pool: the first exec (not in the table) took %.2f ms with the handshake; "
 		       "handshakes:\n  %llu after it, %llu after the sequential execs; stale "

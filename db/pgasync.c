@@ -84,10 +84,10 @@ struct pgasync {
 	bool dispatching;    /* inside pgasync_dispatch: an inner call leaves it to the loop */
 	bool reporting;      /* inside report_cb: pgasync_free is finished there */
 	bool free_requested; /* pgasync_free was called from a callback */
-	struct pgasync_stats stats; /* the counters; the gauges are computed on demand */
+	struct pgasync_stats stats;            /* the counters; the gauges are computed on demand */
 	const char *stmts[PGASYNC_MAX_STATIC]; /* pgasync_query_static's statements, by address */
 	int nstmts;
-	char last_error[256];       /* why the last attempt failed or the last connection broke */
+	char last_error[256]; /* why the last attempt failed or the last connection broke */
 };
 
 struct pgasync_query {
@@ -492,9 +492,9 @@ static void conn_send(struct conn *c, struct pgasync_query *q)
 		/* Parsed and planned once per connection, then only bound and run. */
 		snprintf(name, sizeof(name), "eb_%d", q->stmt);
 		c->preparing = c->prepared & (UINT32_C(1) << q->stmt) ? 0 : q->stmt + 1;
-		sent = c->preparing ? PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL)
-		                    : PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL,
-		                                          NULL, 0);
+		sent = c->preparing
+		           ? PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL)
+		           : PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL, NULL, 0);
 	} else {
 		sent = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
 	}
@@ -833,8 +833,8 @@ void pgasync_free(struct pgasync *p)
 
 /* pgasync_query, and pgasync_query_static with stmt >= 0. */
 static struct pgasync_query *query_new(struct pgasync *p, const char *sql, int nparams,
-                                       const char *const *params, long deadline_ms,
-                                       pgasync_cb cb, void *arg, int stmt)
+                                       const char *const *params, long deadline_ms, pgasync_cb cb,
+                                       void *arg, int stmt)
 {
 	const char *bad = NULL;
 	struct pgasync_query *q;

@@ -143,7 +143,8 @@ static void channel_detach(struct pool_exec *e)
 			s->starter = NULL;
 		e->s = NULL;
 		e->ch = NULL;
-		snprintf(why, sizeof(why), "%s", e->out.detail[0] ? e->out.detail : "its channel closed");
+		snprintf(why, sizeof(why), "%s",
+		         e->out.detail[0] ? e->out.detail : "its channel closed");
 		session_watcher_gone(s, why);
 		session_unref(s);
 		return;
@@ -463,7 +464,8 @@ static void channel_watcher_output(struct pool_exec *e, enum pool_stream st, con
 		}
 		e->pgid_len = 0;
 		if (e->out.stdout_bytes > WATCH_NOISE_MAX) {
-			session_watcher_gone(e->s, "it printed something else than where it listens");
+			session_watcher_gone(e->s,
+			                     "it printed something else than where it listens");
 			return;
 		}
 	}
@@ -721,9 +723,10 @@ bool channel_step(struct pool_exec *e)
 			    !e->pgid_done) {
 				/* It ended before its pgid line: it could not register with the
 				 * watcher, and nothing of the program ran. */
-				channel_set_outcome(e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
-				                    "the command could not register with the session's "
-				                    "watcher on the host; it did not run");
+				channel_set_outcome(
+				    e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
+				    "the command could not register with the session's "
+				    "watcher on the host; it did not run");
 				session_watcher_gone(s, "a command could not register with it");
 			} else if (e->out.kind == POOL_EXITED &&
 			           e->out.fail_reason == POOL_FAIL_NONE &&

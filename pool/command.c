@@ -152,7 +152,8 @@ int command_frame(const char *body, size_t body_len, const char *fifo, long dead
 	/* Registration first, its errors silenced: without a watcher to register with, the
 	 * chain stops before the pgid line, and the broker knows nothing ran. The FIFO is
 	 * opened read-write, which never blocks, and the line is one write (atomic). */
-	snprintf(num, sizeof(num), "echo \"r $$ %ld\" 2>/dev/null 1<>", deadline_ms > 0 ? deadline_ms : 1);
+	snprintf(num, sizeof(num), "echo \"r $$ %ld\" 2>/dev/null 1<>",
+	         deadline_ms > 0 ? deadline_ms : 1);
 	rc = append(&buf, &len, &cap, num, strlen(num));
 	if (rc == 0)
 		rc = command_quote(&buf, &len, &cap, fifo, strlen(fifo));

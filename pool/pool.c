@@ -775,8 +775,8 @@ void pool_get_stats(const struct pool *p, struct pool_stats *st)
 	st->channels_in_use = 0;
 	st->channel_limit_learned = 0;
 	TAILQ_FOREACH(t, &p->targets, link)
-	if (t->learned_max > 0 &&
-	    (st->channel_limit_learned == 0 || (unsigned)t->learned_max < st->channel_limit_learned))
+	if (t->learned_max > 0 && (st->channel_limit_learned == 0 ||
+	                           (unsigned)t->learned_max < st->channel_limit_learned))
 		st->channel_limit_learned = (unsigned)t->learned_max;
 	TAILQ_FOREACH(t, &p->targets, link)
 	TAILQ_FOREACH(s, &t->sessions, link)

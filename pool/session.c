@@ -181,8 +181,9 @@ void session_watcher_gone(struct session *s, const char *why)
 
 	s->watch_ready = false;
 	if (s->state == SESS_WATCHING) {
-		snprintf(detail, sizeof(detail), "%s@%s port %d did not start the broker's watcher: %s",
-		         s->t->user, s->t->host, s->t->port, why);
+		snprintf(detail, sizeof(detail),
+		         "%s@%s port %d did not start the broker's watcher: %s", s->t->user,
+		         s->t->host, s->t->port, why);
 		session_connect_failed(s, POOL_FAIL_CHANNEL, detail);
 	} else if (s->state == SESS_READY && !s->retiring) {
 		snprintf(s->detail, sizeof(s->detail), "the watcher ended: %s", why);

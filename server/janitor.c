@@ -36,8 +36,9 @@ static void on_sealed(const PGresult *res, const char *error, const char *sqlsta
 		log_kv(LOG_WARN, "could not link audit rows waiting for the chain", "error", error,
 		       NULL);
 	else if (PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) > 0)
-		log_kv(LOG_WARN, "audit rows finished by brokers that are gone linked into the chain",
-		       "rows", PQgetvalue(res, 0, 0), NULL);
+		log_kv(LOG_WARN,
+		       "audit rows finished by brokers that are gone linked into the chain", "rows",
+		       PQgetvalue(res, 0, 0), NULL);
 	arm(j, j->api->cfg->broker_heartbeat_s);
 }
 
@@ -59,7 +60,7 @@ static void on_swept(const PGresult *res, const char *error, const char *sqlstat
 	/* Rows their broker finished but never linked (api/seal.h). */
 	snprintf(stale, sizeof(stale), "%d", SEAL_STALE_S);
 	j->q = pgasync_query_static(j->api->db, audit_seal_sql, AUDIT_SEAL_NPARAMS, params,
-	                     j->api->cfg->broker_heartbeat_s * 1000L, on_sealed, j);
+	                            j->api->cfg->broker_heartbeat_s * 1000L, on_sealed, j);
 	if (j->q == NULL)
 		arm(j, j->api->cfg->broker_heartbeat_s);
 }
@@ -83,7 +84,7 @@ static void on_beat(const PGresult *res, const char *error, const char *sqlstate
 	snprintf(dead, sizeof(dead), "%d",
 	         DEAD_AFTER_BEATS * cfg->broker_heartbeat_s + DEAD_AFTER_EXTRA_S);
 	j->q = pgasync_query_static(j->api->db, audit_sweep_sql, 3, params,
-	                     cfg->broker_heartbeat_s * 1000L, on_swept, j);
+	                            cfg->broker_heartbeat_s * 1000L, on_swept, j);
 	if (j->q == NULL)
 		arm(j, cfg->broker_heartbeat_s);
 }
@@ -100,7 +101,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	/* More than two beats missed: this broker was cut off, and starts anew. */
 	snprintf(gap, sizeof(gap), "%d", 2 * cfg->broker_heartbeat_s);
 	j->q = pgasync_query_static(j->api->db, audit_heartbeat_sql, 2, params,
-	                     cfg->broker_heartbeat_s * 1000L, on_beat, j);
+	                            cfg->broker_heartbeat_s * 1000L, on_beat, j);
 	if (j->q == NULL)
 		arm(j, cfg->broker_heartbeat_s);
 }

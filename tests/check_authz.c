@@ -101,8 +101,9 @@ static enum authz_verdict decide_and(int tok, const char *ws, bool reason, bool 
 	authz_row_from_result(res, &row);
 	v = authz_decide(&row, 3, reason);
 	inserted = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 14), "t") == 0;
-	ck_assert_msg(inserted == (v == AUTHZ_OK), "token %d on %s: the row %s in, the verdict is %s",
-	              tok, ws, inserted ? "went" : "did not go", authz_code(v) ? authz_code(v) : "ok");
+	ck_assert_msg(inserted == (v == AUTHZ_OK),
+	              "token %d on %s: the row %s in, the verdict is %s", tok, ws,
+	              inserted ? "went" : "did not go", authz_code(v) ? authz_code(v) : "ok");
 	PQclear(res);
 	PQclear(PQexec(c, commit ? "COMMIT" : "ROLLBACK"));
 	PQfinish(c);

@@ -258,9 +258,9 @@ START_TEST(without_a_watcher_nothing_runs)
 
 	unlink("/tmp/eb-command-should-not-exist");
 	ck_assert_int_eq(command_build(&spec, &body, &blen, (char[128]){0}, 128), 0);
-	ck_assert_int_eq(command_frame(body, blen, "/nonexistent/eb/fifo", 1000, &exec, &elen,
-	                               &prefix, &plen),
-	                 0);
+	ck_assert_int_eq(
+	    command_frame(body, blen, "/nonexistent/eb/fifo", 1000, &exec, &elen, &prefix, &plen),
+	    0);
 	out = run_shell(shells[_i], exec, NULL, 0, &len, &status);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 	ck_assert_uint_eq(len, 0);
@@ -515,8 +515,7 @@ static void watcher_start(struct watcher *w, const char *shell, int grace_s, int
 	while (n + 1 < sizeof(line) && read(w->out, line + n, 1) == 1 && line[n] != '\n')
 		n++;
 	line[n] = '\0';
-	ck_assert_msg(strncmp(line, COMMAND_WATCH_TAG, strlen(COMMAND_WATCH_TAG)) == 0, "%s",
-	              line);
+	ck_assert_msg(strncmp(line, COMMAND_WATCH_TAG, strlen(COMMAND_WATCH_TAG)) == 0, "%s", line);
 	snprintf(w->fifo, sizeof(w->fifo), "%s", line + strlen(COMMAND_WATCH_TAG));
 	ck_assert_int_eq(access(w->fifo, F_OK), 0);
 }

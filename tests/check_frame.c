@@ -213,7 +213,8 @@ START_TEST(control_heavy_text_goes_as_base64)
 	              b64 ? "base64" : "text");
 	/* never longer than base64 with its member, whatever was chosen */
 	ck_assert_uint_le(wire, sizeof("{\"stream\":\"stdout\",\"data\":\"\",\"encoding\":"
-	                               "\"base64\"}\n") - 1 + 4 * ((n + 2) / 3));
+	                               "\"base64\"}\n") -
+	                            1 + 4 * ((n + 2) / 3));
 	if (b64) {
 		json_t *o = json_loads(f, 0, NULL);
 		const char *d = json_string_value(json_object_get(o, "data"));

@@ -657,7 +657,8 @@ int main(void)
 	tcase_set_timeout(pg, 60);
 	tcase_add_test(pg, migration_0003_links_rows_written_before_it);
 	tcase_add_test(pg, canonical_content_matches_the_database);
-	tcase_add_loop_test(pg, concurrent_writers_make_one_chain, 0, 2); /* linked at once, sealed */
+	tcase_add_loop_test(pg, concurrent_writers_make_one_chain, 0,
+	                    2); /* linked at once, sealed */
 	tcase_add_test(pg, rows_waiting_for_their_link);
 	suite_add_tcase(s, pg);
 	if (th_setup(TH_PG) != 0)

@@ -1060,8 +1060,8 @@ START_TEST(large_argv_and_env_arrive_byte_exact)
 {
 	const size_t big = 100 * 1024;
 	char *arg = malloc(big + 1), *val = malloc(big + 1), *want;
-	const char *argv[] = {"sh", "-c", "printf '%s|%s|' \"$1\" \"$BIGVAR\" && cat", "sh", arg,
-	                      NULL};
+	const char *argv[] = {"sh", "-c", "printf '%s|%s|' \"$1\" \"$BIGVAR\" && cat",
+	                      "sh", arg,  NULL};
 	struct kit_resp r;
 	struct kit_frames f;
 

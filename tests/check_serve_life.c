@@ -842,17 +842,19 @@ START_TEST(finished_rows_a_gone_broker_never_linked_are_linked_by_another)
 	struct kit_broker live = {0};
 	char *v;
 
-	ck_assert_int_eq(kit_sql(W.db, "INSERT INTO exec_audit (exec_id, request_id, workspace_id, org_id, "
+	ck_assert_int_eq(
+	    kit_sql(W.db, "INSERT INTO exec_audit (exec_id, request_id, workspace_id, org_id, "
 	                  "actor, actor_kind, argv, status, started_at, broker_instance) VALUES "
 	                  "(gen_random_uuid(), 'r-seal-old', 'ws-a1', 'acme', 'token:x', 'org', "
 	                  "'{true}', 'running', now() - interval '2 min', 'eb-life-dead'), "
 	                  "(gen_random_uuid(), 'r-seal-new', 'ws-a1', 'acme', 'token:x', 'org', "
 	                  "'{true}', 'running', now(), 'eb-life-dead')"),
-	                 0);
-	ck_assert_int_eq(kit_sql(W.db, "UPDATE exec_audit SET status = 'exited', exit_code = 0, duration_ms = "
+	    0);
+	ck_assert_int_eq(
+	    kit_sql(W.db, "UPDATE exec_audit SET status = 'exited', exit_code = 0, duration_ms = "
 	                  "1, finished_at = started_at, seal_pending = true WHERE request_id "
 	                  "LIKE 'r-seal-%'"),
-	                 0);
+	    0);
 	start_broker(&live, "eb-life-sealer", "broker_heartbeat_s = 1\n");
 	for (int i = 0; i < 100; i++) {
 		v = sv_row(W.db, "r-seal-old", "(chain_seq IS NOT NULL)::text");

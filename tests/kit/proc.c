@@ -559,8 +559,9 @@ static int proc_times(pid_t pid, unsigned long long *ticks, pid_t *ppid)
 	if (kit_file_read_into(path, buf, sizeof(buf)) <= 0)
 		return -1;
 	p = strrchr(buf, ')');
-	if (p == NULL || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
-	                        &pp, &ut, &st, &cut, &cst) != 5)
+	if (p == NULL ||
+	    sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &pp,
+	           &ut, &st, &cut, &cst) != 5)
 		return -1;
 	*ticks = ut + st + cut + cst;
 	*ppid = pp;
