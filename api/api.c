@@ -10,7 +10,6 @@ void api_free(struct api *a)
 	if (a->reap != NULL)
 		event_free(a->reap);
 	a->reap = NULL;
-	seal_free(a);
 	free(a->leases);
 	a->leases = NULL;
 }

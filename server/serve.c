@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/seal.h"
 #include "common/err.h"
 #include "common/fsm.h"
 #include "common/log.h"
@@ -267,6 +268,7 @@ out:
 			;
 	}
 	janitor_stop(&s->janitor);
+	seal_free(&s->api); /* its statement, if one is in flight, before the database goes */
 	pgasync_free(s->api.db);
 	pool_free(s->api.pool);
 	api_free(&s->api);
