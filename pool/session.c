@@ -75,6 +75,12 @@ void session_free(struct session *s)
 		event_free(s->ev);
 	if (s->timer != NULL)
 		event_free(s->timer);
+	/* libssh2_session_free closes every channel still open on the session (the watcher's,
+	 * at least) and, non-blocking, gives up with EAGAIN, leaking the session, whenever a
+	 * send would wait. With the socket shut first, each send fails at once and the
+	 * session is freed whole: it is being dropped, nothing more is owed to the server. */
+	if (s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR);
 	if (s->ssh != NULL)
 		libssh2_session_free(s->ssh);
 	if (s->fd >= 0)
