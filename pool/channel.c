@@ -285,7 +285,7 @@ void channel_cancel(struct pool_exec *e, enum pool_outcome_kind kind)
 		abort();
 	}
 	/* If the host does not let go in time, report anyway; the channel stays until the
-	 * server closes it (the remote timeout(1) ends the command at the latest). */
+	 * server closes it (the session's watcher ends the command at the latest). */
 	struct timeval grace = {e->p->cfg.kill_grace_s + KILL_SLACK_S, 0};
 	evtimer_add(e->deadline_ev, &grace);
 	if (e->s != NULL)

@@ -1182,10 +1182,9 @@ static bool pred_procs_seen(struct drv *d, void *arg)
 }
 
 /* 9. A deadline or a cancel ends the whole process group: background children, and
- * processes that ignore TERM (KILL after kill_grace_s), within deadline plus grace. The
- * remote timeout(1) alone would be later for those: it sends TERM only at deadline plus
- * grace. A cancel comes once the command has run a while, or at once from the started
- * callback (before the pool can have read the command's process group). */
+ * processes that ignore TERM (KILL after kill_grace_s), within deadline plus grace. A
+ * cancel comes once the command has run a while, or at once from the started callback
+ * (before the pool can have read the command's process group). */
 enum { KILL_SLEEP, KILL_TREE, KILL_TREE_IGNORING_TERM, KILL_KINDS };
 enum { BY_DEADLINE, BY_CANCEL_WHILE_RUNNING, BY_CANCEL_IN_STARTED, KILL_MODES };
 #define KILL_CASES (KILL_KINDS * KILL_MODES)
