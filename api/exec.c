@@ -140,6 +140,9 @@ static void fill_audit(struct exec_job *j, struct audit_begin *b, const char *or
 	b->broker_instance = j->api->instance;
 }
 
+static void begin_step(struct exec_job *j);
+static void lease_drop(struct exec_job *j);
+
 static void deny_reply(struct exec_job *j, const struct denial *d)
 {
 	if (strcmp(d->code, "too_many_requests") == 0)
@@ -191,6 +194,7 @@ static void deny(struct exec_job *j, const char *code, const char *org, const ch
 	char *store = NULL;
 	va_list ap;
 
+	lease_drop(j); /* the session leased on a hint, or the channel opened on it */
 	va_start(ap, fmt);
 	denial_begin(j, code, fmt, ap);
 	va_end(ap);
@@ -379,6 +383,17 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 	struct exec_job *j = arg;
 
 	(void)e;
+	if (j->held) {
+		/* Prepared, it ended before its go (deadline, shutdown, a broken session twice):
+		 * nothing ran, as if no session had been had. */
+		j->held = false;
+		j->lease_fail = o->kind == POOL_SHUTDOWN           ? POOL_FAIL_SHUTDOWN
+		                : o->kind == POOL_TIMEOUT          ? POOL_FAIL_EXHAUSTED
+		                : o->fail_reason != POOL_FAIL_NONE ? o->fail_reason
+		                                                   : POOL_FAIL_CONNECT;
+		begin_step(j);
+		return;
+	}
 	j->finished = true;
 	j->outcome = *o;
 	if (!j->started) {
@@ -406,9 +421,20 @@ static void job_spec(const struct exec_job *j, struct command_spec *spec)
 	spec->cwd = j->req.cwd;
 }
 
+static const struct pool_exec_callbacks exec_cbs = {on_started, on_data, on_finished};
+
+/* Gives up a prepared exec: nothing ran, and no callback comes. */
+static void held_drop(struct exec_job *j)
+{
+	if (!j->held)
+		return;
+	pool_exec_release(j->exec);
+	j->exec = NULL;
+	j->held = false;
+}
+
 static void begin_step(struct exec_job *j)
 {
-	static const struct pool_exec_callbacks cbs = {on_started, on_data, on_finished};
 	struct command_spec spec;
 
 	if (j->audit_done && !j->audit_ok && !j->lease_done) {
@@ -418,7 +444,8 @@ static void begin_step(struct exec_job *j)
 	}
 	if (!j->audit_done || !j->lease_done)
 		return;
-	if (!j->audit_ok || j->lease == NULL || j->client_gone) {
+	if (!j->audit_ok || (j->lease == NULL && !j->held) || j->client_gone) {
+		held_drop(j);
 		if (j->lease != NULL) {
 			pool_lease_release(j->lease);
 			j->lease = NULL;
@@ -438,10 +465,16 @@ static void begin_step(struct exec_job *j)
 		job_complete(j);
 		return;
 	}
-	job_spec(j, &spec);
 	job_set_state(j, JOB_STARTING);
+	if (j->held) {
+		/* Its channel opened while the row was written: only the exec request is left. */
+		j->held = false;
+		pool_exec_go(j->exec);
+		return;
+	}
+	job_spec(j, &spec);
 	j->exec = pool_exec_start(j->lease, &spec, j->req.stdin_data, j->req.stdin_len,
-	                          &j->deadline, &cbs, j);
+	                          &j->deadline, &exec_cbs, j);
 	j->lease = NULL; /* transferred */
 	if (j->exec == NULL) {
 		j->outcome.kind = POOL_FAILED_TO_START;
@@ -463,6 +496,18 @@ static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const
 		log_kv(LOG_WARN, "no SSH session for the exec", "request_id", j->request_id,
 		       "workspace_id", j->ws_id, "host", j->host, "reason",
 		       pool_fail_reason_name(why), "detail", detail, NULL);
+	if (lease != NULL && !j->audit_done && !j->client_gone) {
+		/* The row is still being written: open the channel meanwhile, and send the
+		 * exec request only once the row is committed (pool_exec_go). */
+		struct command_spec spec;
+		job_spec(j, &spec);
+		j->exec = pool_exec_prepare(lease, &spec, j->req.stdin_data, j->req.stdin_len,
+		                            &j->deadline, &exec_cbs, j);
+		j->lease = NULL; /* transferred, even on failure */
+		j->held = j->exec != NULL;
+		if (j->exec == NULL)
+			j->lease_fail = POOL_FAIL_CONNECT; /* out of memory */
+	}
 	begin_step(j);
 }
 
@@ -489,6 +534,7 @@ static void lease_drop(struct exec_job *j)
 		pool_lease_release(j->lease);
 		j->lease = NULL;
 	}
+	held_drop(j);
 	j->lease_done = false;
 }
 

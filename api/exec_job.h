@@ -6,7 +6,8 @@
  *   JOB_AUTHZ      one statement: the token (by hash) and the workspace looked up, and
  *                  the 'running' row inserted when they authorize the exec; meanwhile
  *                  the pool leases a session where this token last ran on this
- *                  workspace (api/leasecache.h), if it did
+ *                  workspace (api/leasecache.h), if it did, and opens the exec's channel
+ *                  on it (pool_exec_prepare: no exec request before the row commits)
  *   JOB_DENYING    writing the 'denied' row of a refusal (or making the running row
  *                  one), then the refusal
  *   JOB_BEGIN      the row is committed; the lease (of the right session) is awaited:
@@ -81,6 +82,7 @@ struct exec_job {
 	struct pool_acquire *acq;
 	struct pool_lease *lease;
 	struct pool_exec *exec;
+	bool held; /* exec is prepared (its channel opening while the row is written): no go yet */
 	bool audit_done, audit_ok, audit_maybe; /* maybe: the insert's fate is unknown */
 	bool lease_done;
 	enum pool_fail_reason lease_fail;

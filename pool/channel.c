@@ -29,12 +29,14 @@
 #define WATCH_NOISE_MAX 8192
 
 static const char *const exec_state_names[] = {
-    "waiting", "opening", "starting", "running", "closing", "freeing", "done",
+    "waiting", "opening", "held", "starting", "running", "closing", "freeing", "done",
 };
 
 static const unsigned exec_legal[] = {
     [EXEC_WAITING] = FSM_BIT(EXEC_OPENING) | FSM_BIT(EXEC_DONE),
-    [EXEC_OPENING] =
+    [EXEC_OPENING] = FSM_BIT(EXEC_HELD) | FSM_BIT(EXEC_STARTING) | FSM_BIT(EXEC_WAITING) |
+                     FSM_BIT(EXEC_DONE) | FSM_BIT(EXEC_CLOSING),
+    [EXEC_HELD] =
         FSM_BIT(EXEC_STARTING) | FSM_BIT(EXEC_WAITING) | FSM_BIT(EXEC_DONE) | FSM_BIT(EXEC_CLOSING),
     [EXEC_STARTING] =
         FSM_BIT(EXEC_RUNNING) | FSM_BIT(EXEC_CLOSING) | FSM_BIT(EXEC_WAITING) | FSM_BIT(EXEC_DONE),
@@ -273,6 +275,8 @@ void channel_cancel(struct pool_exec *e, enum pool_outcome_kind kind)
 			return;
 		}
 		break; /* libssh2's open is in flight: the driver closes the new channel */
+	case EXEC_HELD:
+		break; /* nothing ran: the driver closes the channel */
 	case EXEC_STARTING:
 	case EXEC_RUNNING:
 		channel_send_kill(e);
@@ -586,6 +590,25 @@ bool channel_step(struct pool_exec *e)
 				FSM_SET(&exec_fsm, e->state, EXEC_CLOSING, e->t->host);
 				continue;
 			}
+			if (e->held) {
+				/* Open and waiting for its go: others may open and start meanwhile.
+				 */
+				s->starter = NULL;
+				FSM_SET(&exec_fsm, e->state, EXEC_HELD, e->t->host);
+				continue;
+			}
+			FSM_SET(&exec_fsm, e->state, EXEC_STARTING, e->t->host);
+			continue;
+		case EXEC_HELD:
+			if (e->cancel_kind != POOL_EXITED) {
+				channel_set_outcome(e, e->cancel_kind, POOL_FAIL_NONE,
+				                    "cancelled before it started");
+				FSM_SET(&exec_fsm, e->state, EXEC_CLOSING, e->t->host);
+				continue;
+			}
+			if (e->held || (s->starter != NULL && s->starter != e))
+				return true; /* one exec request at a time per session */
+			s->starter = e;
 			FSM_SET(&exec_fsm, e->state, EXEC_STARTING, e->t->host);
 			continue;
 		case EXEC_STARTING:

@@ -543,10 +543,11 @@ static void lease_hand_to_exec(struct pool_exec *e, struct pool_lease *l, enum p
 	session_unref(s); /* the lease's reference; the exec holds its own */
 }
 
-struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spec *spec,
-                                  const char *stdin_data, size_t stdin_len,
-                                  const struct timeval *deadline,
-                                  const struct pool_exec_callbacks *cb, void *arg)
+/* pool_exec_start and pool_exec_prepare (held). */
+static struct pool_exec *exec_start(struct pool_lease *l, const struct command_spec *spec,
+                                    const char *stdin_data, size_t stdin_len,
+                                    const struct timeval *deadline,
+                                    const struct pool_exec_callbacks *cb, void *arg, bool held)
 {
 	struct session *s = l->s;
 	struct pool *p = s->p;
@@ -558,6 +559,7 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 		pool_lease_release(l);
 		return NULL;
 	}
+	e->held = held;
 	e->cb = *cb;
 	e->arg = arg;
 	e->refs = 2; /* the consumer and the state machine */
@@ -602,6 +604,31 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
 	channel_attach(e, s, true);
 	session_unref(s); /* the lease's reference */
 	return e;
+}
+
+struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spec *spec,
+                                  const char *stdin_data, size_t stdin_len,
+                                  const struct timeval *deadline,
+                                  const struct pool_exec_callbacks *cb, void *arg)
+{
+	return exec_start(l, spec, stdin_data, stdin_len, deadline, cb, arg, false);
+}
+
+struct pool_exec *pool_exec_prepare(struct pool_lease *l, const struct command_spec *spec,
+                                    const char *stdin_data, size_t stdin_len,
+                                    const struct timeval *deadline,
+                                    const struct pool_exec_callbacks *cb, void *arg)
+{
+	return exec_start(l, spec, stdin_data, stdin_len, deadline, cb, arg, true);
+}
+
+void pool_exec_go(struct pool_exec *e)
+{
+	if (!e->held)
+		return;
+	e->held = false;
+	if (e->s != NULL)
+		session_schedule(e->s);
 }
 
 void pool_exec_cancel(struct pool_exec *e)

@@ -138,6 +138,17 @@ struct pool_exec *pool_exec_start(struct pool_lease *l, const struct command_spe
                                   const char *stdin_data, size_t stdin_len,
                                   const struct timeval *deadline,
                                   const struct pool_exec_callbacks *cb, void *arg);
+/* pool_exec_start, but only the channel is opened: the exec request waits for
+ * pool_exec_go, so nothing runs on the host before it (a caller that must commit
+ * something first opens the channel meanwhile). Until then the exec may still move to
+ * another session (the first one broke) and may end, cancelled, timed out or shut down,
+ * with nothing run; pool_exec_release gives it up without a callback. */
+struct pool_exec *pool_exec_prepare(struct pool_lease *l, const struct command_spec *spec,
+                                    const char *stdin_data, size_t stdin_len,
+                                    const struct timeval *deadline,
+                                    const struct pool_exec_callbacks *cb, void *arg);
+/* Lets a prepared exec send its exec request; a no-op for any other. */
+void pool_exec_go(struct pool_exec *e);
 /* Stop / resume reading this exec's output (backpressure); others on the session flow. */
 void pool_exec_pause(struct pool_exec *e);
 void pool_exec_resume(struct pool_exec *e);

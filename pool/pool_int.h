@@ -40,6 +40,7 @@ enum sess_state {
 enum exec_state {
 	EXEC_WAITING,  /* no session: re-acquiring after a stale session or a refused open */
 	EXEC_OPENING,  /* waiting for, or in, libssh2_channel_open_ex */
+	EXEC_HELD,     /* the channel is open; the exec request waits for pool_exec_go */
 	EXEC_STARTING, /* libssh2_channel_process_startup("exec") */
 	EXEC_RUNNING,  /* stdin, output, until the remote EOF */
 	EXEC_CLOSING,  /* libssh2_channel_close: waiting for the remote close */
@@ -161,6 +162,7 @@ struct pool_exec {
 	bool control; /* the watcher or a kill command: no consumer, no slot */
 	bool watcher; /* the session's watcher (s->watch) */
 	bool sent;    /* the exec request may have reached the server */
+	bool held;    /* pool_exec_prepare: no exec request before pool_exec_go */
 	bool retried; /* used its one stale-session retry */
 	bool paused;
 	bool released; /* the consumer let go: no more callbacks */

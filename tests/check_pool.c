@@ -52,6 +52,7 @@ struct job {
 	bool keep_exec;               /* not released by finished: the test or drv_free does */
 	bool cancel_on_started;       /* pool_exec_cancel() from the started callback */
 	bool hold_lease;              /* keep the lease; job_launch() starts the exec later */
+	bool prepare;                 /* pool_exec_prepare: the test calls pool_exec_go */
 	char *owned[4];               /* strings argv points to, freed with the job */
 	int nowned;
 
@@ -527,7 +528,8 @@ static void on_lease(struct pool_lease *l, enum pool_fail_reason why, const char
 	}
 	j->t_exec = now_s();
 	dl = deadline_in(j->deadline_s);
-	e = pool_exec_start(l, &spec, j->stdin_data, j->stdin_len, &dl, &job_callbacks, j);
+	e = (j->prepare ? pool_exec_prepare : pool_exec_start)(
+	    l, &spec, j->stdin_data, j->stdin_len, &dl, &job_callbacks, j);
 	ck_assert_ptr_nonnull(e);
 	/* Had finished run inside the call (pool.h does not forbid it), e may be released. */
 	if (j->finished == 0 || j->keep_exec)
@@ -1570,6 +1572,77 @@ static bool pred_channels_free(struct drv *d, void *arg)
 	return st.channels_in_use == 0;
 }
 
+static bool pred_channels_open(struct drv *d, void *arg)
+{
+	struct pool_stats st;
+
+	pool_get_stats(d->pool, &st);
+	return st.channels_in_use == (unsigned)(uintptr_t)arg;
+}
+
+/* A prepared exec opens its channel and waits: nothing runs on the host before
+ * pool_exec_go, another exec on the same session runs meanwhile, and one cancelled or
+ * released while it waits never runs. */
+START_TEST(prepared_exec_runs_only_after_go)
+{
+	char *f[3];
+	struct job *held, *other, *cancelled, *released;
+	struct pool_stats st;
+	struct drv d;
+
+	for (int i = 0; i < 3; i++) {
+		f[i] = str_printf("/tmp/eb-prepared-%d-%d", (int)getpid(), i);
+		unlink(f[i]);
+	}
+	drv_init(&d, NULL, NULL);
+	held = job_new(&d, "sh", "-c", "touch \"$0\"", f[0], NULL);
+	held->prepare = held->keep_exec = true;
+	job_start(held);
+	drv_wait(&d, pred_channels_open, (void *)(uintptr_t)1, WAIT_S, "the held channel");
+	drv_run_for(&d, 0.3);
+	ck_assert_msg(!job_over(held) && held->started == 0, "%s", job_says(held));
+	ck_assert_int_ne(access(f[0], F_OK), 0);
+	other = job_new(&d, "echo", "meanwhile", NULL);
+	job_run(other);
+	assert_exited(other, 0);
+	assert_out(other, "meanwhile\n", "");
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.handshakes_total, 1); /* the same session */
+	ck_assert_int_ne(access(f[0], F_OK), 0);
+	pool_exec_go(held->e);
+	drv_wait(&d, pred_job_over, held, WAIT_S, "the held exec");
+	assert_exited(held, 0);
+	ck_assert_int_eq(access(f[0], F_OK), 0);
+
+	cancelled = job_new(&d, "sh", "-c", "touch \"$0\"", f[1], NULL);
+	cancelled->prepare = cancelled->keep_exec = true;
+	job_start(cancelled);
+	drv_wait(&d, pred_channels_open, (void *)(uintptr_t)1, WAIT_S, "the second held channel");
+	pool_exec_cancel(cancelled->e);
+	pool_exec_go(cancelled->e); /* too late: it stays cancelled */
+	drv_wait(&d, pred_job_over, cancelled, WAIT_S, "the cancelled exec");
+	assert_kind(cancelled, POOL_CANCELLED);
+	ck_assert_int_eq(cancelled->started, 0);
+
+	released = job_new(&d, "sh", "-c", "touch \"$0\"", f[2], NULL);
+	released->prepare = released->keep_exec = true;
+	job_start(released);
+	drv_wait(&d, pred_channels_open, (void *)(uintptr_t)1, WAIT_S, "the third held channel");
+	pool_exec_release(released->e);
+	released->e = NULL;
+	drv_wait(&d, pred_channels_free, NULL, WAIT_S, "the released channel to close");
+	drv_run_for(&d, 0.3);
+	ck_assert_int_ne(access(f[1], F_OK), 0);
+	ck_assert_int_ne(access(f[2], F_OK), 0);
+	ck_assert_int_eq(released->finished, 0);
+	drv_free(&d);
+	for (int i = 0; i < 3; i++) {
+		unlink(f[i]);
+		free(f[i]);
+	}
+}
+END_TEST
+
 /* 12. */
 START_TEST(stats_count_execs_by_outcome)
 {
@@ -1756,6 +1829,7 @@ int main(void)
 	ADD(s, idle_sessions_close_after_their_ttl);
 	ADD(s, host_names_are_resolved_asynchronously);
 	ADD(s, session_cap_evicts_the_least_recently_used_idle_session);
+	ADD(s, prepared_exec_runs_only_after_go);
 	ADD(s, stats_count_execs_by_outcome);
 	ADD(s, acquire_waits_until_deadline_then_is_exhausted);
 	ADD(s, shutdown_kills_running_execs_and_fails_waiting_acquires);

@@ -1457,21 +1457,31 @@ START_TEST(secrets_reach_neither_database_nor_log)
 END_TEST
 
 /* The 'running' row must be committed before the command may start: when the insert
- * fails (here a trigger refuses it), 503 audit_unavailable and the command never runs. */
+ * fails (here a trigger refuses it, 0.3 s late, while the channel the broker opens
+ * meanwhile on the session this token used before is ready), 503 audit_unavailable and
+ * the command never runs. */
 START_TEST(failed_audit_insert_runs_nothing)
 {
 	char *marker = kit_tmp_path("noaudit");
 	const char *argv[] = {"touch", marker, NULL};
+	const char *warm[] = {"true", NULL};
 	const char *fails = "exec_broker_audit_write_failures_total";
 	char rid[64], *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 10)), *before, *after;
 	struct kit_req q = {.ws = "ws-a1", .token = W.tok_org, .body = body, .rid = rid};
 	struct kit_resp r;
+	struct kit_frames f;
 
+	exec_argv(&r, "ws-a1", W.tok_org, warm, NULL, NULL); /* the session hint */
+	sv_stream(&r, &f);
+	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
 	snprintf(rid, sizeof(rid), "refuse-insert-%d", (int)getpid());
 	free(tu_query(W.db,
 	              "CREATE OR REPLACE FUNCTION t_refuse_insert() RETURNS trigger "
 	              "LANGUAGE plpgsql AS $$ BEGIN IF NEW.request_id LIKE 'refuse-insert-%' "
-	              "THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"));
+	              "THEN PERFORM pg_sleep(0.3); RAISE EXCEPTION 'refused by the test'; END IF; "
+	              "RETURN NEW; END $$"));
 	free(tu_query(W.db, "DROP TRIGGER IF EXISTS t_refuse_insert ON exec_audit"));
 	free(tu_query(W.db, "CREATE TRIGGER t_refuse_insert BEFORE INSERT ON exec_audit "
 	                    "FOR EACH ROW EXECUTE FUNCTION t_refuse_insert()"));
