@@ -207,15 +207,21 @@ int command_frame(const char *body, size_t body_len, const char *fifo, long dead
  * the FIFO, and each line costs the watcher a read of /proc/uptime. The clock ticks every
  * second while anything is registered and for 10 s after, else every h seconds (up to
  * 10: an idle session costs the host a `sleep` every 10 s, not every second); switching
- * starts one clock subshell per busy spell, not per command. */
+ * starts one clock subshell per busy spell, not per command. A watcher killed outright
+ * (KILL: its EXIT trap never runs) leaves its directory; the next one on the host removes
+ * every such directory of the same user whose pid file names no live process. */
 static const char watcher_script[] =
     "umask 077; trap '' HUP PIPE INT QUIT\n"
     "g=%d q=%d\n"
     "now() { read -r u x </proc/uptime && n=$((${u%%.*} * 100 + 1${u#*.} - 100)); }\n"
     "now || { echo 'exec-broker: no /proc/uptime on this host' >&2; exit 1; }\n"
+    "for o in \"${TMPDIR:-/tmp}\"/exec-broker-watch.*; do\n"
+    " [ -O \"$o/pid\" ] && read -r x <\"$o/pid\" && ! kill -0 \"$x\" 2>/dev/null && rm -rf \"$o\"\n"
+    "done\n"
     "d=$(mktemp -d \"${TMPDIR:-/tmp}/exec-broker-watch.XXXXXXXX\") || exit 1\n"
     "f=$d/fifo\n"
     "mkfifo \"$f\" || { rm -rf \"$d\"; exit 1; }\n"
+    "echo $$ >\"$d/pid\"\n"
     "exec 3<>\"$f\" 4<&0 </dev/null\n"
     "w=$$\n"
     "(while IFS= read -r l; do printf '%%s\\n' \"$l\"; done; echo eof) <&4 >&3 2>/dev/null &\n"

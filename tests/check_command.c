@@ -710,6 +710,52 @@ START_TEST(watcher_exits_when_the_broker_goes_silent)
 }
 END_TEST
 
+/* A directory as a watcher leaves it, naming pid in its pid file. */
+static char *fake_watch_dir(pid_t pid)
+{
+	char *d = strdup("/tmp/exec-broker-watch.XXXXXX"), path[128];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(d));
+	snprintf(path, sizeof(path), "%s/pid", d);
+	f = fopen(path, "we");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%d\n", (int)pid);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/fifo", d);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	return d;
+}
+
+/* A watcher killed outright leaves its directory behind: the next watcher removes it, and
+ * leaves alone the directory of a watcher that still runs. */
+START_TEST(watcher_removes_what_dead_watchers_left)
+{
+	struct watcher w;
+	char *dead, *alive, path[128];
+	pid_t gone = fork();
+	int st;
+
+	ck_assert_int_ge(gone, 0);
+	if (gone == 0)
+		_exit(0);
+	waitpid(gone, &st, 0);
+	dead = fake_watch_dir(gone);
+	alive = fake_watch_dir(getpid());
+	watcher_start(&w, shells[_i], 5, 60); /* returns once it listens */
+	ck_assert_msg(access(dead, F_OK) != 0, "%s is still there", dead);
+	ck_assert_int_eq(access(alive, F_OK), 0);
+	watcher_end(&w);
+	snprintf(path, sizeof(path), "%s/pid", alive);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/fifo", alive);
+	unlink(path);
+	rmdir(alive);
+	free(dead);
+	free(alive);
+}
+END_TEST
+
 /* The parent of pid from /proc, or -1. */
 static pid_t parent_of(pid_t pid)
 {
@@ -814,6 +860,7 @@ int main(void)
 	tcase_add_loop_test(tw, watcher_signals_only_registered_groups, 0, nsh);
 	tcase_add_loop_test(tw, watcher_exits_when_the_broker_goes_silent, 0, nsh);
 	tcase_add_loop_test(tw, watcher_clock_is_slow_while_idle, 0, nsh);
+	tcase_add_loop_test(tw, watcher_removes_what_dead_watchers_left, 0, nsh);
 	suite_add_tcase(s, tw);
 	return tu_run_suite(s);
 }
