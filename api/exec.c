@@ -26,6 +26,13 @@
 #define END_RETRY_FIRST_MS 100
 #define END_RETRY_MAX_MS   2000
 
+/* What request_parse accepts, command_build can quote (it refuses what the request refuses
+ * already: NUL, bad env names, a relative cwd, an empty argv[0]), so the pool's own build
+ * of the command cannot fail on a valid request, and the handler does not build it too.
+ * Each byte quotes to at most 4. */
+_Static_assert(4 * ((size_t)REQ_MAX_ARGS_BYTES + REQ_MAX_CWD) + 64 * 1024 < COMMAND_MAX_LEN,
+               "a valid request quotes to more than the pool accepts");
+
 static const char *const state_names[] = {"authz",   "denying",    "begin", "starting",
                                           "running", "completing", "done"};
 static const unsigned job_legal[] = {
@@ -751,9 +758,8 @@ void api_exec_post(struct http_request *r, void *arg)
 	const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS], *why, *body;
 	const struct leasecache_entry *hint;
 	struct audit_begin b;
-	char *cmd = NULL, *store = NULL, cmderr[160];
-	struct command_spec spec;
-	size_t len, cmdlen;
+	char *store = NULL;
+	size_t len;
 	int rc;
 
 	if (a->phase != API_SERVING) {
@@ -814,15 +820,6 @@ void api_exec_post(struct http_request *r, void *arg)
 	if (rc != 0) {
 		exec_reply_error(j, rerr.code, rerr.message,
 		                 rerr.field[0] != '\0' ? rerr.field : NULL);
-		goto done;
-	}
-	/* Refused here, before anything is looked up or audited: what the host's shell could
-	 * not be given. */
-	job_spec(j, &spec);
-	rc = command_build(&spec, &cmd, &cmdlen, cmderr, sizeof(cmderr));
-	free(cmd);
-	if (rc != 0) {
-		exec_reply_error(j, "invalid_request", cmderr, "argv");
 		goto done;
 	}
 	if (!ids_valid_name(j->ws_id)) {
