@@ -1,6 +1,7 @@
 /* pool/command.c: building the remote command string. */
 #include "pool/command.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,8 @@ int command_env_name_valid(const char *p, size_t len)
 	return 1;
 }
 
-int command_build(const struct command_spec *spec, char **out, size_t *outlen, char *err,
-                  size_t errlen)
+static int build(const struct command_spec *spec, bool with_pgid, char **out, size_t *outlen,
+                 char *err, size_t errlen)
 {
 	static const char pgid[] = "printf '" COMMAND_PGID_TAG "%d\\n' $$ && ";
 	char *buf = NULL;
@@ -95,7 +96,7 @@ int command_build(const struct command_spec *spec, char **out, size_t *outlen, c
 	}
 
 	/* printf, not echo: echo's handling of its arguments differs between shells. */
-	rc = append(&buf, &len, &cap, pgid, strlen(pgid));
+	rc = with_pgid ? append(&buf, &len, &cap, pgid, strlen(pgid)) : 0;
 	if (rc == 0 && spec->cwd != NULL) {
 		rc = append(&buf, &len, &cap, "cd -- ", 6);
 		if (rc == 0)
@@ -138,6 +139,18 @@ out:
 	*out = buf;
 	*outlen = len;
 	return 0;
+}
+
+int command_build(const struct command_spec *spec, char **out, size_t *outlen, char *err,
+                  size_t errlen)
+{
+	return build(spec, true, out, outlen, err, errlen);
+}
+
+int command_build_body(const struct command_spec *spec, char **out, size_t *outlen, char *err,
+                       size_t errlen)
+{
+	return build(spec, false, out, outlen, err, errlen);
 }
 
 int command_frame(const char *body, size_t body_len, const char *fifo, long deadline_ms,

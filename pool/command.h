@@ -52,6 +52,11 @@ int command_quote(char **buf, size_t *len, size_t *cap, const char *s, size_t sl
 int command_build(const struct command_spec *spec, char **out, size_t *len, char *err,
                   size_t errlen);
 
+/* command_build without the pgid line: cd, exports, exec of the program, for a shell that
+ * sources it (a detached exec's supervisor, pool/detached.h). */
+int command_build_body(const struct command_spec *spec, char **out, size_t *len, char *err,
+                       size_t errlen);
+
 /* What is sent for a body on a session whose watcher listens on fifo: the exec request's
  * command in *exec, and in *prefix what goes to the command's stdin ahead of the caller's
  * (NULL when nothing). The command first registers its process group with the watcher,

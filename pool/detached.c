@@ -1,0 +1,398 @@
+/* pool/detached.c: the host's side of a detached exec as POSIX sh scripts (the launcher,
+ * the supervisor it writes, the reader, the signaller), their argv, and the parser of what
+ * the reader prints. Every value reaches a script as a positional parameter, never pasted
+ * into its text, so nothing here needs quoting but the scripts themselves. */
+#include "pool/detached.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+#define EXECS_DIR "$HOME/.exec-broker/execs"
+
+/* The supervisor, written into the exec's directory by the launcher and run as
+ * `setsid sh sup DIR TIMEOUT_MS GRACE_S CHUNK KEEP RETAIN_S` with its stdout on the
+ * launcher's channel (where the started line goes, after which it lets the channel go).
+ * One line per event arrives on the FIFO ctl (fd 3): p PGID (the command runs), x STATUS
+ * (it exited), o BYTES / e BYTES (a stream ended), t (the clock), s SIG and c (a broker).
+ * The deadline uses /proc/uptime in centiseconds, a clock no wall-clock step moves. */
+#define SUPERVISOR                                                                                 \
+	"d=$1 g=$3 C=$4 K=$5 R=$6\n"                                                               \
+	"trap '' HUP PIPE INT QUIT\n"                                                              \
+	"cd \"$d\" || exit 1\n"                                                                    \
+	"exec 4>&1 >/dev/null\n"                                                                   \
+	"echo $$ >pid\n"                                                                           \
+	"now() { read -r u x </proc/uptime && n=$((${u%.*} * 100 + 1${u#*.} - 100)); }\n"          \
+	"now || exit 1\n"                                                                          \
+	"t0=$n dl=$((n + ($2 + 9) / 10))\n"                                                        \
+	"exec 3<>ctl\n"                                                                            \
+	"rd() {\n"                                                                                 \
+	" i=0\n"                                                                                   \
+	" while stdbuf -o0 head -c \"$C\" >\"$1.$i\" && [ -s \"$1.$i\" ]; do\n"                    \
+	"  i=$((i + 1)); [ $i -lt \"$K\" ] || rm -f \"$1.$((i - K))\"\n"                           \
+	" done <\"$1.fifo\"\n"                                                                     \
+	" rm -f \"$1.$i\"; t=0\n"                                                                  \
+	" [ $i -gt 0 ] && t=$(((i - 1) * C + $(wc -c <\"$1.$((i - 1))\")))\n"                      \
+	" echo \"$1 $t\" >&3\n"                                                                    \
+	"}\n"                                                                                      \
+	"(exec 4>&-; rd o) & (exec 4>&-; rd e) &\n"                                                \
+	"(cd || cd /\n"                                                                            \
+	" setsid env --default-signal sh -c '. \"$1\"' sh \"$d/cmd\" <\"$d/stdin\" >\"$d/o.fifo\" \\\n"   \
+	"  2>\"$d/e.fifo\" 3>&- &\n"                                                                \
+	" echo \"p $!\" >&3; wait $!; echo \"x $?\" >&3) 4>&- &\n"                                 \
+	"(while sleep 1 && kill -0 $$; do echo t; done) >&3 4>&- 2>/dev/null &\n"                  \
+	"ck=$! pg= st= w= k=0 o= f=\n"                                                             \
+	"while IFS=' ' read -r c a <&3; do\n"                                                      \
+	" now\n"                                                                                   \
+	" case $c in\n"                                                                            \
+	" p) pg=$a; echo \"$a\" >pgid\n"                                                           \
+	"  while ! kill -0 -\"$a\" 2>/dev/null && kill -0 \"$a\" 2>/dev/null; do :; done\n"          \
+	"  printf '" DETACHED_STARTED_TAG "%s\\n' \"$a\" >&4; exec 4>&- ;;\n"                      \
+	" x) st=$a ;;\n"                                                                           \
+	" o) o=$a ;;\n"                                                                            \
+	" e) f=$a ;;\n"                                                                            \
+	" s) [ -n \"$pg\" ] && [ -z \"$st\" ] && kill -\"$a\" -\"$pg\" 2>/dev/null ;;\n"           \
+	" c) [ -n \"$w\" ] || { w=cancelled k=$((n + g * 100)); kill -TERM -\"$pg\" 2>/dev/null; } ;;\n" \
+	" esac\n"                                                                                  \
+	" if [ -z \"$w\" ] && [ $n -ge $dl ]; then\n"                                              \
+	"  w=timeout k=$((n + g * 100)); kill -TERM -\"$pg\" 2>/dev/null\n"                        \
+	" fi\n"                                                                                    \
+	" if [ $k -gt 0 ] && [ $n -ge $k ]; then kill -KILL -\"$pg\" 2>/dev/null; k=-1; fi\n"      \
+	" [ -n \"$st\" ] && [ -n \"$o\" ] && [ -n \"$f\" ] && break\n"                             \
+	"done\n"                                                                                   \
+	"kill $ck 2>/dev/null\n"                                                                   \
+	"if [ -n \"$w\" ]; then s=\"$w -\"\n"                                                      \
+	"elif [ \"$st\" -gt 128 ] && [ \"$st\" -le 192 ]; then s=\"signaled $(kill -l $((st - 128)))\"\n" \
+	"else s=\"exited $st\"; fi\n"                                                              \
+	"echo \"$s $o $f $(((n - t0) * 10))\" >status.new && mv status.new status\n"               \
+	"rm -f cmd stdin\n"                                                                        \
+	"exec 3<&-\n"                                                                              \
+	"sleep \"$R\"\n"                                                                           \
+	"cd / && rm -rf \"$d\"\n"
+
+/* The launcher: `sh -c LAUNCHER exec-broker-launch ID TIMEOUT_MS GRACE_S CHUNK KEEP
+ * RETAIN_S BODY_LEN`, its stdin the command's body then the command's stdin. Its exit
+ * statuses are detached_launch_error's. It exits at once; the channel closes when the
+ * supervisor has printed its started line (or died before). */
+static const char launcher[] =
+    "umask 077\n"
+    "d=" EXECS_DIR "/$1\n"
+    "mkdir -p " EXECS_DIR " 2>/dev/null; mkdir \"$d\" || exit 90\n"
+    "fail() { rm -rf \"$d\"; exit $1; }\n"
+    "command -v setsid >/dev/null && command -v stdbuf >/dev/null || fail 93\n"
+    "head -c \"$7\" >\"$d/cmd\" && cat >\"$d/stdin\" || fail 91\n"
+    "[ \"$(wc -c <\"$d/cmd\")\" = \"$7\" ] || fail 91\n"
+    "mkfifo \"$d/ctl\" \"$d/o.fifo\" \"$d/e.fifo\" || fail 92\n"
+    "cat >\"$d/sup\" <<'EXEC_BROKER_SUPERVISOR'\n" SUPERVISOR "EXEC_BROKER_SUPERVISOR\n"
+    "[ -s \"$d/sup\" ] || fail 91\n"
+    "setsid sh \"$d/sup\" \"$d\" \"$2\" \"$3\" \"$4\" \"$5\" \"$6\" </dev/null 2>/dev/null &\n"
+    "exit 0\n";
+
+/* The reader: `sh -c READER exec-broker-read ID MODE STDOUT_OFF STDERR_OFF CHUNK WAIT_S`.
+ * Records, one per line, the data of a d record right after its line:
+ *   d S OFF LEN   LEN bytes of stream S (o, e) from offset OFF follow
+ *   k S OFF N     N bytes from OFF are no longer kept
+ *   l S FROM TO   (stat) stream S is kept from FROM to TO
+ *   x STATUS      the exec ended (the supervisor's status line)
+ *   r             it still runs
+ *   g             it is gone: no directory, or a supervisor that died without a status
+ * A chunk is opened before its size is taken, so one removed meanwhile is still read
+ * whole. With follow, it polls what grows: every 50 ms while output flows, backing off to
+ * every 500 ms while none does. */
+static const char reader[] =
+    "cd " EXECS_DIR "/\"$1\" 2>/dev/null || { echo g; exit 0; }\n"
+    "m=$2 C=$5\n"
+    "alive() { [ -e status ] || { read -r p <pid && kill -0 \"$p\"; } 2>/dev/null; }\n"
+    "ends() {\n"
+    " l= h=\n"
+    " for f in \"$1\".[0-9]*; do\n"
+    "  q=${f#*.}\n"
+    "  case $q in *[!0-9]*) continue ;; esac\n"
+    "  [ -e \"$f\" ] || continue\n"
+    "  if [ -z \"$l\" ] || [ $q -lt $l ]; then l=$q; fi\n"
+    "  if [ -z \"$h\" ] || [ $q -gt $h ]; then h=$q; fi\n"
+    " done\n"
+    "}\n"
+    "pump() {\n"
+    " r=$2\n"
+    " while :; do\n"
+    "  i=$((r / C)) k=$((r % C))\n"
+    "  if ! { command exec 5<\"$1.$i\"; } 2>/dev/null; then\n"
+    "   ends \"$1\"\n"
+    "   [ -n \"$l\" ] && [ $i -lt $l ] || break\n"
+    "   echo \"k $1 $r $((l * C - r))\"; r=$((l * C)); y=1; continue\n"
+    "  fi\n"
+    "  z=$(stat -L -c %s /dev/fd/5)\n"
+    "  if [ \"$z\" -gt $k ]; then\n"
+    "   echo \"d $1 $r $((z - k))\"\n"
+    "   dd bs=65536 skip=$k count=$((z - k)) iflag=skip_bytes,count_bytes status=none <&5\n"
+    "   r=$((r + z - k)); y=1\n"
+    "  fi\n"
+    "  exec 5<&-\n"
+    "  [ \"$z\" -ge \"$C\" ] || break\n"
+    " done\n"
+    "}\n"
+    "end() {\n"
+    " if [ -e status ]; then read -r s <status; echo \"x $s\"; elif alive; then echo r;"
+    " else echo g; fi\n"
+    "}\n"
+    "if [ \"$m\" = stat ]; then\n"
+    " j=$(($6 * 5))\n"
+    " while [ $j -gt 0 ] && [ ! -e status ] && alive; do sleep 0.2; j=$((j - 1)); done\n"
+    " for s in o e; do\n"
+    "  ends $s\n"
+    "  [ -n \"$h\" ] && echo \"l $s $((l * C)) $((h * C + $(stat -c %s \"$s.$h\" 2>/dev/null"
+    " || echo 0)))\"\n"
+    " done\n"
+    " end; exit 0\n"
+    "fi\n"
+    "o=$3 e=$4 z=0\n"
+    "while :; do\n"
+    " y=; pump o $o; o=$r; pump e $e; e=$r\n"
+    " if [ -e status ]; then pump o $o; pump e $e; end; exit 0; fi\n"
+    " alive || { end; exit 0; }\n"
+    " [ \"$m\" = follow ] || { echo r; exit 0; }\n"
+    " if [ -n \"$y\" ]; then z=0; continue; fi\n"
+    " case $z in 0) t=0.05 ;; 1) t=0.1 ;; 2) t=0.2 ;; *) t=0.5 ;; esac\n"
+    " z=$((z + 1)); sleep $t\n"
+    "done\n";
+
+/* The signaller: `sh -c SIGNALLER exec-broker-signal ID LINE`. */
+static const char signaller[] =
+    "cd " EXECS_DIR "/\"$1\" 2>/dev/null || exit 3\n"
+    "[ -e status ] && exit 3\n"
+    "{ read -r p <pid && kill -0 \"$p\"; } 2>/dev/null || exit 4\n"
+    "printf '%s\\n' \"$2\" 1<>ctl\n";
+
+/* argv of n strings: the first three are sh -c script; the rest are formatted into one
+ * store, NUL-separated. */
+static int make_argv(struct eb_bytes *argv, size_t n, char **store, const char *script,
+                     const char *const *vals)
+{
+	size_t total = 0;
+	char *p;
+
+	*store = NULL;
+	for (size_t i = 3; i < n; i++)
+		total += strlen(vals[i - 3]) + 1;
+	p = *store = malloc(total + 1);
+	if (p == NULL)
+		return EB_ERR_NOMEM;
+	argv[0] = (struct eb_bytes){"sh", 2};
+	argv[1] = (struct eb_bytes){"-c", 2};
+	argv[2] = (struct eb_bytes){script, strlen(script)};
+	for (size_t i = 3; i < n; i++) {
+		size_t len = strlen(vals[i - 3]);
+
+		memcpy(p, vals[i - 3], len + 1);
+		argv[i] = (struct eb_bytes){p, len};
+		p += len + 1;
+	}
+	return 0;
+}
+
+int detached_launch_argv(const struct detached_start *s, size_t body_len,
+                         struct eb_bytes argv[DETACHED_LAUNCH_ARGC], char **store)
+{
+	char t[24], g[16], c[24], k[16], r[16], b[24];
+	const char *vals[] = {"exec-broker-launch", s->exec_id, t, g, c, k, r, b};
+
+	snprintf(t, sizeof(t), "%lld", s->timeout_ms > 0 ? s->timeout_ms : 1);
+	snprintf(g, sizeof(g), "%d", s->grace_s > 0 ? s->grace_s : 1);
+	snprintf(c, sizeof(c), "%lld", detached_chunk(s->cap));
+	snprintf(k, sizeof(k), "%d", DETACHED_CHUNKS);
+	snprintf(r, sizeof(r), "%d", s->retain_s > 0 ? s->retain_s : 1);
+	snprintf(b, sizeof(b), "%zu", body_len);
+	return make_argv(argv, DETACHED_LAUNCH_ARGC, store, launcher, vals);
+}
+
+const char *detached_launch_error(int status)
+{
+	switch (status) {
+	case 90:
+		return "could not create the exec's directory under ~/.exec-broker/execs on the "
+		       "host (is the home directory writable?)";
+	case 91:
+		return "could not store the command and its stdin on the host (is the disk full?)";
+	case 92:
+		return "could not create the exec's FIFOs on the host";
+	case 93:
+		return "the host lacks setsid(1) (util-linux) or stdbuf(1) (GNU coreutils), which "
+		       "detached execs need";
+	default:
+		return NULL;
+	}
+}
+
+int detached_read_argv(const char *exec_id, enum detached_read_mode m, uint64_t stdout_off,
+                       uint64_t stderr_off, long long cap, int wait_s,
+                       struct eb_bytes argv[DETACHED_READ_ARGC], char **store)
+{
+	static const char *const modes[] = {"stat", "read", "follow"};
+	char o[24], e[24], c[24], w[16];
+	const char *vals[] = {"exec-broker-read", exec_id, modes[m], o, e, c, w};
+
+	snprintf(o, sizeof(o), "%" PRIu64, stdout_off);
+	snprintf(e, sizeof(e), "%" PRIu64, stderr_off);
+	snprintf(c, sizeof(c), "%lld", detached_chunk(cap));
+	snprintf(w, sizeof(w), "%d", wait_s > 0 && m == DETACHED_STAT ? wait_s : 0);
+	return make_argv(argv, DETACHED_READ_ARGC, store, reader, vals);
+}
+
+int detached_signal_argv(const char *exec_id, const char *sig,
+                         struct eb_bytes argv[DETACHED_SIGNAL_ARGC], char **store)
+{
+	char line[24];
+	const char *vals[] = {"exec-broker-signal", exec_id, line};
+
+	snprintf(line, sizeof(line), sig != NULL ? "s %s" : "c", sig);
+	return make_argv(argv, DETACHED_SIGNAL_ARGC, store, signaller, vals);
+}
+
+int detached_signal_valid(const char *name)
+{
+	static const char *const names[] = {"HUP",  "INT",  "QUIT", "KILL", "USR1",
+	                                    "USR2", "TERM", "CONT", "STOP"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
+const char *detached_status_name(enum detached_status_kind k)
+{
+	switch (k) {
+	case DST_EXITED:
+		return "exited";
+	case DST_SIGNALED:
+		return "signaled";
+	case DST_TIMEOUT:
+		return "timeout";
+	case DST_CANCELLED:
+		return "cancelled";
+	default:
+		abort();
+	}
+}
+
+int detached_status_parse(const char *line, struct detached_status *st)
+{
+	char kind[16], val[16];
+	unsigned long long o, e;
+	long long dur;
+	int used = 0;
+
+	memset(st, 0, sizeof(*st));
+	if (sscanf(line, "%15s %15s %llu %llu %lld%n", kind, val, &o, &e, &dur, &used) != 5 ||
+	    line[used] != '\0' || dur < 0)
+		return EB_ERR_INVAL;
+	st->stdout_bytes = o;
+	st->stderr_bytes = e;
+	st->duration_ms = dur;
+	if (strcmp(kind, "exited") == 0) {
+		char *end;
+		long c = strtol(val, &end, 10);
+
+		if (*end != '\0' || c < 0 || c > 255)
+			return EB_ERR_INVAL;
+		st->kind = DST_EXITED;
+		st->exit_code = (int)c;
+	} else if (strcmp(kind, "signaled") == 0) {
+		if (strspn(val, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-") != strlen(val))
+			return EB_ERR_INVAL;
+		st->kind = DST_SIGNALED;
+		snprintf(st->signal, sizeof(st->signal), "%s", val);
+	} else if (strcmp(kind, "timeout") == 0 && strcmp(val, "-") == 0) {
+		st->kind = DST_TIMEOUT;
+	} else if (strcmp(kind, "cancelled") == 0 && strcmp(val, "-") == 0) {
+		st->kind = DST_CANCELLED;
+	} else {
+		return EB_ERR_INVAL;
+	}
+	return 0;
+}
+
+static int stream_of(const char *s)
+{
+	return strcmp(s, "o") == 0 ? 1 : strcmp(s, "e") == 0 ? 2 : 0;
+}
+
+/* One record line (without its newline). */
+static int parse_line(struct detached_parser *p, const char *line, detached_rec_cb cb, void *arg)
+{
+	struct detached_rec r;
+	char s[4];
+	unsigned long long a, b;
+	int used = 0;
+
+	memset(&r, 0, sizeof(r));
+	if (strcmp(line, "r") == 0) {
+		r.kind = DREC_RUNNING;
+	} else if (strcmp(line, "g") == 0) {
+		r.kind = DREC_GONE;
+	} else if (strncmp(line, "x ", 2) == 0) {
+		r.kind = DREC_STATUS;
+		if (detached_status_parse(line + 2, &r.status) != 0)
+			return EB_ERR_INVAL;
+	} else if ((line[0] == 'd' || line[0] == 'k' || line[0] == 'l') && line[1] == ' ' &&
+	           sscanf(line + 2, "%3s %llu %llu%n", s, &a, &b, &used) == 3 &&
+	           line[2 + used] == '\0' && stream_of(s) != 0) {
+		r.stream = stream_of(s);
+		r.offset = a;
+		r.len = b;
+		if (line[0] == 'd') {
+			p->stream = r.stream;
+			p->offset = a;
+			p->left = b;
+			return 0; /* the data follows */
+		}
+		r.kind = line[0] == 'k' ? DREC_SKIPPED : DREC_KEPT;
+		if (r.kind == DREC_KEPT && b < a)
+			return EB_ERR_INVAL;
+	} else {
+		return EB_ERR_INVAL;
+	}
+	cb(&r, arg);
+	return 0;
+}
+
+int detached_parse(struct detached_parser *p, const char *buf, size_t len, detached_rec_cb cb,
+                   void *arg)
+{
+	size_t i = 0;
+
+	while (!p->failed && i < len) {
+		if (p->left > 0) {
+			size_t n = len - i < p->left ? len - i : (size_t)p->left;
+			struct detached_rec r = {.kind = DREC_DATA,
+			                         .stream = p->stream,
+			                         .offset = p->offset,
+			                         .len = n,
+			                         .data = buf + i};
+
+			p->left -= n;
+			p->offset += n;
+			i += n;
+			cb(&r, arg);
+			continue;
+		}
+		if (buf[i] != '\n') {
+			if (p->llen + 1 >= sizeof(p->line)) {
+				p->failed = true;
+				break;
+			}
+			p->line[p->llen++] = buf[i++];
+			continue;
+		}
+		i++;
+		p->line[p->llen] = '\0';
+		p->llen = 0;
+		if (parse_line(p, p->line, cb, arg) != 0)
+			p->failed = true;
+	}
+	return p->failed ? EB_ERR_INVAL : 0;
+}
