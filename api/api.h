@@ -69,6 +69,10 @@ void api_release(struct api *a);
 /* Handlers, one per resource (api/<resource>.c). */
 void api_exec_post(struct http_request *r, void *arg);
 void api_audit_list(struct http_request *r, void *arg);
+void api_execs_one(struct http_request *r, void *arg); /* GET and DELETE */
+void api_execs_output(struct http_request *r, void *arg);
+void api_execs_signal(struct http_request *r, void *arg);
+void api_execs_list(struct http_request *r, void *arg);
 void api_audit_get(struct http_request *r, void *arg);
 void api_openapi_get(struct http_request *r, void *arg);
 void api_health_get(struct http_request *r, void *arg);

@@ -38,22 +38,27 @@ const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN
 	return NULL;
 }
 
-void authz_row_from_result(const PGresult *res, struct authz_row *r)
+void authz_row_from_columns(const PGresult *res, int c, struct authz_row *r)
 {
 	memset(r, 0, sizeof(*r));
 	if (PQntuples(res) != 1)
 		return;
 	r->token_found = true;
-	r->kind = PQgetvalue(res, 0, 0);
-	r->token_org = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
-	r->token_ws = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
-	r->expired = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-	r->revoked = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
-	r->ws_found = !PQgetisnull(res, 0, 5);
-	r->ws_id = PQgetvalue(res, 0, 5);
-	r->ws_org = PQgetvalue(res, 0, 6);
-	r->ws_state = PQgetvalue(res, 0, 7);
-	r->ws_tier = atoi(PQgetvalue(res, 0, 8));
+	r->kind = PQgetvalue(res, 0, c);
+	r->token_org = PQgetisnull(res, 0, c + 1) ? NULL : PQgetvalue(res, 0, c + 1);
+	r->token_ws = PQgetisnull(res, 0, c + 2) ? NULL : PQgetvalue(res, 0, c + 2);
+	r->expired = strcmp(PQgetvalue(res, 0, c + 3), "t") == 0;
+	r->revoked = strcmp(PQgetvalue(res, 0, c + 4), "t") == 0;
+	r->ws_found = !PQgetisnull(res, 0, c + 5);
+	r->ws_id = PQgetvalue(res, 0, c + 5);
+	r->ws_org = PQgetvalue(res, 0, c + 6);
+	r->ws_state = PQgetvalue(res, 0, c + 7);
+	r->ws_tier = atoi(PQgetvalue(res, 0, c + 8));
+}
+
+void authz_row_from_result(const PGresult *res, struct authz_row *r)
+{
+	authz_row_from_columns(res, 0, r);
 }
 
 static bool reaches(const struct authz_row *r)

@@ -47,6 +47,8 @@ struct authz_row {
 /* Fills *r from the result of audit_authz_begin_sql (0 or 1 row); r's strings point into
  * res. */
 void authz_row_from_result(const PGresult *res, struct authz_row *r);
+/* The same columns starting at column c of a one-row result. */
+void authz_row_from_columns(const PGresult *res, int c, struct authz_row *r);
 
 enum authz_verdict {
 	AUTHZ_OK,

@@ -16,12 +16,15 @@
 #include "api/exec_reply.h"
 #include "api/leasecache.h"
 #include "common/err.h"
+#include "pool/detached.h"
 #include "common/fsm.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "db/pgasync.h"
 
 #define QUERY_DEADLINE_MS 5000
+/* How long a detached exec may take to start: a session, the launcher, the supervisor. */
+#define DETACH_START_MS 60000
 /* Completing a row is retried with these delays while the database is unreachable. */
 #define END_RETRY_FIRST_MS 100
 #define END_RETRY_MAX_MS   2000
@@ -103,6 +106,10 @@ static void job_free(struct exec_job *j)
 	if (j->chunk != NULL)
 		evbuffer_free(j->chunk);
 	request_free(&j->req);
+	free(j->launch_store);
+	if (j->launch_input != NULL)
+		explicit_bzero(j->launch_input, j->launch_input_len);
+	free(j->launch_input);
 	free(j->reason);
 	free(j);
 }
@@ -145,6 +152,9 @@ static void fill_audit(struct exec_job *j, struct audit_begin *b, const char *or
 	b->client_addr = j->client[0] != '\0' ? j->client : NULL;
 	b->timeout_s = j->req.timeout_s;
 	b->broker_instance = j->api->instance;
+	b->detached = j->req.detach;
+	b->name = j->req.name;
+	b->max_detached = j->api->cfg->workspace_max_detached_execs;
 }
 
 static void begin_step(struct exec_job *j);
@@ -360,8 +370,101 @@ static void on_started(struct pool_exec *e, void *arg)
 
 static void on_data(struct pool_exec *e, enum pool_stream s, const char *buf, size_t len, void *arg)
 {
+	struct exec_job *j = arg;
+
 	(void)e;
-	exec_reply_output(arg, s, buf, len);
+	if (j->req.detach) {
+		/* The launcher prints one line; anything past a page is not its. */
+		if (j->kept[s] == NULL)
+			j->kept[s] = evbuffer_new();
+		if (j->kept[s] != NULL && evbuffer_get_length(j->kept[s]) < 4096)
+			evbuffer_add(j->kept[s], buf, len < 4096 ? len : 4096);
+		return;
+	}
+	exec_reply_output(j, s, buf, len);
+}
+
+/* What the pool writes to the command's stdin: a detached exec's launcher reads the
+ * command's body first. */
+static const char *job_stdin(const struct exec_job *j)
+{
+	return j->req.detach ? j->launch_input : j->req.stdin_data;
+}
+
+static size_t job_stdin_len(const struct exec_job *j)
+{
+	return j->req.detach ? j->launch_input_len : j->req.stdin_len;
+}
+
+/* The launcher of a detached exec, its argv and its stdin. 0 or EB_ERR_NOMEM. */
+static int detach_prepare(struct exec_job *j)
+{
+	struct detached_start ds = {
+	    .exec_id = j->exec_id,
+	    .timeout_ms = (long long)j->req.timeout_s * 1000,
+	    .grace_s = j->api->cfg->pool_kill_grace_s,
+	    .cap = j->api->cfg->exec_detached_output_cap_bytes,
+	    .retain_s = j->api->cfg->exec_retain_s,
+	};
+	struct command_spec spec = {
+	    .argv = j->req.argv,
+	    .argc = j->req.argc,
+	    .env_names = j->req.env_names,
+	    .env_values = j->req.env_values,
+	    .nenv = j->req.nenv,
+	    .cwd = j->req.cwd,
+	};
+	char *body = NULL, err[160];
+	size_t blen;
+	int rc;
+
+	rc = command_build_body(&spec, &body, &blen, err, sizeof(err));
+	if (rc == 0)
+		rc = detached_launch_argv(&ds, blen, j->launch_argv, &j->launch_store);
+	if (rc == 0) {
+		j->launch_input_len = blen + j->req.stdin_len;
+		j->launch_input = malloc(j->launch_input_len + 1);
+		rc = j->launch_input != NULL ? 0 : EB_ERR_NOMEM;
+	}
+	if (rc == 0) {
+		memcpy(j->launch_input, body, blen);
+		if (j->req.stdin_len > 0)
+			memcpy(j->launch_input + blen, j->req.stdin_data, j->req.stdin_len);
+	}
+	if (body != NULL)
+		explicit_bzero(body, blen); /* env values */
+	free(body);
+	return rc;
+}
+
+/* The launcher of a detached exec ended: the command runs if it said so (whatever became
+ * of the channel after), else nothing runs and the row says why. */
+static void detach_finished(struct exec_job *j, const struct pool_outcome *o)
+{
+	size_t n = j->kept[POOL_STDOUT] != NULL ? evbuffer_get_length(j->kept[POOL_STDOUT]) : 0;
+	const char *out = n > 0 ? (const char *)evbuffer_pullup(j->kept[POOL_STDOUT], -1) : "";
+	size_t tag = strlen(DETACHED_STARTED_TAG);
+	const char *why;
+
+	if (n > tag && strncmp(out, DETACHED_STARTED_TAG, tag) == 0) {
+		job_set_state(j, JOB_COMPLETING);
+		http_request_log(j->http)->outcome = "detached";
+		log_kv(LOG_INFO, "detached exec started", "request_id", j->request_id, "exec_id",
+		       j->exec_id, NULL);
+		exec_reply_detached(j);
+		job_done(j); /* the row stays running: the host finishes it */
+		return;
+	}
+	why = o->kind == POOL_EXITED ? detached_launch_error(o->exit_code) : NULL;
+	snprintf(j->fail_message, sizeof(j->fail_message), "%s; the command was not run",
+	         why != NULL ? why
+	                     : "the workspace host did not start the detached command (its "
+	                       "supervisor ended at once)");
+	log_kv(LOG_WARN, "detached exec did not start", "request_id", j->request_id, "exec_id",
+	       j->exec_id, "outcome", pool_outcome_name(o->kind), "reason", j->fail_message, NULL);
+	j->outcome.kind = POOL_FAILED_TO_START;
+	j->fail_code = j->error_code = "detach_failed";
+	job_complete(j);
 }
 
 static const char *fail_code_of(enum pool_fail_reason r)
@@ -403,6 +506,10 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 	}
 	j->finished = true;
 	j->outcome = *o;
+	if (j->req.detach && j->started) {
+		detach_finished(j, o);
+		return;
+	}
 	if (!j->started) {
 		/* Never ran: the reply is a plain error with a real status. */
 		if (o->kind == POOL_FAILED_TO_START)
@@ -420,6 +527,11 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 static void job_spec(const struct exec_job *j, struct command_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
+	if (j->req.detach) {
+		spec->argv = j->launch_argv;
+		spec->argc = DETACHED_LAUNCH_ARGC;
+		return;
+	}
 	spec->argv = j->req.argv;
 	spec->argc = j->req.argc;
 	spec->env_names = j->req.env_names;
@@ -480,8 +592,8 @@ static void begin_step(struct exec_job *j)
 		return;
 	}
 	job_spec(j, &spec);
-	j->exec = pool_exec_start(j->lease, &spec, j->req.stdin_data, j->req.stdin_len,
-	                          &j->deadline, &exec_cbs, j);
+	j->exec = pool_exec_start(j->lease, &spec, job_stdin(j), job_stdin_len(j), &j->deadline,
+	                          &exec_cbs, j);
 	j->lease = NULL; /* transferred */
 	if (j->exec == NULL) {
 		j->outcome.kind = POOL_FAILED_TO_START;
@@ -508,8 +620,8 @@ static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const
 		 * exec request only once the row is committed (pool_exec_go). */
 		struct command_spec spec;
 		job_spec(j, &spec);
-		j->exec = pool_exec_prepare(lease, &spec, j->req.stdin_data, j->req.stdin_len,
-		                            &j->deadline, &exec_cbs, j);
+		j->exec = pool_exec_prepare(lease, &spec, job_stdin(j), job_stdin_len(j), &j->deadline,
+		                            &exec_cbs, j);
 		j->lease = NULL; /* transferred, even on failure */
 		j->held = j->exec != NULL;
 		if (j->exec == NULL)
@@ -602,6 +714,14 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	bool inserted;
 
 	j->q = NULL;
+	if (error != NULL && j->req.detach && strcmp(sqlstate, "23505") == 0) {
+		/* Two starts with one name raced: the index let one in. */
+		lease_drop(j);
+		deny(j, "name_in_use", "",
+		     "workspace \"%s\" already has a running detached exec named \"%s\"", j->ws_id,
+		     j->req.name != NULL ? j->req.name : "");
+		return;
+	}
 	if (error != NULL) {
 		j->api->metrics.audit_write_failures++;
 		log_kv(LOG_ERROR, "could not authorize or audit an exec; the command will not run",
@@ -673,6 +793,22 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	case AUTHZ_UNAUTHORIZED:
 	default:
 		abort();
+	}
+	if (!inserted && j->req.detach && strcmp(PQgetvalue(res, 0, 16), "t") == 0) {
+		lease_drop(j);
+		deny(j, "name_in_use", j->org,
+		     "workspace \"%s\" already has a running detached exec named \"%s\"; pick "
+		     "another name or wait until it ends",
+		     j->ws_id, j->req.name);
+		return;
+	}
+	if (!inserted && j->req.detach && strcmp(PQgetvalue(res, 0, 15), "t") == 0) {
+		lease_drop(j);
+		deny(j, "too_many_requests", j->org,
+		     "workspace \"%s\" already has %d detached execs running, the most allowed; "
+		     "retry after one ends",
+		     j->ws_id, j->api->cfg->workspace_max_detached_execs);
+		return;
 	}
 	if (!inserted) {
 		lease_drop(j);
@@ -751,8 +887,13 @@ void api_exec_post(struct http_request *r, void *arg)
 	const char *auth = http_request_header(r, "Authorization");
 	const char *reason = http_request_header(r, "X-Break-Glass-Reason");
 	const char *ws = http_request_param(r, 0);
-	struct request_limits lim = {a->cfg->exec_timeout_default_s, a->cfg->exec_timeout_max_s,
-	                             (size_t)a->cfg->max_body_bytes};
+	struct request_limits lim = {
+	    .timeout_default_s = a->cfg->exec_timeout_default_s,
+	    .timeout_max_s = a->cfg->exec_timeout_max_s,
+	    .detached_default_s = a->cfg->exec_detached_timeout_default_s,
+	    .detached_max_s = a->cfg->exec_detached_timeout_max_s,
+	    .stdin_max = (size_t)a->cfg->max_body_bytes,
+	};
 	struct request_error rerr;
 	struct exec_job *j;
 	const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS], *why, *body;
@@ -826,7 +967,11 @@ void api_exec_post(struct http_request *r, void *arg)
 		exec_reply_error(j, "not_found", "no such workspace", NULL);
 		goto done;
 	}
-	pool_deadline_after_ms((long)j->req.timeout_s * 1000, &j->deadline);
+	/* A detached exec's deadline is its host's business; the broker's is the start's. */
+	pool_deadline_after_ms(j->req.detach ? DETACH_START_MS : (long)j->req.timeout_s * 1000,
+	                       &j->deadline);
+	if (j->req.detach)
+		j->streaming = false; /* the launcher's words are kept, not streamed */
 	http_request_on_close(r, on_client_gone, j);
 	if (a->leases == NULL)
 		a->leases = calloc(1, sizeof(*a->leases));
@@ -835,6 +980,10 @@ void api_exec_post(struct http_request *r, void *arg)
 		goto done;
 	}
 	audit_new_exec_id(j->exec_id);
+	if (j->req.detach && detach_prepare(j) != 0) {
+		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		goto done;
+	}
 	fill_audit(j, &b, NULL);
 	b.break_glass_reason = j->reason; /* the kind is not known yet: the statement keeps it
 	                                     for admin tokens only */

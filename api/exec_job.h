@@ -13,7 +13,9 @@
  *   JOB_BEGIN      the row is committed; the lease (of the right session) is awaited:
  *                  the command waits for both (no row, no command)
  *   JOB_STARTING   the exec request is on its way to the host
- *   JOB_RUNNING    the command runs; its output streams to the client
+ *   JOB_RUNNING    the command runs; its output streams to the client (a detached
+ *                  exec: the launcher runs; once it says the command started, the reply is
+ *                  202 and the job ends, leaving the row running for the host to finish)
  *   JOB_COMPLETING the outcome is known; the row is completed (retried until it lands
  *                  while the database is away), then the last frame or the reply is
  *                  sent, and the row waits for its link in the chain (api/seal.h)
@@ -39,6 +41,7 @@
 #include "audit/writer.h"
 #include "common/token.h"
 #include "http/http.h"
+#include "pool/detached.h"
 #include "pool/pool.h"
 
 enum job_state {
@@ -105,6 +108,14 @@ struct exec_job {
 	struct event *retry;
 	int end_attempts;
 	long end_delay_ms;
+
+	/* A detached exec (req.detach): what starts it is the launcher (pool/detached.h), its
+	 * stdin the command's body and then the command's stdin. */
+	struct eb_bytes launch_argv[DETACHED_LAUNCH_ARGC];
+	char *launch_store;
+	char *launch_input;
+	size_t launch_input_len;
+	char fail_message[300]; /* a start failure's own words, or "" */
 };
 
 #endif

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
+#include "audit/filter.h"
 #include "common/utf8.h"
 #include "http/apierr.h"
 
@@ -223,6 +225,8 @@ static void send_start_failure(struct exec_job *j)
 	for (size_t i = 0; i < sizeof(start_failures) / sizeof(start_failures[0]); i++)
 		if (strcmp(start_failures[i].code, j->fail_code) == 0)
 			msg = start_failures[i].message;
+	if (j->fail_message[0] != '\0')
+		msg = j->fail_message;
 	exec_reply_error(j, j->fail_code, msg, NULL);
 }
 
@@ -277,6 +281,34 @@ static void send_frame(struct exec_job *j, char *line, size_t len)
 		return;
 	}
 	flush_chunk(j);
+}
+
+void exec_reply_detached(struct exec_job *j)
+{
+	struct timeval now;
+	char started[32], location[64];
+	json_t *argv = json_array(), *o;
+
+	gettimeofday(&now, NULL);
+	audit_time_format((long long)now.tv_sec * 1000000 + now.tv_usec, started);
+	for (size_t i = 0; i < j->req.argc; i++)
+		json_array_append_new(argv, json_stringn(j->req.argv[i].p, j->req.argv[i].len));
+	o = json_pack("{s:s, s:s, s:o, s:o, s:b, s:s, s:n, s:n, s:n, s:s, s:n, s:n, s:i, s:i, s:i,"
+	              " s:{s:b, s:n, s:{s:i, s:i}, s:{s:i, s:i}}}",
+	              "exec_id", j->exec_id, "workspace_id", j->ws_id, "name",
+	              j->req.name != NULL ? json_string(j->req.name) : json_null(), "argv", argv,
+	              "detached", 1, "status", "running", "exit_code", "signal", "error_code",
+	              "started_at", started, "finished_at", "duration_ms", "stdout_bytes", 0,
+	              "stderr_bytes", 0, "timeout_s", j->req.timeout_s, "output", "retained", 1,
+	              "expires_at", "stdout", "from", 0, "to", 0, "stderr", "from", 0, "to", 0);
+	snprintf(location, sizeof(location), "/v1/execs/%s", j->exec_id);
+	if (o == NULL) {
+		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		return;
+	}
+	http_reply_header(j->http, "Location", location);
+	http_reply_json(j->http, 202, o);
+	j->http = NULL;
 }
 
 void exec_reply_started(struct exec_job *j)

@@ -13,6 +13,8 @@
 void exec_reply_error(struct exec_job *j, const char *code, const char *message, const char *field);
 /* The command started: a streamed reply begins with its first frame. */
 void exec_reply_started(struct exec_job *j);
+/* A detached exec started: 202, Location and the exec object. Ends the request. */
+void exec_reply_detached(struct exec_job *j);
 /* A chunk of output: a frame (streamed) or kept (buffered), up to output_cap_bytes. */
 void exec_reply_output(struct exec_job *j, enum pool_stream s, const char *buf, size_t len);
 /* The API code of an outcome told in a plain reply rather than a last frame. */

@@ -77,12 +77,40 @@ static int parse_argv(json_t *v, struct exec_request *req, struct request_error 
 	return 0;
 }
 
+/* "detach": true, and a name only with it. */
+static int parse_detach(json_t *d, json_t *n, struct exec_request *req, struct request_error *e)
+{
+	const char *s;
+	size_t len;
+
+	if (d != NULL && !json_is_boolean(d))
+		return fail(e, "invalid_request", "detach", "detach must be true or false");
+	req->detach = d != NULL && json_is_true(d);
+	if (n == NULL || json_is_null(n))
+		return 0;
+	if (!req->detach)
+		return fail(e, "invalid_request", "name",
+		            "only a detached exec has a name: add \"detach\": true");
+	if (!json_is_string(n))
+		return fail(e, "invalid_request", "name", "name must be a string");
+	s = json_string_value(n);
+	len = json_string_length(n);
+	if (len < 1 || len > REQ_MAX_NAME || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                                                "0123456789._-") != len)
+		return fail(e, "invalid_request", "name",
+		            "name must be 1-%d characters of A-Z a-z 0-9 . _ -", REQ_MAX_NAME);
+	req->name = s;
+	return 0;
+}
+
 static int parse_timeout(json_t *v, const struct request_limits *lim, struct exec_request *req,
                          struct request_error *e)
 {
+	int def = req->detach ? lim->detached_default_s : lim->timeout_default_s;
+	int max = req->detach ? lim->detached_max_s : lim->timeout_max_s;
 	json_int_t t;
 
-	req->timeout_s = lim->timeout_default_s;
+	req->timeout_s = def;
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_integer(v))
@@ -91,10 +119,9 @@ static int parse_timeout(json_t *v, const struct request_limits *lim, struct exe
 	t = json_integer_value(v);
 	if (t < 0)
 		return fail(e, "invalid_request", "timeout_s",
-		            "timeout_s must not be negative (0 means the default, %d s)",
-		            lim->timeout_default_s);
-	if (t > lim->timeout_max_s) {
-		req->timeout_s = lim->timeout_max_s;
+		            "timeout_s must not be negative (0 means the default, %d s)", def);
+	if (t > max) {
+		req->timeout_s = max;
 		req->timeout_clamped = 1;
 	} else if (t > 0) {
 		req->timeout_s = (int)t;
@@ -230,8 +257,9 @@ static int parse_cwd(json_t *v, struct exec_request *req, struct request_error *
 int request_parse(const char *body, size_t len, const struct request_limits *lim,
                   struct exec_request *req, struct request_error *e)
 {
-	static const char *const known[] = {"argv", "timeout_s", "stdin", "stdin_base64",
-	                                    "env",  "cwd",       NULL};
+	static const char *const known[] = {"argv", "timeout_s", "stdin",  "stdin_base64",
+	                                    "env",  "cwd",       "detach", "name",
+	                                    NULL};
 	json_error_t jerr;
 	const char *key;
 	json_t *root, *val;
@@ -264,11 +292,14 @@ int request_parse(const char *body, size_t len, const struct request_limits *lim
 		else
 			rc = fail(e, "invalid_request", key,
 			          "unknown field \"%.*s\" (known: argv, timeout_s, stdin, "
-			          "stdin_base64, env, cwd)",
+			          "stdin_base64, env, cwd, detach, name)",
 			          (int)utf8_cut(key, strlen(key), 60), key);
 		goto out;
 	}
 	rc = parse_argv(json_object_get(root, "argv"), req, e);
+	if (rc == 0)
+		rc = parse_detach(json_object_get(root, "detach"), json_object_get(root, "name"), req,
+		                  e);
 	if (rc == 0)
 		rc = parse_timeout(json_object_get(root, "timeout_s"), lim, req, e);
 	if (rc == 0)

@@ -5,6 +5,7 @@
 #define EB_API_EXEC_REQUEST_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "pool/command.h"
@@ -19,6 +20,7 @@
  * past which the host's kernel refuses to run the program (E2BIG). */
 #define REQ_MAX_ARG_STRLEN (128 * 1024)
 #define REQ_MAX_CWD        4096
+#define REQ_MAX_NAME       64 /* a detached exec's name */
 
 struct exec_request {
 	struct eb_bytes argv[REQ_MAX_ARGV];
@@ -28,7 +30,9 @@ struct exec_request {
 	const char *cwd;  /* NULL if not given */
 	char *stdin_data; /* malloc'd (decoded when stdin_base64), or NULL */
 	size_t stdin_len;
-	int timeout_s; /* after defaulting and clamping */
+	bool detach;      /* "detach": true */
+	const char *name; /* a detached exec's name, or NULL */
+	int timeout_s;    /* after defaulting and clamping (the detached limits if detach) */
 	int timeout_clamped;
 	json_t *root; /* owns the strings argv, env and cwd point into */
 };
@@ -42,6 +46,7 @@ struct request_error {
 struct request_limits {
 	int timeout_default_s; /* exec_timeout_default_s */
 	int timeout_max_s;     /* exec_timeout_max_s */
+	int detached_default_s, detached_max_s; /* exec_detached_timeout_default_s, _max_s */
 	size_t stdin_max;      /* bytes, after decoding */
 };
 

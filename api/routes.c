@@ -10,6 +10,10 @@ const struct http_route api_routes[] = {
     {"/v1/audit", HTTP_M(HTTP_VERB_GET), api_audit_list},
     {"/v1/audit/{exec_id}", HTTP_M(HTTP_VERB_GET), api_audit_get},
     {"/v1/workspaces/{id}/exec", HTTP_M(HTTP_VERB_POST), api_exec_post},
+    {"/v1/workspaces/{id}/execs", HTTP_M(HTTP_VERB_GET), api_execs_list},
+    {"/v1/execs/{exec_id}", HTTP_M(HTTP_VERB_GET) | HTTP_M(HTTP_VERB_DELETE), api_execs_one},
+    {"/v1/execs/{exec_id}/output", HTTP_M(HTTP_VERB_GET), api_execs_output},
+    {"/v1/execs/{exec_id}/signal", HTTP_M(HTTP_VERB_POST), api_execs_signal},
 };
 
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -135,6 +135,13 @@ int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t 
 	put_bool(&o, res, i, AUDIT_COL_STDOUT_TRUNC);
 	put_bool(&o, res, i, AUDIT_COL_STDERR_TRUNC);
 	put_col(&o, res, i, AUDIT_COL_BROKER_INSTANCE);
+	/* Migration 0006: a detached exec's row ends with the mark and its name; an attached
+	 * one's content is what it always was. */
+	const char *d = audit_row_text(res, i, AUDIT_COL_DETACHED);
+	if (d != NULL && d[0] == 't') {
+		put(&o, "detached", 8);
+		put_col(&o, res, i, AUDIT_COL_NAME);
+	}
 	return o.rc;
 }
 

@@ -31,7 +31,8 @@ struct audit_scope {
 	"host(client_addr), request_id, timeout_s, status, error_code, exit_code, exit_signal, "   \
 	"(extract(epoch FROM started_at) * 1000000)::bigint, "                                     \
 	"(extract(epoch FROM finished_at) * 1000000)::bigint, duration_ms, stdout_bytes, "         \
-	"stderr_bytes, stdout_truncated, stderr_truncated, broker_instance, client_addr::text"
+	"stderr_bytes, stdout_truncated, stderr_truncated, broker_instance, client_addr::text, "   \
+	"detached, name"
 
 /* The positions of AUDIT_ITEM_COLUMNS: audit_item_json and audit_canonical read them by
  * these. */
@@ -64,6 +65,8 @@ enum audit_col {
 	AUDIT_COL_STDERR_TRUNC,
 	AUDIT_COL_BROKER_INSTANCE,
 	AUDIT_COL_CLIENT_INET, /* the canonical form: inet's text, with its mask */
+	AUDIT_COL_DETACHED,
+	AUDIT_COL_NAME,
 	AUDIT_NCOLS
 };
 

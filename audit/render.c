@@ -82,6 +82,8 @@ static const struct {
     {"stdout_truncated", AUDIT_COL_STDOUT_TRUNC, j_bool},
     {"stderr_truncated", AUDIT_COL_STDERR_TRUNC, j_bool},
     {"broker_instance", AUDIT_COL_BROKER_INSTANCE, j_text},
+    {"detached", AUDIT_COL_DETACHED, j_bool},
+    {"name", AUDIT_COL_NAME, j_text},
 };
 
 const char *audit_item_key(unsigned long i)

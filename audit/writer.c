@@ -24,8 +24,8 @@ const char audit_begin_sql[] =
 
 const char audit_denied_sql[] =
     "INSERT INTO exec_audit (" BEGIN_COLUMNS
-    ", status, error_code, finished_at, duration_ms, seal_pending) VALUES (" BEGIN_VALUES
-    ", 'denied', $15, now(), 0, true)";
+    ", status, error_code, finished_at, duration_ms, seal_pending, detached, name) VALUES ("
+    BEGIN_VALUES ", 'denied', $15, now(), 0, true, $16::boolean, $17)";
 
 /* The token and the workspace, looked up as authz_row_from_result() reads them (columns 0
  * to 13), and the running row inserted in the same statement when, and only when, the
@@ -50,15 +50,20 @@ const char audit_authz_begin_sql[] =
     "  coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id))"
     "   AS own_org"
     " FROM t LEFT JOIN workspaces w ON w.id = $2), "
+    /* A detached exec: the workspace's running ones, and whether the name is taken. */
+    "dq AS ("
+    " SELECT count(*) AS n, coalesce(bool_or(x.name = $17), false) AS taken FROM exec_audit x"
+    " WHERE $16::boolean AND x.workspace_id = $2 AND x.detached AND x.status = 'running'), "
     "i AS ("
-    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status)"
+    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, detached, name)"
     " SELECT $3::uuid, $4, $2, l.org_id, $5, l.kind,"
     "  CASE WHEN l.kind = 'admin' THEN $6 END,"
     "  ARRAY(SELECT jsonb_array_elements_text($7::jsonb)),"
     "  ARRAY(SELECT jsonb_array_elements_text($8::jsonb)), $9, $10::bigint, $11::inet,"
-    "  $12::integer, $13, 'running'"
-    " FROM l"
+    "  $12::integer, $13, 'running', $16::boolean, $17"
+    " FROM l, dq"
     " WHERE $15::boolean AND NOT l.expired AND NOT l.revoked AND l.id IS NOT NULL"
+    "  AND (NOT $16::boolean OR (dq.n < $18::integer AND NOT dq.taken))"
     "  AND l.state = 'running'"
     "  AND coalesce(CASE l.kind"
     "   WHEN 'admin' THEN $6::text IS NOT NULL"
@@ -66,8 +71,9 @@ const char audit_authz_begin_sql[] =
     "   WHEN 'workspace' THEN l.t_ws = l.id AND l.tier >= $14::integer END, false)"
     " RETURNING 1) "
     "SELECT l.kind, l.t_org, l.t_ws, l.expired, l.revoked, l.id, l.org_id, l.state, l.tier,"
-    " l.host, l.port, l.ssh_user, l.host_key_sha256, l.own_org, EXISTS (SELECT 1 FROM i) "
-    "FROM l";
+    " l.host, l.port, l.ssh_user, l.host_key_sha256, l.own_org, EXISTS (SELECT 1 FROM i),"
+    " dq.n >= $18::integer AND $16::boolean, dq.taken "
+    "FROM l, dq";
 
 /* seal_pending: linked into the chain moments later, in a batch (audit_seal_sql). */
 const char audit_end_sql[] =
@@ -76,6 +82,17 @@ const char audit_end_sql[] =
     "duration_ms = $6::bigint, stdout_bytes = $7::bigint, stderr_bytes = $8::bigint, "
     "stdout_truncated = $9::boolean, stderr_truncated = $10::boolean, seal_pending = true "
     "WHERE exec_id = $1::uuid AND status = 'running'";
+
+/* A detached exec's outcome, as its host recorded it: the duration is the host's own
+ * measure, and the end is the start plus it (never past now). */
+const char audit_detached_end_sql[] =
+    "UPDATE exec_audit SET status = $2, error_code = $3, exit_code = $4::integer, "
+    "exit_signal = $5, duration_ms = $6::bigint, "
+    "finished_at = greatest(least(now(), started_at + make_interval(secs => $6::bigint / 1000.0)),"
+    " started_at), "
+    "stdout_bytes = $7::bigint, stderr_bytes = $8::bigint, "
+    "stdout_truncated = $9::boolean, stderr_truncated = $10::boolean, seal_pending = true "
+    "WHERE exec_id = $1::uuid AND status = 'running' AND detached";
 
 /* A running row refused after all (its org was at its limit): final as 'denied'. */
 const char audit_refuse_sql[] =
@@ -89,14 +106,14 @@ const char audit_seal_sql[] =
 const char audit_abandon_sql[] =
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
     "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
-    "WHERE status = 'running' AND broker_instance = $1";
+    "WHERE status = 'running' AND broker_instance = $1 AND NOT detached";
 
 const char audit_sweep_sql[] =
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
     "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
     "WHERE exec_id IN ("
     " SELECT a.exec_id FROM exec_audit a"
-    " WHERE a.status = 'running'"
+    " WHERE a.status = 'running' AND NOT a.detached"
     "  AND a.started_at < now() - make_interval(secs => coalesce(a.timeout_s, 0) + $2::integer)"
     "  AND (SELECT up_since FROM broker_instances WHERE instance = $1)"
     "      < now() - make_interval(secs => $3::integer)"
@@ -185,6 +202,8 @@ static int begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_
 	p[12] = b->timeout_s > 0 ? keep(st, nums[1]) : NULL;
 	p[13] = b->broker_instance;
 	p[14] = b->error_code;
+	p[15] = b->detached ? "true" : "false";
+	p[16] = b->name;
 	rc = 0;
 out:
 	free(argv);
@@ -207,8 +226,8 @@ int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash
 {
 	const char *q[AUDIT_DENIED_NPARAMS];
 	struct store st;
-	char tier[16];
-	int rc = begin_params(b, q, &st, sizeof(tier));
+	char tier[16], maxd[16];
+	int rc = begin_params(b, q, &st, sizeof(tier) + sizeof(maxd));
 
 	*store = st.buf;
 	if (rc != 0)
@@ -224,6 +243,10 @@ int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash
 		p[i] = q[i + 1]; /* argv, env, cwd, stdin_bytes, client, timeout, instance */
 	p[13] = keep(&st, tier);
 	p[14] = accepting ? "true" : "false";
+	p[15] = q[15];
+	p[16] = q[16];
+	snprintf(maxd, sizeof(maxd), "%d", b->max_detached);
+	p[17] = keep(&st, maxd);
 	return 0;
 }
 

@@ -26,6 +26,9 @@ struct audit_begin {
 	int timeout_s;
 	const char *broker_instance; /* which broker wrote the row (instance_name) */
 	const char *error_code;      /* audit_denied: why */
+	bool detached;               /* "detach": true */
+	const char *name;            /* a detached exec's name, or NULL */
+	int max_detached; /* audit_authz_begin: the workspace's limit of running detached execs */
 };
 
 struct audit_end {
@@ -45,18 +48,19 @@ struct audit_end {
  * names travel as JSON and become text[] in SQL, so no array-literal escaping is written by hand.
  */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
-#define AUDIT_DENIED_NPARAMS 15 /* audit_denied_sql: the same and error_code */
+#define AUDIT_DENIED_NPARAMS 17 /* audit_denied_sql: the same, error_code, detached, name */
 #define AUDIT_END_NPARAMS    10
 
-#define AUDIT_AUTHZ_BEGIN_NPARAMS 15 /* audit_authz_begin_sql */
+#define AUDIT_AUTHZ_BEGIN_NPARAMS 18 /* audit_authz_begin_sql */
 #define AUDIT_REFUSE_NPARAMS      2  /* audit_refuse_sql: exec_id, error_code */
 #define AUDIT_SEAL_NPARAMS        2  /* audit_seal_sql */
 
 extern const char audit_begin_sql[]; /* INSERT ... 'running' */
 /* The one statement before a command runs: the token and the workspace are looked up (the
  * result reads as authz_row_from_result() expects, plus column 14: whether the row went
- * in) and, when the request is authorized, the 'running' row is inserted, all in one
- * round trip. See audit_authz_begin_params. */
+ * in; for a detached exec, 15: the workspace has max_detached running already, 16: the name
+ * is in use) and, when the request is authorized, the 'running' row is inserted, all in
+ * one round trip. See audit_authz_begin_params. */
 extern const char audit_authz_begin_sql[];
 /* A running row turned away after its insert (the org's limit): final as 'denied'. */
 extern const char audit_refuse_sql[];
@@ -67,8 +71,12 @@ extern const char audit_denied_sql[]; /* INSERT ... 'denied', final at once */
 /* Completes a running row; 0 rows when it was already completed, so a retry after a lost
  * reply is harmless. */
 extern const char audit_end_sql[];
+/* audit_end_sql for a detached exec (parameters of audit_end_params): completed by
+ * whichever broker learns the outcome from the host first; 0 rows for the others. */
+extern const char audit_detached_end_sql[];
 /* At startup: the rows this broker left running in an earlier life (same instance name,
- * $1) become 'abandoned', whatever their age. */
+ * $1) become 'abandoned', whatever their age. Detached rows are not the broker's: they
+ * live on their hosts. */
 extern const char audit_abandon_sql[];
 /* Any broker, from time to time: rows left running by a broker that is gone become
  * 'abandoned' once past their deadline. $1: this broker's instance; $2: seconds past a

@@ -26,6 +26,11 @@ struct config {
 	int pool_kill_grace_s;
 	int exec_timeout_default_s;
 	int exec_timeout_max_s;
+	int exec_detached_timeout_default_s;
+	int exec_detached_timeout_max_s;
+	int exec_detached_output_cap_bytes;
+	int exec_retain_s;
+	int workspace_max_detached_execs;
 	int min_exec_tier;
 	int org_max_concurrent_execs;
 	int max_body_bytes;
