@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/fdio.h"
 #include "common/utf8.h"
 
 int client_conn_init(struct client_conn *cn, const char *what, const char *url)
@@ -77,6 +78,16 @@ int client_conn_connect(struct client_conn *cn, int timeout_s)
 	}
 	evhttp_connection_set_timeout(cn->evcon, timeout_s);
 	return 0;
+}
+
+int client_conn_setup(struct client_conn *cn, struct cli *cli, const char *what, const char *url,
+                      const char *token_file, const char *reason)
+{
+	int rc = client_conn_init(cn, what, url);
+
+	if (rc == 0)
+		rc = client_conn_auth(cn, cli, token_file, reason);
+	return rc;
 }
 
 void client_conn_set_silence(struct client_conn *cn, json_t *timeout_s)
@@ -285,19 +296,25 @@ int client_call(struct client_conn *cn, enum evhttp_cmd_type method, const char 
 	int rc;
 
 	memset(reply, 0, sizeof(*reply));
+	rc = client_conn_connect(cn, timeout_s);
+	if (rc != 0)
+		return rc;
 	req = evhttp_request_new(call_on_done, &k);
 	if (req == NULL) {
 		cli_error("%s: out of memory", cn->what);
-		return CLIENT_EXIT_USAGE;
+		rc = CLIENT_EXIT_USAGE;
+		goto out;
 	}
 	evhttp_request_set_header_cb(req, call_on_header);
 	evhttp_request_set_error_cb(req, call_on_error);
-	evhttp_connection_set_timeout(cn->evcon, timeout_s);
 	rc = client_request_send(cn, req, method, path, "application/json", body);
 	if (rc != 0)
-		return rc;
+		goto out;
 	event_base_dispatch(cn->base);
-	return call_outcome(&k);
+	rc = call_outcome(&k);
+out:
+	client_conn_disconnect(cn);
+	return rc;
 }
 
 void client_reply_free(struct client_reply *r)
@@ -306,6 +323,14 @@ void client_reply_free(struct client_reply *r)
 	free(r->location);
 	json_decref(r->json);
 	memset(r, 0, sizeof(*r));
+}
+
+int client_reply_print(const struct client_reply *r)
+{
+	if (fdio_write_all(1, r->body, r->len, -1) != 0 ||
+	    ((r->len == 0 || r->body[r->len - 1] != '\n') && fdio_write_all(1, "\n", 1, -1) != 0))
+		return 128 + SIGPIPE;
+	return 0;
 }
 
 int client_exit_of_error(int status, const char *code)

@@ -60,6 +60,10 @@ int client_conn_auth(struct client_conn *cn, struct cli *cli, const char *token_
  * timeout_s seconds. Also ignores SIGPIPE: a socket or stdout closing under a write is an
  * outcome to report, not a reason to die. 0, or an exit status after printing why. */
 int client_conn_connect(struct client_conn *cn, int timeout_s);
+/* client_conn_init and _auth in one, for a subcommand with nothing to check between them.
+ * 0, or an exit status after printing why. */
+int client_conn_setup(struct client_conn *cn, struct cli *cli, const char *what, const char *url,
+                      const char *token_file, const char *reason);
 /* Lets the connection's socket stay silent that long, once the broker said how long the
  * exec may take (timeout_s of a first frame; ignored unless 1..CLIENT_MAX_TIMEOUT_S). */
 void client_conn_set_silence(struct client_conn *cn, json_t *timeout_s);
@@ -99,12 +103,17 @@ struct client_reply {
 	json_t *json;   /* the body when it is a JSON object, else NULL */
 	char *location; /* the Location header, malloc'd, or NULL */
 };
-/* Sends one request (body: JSON text or NULL) and runs the loop until its whole reply came
- * or timeout_s of silence passed. 0 with reply filled when the status is 2xx; otherwise an
- * exit status after printing why (the API error, an unreachable broker). */
+/* Sends one request (body: JSON text or NULL) on a connection of its own, and runs the
+ * loop until its whole reply came or timeout_s of silence passed. 0 with reply filled when
+ * the status is 2xx; otherwise an exit status after printing why (the API error, an
+ * unreachable broker). A connection is not kept for the next call: a broker may close an
+ * idle one just as the next request goes out, which would look like an unreachable broker. */
 int client_call(struct client_conn *cn, enum evhttp_cmd_type method, const char *path,
                 const char *body, int timeout_s, struct client_reply *reply);
 void client_reply_free(struct client_reply *r);
+/* Writes r's body to stdout as it came, then a newline if it has none. 0, or 128+SIGPIPE
+ * when stdout is gone. */
+int client_reply_print(const struct client_reply *r);
 
 /* The exit status of an API error, from its HTTP status (0 in a last frame) and code
  * (may be NULL). */

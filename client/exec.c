@@ -13,6 +13,7 @@
 
 #include "client/client.h"
 #include "client/common.h"
+#include "client/detached.h"
 #include "client/stream.h"
 #include "common/fdio.h"
 
@@ -22,7 +23,8 @@ static void usage(FILE *out)
 	    out,
 	    "usage: exec-broker exec [--url URL] [--token-file FILE] [--timeout S]\n"
 	    "                        [--env NAME=VALUE]... [--cwd DIR] [--stdin-file FILE | -i]\n"
-	    "                        [--break-glass-reason TEXT] [--json] WORKSPACE -- ARGV...\n"
+	    "                        [--break-glass-reason TEXT] [--json]\n"
+	    "                        [--detach [--name NAME]] WORKSPACE -- ARGV...\n"
 	    "\n"
 	    "Runs ARGV on WORKSPACE through the broker's HTTP API (POST\n"
 	    "/v1/workspaces/WORKSPACE/exec), exactly as given: no shell is added. The remote\n"
@@ -39,9 +41,14 @@ static void usage(FILE *out)
 	    "  --break-glass-reason TEXT\n"
 	    "                       why an admin token is used (audited; required for one)\n"
 	    "  --json               print the NDJSON frames, one per line, instead of\n"
-	    "                       decoding them\n"
+	    "                       decoding them (with --detach: the exec object)\n"
+	    "  --detach             start the command and return: print its exec_id on\n"
+	    "                       stdout and exit 0 once it runs; see exec-broker ps, logs,\n"
+	    "                       kill and wait\n"
+	    "  --name NAME          with --detach: a name for it, 1 to 64 of A-Z a-z 0-9 . _ -,\n"
+	    "                       unique among the workspace's running execs\n"
 	    "\n"
-	    "Exit status:\n"
+	    "Exit status (with --detach: 0 once it started, or one of 201-206):\n"
 	    "  0-255   the remote command's exit code\n"
 	    "  128+N   the remote command was killed by signal N (e.g. 137 for KILL)\n"
 	    "  124     the command ran past its timeout (exec_timeout)\n"
@@ -55,6 +62,37 @@ static void usage(FILE *out)
 	    "  207     the stream ended without a last frame (the broker died); the\n"
 	    "          command's outcome is unknown\n"
 	    "API errors are printed as one line on stderr: exec-broker: CODE: MESSAGE.\n");
+}
+
+/* Starts a detached exec: the 202 reply's exec_id (or, with --json, the exec object) on
+ * stdout. Returns the exit status. */
+static int start_detached(struct client_conn *cn, const char *path, const char *body, int timeout_s,
+                          bool json)
+{
+	struct client_reply r;
+	const char *id;
+	int rc = client_call(cn, EVHTTP_REQ_POST, path, body, timeout_s, &r);
+
+	if (rc != 0)
+		goto out;
+	id = json_string_value(json_object_get(r.json, "exec_id"));
+	if (id == NULL)
+		id = detached_id_from_location(r.location);
+	if (r.status != 202 || id == NULL) {
+		/* A broker without detached execs refuses the field (400); one that took
+		 * it for an attached exec would have answered 200 once the command ended. */
+		cli_error("exec: the broker answered HTTP %d without a detached exec's id",
+		          r.status);
+		rc = CLIENT_EXIT_API;
+	} else if (json) {
+		rc = client_reply_print(&r);
+	} else if (fdio_write_all(1, id, strlen(id), -1) != 0 ||
+	           fdio_write_all(1, "\n", 1, -1) != 0) {
+		rc = 128 + SIGPIPE;
+	}
+out:
+	client_reply_free(&r);
+	return rc;
 }
 
 /* One exec as it streams: what its frames have said so far. */
@@ -223,13 +261,41 @@ static int run_attached(struct client_conn *cn, const char *path, const char *bo
 /* Parsed command line. */
 struct exec_args {
 	const char *url, *token_file, *timeout, *cwd, *stdin_file, *reason, *ws;
-	bool stdin_all, json;
+	const char *name; /* --name, with --detach */
+	bool stdin_all, json, detach;
 	json_t *env; /* object; owned */
 	char **argv;
 	int argc;
 };
 
-enum { O_URL = 1, O_TOKEN_FILE, O_TIMEOUT, O_ENV, O_CWD, O_STDIN_FILE, O_REASON, O_JSON };
+enum {
+	O_URL = 1,
+	O_TOKEN_FILE,
+	O_TIMEOUT,
+	O_ENV,
+	O_CWD,
+	O_STDIN_FILE,
+	O_REASON,
+	O_JSON,
+	O_DETACH,
+	O_NAME
+};
+
+/* --name: only with --detach, and as the API takes it. 0 or CLIENT_EXIT_USAGE. */
+static int check_name(const struct exec_args *a)
+{
+	if (a->name == NULL)
+		return 0;
+	if (!a->detach) {
+		cli_error("exec: --name names a detached exec: give --detach too");
+		return CLIENT_EXIT_USAGE;
+	}
+	if (!detached_name_valid(a->name)) {
+		cli_error("exec: --name takes 1 to 64 of A-Z a-z 0-9 . _ - (got \"%s\")", a->name);
+		return CLIENT_EXIT_USAGE;
+	}
+	return 0;
+}
 
 static int parse_args(int argc, char **argv, struct exec_args *a)
 {
@@ -243,6 +309,8 @@ static int parse_args(int argc, char **argv, struct exec_args *a)
 	    {"stdin", no_argument, NULL, 'i'},
 	    {"break-glass-reason", required_argument, NULL, O_REASON},
 	    {"json", no_argument, NULL, O_JSON},
+	    {"detach", no_argument, NULL, O_DETACH},
+	    {"name", required_argument, NULL, O_NAME},
 	    {"help", no_argument, NULL, CLI_OPT_HELP},
 	    {NULL, 0, NULL, 0}};
 	int dd, opt;
@@ -295,6 +363,12 @@ static int parse_args(int argc, char **argv, struct exec_args *a)
 		case O_JSON:
 			a->json = true;
 			break;
+		case O_DETACH:
+			a->detach = true;
+			break;
+		case O_NAME:
+			a->name = optarg;
+			break;
 		case CLI_OPT_HELP:
 			usage(stdout);
 			return CLI_PARSED_HELP;
@@ -324,7 +398,7 @@ static int parse_args(int argc, char **argv, struct exec_args *a)
 		cli_error("exec: give --stdin-file or -i, not both");
 		return CLIENT_EXIT_USAGE;
 	}
-	return 0;
+	return check_name(a);
 }
 
 /* The request body (JSON text, malloc'd) from the arguments. 0 or CLIENT_EXIT_USAGE. */
@@ -349,6 +423,10 @@ static int build_body(const struct exec_args *a, char **body)
 		json_array_append_new(av, s);
 	}
 	json_object_set(o, "argv", av);
+	if (a->detach)
+		json_object_set_new(o, "detach", json_true());
+	if (a->name != NULL)
+		json_object_set_new(o, "name", json_string(a->name));
 	if (a->timeout != NULL) {
 		char *end;
 		long t;
@@ -441,9 +519,13 @@ int client_exec(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	t = a.timeout != NULL && atoi(a.timeout) > 0 ? atoi(a.timeout) : CLIENT_MAX_TIMEOUT_S;
-	rc = client_conn_connect(&cn, t + CLIENT_SLACK_TIMEOUT_S);
-	if (rc == 0)
-		rc = run_attached(&cn, path, body, a.json);
+	if (a.detach) {
+		rc = start_detached(&cn, path, body, t + CLIENT_SLACK_TIMEOUT_S, a.json);
+	} else {
+		rc = client_conn_connect(&cn, t + CLIENT_SLACK_TIMEOUT_S);
+		if (rc == 0)
+			rc = run_attached(&cn, path, body, a.json);
+	}
 out:
 	client_conn_free(&cn);
 	if (body != NULL)
