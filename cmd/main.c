@@ -24,6 +24,10 @@ static const struct command {
 } commands[] = {
     {"serve", "", "serve the HTTP API (foreground)", server_serve},
     {"exec", "WORKSPACE -- ARGV...", "run a command through a broker (exec --help)", client_exec},
+    {"ps", "WORKSPACE", "list a workspace's detached execs (exec --detach)", client_ps},
+    {"logs", "[-f] EXEC_ID", "write a detached exec's output", client_logs},
+    {"kill", "[-s SIGNAL] EXEC_ID", "signal or cancel a detached exec", client_kill},
+    {"wait", "EXEC_ID", "wait for a detached exec; exit with its status", client_wait},
     {"migrate", "[--status]", "apply or list schema migrations", admin_migrate},
     {"workspace", "add|set|list|remove|hostkey", "manage workspaces and pin their host keys",
      admin_workspace},
