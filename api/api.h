@@ -73,6 +73,9 @@ void api_execs_one(struct http_request *r, void *arg); /* GET and DELETE */
 void api_execs_output(struct http_request *r, void *arg);
 void api_execs_signal(struct http_request *r, void *arg);
 void api_execs_list(struct http_request *r, void *arg);
+/* Asks the host of a running detached exec how it is, completing its row if it ended (the
+ * janitor's sweep: rows complete even when nobody reads them). */
+void api_execs_check(struct api *api, const char *exec_id);
 void api_audit_get(struct http_request *r, void *arg);
 void api_openapi_get(struct http_request *r, void *arg);
 void api_health_get(struct http_request *r, void *arg);

@@ -775,8 +775,6 @@ static void after_reread(struct xop *x)
 
 static void on_poll(evutil_socket_t fd, short what, void *arg);
 
-static void lookup(struct xop *x);
-
 static void proceed(struct xop *x)
 {
 	bool keeps_output;
@@ -892,12 +890,32 @@ static void record_access(struct xop *x)
 		fail(x, "audit_unavailable", "out of memory");
 }
 
+/* The row (authorized, or a sweep's) is what the request is about. */
+static void take_and_go(struct xop *x, const PGresult *res, const char *ws_org, bool first)
+{
+	take_row(x, PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES));
+	if (x->http != NULL) {
+		http_request_log(x->http)->exec_id = x->exec_id;
+		http_request_log(x->http)->workspace_id = row_text(x, AUDIT_COL_WORKSPACE_ID);
+	}
+	snprintf(x->org, sizeof(x->org), "%s", ws_org);
+	snprintf(x->host, sizeof(x->host), "%s", row_text(x, C_HOST));
+	snprintf(x->user, sizeof(x->user), "%s", row_text(x, C_USER));
+	snprintf(x->fp, sizeof(x->fp), "%s", row_text(x, C_FP));
+	x->port = atoi(row_text(x, C_PORT));
+	x->now_ms = strtoll(row_text(x, C_NOW), NULL, 10);
+	if (x->admin && first) {
+		record_access(x);
+		return;
+	}
+	proceed(x);
+}
+
 static void on_lookup(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct xop *x = arg;
 	struct authz_row r;
 	enum authz_verdict v;
-	bool first = x->row == NULL;
 
 	(void)sqlstate;
 	x->q = NULL;
@@ -925,20 +943,49 @@ static void on_lookup(const PGresult *res, const char *error, const char *sqlsta
 		fail(x, "not_found", "no exec \"%s\" that this token can reach", x->exec_id);
 		return;
 	}
-	take_row(x, PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES));
-	http_request_log(x->http)->exec_id = x->exec_id;
-	http_request_log(x->http)->workspace_id = row_text(x, AUDIT_COL_WORKSPACE_ID);
-	snprintf(x->org, sizeof(x->org), "%s", r.ws_org);
-	snprintf(x->host, sizeof(x->host), "%s", row_text(x, C_HOST));
-	snprintf(x->user, sizeof(x->user), "%s", row_text(x, C_USER));
-	snprintf(x->fp, sizeof(x->fp), "%s", row_text(x, C_FP));
-	x->port = atoi(row_text(x, C_PORT));
-	x->now_ms = strtoll(row_text(x, C_NOW), NULL, 10);
-	if (x->admin && first) {
-		record_access(x);
+	take_and_go(x, res, r.ws_org, x->row == NULL);
+}
+
+/* The sweep's lookup: the row and its workspace, in the same columns, no token. */
+static const char sweep_lookup_sql[] =
+    "SELECT a.*, 'admin', NULL, NULL, false, false, w.id, w.org_id, w.state, w.tier, w.host,"
+    " w.port, w.ssh_user, w.host_key_sha256, NULL::json,"
+    " (extract(epoch FROM now()) * 1000)::bigint "
+    "FROM (SELECT " AUDIT_ITEM_COLUMNS " FROM exec_audit WHERE exec_id = $1::uuid) a"
+    " JOIN workspaces w ON w.id = a.workspace_id";
+
+static void on_sweep_lookup(const PGresult *res, const char *error, const char *sqlstate,
+                            void *arg)
+{
+	struct xop *x = arg;
+
+	(void)sqlstate;
+	x->q = NULL;
+	if (error != NULL || PQntuples(res) != 1) {
+		xop_finish(x);
 		return;
 	}
-	proceed(x);
+	take_and_go(x, res, PQgetvalue(res, 0, C_AUTHZ + 6), false);
+}
+
+void api_execs_check(struct api *api, const char *exec_id)
+{
+	struct xop *x = calloc(1, sizeof(*x));
+	const char *params[1] = {exec_id};
+
+	if (x == NULL || !audit_exec_id_valid(exec_id)) {
+		free(x);
+		return;
+	}
+	x->api = api;
+	x->kind = XK_GET;
+	snprintf(x->request_id, sizeof(x->request_id), "sweep");
+	snprintf(x->exec_id, sizeof(x->exec_id), "%s", exec_id);
+	api_hold(api);
+	x->q = pgasync_query_static(api->db, sweep_lookup_sql, 1, params, XOP_QUERY_MS,
+	                            on_sweep_lookup, x);
+	if (x->q == NULL)
+		xop_finish(x);
 }
 
 static void lookup(struct xop *x)

@@ -1,6 +1,6 @@
 /* server/janitor.c: heartbeats, the sweep of rows left running by brokers that are gone,
- * and the linking of rows they finished but never linked, on the loop, one statement at a
- * time. */
+ * the linking of rows they finished but never linked, and the check of running detached
+ * execs on their hosts, on the loop, one statement at a time. */
 #include "server/janitor.h"
 
 #include <event2/event.h>
@@ -26,6 +26,27 @@ static void arm(struct janitor *j, int seconds)
 	evtimer_add(j->timer, &t);
 }
 
+/* Running detached execs, a few at random each time: every broker asks their hosts, so
+ * their rows complete even when nobody reads them. */
+#define DETACHED_SWEEP_SQL                                                                         \
+	"SELECT exec_id FROM exec_audit WHERE detached AND status = 'running'"                     \
+	" AND started_at < now() - interval '2 seconds' ORDER BY random() LIMIT 8"
+static const char detached_sweep_sql[] = DETACHED_SWEEP_SQL;
+
+static void on_detached(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct janitor *j = arg;
+
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL)
+		log_kv(LOG_WARN, "could not list running detached execs", "error", error, NULL);
+	else
+		for (int i = 0; i < PQntuples(res); i++)
+			api_execs_check(j->api, PQgetvalue(res, i, 0));
+	arm(j, j->api->cfg->broker_heartbeat_s);
+}
+
 static void on_sealed(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct janitor *j = arg;
@@ -39,7 +60,11 @@ static void on_sealed(const PGresult *res, const char *error, const char *sqlsta
 		log_kv(LOG_WARN,
 		       "audit rows finished by brokers that are gone linked into the chain", "rows",
 		       PQgetvalue(res, 0, 0), NULL);
-	arm(j, j->api->cfg->broker_heartbeat_s);
+	if (j->api->phase == API_SERVING)
+		j->q = pgasync_query_static(j->api->db, detached_sweep_sql, 0, NULL,
+		                            j->api->cfg->broker_heartbeat_s * 1000L, on_detached, j);
+	if (j->q == NULL)
+		arm(j, j->api->cfg->broker_heartbeat_s);
 }
 
 static void on_swept(const PGresult *res, const char *error, const char *sqlstate, void *arg)

@@ -116,7 +116,8 @@ static const char oracle_sql[] =
     "'finished_at', to_char(finished_at AT TIME ZONE 'UTC', " UTC_FMT "), "
     "'duration_ms', duration_ms, 'stdout_bytes', stdout_bytes, 'stderr_bytes', stderr_bytes, "
     "'stdout_truncated', stdout_truncated, 'stderr_truncated', stderr_truncated, "
-    "'broker_instance', broker_instance)::text FROM exec_audit WHERE exec_id = '%s'";
+    "'broker_instance', broker_instance, 'detached', detached, 'name', name)::text "
+    "FROM exec_audit WHERE exec_id = '%s'";
 
 /* The keys of an item (docs/audit.md) and the JSON types each may have: s string, i integer,
  * a array of strings, b boolean, n null. */
@@ -150,6 +151,8 @@ static const struct {
     {"stdout_truncated", "b"},
     {"stderr_truncated", "b"},
     {"broker_instance", "sn"},
+    {"detached", "b"},
+    {"name", "sn"},
 };
 #define NKEYS (sizeof(item_keys) / sizeof(item_keys[0]))
 

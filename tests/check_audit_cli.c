@@ -676,7 +676,9 @@ static const char *const item_keys[] = {"exec_id",
                                         "stderr_bytes",
                                         "stdout_truncated",
                                         "stderr_truncated",
-                                        "broker_instance"};
+                                        "broker_instance",
+                                        "detached",
+                                        "name"};
 #define NKEYS (sizeof(item_keys) / sizeof(item_keys[0]))
 
 static void expect_str(json_t *o, const char *key, const char *want)

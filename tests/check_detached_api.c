@@ -714,6 +714,33 @@ START_TEST(the_list_shows_the_workspaces_detached_execs_newest_first)
 }
 END_TEST
 
+START_TEST(rows_complete_with_nobody_reading)
+{
+	struct kit_broker b = {0};
+	const char *argv[] = {"sh", "-c", "exit 5", NULL};
+	char sid[64], q[200], *v = NULL;
+
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-detached-sweep",
+	                                  MAIN_CONF "broker_heartbeat_s = 1\n"),
+	                 0);
+	snprintf(sid, sizeof(sid), "%s", start_on(b.port, "ws-a1", W.tok_ws, argv, NULL));
+	snprintf(q, sizeof(q),
+	         "SELECT status || ' ' || coalesce(exit_code::text, '-') FROM exec_audit "
+	         "WHERE exec_id = '%s'",
+	         sid);
+	for (int i = 0; i < 300; i++) {
+		free(v);
+		v = sv_query(W.db, q);
+		if (strcmp(v, "running") != 0 && strncmp(v, "running ", 8) != 0)
+			break;
+		usleep(100000);
+	}
+	ck_assert_str_eq(v, "exited 5");
+	free(v);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+}
+END_TEST
+
 START_TEST(audit_verify_holds_over_detached_rows)
 {
 	const char *argv[] = {"sh", "-c", "exit 4", NULL};
@@ -756,6 +783,7 @@ int main(void)
 	ADD(s, refusals_have_their_codes);
 	ADD(s, an_attached_exec_is_read_from_its_row);
 	ADD(s, the_list_shows_the_workspaces_detached_execs_newest_first);
+	ADD(s, rows_complete_with_nobody_reading);
 	ADD(s, audit_verify_holds_over_detached_rows);
 	failed = tu_run_suite(s);
 	if (kit_broker_stop(&B) != 0)
