@@ -65,7 +65,10 @@ static void on_client_gone(struct http_request *r, void *arg)
 	j->client_gone = true;
 	log_kv(LOG_INFO, "client went away", "request_id", j->request_id, "state",
 	       state_names[j->state], NULL);
-	if ((j->state == JOB_STARTING || j->state == JOB_RUNNING) && j->exec != NULL)
+	/* A detached exec's start goes on: it must not depend on the connection, and its row
+	 * says whether it ran. */
+	if ((j->state == JOB_STARTING || j->state == JOB_RUNNING) && j->exec != NULL &&
+	    !j->req.detach)
 		pool_exec_cancel(j->exec); /* finished() follows with POOL_CANCELLED */
 }
 

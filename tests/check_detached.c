@@ -418,6 +418,22 @@ START_TEST(the_deadline_holds_with_nobody_watching)
 }
 END_TEST
 
+START_TEST(the_deadline_sends_term_first)
+{
+	struct got g;
+	char cmd[600], mark[400];
+
+	make_home();
+	snprintf(mark, sizeof(mark), "%s/termed", home);
+	snprintf(cmd, sizeof(cmd), "trap 'echo x >%s; exit 0' TERM; sleep 60 & wait", mark);
+	start_ex(cmd, NULL, 0, 500, 65536, 60);
+	wait_end(10, &g);
+	ck_assert_int_eq(g.st.kind, DST_TIMEOUT);
+	got_free(&g);
+	ck_assert_int_eq(access(mark, F_OK), 0); /* it had the TERM and its grace */
+}
+END_TEST
+
 START_TEST(output_past_the_cap_keeps_the_newest_and_says_what_went)
 {
 	/* 65536 cap: chunks of 4096, 16 kept. 200,000 bytes of a counter. */
@@ -619,6 +635,7 @@ int main(void)
 	tcase_add_loop_test(th, signals_reach_a_child_of_the_command, 0, 3);
 	tcase_add_test(th, cancel_is_term_then_kill);
 	tcase_add_test(th, the_deadline_holds_with_nobody_watching);
+	tcase_add_test(th, the_deadline_sends_term_first);
 	tcase_add_test(th, output_past_the_cap_keeps_the_newest_and_says_what_went);
 	tcase_add_test(th, the_directory_goes_after_retention);
 	tcase_add_test(th, a_dead_supervisor_reads_as_gone);

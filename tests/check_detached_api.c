@@ -9,7 +9,6 @@
  * and `audit verify` over detached rows. */
 #include <check.h>
 #include <jansson.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "tests/kit/broker.h"
 #include "tests/kit/clock.h"
+#include "tests/kit/detached.h"
 #include "tests/kit/expect.h"
 #include "tests/kit/file.h"
 #include "tests/kit/frames.h"
@@ -41,61 +41,6 @@ static struct kit_broker B; /* started in main(), shared */
 #define PAIR                                                                                       \
 	"echo $$ >\"$0.tmp\"; sh -c 'echo $$ >>\"$0.tmp\"; mv \"$0.tmp\" \"$0\"; exec sleep 300' "  \
 	"\"$0\"; echo after"
-
-/* Every exec a test starts is written down, so that main() ends what is left of them on
- * the host (a supervisor waits out its retention) once the suite is over. */
-static void remember(const char *id)
-{
-	char path[256];
-	FILE *f;
-
-	th_fmt(path, sizeof(path), "%s/detached-ids", th.basedir);
-	f = fopen(path, "a");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "%s\n", id);
-	fclose(f);
-}
-
-/* Kills, by the pids their own files name, the groups of the supervisors and commands of
- * the execs this suite started, and removes their directories. */
-static void end_remembered(void)
-{
-	struct passwd *pw = getpwnam(th.user);
-	char path[512], id[64];
-	FILE *f;
-
-	if (pw == NULL)
-		return;
-	th_fmt(path, sizeof(path), "%s/detached-ids", th.basedir);
-	if ((f = fopen(path, "r")) == NULL)
-		return;
-	while (fscanf(f, "%63s", id) == 1) {
-		static const char *const files[] = {"pgid", "pid"};
-		char dir[400];
-
-		snprintf(dir, sizeof(dir), "%s/.exec-broker/execs/%s", pw->pw_dir, id);
-		for (size_t i = 0; i < 2; i++) {
-			FILE *p;
-			long pid;
-
-			snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-			if ((p = fopen(path, "r")) == NULL)
-				continue;
-			if (fscanf(p, "%ld", &pid) == 1 && pid > 1)
-				kill((pid_t)-pid, SIGKILL); /* the group it leads */
-			fclose(p);
-		}
-		{
-			const char *rm[] = {"rm", "-rf", dir, NULL};
-			char *out = NULL, *err = NULL;
-			int st;
-			kit_run(rm, NULL, NULL, &out, &err, &st);
-			free(out);
-			free(err);
-		}
-	}
-	fclose(f);
-}
 
 static json_t *body_json(const struct kit_resp *r)
 {
@@ -122,7 +67,7 @@ static const char *start_on(int port, const char *ws, const char *token, const c
 	ck_assert_msg(r.status == 202, "status %d: %.300s", r.status, r.body);
 	o = body_json(&r);
 	snprintf(id, sizeof(id), "%s", sv_str(o, "exec_id"));
-	remember(id);
+	kit_detached_remember(id);
 	ck_assert_str_eq(sv_str(o, "status"), "running");
 	ck_assert(json_is_true(json_object_get(o, "detached")));
 	ck_assert_ptr_nonnull(kit_header(&r, "Location", loc, sizeof(loc)));
@@ -788,7 +733,7 @@ int main(void)
 	failed = tu_run_suite(s);
 	if (kit_broker_stop(&B) != 0)
 		failed = EXIT_FAILURE;
-	end_remembered();
+	kit_detached_end_all();
 	th_teardown();
 	return failed;
 }
