@@ -123,7 +123,7 @@ struct xop {
 	char actor[AUTHZ_ACTOR_LEN + 1];
 	char *reason;
 	bool admin, client_gone, org_counted, freeing;
-	char org[80];
+	char org[80], ws[80]; /* ws: the request log points at it; the row may be read again */
 
 	/* The request. */
 	int wait_s;
@@ -896,7 +896,8 @@ static void take_and_go(struct xop *x, const PGresult *res, const char *ws_org, 
 	take_row(x, PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES));
 	if (x->http != NULL) {
 		http_request_log(x->http)->exec_id = x->exec_id;
-		http_request_log(x->http)->workspace_id = row_text(x, AUDIT_COL_WORKSPACE_ID);
+		snprintf(x->ws, sizeof(x->ws), "%s", row_text(x, AUDIT_COL_WORKSPACE_ID));
+		http_request_log(x->http)->workspace_id = x->ws;
 	}
 	snprintf(x->org, sizeof(x->org), "%s", ws_org);
 	snprintf(x->host, sizeof(x->host), "%s", row_text(x, C_HOST));

@@ -17,6 +17,7 @@
 static const char *const statuses[] = {
     "running",   "denied",          "exited",          "signaled", "timeout",
     "cancelled", "transport_error", "failed_to_start", "shutdown", "abandoned",
+    "lost",
 };
 #define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
@@ -332,7 +333,7 @@ int audit_filter_parse(struct audit_filter *f, const char *const *names, const c
 				    field, fieldlen, k, err, errlen,
 				    "unknown status; one of running, denied, exited, signaled, "
 				    "timeout, cancelled, transport_error, failed_to_start, "
-				    "shutdown, abandoned");
+				    "shutdown, abandoned, lost");
 			f->status = v;
 		} else if (strcmp(k, "break_glass") == 0) {
 			if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
