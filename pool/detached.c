@@ -99,13 +99,15 @@ static const char launcher[] =
  *   x STATUS      the exec ended (the supervisor's status line)
  *   r             it still runs
  *   g             it is gone: no directory, or a supervisor that died without a status
+ *                 (gone from /proc, or a zombie nobody reaped yet)
  * A chunk is opened before its size is taken, so one removed meanwhile is still read
  * whole. With follow, it polls what grows: every 50 ms while output flows, backing off to
  * every 500 ms while none does. */
 static const char reader[] =
     "cd " EXECS_DIR "/\"$1\" 2>/dev/null || { echo g; exit 0; }\n"
     "m=$2 C=$5\n"
-    "alive() { [ -e status ] || { read -r p <pid && kill -0 \"$p\"; } 2>/dev/null; }\n"
+    "alive() { [ -e status ] || { read -r p <pid && read -r x x y x </proc/\"$p\"/stat &&"
+    " [ \"$y\" != Z ]; } 2>/dev/null; }\n"
     "ends() {\n"
     " l= h=\n"
     " for f in \"$1\".[0-9]*; do\n"
@@ -164,7 +166,8 @@ static const char reader[] =
 static const char signaller[] =
     "cd " EXECS_DIR "/\"$1\" 2>/dev/null || exit 3\n"
     "[ -e status ] && exit 3\n"
-    "{ read -r p <pid && kill -0 \"$p\"; } 2>/dev/null || exit 4\n"
+    "{ read -r p <pid && read -r x x y x </proc/\"$p\"/stat && [ \"$y\" != Z ]; } 2>/dev/null ||"
+    " exit 4\n"
     "printf '%s\\n' \"$2\" 1<>ctl\n";
 
 /* argv of n strings: the first three are sh -c script; the rest are formatted into one

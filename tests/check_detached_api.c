@@ -9,6 +9,7 @@
  * and `audit verify` over detached rows. */
 #include <check.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -659,6 +660,42 @@ START_TEST(the_list_shows_the_workspaces_detached_execs_newest_first)
 }
 END_TEST
 
+/* The host lost the exec (its supervisor and command killed outright, as by a reboot):
+ * the row ends 'lost', and the output read so far stays readable until then. */
+START_TEST(a_dead_supervisor_makes_the_exec_lost)
+{
+	const char *argv[] = {"sh", "-c", "echo before; exec sleep 300", NULL};
+	struct passwd *pw = getpwnam(th.user);
+	char sid[64], path[512];
+	struct replay p = {0};
+	json_t *o;
+
+	ck_assert_ptr_nonnull(pw);
+	snprintf(sid, sizeof(sid), "%s", start(argv, NULL));
+	for (int i = 0; i < 2; i++) {
+		FILE *f;
+		long pid = 0;
+
+		snprintf(path, sizeof(path), "%s/.exec-broker/execs/%s/%s", pw->pw_dir, sid,
+		         i == 0 ? "pid" : "pgid");
+		for (int k = 0; k < 100 && (f = fopen(path, "r")) == NULL; k++)
+			usleep(50000);
+		ck_assert_ptr_nonnull(f = fopen(path, "r"));
+		ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
+		fclose(f);
+		ck_assert_int_gt(pid, 1);
+		kill((pid_t)-pid, SIGKILL); /* the group this test's exec leads */
+	}
+	usleep(300000);
+	o = get_exec(B.port, sid, 0);
+	ck_assert_str_eq(sv_str(o, "status"), "lost");
+	json_decref(o);
+	ck_assert_int_eq(read_output(B.port, sid, true, &p), 200);
+	ck_assert_str_eq(sv_str(json_object_get(p.last, "error"), "code"), "lost");
+	replay_free(&p);
+}
+END_TEST
+
 START_TEST(rows_complete_with_nobody_reading)
 {
 	struct kit_broker b = {0};
@@ -728,6 +765,7 @@ int main(void)
 	ADD(s, refusals_have_their_codes);
 	ADD(s, an_attached_exec_is_read_from_its_row);
 	ADD(s, the_list_shows_the_workspaces_detached_execs_newest_first);
+	ADD(s, a_dead_supervisor_makes_the_exec_lost);
 	ADD(s, rows_complete_with_nobody_reading);
 	ADD(s, audit_verify_holds_over_detached_rows);
 	failed = tu_run_suite(s);
