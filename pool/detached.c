@@ -76,11 +76,20 @@
 /* The launcher: `sh -c LAUNCHER exec-broker-launch ID TIMEOUT_MS GRACE_S CHUNK KEEP
  * RETAIN_S BODY_LEN`, its stdin the command's body then the command's stdin. Its exit
  * statuses are detached_launch_error's. It exits at once; the channel closes when the
- * supervisor has printed its started line (or died before). */
+ * supervisor has printed its started line (or died before). On its way it removes the
+ * directories of supervisors that died more than RETAIN_S after they started. */
 static const char launcher[] =
     "umask 077\n"
     "d=" EXECS_DIR "/$1\n"
-    "mkdir -p " EXECS_DIR " 2>/dev/null; mkdir \"$d\" || exit 90\n"
+    "mkdir -p " EXECS_DIR " 2>/dev/null\n"
+    /* Directories whose supervisor died (a reboot, a kill) are not removed by it: those
+     * started more than the retention ago go now. */
+    "for o in $(find " EXECS_DIR " -mindepth 2 -maxdepth 2 -name pid -mmin +$(($6 / 60)) "
+    "2>/dev/null); do\n"
+    " { read -r x <\"$o\" && read -r x x y x </proc/\"$x\"/stat && [ \"$y\" != Z ]; }"
+    " 2>/dev/null || rm -rf \"${o%/pid}\"\n"
+    "done\n"
+    "mkdir \"$d\" || exit 90\n"
     "fail() { rm -rf \"$d\"; exit $1; }\n"
     "command -v setsid >/dev/null && command -v stdbuf >/dev/null || fail 93\n"
     "head -c \"$7\" >\"$d/cmd\" && cat >\"$d/stdin\" || fail 91\n"

@@ -512,6 +512,45 @@ START_TEST(a_dead_supervisor_reads_as_gone)
 }
 END_TEST
 
+/* A directory whose supervisor died is removed by a later launch once it is older than
+ * the retention; one whose supervisor lives is not. */
+START_TEST(a_later_start_removes_dead_supervisors_directories)
+{
+	char cmd[2048];
+	long pid;
+	FILE *f;
+	struct got g;
+
+	make_home();
+	start("sleep 60");
+	f = fopen(dir_path("pid"), "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
+	fclose(f);
+	/* A sibling that lives, started as long ago. */
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/.exec-broker/execs/live && echo %d >%s/.exec-broker/execs/live/pid && "
+	         "touch -d '2 hours ago' %s %s/.exec-broker/execs/live/pid",
+	         home, (int)getpid(), home, dir_path("pid"), home);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(kill((pid_t)-pid, SIGKILL), 0);
+	for (int i = 0; i < 100 && alive(pid); i++)
+		usleep(20000);
+	read_exec(DETACHED_READ, 0, 0, 65536, 0, &g);
+	ck_assert_int_eq(g.ended, DREC_GONE + 1);
+	got_free(&g);
+	/* The next start (another id) clears the dead one's directory. */
+	snprintf(cmd, sizeof(cmd), "mv %s %s/.exec-broker/execs/dead", dir_path(""), home);
+	ck_assert_int_eq(system(cmd), 0);
+	start_ex("true", NULL, 0, 60000, 65536, 60);
+	snprintf(cmd, sizeof(cmd), "%s/.exec-broker/execs/dead", home);
+	ck_assert_int_ne(access(cmd, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "%s/.exec-broker/execs/live", home);
+	ck_assert_int_eq(access(cmd, F_OK), 0);
+	wait_end(10, &g);
+	got_free(&g);
+}
+END_TEST
+
 START_TEST(a_missing_home_fails_the_start)
 {
 	struct eb_bytes cargv[] = {B("true")};
@@ -639,6 +678,7 @@ int main(void)
 	tcase_add_test(th, output_past_the_cap_keeps_the_newest_and_says_what_went);
 	tcase_add_test(th, the_directory_goes_after_retention);
 	tcase_add_test(th, a_dead_supervisor_reads_as_gone);
+	tcase_add_test(th, a_later_start_removes_dead_supervisors_directories);
 	tcase_add_test(th, a_missing_home_fails_the_start);
 	tcase_add_test(tp, parser_reads_records_in_any_pieces);
 	tcase_add_test(tp, parser_refuses_what_a_reader_never_prints);
