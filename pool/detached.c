@@ -11,7 +11,8 @@
 
 #include "common/err.h"
 
-#define EXECS_DIR "$HOME/.exec-broker/execs"
+/* Quoted: a home with spaces stays one word. */
+#define EXECS_DIR "\"$HOME\"/.exec-broker/execs"
 
 /* The supervisor, written into the exec's directory by the launcher and run as
  * `setsid sh sup DIR TIMEOUT_MS GRACE_S CHUNK KEEP RETAIN_S` with its stdout on the
@@ -84,10 +85,11 @@ static const char launcher[] =
     "mkdir -p " EXECS_DIR " 2>/dev/null\n"
     /* Directories whose supervisor died (a reboot, a kill) are not removed by it: those
      * started more than the retention ago go now. */
-    "for o in $(find " EXECS_DIR " -mindepth 2 -maxdepth 2 -name pid -mmin +$(($6 / 60)) "
-    "2>/dev/null); do\n"
+    "for o in " EXECS_DIR "/*/pid; do\n"
+    " [ -e \"$o\" ] || continue\n"
     " { read -r x <\"$o\" && read -r x x y x </proc/\"$x\"/stat && [ \"$y\" != Z ]; }"
-    " 2>/dev/null || rm -rf \"${o%/pid}\"\n"
+    " 2>/dev/null && continue\n"
+    " [ -n \"$(find \"$o\" -mmin +$(($6 / 60)) 2>/dev/null)\" ] && rm -rf \"${o%/pid}\"\n"
     "done\n"
     "mkdir \"$d\" || exit 90\n"
     "fail() { rm -rf \"$d\"; exit $1; }\n"

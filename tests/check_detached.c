@@ -29,7 +29,8 @@ static char home[256];
 
 static void make_home(void)
 {
-	snprintf(home, sizeof(home), "/tmp/eb-detached-XXXXXX");
+	/* A space in it: every path the scripts make must stay one word. */
+	snprintf(home, sizeof(home), "/tmp/eb detached-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(home));
 	setenv("HOME", home, 1);
 }
@@ -370,7 +371,7 @@ START_TEST(signals_reach_a_child_of_the_command)
 
 	make_home();
 	/* A child in the foreground: a background one of a non-interactive shell ignores INT. */
-	snprintf(cmd, sizeof(cmd), "sh -c 'echo $$ >%s/child; exec sleep 60'; echo after", home);
+	snprintf(cmd, sizeof(cmd), "sh -c 'echo $$ >\"%s/child\"; exec sleep 60'; echo after", home);
 	start(cmd);
 	snprintf(cmd, sizeof(cmd), "%s/child", home);
 	for (int i = 0; i < 100 && access(cmd, F_OK) != 0; i++)
@@ -425,7 +426,7 @@ START_TEST(the_deadline_sends_term_first)
 
 	make_home();
 	snprintf(mark, sizeof(mark), "%s/termed", home);
-	snprintf(cmd, sizeof(cmd), "trap 'echo x >%s; exit 0' TERM; sleep 60 & wait", mark);
+	snprintf(cmd, sizeof(cmd), "trap 'echo x >\"%s\"; exit 0' TERM; sleep 60 & wait", mark);
 	start_ex(cmd, NULL, 0, 500, 65536, 60);
 	wait_end(10, &g);
 	ck_assert_int_eq(g.st.kind, DST_TIMEOUT);
@@ -528,8 +529,9 @@ START_TEST(a_later_start_removes_dead_supervisors_directories)
 	ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
 	fclose(f);
 	/* A sibling that lives, started as long ago. */
-	snprintf(cmd, sizeof(cmd), "mkdir -p %s/.exec-broker/execs/live && echo %d >%s/.exec-broker/execs/live/pid && "
-	         "touch -d '2 hours ago' %s %s/.exec-broker/execs/live/pid",
+	snprintf(cmd, sizeof(cmd),
+	         "mkdir -p \"%s/.exec-broker/execs/live\" && echo %d >\"%s/.exec-broker/execs/live/pid\" && "
+	         "touch -d '2 hours ago' \"%s\" \"%s/.exec-broker/execs/live/pid\"",
 	         home, (int)getpid(), home, dir_path("pid"), home);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(kill((pid_t)-pid, SIGKILL), 0);
@@ -539,7 +541,7 @@ START_TEST(a_later_start_removes_dead_supervisors_directories)
 	ck_assert_int_eq(g.ended, DREC_GONE + 1);
 	got_free(&g);
 	/* The next start (another id) clears the dead one's directory. */
-	snprintf(cmd, sizeof(cmd), "mv %s %s/.exec-broker/execs/dead", dir_path(""), home);
+	snprintf(cmd, sizeof(cmd), "mv \"%s\" \"%s/.exec-broker/execs/dead\"", dir_path(""), home);
 	ck_assert_int_eq(system(cmd), 0);
 	start_ex("true", NULL, 0, 60000, 65536, 60);
 	snprintf(cmd, sizeof(cmd), "%s/.exec-broker/execs/dead", home);
