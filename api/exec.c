@@ -23,8 +23,6 @@
 #include "db/pgasync.h"
 
 #define QUERY_DEADLINE_MS 5000
-/* How long a detached exec may take to start: a session, the launcher, the supervisor. */
-#define DETACH_START_MS 60000
 /* Completing a row is retried with these delays while the database is unreachable. */
 #define END_RETRY_FIRST_MS 100
 #define END_RETRY_MAX_MS   2000
@@ -459,10 +457,23 @@ static void detach_finished(struct exec_job *j, const struct pool_outcome *o)
 		return;
 	}
 	why = o->kind == POOL_EXITED ? detached_launch_error(o->exit_code) : NULL;
-	snprintf(j->fail_message, sizeof(j->fail_message), "%s; the command was not run",
-	         why != NULL ? why
-	                     : "the workspace host did not start the detached command (its "
-	                       "supervisor ended at once)");
+	if (why == NULL) {
+		/* Past the launcher's own checks its supervisor may have started the command
+		 * although its line never came (the channel broke, the start's time ran out): the
+		 * row stays running, and the host settles it (it ends, or the exec is lost). */
+		snprintf(j->fail_message, sizeof(j->fail_message),
+		         "the start of the detached exec was not confirmed by the workspace host "
+		         "(%s); it may run: look it up by its exec_id (X-Exec-Id)",
+		         pool_outcome_name(o->kind));
+		log_kv(LOG_WARN, "detached exec start not confirmed", "request_id", j->request_id,
+		       "exec_id", j->exec_id, "outcome", pool_outcome_name(o->kind), "detail",
+		       o->detail, NULL);
+		job_set_state(j, JOB_COMPLETING);
+		exec_reply_error(j, "detach_failed", j->fail_message, NULL);
+		job_done(j);
+		return;
+	}
+	snprintf(j->fail_message, sizeof(j->fail_message), "%s; the command was not run", why);
 	log_kv(LOG_WARN, "detached exec did not start", "request_id", j->request_id, "exec_id",
 	       j->exec_id, "outcome", pool_outcome_name(o->kind), "reason", j->fail_message, NULL);
 	j->outcome.kind = POOL_FAILED_TO_START;
@@ -971,7 +982,7 @@ void api_exec_post(struct http_request *r, void *arg)
 		goto done;
 	}
 	/* A detached exec's deadline is its host's business; the broker's is the start's. */
-	pool_deadline_after_ms(j->req.detach ? DETACH_START_MS : (long)j->req.timeout_s * 1000,
+	pool_deadline_after_ms(j->req.detach ? DETACHED_START_MS : (long)j->req.timeout_s * 1000,
 	                       &j->deadline);
 	if (j->req.detach)
 		j->streaming = false; /* the launcher's words are kept, not streamed */

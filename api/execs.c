@@ -151,7 +151,7 @@ struct xop {
 	/* What the host said. */
 	struct detached_parser parser;
 	struct execs_output out;
-	bool ended, still_running, gone, host_failed;
+	bool ended, still_running, gone, absent, host_failed;
 	struct detached_status st;
 
 	/* Output streaming. */
@@ -519,8 +519,9 @@ static void complete_row(struct xop *x)
 	    .duration_ms = x->gone ? (elapsed > 0 ? elapsed : 0) : x->st.duration_ms,
 	    .stdout_bytes = x->st.stdout_bytes,
 	    .stderr_bytes = x->st.stderr_bytes,
-	    .stdout_truncated = x->st.stdout_bytes > (unsigned long long)cap,
-	    .stderr_truncated = x->st.stderr_bytes > (unsigned long long)cap,
+	    /* Some output went once a first chunk was dropped (pool/detached.h). */
+	    .stdout_truncated = x->st.stdout_bytes > (unsigned long long)(cap - detached_chunk(cap)),
+	    .stderr_truncated = x->st.stderr_bytes > (unsigned long long)(cap - detached_chunk(cap)),
 	};
 	const char *params[AUDIT_END_NPARAMS];
 	char *store = NULL;
@@ -562,6 +563,9 @@ static void on_rec(const struct detached_rec *r, void *arg)
 		break;
 	case DREC_GONE:
 		x->gone = true;
+		break;
+	case DREC_ABSENT:
+		x->gone = x->absent = true;
 		break;
 	default:
 		abort();
@@ -680,6 +684,12 @@ static bool lost_for_good(const struct xop *x)
 	return x->running && x->now_ms > end_ms;
 }
 
+/* A row younger than a start may take: the host may not know the exec yet. */
+static bool still_starting(const struct xop *x)
+{
+	return x->now_ms - x->started_us / 1000 < DETACHED_START_MS + XOP_HOST_SLACK * 1000;
+}
+
 static void signal_done(struct xop *x, const struct pool_outcome *o)
 {
 	if (!host_reachable(o)) {
@@ -738,6 +748,11 @@ static void host_done(struct xop *x, const struct pool_outcome *o)
 		}
 		reply_object(x, 200);
 		return;
+	}
+	if (x->absent && x->running && still_starting(x)) {
+		/* A start under way: its directory may not be there yet. */
+		x->gone = false;
+		x->still_running = true;
 	}
 	x->out.known = true;
 	x->out.retained = !x->gone;

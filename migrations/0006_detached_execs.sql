@@ -63,6 +63,8 @@ END
 $$;
 CREATE TRIGGER exec_admin_access_append_only BEFORE UPDATE OR DELETE ON exec_admin_access
 	FOR EACH ROW EXECUTE FUNCTION exec_admin_access_refuse();
+CREATE TRIGGER exec_admin_access_no_truncate BEFORE TRUNCATE ON exec_admin_access
+	FOR EACH STATEMENT EXECUTE FUNCTION exec_admin_access_refuse();
 
 -- The guard: detached and name are what the exec is, fixed at its insert.
 CREATE OR REPLACE FUNCTION exec_audit_guard_update() RETURNS trigger LANGUAGE plpgsql AS $$

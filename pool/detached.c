@@ -45,7 +45,7 @@
 	"  2>\"$d/e.fifo\" 3>&- &\n"                                                                \
 	" echo \"p $!\" >&3; wait $!; echo \"x $?\" >&3) 4>&- &\n"                                 \
 	"(while sleep 1 && kill -0 $$; do echo t; done) >&3 4>&- 2>/dev/null &\n"                  \
-	"ck=$! pg= st= w= k=0 o= f=\n"                                                             \
+	"ck=$! pg= st= w= k=0 kt=0 o= f=\n"                                                             \
 	"while IFS=' ' read -r c a <&3; do\n"                                                      \
 	" now\n"                                                                                   \
 	" case $c in\n"                                                                            \
@@ -61,10 +61,21 @@
 	" if [ -z \"$w\" ] && [ $n -ge $dl ]; then\n"                                              \
 	"  w=timeout k=$((n + g * 100)); kill -TERM -\"$pg\" 2>/dev/null\n"                        \
 	" fi\n"                                                                                    \
-	" if [ $k -gt 0 ] && [ $n -ge $k ]; then kill -KILL -\"$pg\" 2>/dev/null; k=-1; fi\n"      \
+	" if [ $k -gt 0 ] && [ $n -ge $k ]; then kill -KILL -\"$pg\" 2>/dev/null; k=-1 kt=$n; fi\n" \
 	" [ -n \"$st\" ] && [ -n \"$o\" ] && [ -n \"$f\" ] && break\n"                             \
+	" [ -n \"$st\" ] && [ $k -eq -1 ] && [ $((n - kt)) -ge 200 ] && break\n"                     \
 	"done\n"                                                                                   \
 	"kill $ck 2>/dev/null\n"                                                                   \
+	"cnt() {\n"                                                                                \
+	" h=\n"                                                                                    \
+	" for q in \"$1\".[0-9]*; do\n"                                                            \
+	"  q=${q#*.}; case $q in *[!0-9]*) continue ;; esac\n"                                     \
+	"  if [ -z \"$h\" ] || [ $q -gt $h ]; then h=$q; fi\n"                                     \
+	" done\n"                                                                                  \
+	" if [ -n \"$h\" ]; then echo $((h * C + $(wc -c <\"$1.$h\"))); else echo 0; fi\n"           \
+	"}\n"                                                                                      \
+	"[ -n \"$o\" ] || o=$(cnt o)\n"                                                            \
+	"[ -n \"$f\" ] || f=$(cnt e)\n"                                                            \
 	"if [ -n \"$w\" ]; then s=\"$w -\"\n"                                                      \
 	"elif [ \"$st\" -gt 128 ] && [ \"$st\" -le 192 ]; then s=\"signaled $(kill -l $((st - 128)))\"\n" \
 	"else s=\"exited $st\"; fi\n"                                                              \
@@ -78,7 +89,8 @@
  * RETAIN_S BODY_LEN`, its stdin the command's body then the command's stdin. Its exit
  * statuses are detached_launch_error's. It exits at once; the channel closes when the
  * supervisor has printed its started line (or died before). On its way it removes the
- * directories of supervisors that died more than RETAIN_S after they started. */
+ * directories of supervisors that died, RETAIN_S after their exec ended (or, with no
+ * status, after it started). */
 static const char launcher[] =
     "umask 077\n"
     "d=" EXECS_DIR "/$1\n"
@@ -89,11 +101,13 @@ static const char launcher[] =
     " [ -e \"$o\" ] || continue\n"
     " { read -r x <\"$o\" && read -r x x y x </proc/\"$x\"/stat && [ \"$y\" != Z ]; }"
     " 2>/dev/null && continue\n"
-    " [ -n \"$(find \"$o\" -mmin +$(($6 / 60)) 2>/dev/null)\" ] && rm -rf \"${o%/pid}\"\n"
+    " x=${o%/pid}/status; [ -e \"$x\" ] || x=$o\n"
+    " [ -n \"$(find \"$x\" -mmin +$(($6 / 60)) 2>/dev/null)\" ] && rm -rf \"${o%/pid}\"\n"
     "done\n"
     "mkdir \"$d\" || exit 90\n"
     "fail() { rm -rf \"$d\"; exit $1; }\n"
-    "command -v setsid >/dev/null && command -v stdbuf >/dev/null || fail 93\n"
+    "command -v setsid >/dev/null && command -v stdbuf >/dev/null &&"
+    " env --default-signal true >/dev/null 2>&1 || fail 93\n"
     "head -c \"$7\" >\"$d/cmd\" && cat >\"$d/stdin\" || fail 91\n"
     "[ \"$(wc -c <\"$d/cmd\")\" = \"$7\" ] || fail 91\n"
     "mkfifo \"$d/ctl\" \"$d/o.fifo\" \"$d/e.fifo\" || fail 92\n"
@@ -109,16 +123,17 @@ static const char launcher[] =
  *   l S FROM TO   (stat) stream S is kept from FROM to TO
  *   x STATUS      the exec ended (the supervisor's status line)
  *   r             it still runs
- *   g             it is gone: no directory, or a supervisor that died without a status
+ *   a             there is no directory (not made yet, or removed)
+ *   g             its supervisor died without a status
  *                 (gone from /proc, or a zombie nobody reaped yet)
  * A chunk is opened before its size is taken, so one removed meanwhile is still read
  * whole. With follow, it polls what grows: every 50 ms while output flows, backing off to
  * every 500 ms while none does. */
 static const char reader[] =
-    "cd " EXECS_DIR "/\"$1\" 2>/dev/null || { echo g; exit 0; }\n"
+    "cd " EXECS_DIR "/\"$1\" 2>/dev/null || { echo a; exit 0; }\n"
     "m=$2 C=$5\n"
-    "alive() { [ -e status ] || { read -r p <pid && read -r x x y x </proc/\"$p\"/stat &&"
-    " [ \"$y\" != Z ]; } 2>/dev/null; }\n"
+    "alive() { [ -e status ] || { read -r p <pid && read -r u u v u </proc/\"$p\"/stat &&"
+    " [ \"$v\" != Z ]; } 2>/dev/null; }\n"
     "ends() {\n"
     " l= h=\n"
     " for f in \"$1\".[0-9]*; do\n"
@@ -162,15 +177,15 @@ static const char reader[] =
     " done\n"
     " end; exit 0\n"
     "fi\n"
-    "o=$3 e=$4 z=0\n"
+    "o=$3 e=$4 b=0\n"
     "while :; do\n"
     " y=; pump o $o; o=$r; pump e $e; e=$r\n"
     " if [ -e status ]; then pump o $o; pump e $e; end; exit 0; fi\n"
     " alive || { end; exit 0; }\n"
     " [ \"$m\" = follow ] || { echo r; exit 0; }\n"
-    " if [ -n \"$y\" ]; then z=0; continue; fi\n"
-    " case $z in 0) t=0.05 ;; 1) t=0.1 ;; 2) t=0.2 ;; *) t=0.5 ;; esac\n"
-    " z=$((z + 1)); sleep $t\n"
+    " if [ -n \"$y\" ]; then b=0; continue; fi\n"
+    " case $b in 0) t=0.05 ;; 1) t=0.1 ;; 2) t=0.2 ;; *) t=0.5 ;; esac\n"
+    " b=$((b + 1)); sleep $t\n"
     "done\n";
 
 /* The signaller: `sh -c SIGNALLER exec-broker-signal ID LINE`. */
@@ -234,8 +249,8 @@ const char *detached_launch_error(int status)
 	case 92:
 		return "could not create the exec's FIFOs on the host";
 	case 93:
-		return "the host lacks setsid(1) (util-linux) or stdbuf(1) (GNU coreutils), which "
-		       "detached execs need";
+		return "the host lacks setsid(1) (util-linux), stdbuf(1) or env --default-signal "
+		       "(GNU coreutils 9.0 or later), which detached execs need";
 	default:
 		return NULL;
 	}
@@ -348,6 +363,8 @@ static int parse_line(struct detached_parser *p, const char *line, detached_rec_
 		r.kind = DREC_RUNNING;
 	} else if (strcmp(line, "g") == 0) {
 		r.kind = DREC_GONE;
+	} else if (strcmp(line, "a") == 0) {
+		r.kind = DREC_ABSENT;
 	} else if (strncmp(line, "x ", 2) == 0) {
 		r.kind = DREC_STATUS;
 		if (detached_status_parse(line + 2, &r.status) != 0)

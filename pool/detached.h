@@ -14,6 +14,8 @@
  *     FIFO ctl;
  *   - writes the outcome to status when the command has exited and both streams ended,
  *     then removes the directory retain_s seconds later.
+ * A process that left the group (a session of its own) and keeps an output stream open
+ * does not hold the exec past its deadline: 2 s after the KILL it ends with what was read.
  * The status line: KIND VALUE STDOUT_BYTES STDERR_BYTES DURATION_MS, KIND one of exited
  * (VALUE the exit code), signaled (VALUE the signal's name), timeout, cancelled (VALUE -).
  * POSIX sh reports a death by signal N as status 128+N, so a command that itself exits
@@ -28,6 +30,9 @@
 #include "pool/command.h"
 
 /* The line the launcher's channel prints once the command runs: the tag, its group id. */
+/* How long a start may take (a session, the launcher, the supervisor): until then a row
+ * whose host knows nothing of it is still starting, not lost. */
+#define DETACHED_START_MS 60000
 #define DETACHED_STARTED_TAG "exec-broker-detached "
 
 /* Chunks are a sixteenth of the cap, so the newest 15/16 to 16/16 of it are kept. */
@@ -89,7 +94,8 @@ enum detached_rec_kind {
 	DREC_KEPT,    /* stream: the first byte still kept is at offset, the end at len */
 	DREC_STATUS,  /* the exec ended: the outcome */
 	DREC_RUNNING, /* it still runs (after a read, or a stat) */
-	DREC_GONE,    /* no outcome will come: no directory, or its supervisor died */
+	DREC_GONE,    /* no outcome will come: its supervisor died without one */
+	DREC_ABSENT,  /* no directory: not made yet (a start under way), or removed */
 };
 
 enum detached_status_kind { DST_EXITED, DST_SIGNALED, DST_TIMEOUT, DST_CANCELLED };

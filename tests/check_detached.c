@@ -132,7 +132,7 @@ struct got {
 	uint64_t next[3]; /* the offset the next data record must have */
 	uint64_t skipped[3], skip_at[3];
 	uint64_t kept_from[3], kept_to[3];
-	int ended; /* DREC_STATUS, DREC_RUNNING or DREC_GONE + 1 */
+	int ended; /* the ending record's kind + 1 */
 	struct detached_status st;
 };
 
@@ -162,6 +162,7 @@ static void on_rec(const struct detached_rec *r, void *arg)
 	case DREC_STATUS:
 	case DREC_RUNNING:
 	case DREC_GONE:
+	case DREC_ABSENT:
 		ck_assert_int_eq(g->ended, 0);
 		g->ended = (int)r->kind + 1;
 		g->st = r->status;
@@ -435,6 +436,33 @@ START_TEST(the_deadline_sends_term_first)
 }
 END_TEST
 
+/* A process that left the group keeps stdout open: the exec still ends, after its
+ * deadline's KILL, with what was read. */
+START_TEST(an_escaped_process_does_not_hold_the_exec)
+{
+	struct got g;
+	char cmd[600], esc[400];
+	long pid = 0;
+	FILE *f;
+
+	make_home();
+	snprintf(esc, sizeof(esc), "%s/escaped", home);
+	snprintf(cmd, sizeof(cmd), "setsid sh -c 'echo $$ >\"%s\"; exec sleep 60' & echo started",
+	         esc);
+	start_ex(cmd, NULL, 0, 1000, 65536, 60);
+	wait_end(15, &g);
+	ck_assert_int_eq(g.st.kind, DST_TIMEOUT);
+	ck_assert_uint_eq(g.st.stdout_bytes, 8);
+	got_free(&g);
+	f = fopen(esc, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld", &pid), 1);
+	fclose(f);
+	ck_assert(alive(pid)); /* it escaped the group, as it meant to */
+	kill((pid_t)-pid, SIGKILL);
+}
+END_TEST
+
 START_TEST(output_past_the_cap_keeps_the_newest_and_says_what_went)
 {
 	/* 65536 cap: chunks of 4096, 16 kept. 200,000 bytes of a counter. */
@@ -486,7 +514,7 @@ START_TEST(the_directory_goes_after_retention)
 		usleep(100000);
 	ck_assert_int_ne(access(dir_path(""), F_OK), 0);
 	read_exec(DETACHED_READ, 0, 0, 65536, 0, &g);
-	ck_assert_int_eq(g.ended, DREC_GONE + 1);
+	ck_assert_int_eq(g.ended, DREC_ABSENT + 1);
 	got_free(&g);
 }
 END_TEST
@@ -677,6 +705,7 @@ int main(void)
 	tcase_add_test(th, cancel_is_term_then_kill);
 	tcase_add_test(th, the_deadline_holds_with_nobody_watching);
 	tcase_add_test(th, the_deadline_sends_term_first);
+	tcase_add_test(th, an_escaped_process_does_not_hold_the_exec);
 	tcase_add_test(th, output_past_the_cap_keeps_the_newest_and_says_what_went);
 	tcase_add_test(th, the_directory_goes_after_retention);
 	tcase_add_test(th, a_dead_supervisor_reads_as_gone);

@@ -696,6 +696,31 @@ START_TEST(a_dead_supervisor_makes_the_exec_lost)
 }
 END_TEST
 
+/* A running row the host knows nothing of: still starting while young (the launcher may
+ * not have made its directory yet), lost once older than a start may take. */
+START_TEST(a_row_the_host_does_not_know_is_starting_then_lost)
+{
+	static const char *const ages[] = {"0 seconds", "5 minutes"};
+	static const char *const want[] = {"running", "lost"};
+	char id[64], sql[700];
+	json_t *o;
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(id, sizeof(id), "7e57ab1e-0000-4000-8000-00000000000%d", i);
+		snprintf(sql, sizeof(sql),
+		         "INSERT INTO exec_audit (exec_id, request_id, workspace_id, org_id, actor, "
+		         "actor_kind, argv, timeout_s, status, detached, started_at) VALUES ('%s', "
+		         "'starting-%d', 'ws-a1', 'acme', 'token:test', 'workspace', '{true}', 60, "
+		         "'running', true, now() - interval '%s')",
+		         id, i, ages[i]);
+		free(sv_query(W.db, sql));
+		o = get_exec(B.port, id, 0);
+		ck_assert_str_eq(sv_str(o, "status"), want[i]);
+		json_decref(o);
+	}
+}
+END_TEST
+
 START_TEST(rows_complete_with_nobody_reading)
 {
 	struct kit_broker b = {0};
@@ -766,6 +791,7 @@ int main(void)
 	ADD(s, an_attached_exec_is_read_from_its_row);
 	ADD(s, the_list_shows_the_workspaces_detached_execs_newest_first);
 	ADD(s, a_dead_supervisor_makes_the_exec_lost);
+	ADD(s, a_row_the_host_does_not_know_is_starting_then_lost);
 	ADD(s, rows_complete_with_nobody_reading);
 	ADD(s, audit_verify_holds_over_detached_rows);
 	failed = tu_run_suite(s);
