@@ -26,12 +26,20 @@ static void arm(struct janitor *j, int seconds)
 	evtimer_add(j->timer, &t);
 }
 
-/* Running detached execs, a few at random each time: every broker asks their hosts, so
- * their rows complete even when nobody reads them. */
-#define DETACHED_SWEEP_SQL                                                                         \
-	"SELECT exec_id FROM exec_audit WHERE detached AND status = 'running'"                     \
-	" AND started_at < now() - interval '2 seconds' ORDER BY random() LIMIT 8"
-static const char detached_sweep_sql[] = DETACHED_SWEEP_SQL;
+/* Running detached execs, DETACHED_BATCH at a time in the order they started, from where
+ * the last turn stopped (and from the start again once the list is through): every broker
+ * asks their hosts, so each row is checked every few turns and completes even when nobody
+ * reads it, well before its host removes the outcome (exec_retain_s). */
+#define DETACHED_BATCH 32
+#define STR_(x)        #x
+#define STR(x)         STR_(x)
+static const char detached_sweep_sql[] =
+    "SELECT exec_id, started_at::text FROM exec_audit WHERE detached AND status = 'running'"
+    " AND started_at < now() - interval '2 seconds'"
+    " AND (started_at, exec_id) > ($1::timestamptz, $2::uuid)"
+    " ORDER BY started_at, exec_id LIMIT " STR(DETACHED_BATCH);
+#define CURSOR_START_AT "-infinity"
+#define CURSOR_START_ID "00000000-0000-0000-0000-000000000000"
 
 static void on_detached(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
@@ -39,11 +47,21 @@ static void on_detached(const PGresult *res, const char *error, const char *sqls
 
 	(void)sqlstate;
 	j->q = NULL;
-	if (error != NULL)
+	if (error != NULL) {
 		log_kv(LOG_WARN, "could not list running detached execs", "error", error, NULL);
-	else
-		for (int i = 0; i < PQntuples(res); i++)
+	} else {
+		int n = PQntuples(res);
+
+		for (int i = 0; i < n; i++)
 			api_execs_check(j->api, PQgetvalue(res, i, 0));
+		if (n == DETACHED_BATCH) {
+			snprintf(j->cursor_at, sizeof(j->cursor_at), "%s", PQgetvalue(res, n - 1, 1));
+			snprintf(j->cursor_id, sizeof(j->cursor_id), "%s", PQgetvalue(res, n - 1, 0));
+		} else {
+			snprintf(j->cursor_at, sizeof(j->cursor_at), CURSOR_START_AT);
+			snprintf(j->cursor_id, sizeof(j->cursor_id), CURSOR_START_ID);
+		}
+	}
 	arm(j, j->api->cfg->broker_heartbeat_s);
 }
 
@@ -60,9 +78,16 @@ static void on_sealed(const PGresult *res, const char *error, const char *sqlsta
 		log_kv(LOG_WARN,
 		       "audit rows finished by brokers that are gone linked into the chain", "rows",
 		       PQgetvalue(res, 0, 0), NULL);
-	if (j->api->phase == API_SERVING)
-		j->q = pgasync_query_static(j->api->db, detached_sweep_sql, 0, NULL,
+	if (j->api->phase == API_SERVING) {
+		const char *params[2] = {j->cursor_at, j->cursor_id};
+
+		if (j->cursor_at[0] == '\0') {
+			snprintf(j->cursor_at, sizeof(j->cursor_at), CURSOR_START_AT);
+			snprintf(j->cursor_id, sizeof(j->cursor_id), CURSOR_START_ID);
+		}
+		j->q = pgasync_query_static(j->api->db, detached_sweep_sql, 2, params,
 		                            j->api->cfg->broker_heartbeat_s * 1000L, on_detached, j);
+	}
 	if (j->q == NULL)
 		arm(j, j->api->cfg->broker_heartbeat_s);
 }

@@ -12,6 +12,8 @@ struct janitor {
 	struct api *api;
 	struct event *timer;
 	struct pgasync_query *q; /* the heartbeat or the sweep in flight, or NULL */
+	/* Where the check of running detached execs goes on: the last row checked. */
+	char cursor_at[64], cursor_id[40];
 };
 
 /* Starts the heartbeats (the first one now). 0 or EB_ERR_NOMEM. */
