@@ -736,6 +736,16 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		     j->req.name != NULL ? j->req.name : "");
 		return;
 	}
+	if (error != NULL && j->req.detach &&
+	    strcmp(sqlstate, AUDIT_SQLSTATE_DETACHED_QUOTA) == 0) {
+		/* Another start took the last place while this one was in flight. */
+		lease_drop(j);
+		deny(j, "too_many_requests", "",
+		     "workspace \"%s\" already has %d detached execs running, the most allowed; "
+		     "retry after one ends",
+		     j->ws_id, j->api->cfg->workspace_max_detached_execs);
+		return;
+	}
 	if (error != NULL) {
 		j->api->metrics.audit_write_failures++;
 		log_kv(LOG_ERROR, "could not authorize or audit an exec; the command will not run",

@@ -63,7 +63,9 @@ const char audit_authz_begin_sql[] =
     "  $12::integer, $13, 'running', $16::boolean, $17"
     " FROM l, dq"
     " WHERE $15::boolean AND NOT l.expired AND NOT l.revoked AND l.id IS NOT NULL"
-    "  AND (NOT $16::boolean OR (dq.n < $18::integer AND NOT dq.taken))"
+    "  AND (NOT $16::boolean OR (dq.n < $18::integer AND NOT dq.taken"
+    /* the limit, for the trigger that settles concurrent starts (migrations/0007) */
+    "   AND set_config('exec_broker.max_detached', $18::integer::text, true) IS NOT NULL))"
     "  AND l.state = 'running'"
     "  AND coalesce(CASE l.kind"
     "   WHEN 'admin' THEN $6::text IS NOT NULL"

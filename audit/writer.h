@@ -90,6 +90,10 @@ extern const char audit_sweep_sql[];
  * presence (up_since) starts again. */
 extern const char audit_heartbeat_sql[];
 
+/* The SQLSTATE of a detached start refused by the trigger of migrations/0007: the
+ * workspace's running detached execs reached the limit while this start was in flight. */
+#define AUDIT_SQLSTATE_DETACHED_QUOTA "EBQ01"
+
 /* A new random (v4) exec id, lower-case. */
 void audit_new_exec_id(char out[AUDIT_EXEC_ID_LEN + 1]);
 

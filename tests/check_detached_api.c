@@ -596,6 +596,42 @@ START_TEST(refusals_have_their_codes)
 }
 END_TEST
 
+/* Twenty starts at once on a workspace with room for six: exactly six run. */
+START_TEST(the_quota_holds_against_concurrent_starts)
+{
+	const char *argv[] = {"sleep", "300", NULL};
+	char *body = sv_body(argv, json_pack("{s:b}", "detach", 1));
+	struct kit_req q[20];
+	struct kit_resp r[20];
+	int ok = 0, refused = 0;
+	char path[160];
+
+	for (int i = 0; i < 20; i++)
+		q[i] = (struct kit_req){.ws = "ws-c1", .token = W.tok_org, .body = body};
+	ck_assert_int_eq(kit_http_parallel(B.port, q, 20, r), 0);
+	for (int i = 0; i < 20; i++) {
+		if (r[i].status == 202) {
+			json_t *o = body_json(&r[i]);
+			kit_detached_remember(sv_str(o, "exec_id"));
+			snprintf(path, sizeof(path), "/v1/execs/%s", sv_str(o, "exec_id"));
+			json_decref(o);
+			ok++;
+		} else {
+			ck_assert_msg(r[i].status == 429, "%d %.200s", r[i].status, r[i].body);
+			refused++;
+		}
+		kit_resp_free(&r[i]);
+	}
+	free(body);
+	ck_assert_int_eq(ok, 6);
+	ck_assert_int_eq(refused, 14);
+	ck_assert_int_eq(tu_query_int(W.db, "SELECT count(*) FROM exec_audit WHERE workspace_id = "
+	                                    "'ws-c1' AND detached AND status = 'running'"),
+	                 6);
+	free(sv_query(W.db, "SELECT 1")); /* and they are cancelled by the suite's end */
+}
+END_TEST
+
 START_TEST(an_attached_exec_is_read_from_its_row)
 {
 	const char *argv[] = {"sh", "-c", "echo hi", NULL};
@@ -807,6 +843,7 @@ int main(void)
 	ADD(s, output_past_the_cap_keeps_the_newest_with_a_skipped_frame);
 	ADD(s, output_goes_after_retention);
 	ADD(s, refusals_have_their_codes);
+	ADD(s, the_quota_holds_against_concurrent_starts);
 	ADD(s, an_attached_exec_is_read_from_its_row);
 	ADD(s, the_list_shows_the_workspaces_detached_execs_newest_first);
 	ADD(s, a_dead_supervisor_makes_the_exec_lost);
