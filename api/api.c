@@ -26,3 +26,24 @@ void api_release(struct api *a)
 	if (--a->busy == 0 && a->on_idle != NULL)
 		a->on_idle(a->idle_arg);
 }
+
+const char *api_fail_code(enum pool_fail_reason r)
+{
+	switch (r) {
+	case POOL_FAIL_HOST_KEY:
+		return "host_key_mismatch";
+	case POOL_FAIL_AUTH:
+		return "ssh_auth_failed";
+	case POOL_FAIL_EXHAUSTED:
+		return "pool_exhausted";
+	case POOL_FAIL_SHUTDOWN:
+		return "shutting_down";
+	case POOL_FAIL_CHANNEL:
+		return "transport_error";
+	case POOL_FAIL_CONNECT:
+	case POOL_FAIL_INVALID:
+	case POOL_FAIL_NONE:
+	default:
+		return "ssh_connect_failed";
+	}
+}

@@ -13,6 +13,7 @@
 #include "api/seal.h"
 #include "config/config.h"
 #include "http/router.h"
+#include "pool/pool.h"
 
 struct event_base;
 struct pool;
@@ -53,6 +54,10 @@ struct api {
 	/* Where tokens last ran on workspaces (api/leasecache.c), made with the first exec. */
 	struct leasecache *leases;
 };
+
+/* The API code of a reason the pool gives for an exec that never started
+ * ("ssh_connect_failed", "host_key_mismatch", ...). */
+const char *api_fail_code(enum pool_fail_reason r);
 
 /* The route table of the API (api/routes.c). */
 extern const struct http_route api_routes[];

@@ -17,6 +17,11 @@
  * format is checked by the caller (token_check_format). */
 int authz_parse_bearer(const char *header, const char **token, unsigned long *len);
 
+/* The message of every 403 break_glass_reason_required. */
+#define AUTHZ_REASON_REQUIRED_MESSAGE                                                              \
+	"an admin token needs an X-Break-Glass-Reason header (1-500 printable characters) saying " \
+	"why"
+
 /* A break-glass reason is 1-500 printable characters (UTF-8 allowed, no control
  * characters). */
 int authz_reason_valid(const char *reason);

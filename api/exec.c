@@ -481,27 +481,6 @@ static void detach_finished(struct exec_job *j, const struct pool_outcome *o)
 	job_complete(j);
 }
 
-static const char *fail_code_of(enum pool_fail_reason r)
-{
-	switch (r) {
-	case POOL_FAIL_HOST_KEY:
-		return "host_key_mismatch";
-	case POOL_FAIL_AUTH:
-		return "ssh_auth_failed";
-	case POOL_FAIL_EXHAUSTED:
-		return "pool_exhausted";
-	case POOL_FAIL_SHUTDOWN:
-		return "shutting_down";
-	case POOL_FAIL_CHANNEL:
-		return "transport_error";
-	case POOL_FAIL_CONNECT:
-	case POOL_FAIL_INVALID:
-	case POOL_FAIL_NONE:
-	default:
-		return "ssh_connect_failed";
-	}
-}
-
 static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void *arg)
 {
 	struct exec_job *j = arg;
@@ -527,7 +506,7 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 	if (!j->started) {
 		/* Never ran: the reply is a plain error with a real status. */
 		if (o->kind == POOL_FAILED_TO_START)
-			j->fail_code = j->error_code = fail_code_of(o->fail_reason);
+			j->fail_code = j->error_code = api_fail_code(o->fail_reason);
 		else
 			j->fail_code = exec_reply_code(j);
 	}
@@ -590,7 +569,7 @@ static void begin_step(struct exec_job *j)
 			j->outcome.kind = POOL_CANCELLED;
 			j->fail_code = "transport_error";
 		} else {
-			j->fail_code = fail_code_of(j->lease_fail);
+			j->fail_code = api_fail_code(j->lease_fail);
 			if (j->lease_fail == POOL_FAIL_SHUTDOWN)
 				j->outcome.kind = POOL_SHUTDOWN;
 		}
@@ -804,8 +783,7 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		return;
 	case AUTHZ_REASON_REQUIRED:
 		deny(j, "break_glass_reason_required", j->org,
-		     "an admin token needs an X-Break-Glass-Reason header (1-500 printable "
-		     "characters) saying why");
+		     AUTHZ_REASON_REQUIRED_MESSAGE);
 		return;
 	case AUTHZ_NOT_RUNNING:
 		deny(j, "workspace_not_running", j->org,

@@ -660,20 +660,15 @@ static bool host_reachable(const struct pool_outcome *o)
 	return o->kind == POOL_EXITED;
 }
 
+/* api_fail_code, except that the connection's failures are told apart from the
+ * connect's by whether the script started. */
 static const char *host_error_code(const struct pool_outcome *o)
 {
-	switch (o->fail_reason) {
-	case POOL_FAIL_HOST_KEY:
-		return "host_key_mismatch";
-	case POOL_FAIL_AUTH:
-		return "ssh_auth_failed";
-	case POOL_FAIL_EXHAUSTED:
-		return "pool_exhausted";
-	case POOL_FAIL_SHUTDOWN:
-		return "shutting_down";
-	default:
+	const char *c = api_fail_code(o->fail_reason);
+
+	if (strcmp(c, "ssh_connect_failed") == 0 || o->fail_reason == POOL_FAIL_CHANNEL)
 		return o->kind == POOL_FAILED_TO_START ? "ssh_connect_failed" : "transport_error";
-	}
+	return c;
 }
 
 /* A running row whose host cannot be reached long past the exec's deadline: lost. */
@@ -950,9 +945,7 @@ static void on_lookup(const PGresult *res, const char *error, const char *sqlsta
 	x->admin = strcmp(r.kind, "admin") == 0;
 	v = authz_decide(&r, x->api->cfg->min_exec_tier, x->reason != NULL);
 	if (v == AUTHZ_REASON_REQUIRED) {
-		fail(x, "break_glass_reason_required",
-		     "an admin token needs an X-Break-Glass-Reason header (1-500 printable "
-		     "characters) saying why");
+		fail(x, "break_glass_reason_required", AUTHZ_REASON_REQUIRED_MESSAGE);
 		return;
 	}
 	if (PQgetisnull(res, 0, AUDIT_COL_EXEC_ID) || (v != AUTHZ_OK && v != AUTHZ_NOT_RUNNING)) {
@@ -1248,9 +1241,7 @@ static void on_list_authz(const PGresult *res, const char *error, const char *sq
 	http_request_log(l->http)->actor = l->actor;
 	v = authz_decide(&r, l->api->cfg->min_exec_tier, l->has_reason);
 	if (v == AUTHZ_REASON_REQUIRED) {
-		xlist_end(l, "break_glass_reason_required",
-		          "an admin token needs an X-Break-Glass-Reason header (1-500 printable "
-		          "characters) saying why");
+		xlist_end(l, "break_glass_reason_required", AUTHZ_REASON_REQUIRED_MESSAGE);
 		return;
 	}
 	if (v != AUTHZ_OK && v != AUTHZ_NOT_RUNNING) {
