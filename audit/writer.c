@@ -77,23 +77,23 @@ const char audit_authz_begin_sql[] =
     " dq.n >= $18::integer AND $16::boolean, dq.taken "
     "FROM l, dq";
 
-/* seal_pending: linked into the chain moments later, in a batch (audit_seal_sql). */
+/* What completing a row sets, but its end (audit_end_params' $2 to $10). seal_pending: linked
+ * into the chain moments later, in a batch (audit_seal_sql). */
+#define END_OUTCOME                                                                                \
+	"status = $2, error_code = $3, exit_code = $4::integer, exit_signal = $5, "                \
+	"duration_ms = $6::bigint, stdout_bytes = $7::bigint, stderr_bytes = $8::bigint, "         \
+	"stdout_truncated = $9::boolean, stderr_truncated = $10::boolean, seal_pending = true"
+
 const char audit_end_sql[] =
-    "UPDATE exec_audit SET status = $2, error_code = $3, exit_code = $4::integer, "
-    "exit_signal = $5, finished_at = greatest(now(), started_at), "
-    "duration_ms = $6::bigint, stdout_bytes = $7::bigint, stderr_bytes = $8::bigint, "
-    "stdout_truncated = $9::boolean, stderr_truncated = $10::boolean, seal_pending = true "
+    "UPDATE exec_audit SET " END_OUTCOME ", finished_at = greatest(now(), started_at) "
     "WHERE exec_id = $1::uuid AND status = 'running'";
 
 /* A detached exec's outcome, as its host recorded it: the duration is the host's own
  * measure, and the end is the start plus it (never past now). */
 const char audit_detached_end_sql[] =
-    "UPDATE exec_audit SET status = $2, error_code = $3, exit_code = $4::integer, "
-    "exit_signal = $5, duration_ms = $6::bigint, "
+    "UPDATE exec_audit SET " END_OUTCOME ", "
     "finished_at = greatest(least(now(), started_at + make_interval(secs => $6::bigint / 1000.0)),"
-    " started_at), "
-    "stdout_bytes = $7::bigint, stderr_bytes = $8::bigint, "
-    "stdout_truncated = $9::boolean, stderr_truncated = $10::boolean, seal_pending = true "
+    " started_at) "
     "WHERE exec_id = $1::uuid AND status = 'running' AND detached";
 
 /* A running row refused after all (its org was at its limit): final as 'denied'. */
