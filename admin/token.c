@@ -10,6 +10,7 @@
 #include "common/token.h"
 #include "common/duration.h"
 #include "common/err.h"
+#include "common/scopes.h"
 #include "common/table.h"
 #include "db/db.h"
 
@@ -17,22 +18,28 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "usage: exec-broker token create (--workspace ID | --org ORG | --admin)\n"
-	        "                                [--name TEXT] [--expires-in DURATION]\n"
-	        "       exec-broker token list [--format table|json]\n"
-	        "       exec-broker token revoke ID-OR-PREFIX\n"
-	        "\n"
-	        "create prints the new token alone on stdout; it is shown only this once.\n"
-	        "DURATION is e.g. 90d, 12h, 1w, 1h30m (at most 10 years); without it the token\n"
-	        "does not expire. A workspace token reaches its workspace, an org token every\n"
-	        "workspace of its org, an admin token every workspace (break-glass).\n");
+	fprintf(
+	    out,
+	    "usage: exec-broker token create (--workspace ID | --org ORG | --admin)\n"
+	    "                                [--scope LIST] [--name TEXT] [--expires-in DURATION]\n"
+	    "       exec-broker token list [--format table|json]\n"
+	    "       exec-broker token revoke ID-OR-PREFIX\n"
+	    "\n"
+	    "create prints the new token alone on stdout; it is shown only this once.\n"
+	    "DURATION is e.g. 90d, 12h, 1w, 1h30m (at most 10 years); without it the token\n"
+	    "does not expire. A workspace token reaches its workspace, an org token every\n"
+	    "workspace of its org, an admin token every workspace (break-glass).\n"
+	    "LIST is what the token may do, comma-separated: exec (run commands), batch\n"
+	    "(fan out to many workspaces; not for workspace tokens), audit:read (read the\n"
+	    "audit log). Default: exec,audit:read; for --admin, all three. An admin token\n"
+	    "with --scope audit:read is an auditor's: it reads every audit row and runs\n"
+	    "nothing.\n");
 }
 
-enum { O_WORKSPACE = 1, O_ORG, O_ADMIN, O_NAME, O_EXPIRES, O_FORMAT };
+enum { O_WORKSPACE = 1, O_ORG, O_ADMIN, O_NAME, O_EXPIRES, O_SCOPE, O_FORMAT };
 
 struct tok_args {
-	const char *workspace, *org, *name, *expires, *format, *pos;
+	const char *workspace, *org, *name, *expires, *scope, *format, *pos;
 	int admin;
 };
 
@@ -44,6 +51,7 @@ static int parse_args(struct cli *cli, int argc, char **argv, const char *allowe
 	                                     {"admin", no_argument, NULL, O_ADMIN},
 	                                     {"name", required_argument, NULL, O_NAME},
 	                                     {"expires-in", required_argument, NULL, O_EXPIRES},
+	                                     {"scope", required_argument, NULL, O_SCOPE},
 	                                     {"format", required_argument, NULL, O_FORMAT},
 	                                     CLI_COMMON_OPTIONS,
 	                                     {NULL, 0, NULL, 0}};
@@ -60,15 +68,17 @@ static int parse_args(struct cli *cli, int argc, char **argv, const char *allowe
 	a->admin = v[O_ADMIN] != NULL;
 	a->name = v[O_NAME];
 	a->expires = v[O_EXPIRES];
+	a->scope = v[O_SCOPE];
 	a->format = v[O_FORMAT];
 	return 0;
 }
 
 static int tok_create(struct cli *cli, int argc, char **argv)
 {
-	static const char allowed[] = {O_WORKSPACE, O_ORG, O_ADMIN, O_NAME, O_EXPIRES, 0};
+	static const char allowed[] = {O_WORKSPACE, O_ORG, O_ADMIN, O_NAME, O_EXPIRES, O_SCOPE, 0};
 	char token[TOKEN_LEN + 1], hash[TOKEN_HASH_HEX_LEN + 1], prefix[TOKEN_PUBLIC_LEN + 1];
-	char secs[32], err[1024], state[6];
+	char secs[32], err[1024], state[6], bad[64], scope_list[64], pg_scopes[72];
+	unsigned scope_set = 0;
 	long long expires_s = 0;
 	struct tok_args a;
 	PGconn *conn = NULL;
@@ -106,6 +116,22 @@ static int tok_create(struct cli *cli, int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
+	if (a.scope != NULL) {
+		if (scopes_parse_list(a.scope, &scope_set, bad, sizeof(bad)) != 0) {
+			cli_error(
+			    "--scope \"%s\": \"%s\" is not a scope; use a comma-separated list "
+			    "of exec, batch, audit:read",
+			    a.scope, bad);
+			return CLI_EXIT_USAGE;
+		}
+		if (strcmp(kind, "workspace") == 0 && (scope_set & SCOPE_BATCH)) {
+			cli_error("a workspace token cannot have the batch scope: it reaches one "
+			          "workspace; give batch to an org or admin token");
+			return CLI_EXIT_USAGE;
+		}
+		scopes_format(scope_set, scope_list, sizeof(scope_list));
+		snprintf(pg_scopes, sizeof(pg_scopes), "{%s}", scope_list);
+	}
 	snprintf(secs, sizeof(secs), "%lld", expires_s);
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
@@ -125,14 +151,17 @@ static int tok_create(struct cli *cli, int argc, char **argv)
 		                        a.org,
 		                        a.workspace,
 		                        a.name ? a.name : "",
-		                        a.expires ? secs : NULL};
-		res = db_exec(conn,
-		              "INSERT INTO api_tokens (prefix, secret_sha256, kind, org_id, "
-		              "workspace_id, name, expires_at) VALUES ($1, decode($2, 'hex'), $3, "
-		              "$4, $5, $6, now() + make_interval(secs => $7::bigint)) "
-		              "RETURNING id, to_char(expires_at AT TIME ZONE 'UTC', "
-		              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-		              7, params, err, sizeof(err), state);
+		                        a.expires ? secs : NULL,
+		                        a.scope ? pg_scopes : NULL};
+		/* Without --scope the database gives the kind's defaults (migrations/0008). */
+		res = db_exec(
+		    conn,
+		    "INSERT INTO api_tokens (prefix, secret_sha256, kind, org_id, "
+		    "workspace_id, name, expires_at, scopes) VALUES ($1, decode($2, 'hex'), "
+		    "$3, $4, $5, $6, now() + make_interval(secs => $7::bigint), $8::text[]) "
+		    "RETURNING id, to_char(expires_at AT TIME ZONE 'UTC', "
+		    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), array_to_string(scopes, ',')",
+		    8, params, err, sizeof(err), state);
 		if (res != NULL || strcmp(state, "23505") != 0)
 			break;
 	}
@@ -146,12 +175,14 @@ static int tok_create(struct cli *cli, int argc, char **argv)
 	}
 	printf("%s\n", token);
 	fflush(stdout);
-	fprintf(stderr, "created %s token %s (%s) for %s%s%s; it is shown only this once\n", kind,
-	        PQgetvalue(res, 0, 0), prefix,
+	fprintf(stderr,
+	        "created %s token %s (%s) for %s, scopes %s%s%s; it is shown only this once\n",
+	        kind, PQgetvalue(res, 0, 0), prefix,
 	        a.workspace ? a.workspace
 	        : a.org     ? a.org
 	                    : "every workspace",
-	        a.expires ? ", expires " : ", no expiry", a.expires ? PQgetvalue(res, 0, 1) : "");
+	        PQgetvalue(res, 0, 2), a.expires ? ", expires " : ", no expiry",
+	        a.expires ? PQgetvalue(res, 0, 1) : "");
 out:
 	explicit_bzero(token, sizeof(token));
 	PQclear(res);
@@ -162,8 +193,8 @@ out:
 static int tok_list(struct cli *cli, int argc, char **argv)
 {
 	static const char allowed[] = {O_FORMAT, 0};
-	static const char *const headers[] = {"ID",   "PREFIX",  "KIND",    "SCOPE",    "STATE",
-	                                      "NAME", "CREATED", "EXPIRES", "LAST USED"};
+	static const char *const headers[] = {"ID",    "PREFIX", "KIND",    "REACH",   "SCOPES",
+	                                      "STATE", "NAME",   "CREATED", "EXPIRES", "LAST USED"};
 	char err[1024], state[6];
 	struct tok_args a;
 	struct table *t = NULL;
@@ -184,58 +215,57 @@ static int tok_list(struct cli *cli, int argc, char **argv)
 		return rc;
 #define TS(col)                                                                                    \
 	"coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
-	res = db_exec(
-	    conn,
-	    "SELECT id, prefix, kind, coalesce(workspace_id, org_id, '*'), "
-	    "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
-	    "WHEN expires_at <= now() THEN 'expired' ELSE 'active' END, name, " TS(
-	        "created_at") ", " TS("expires_at") ", " TS("last_used_at") ", " TS("revoked_"
-	                                                                            "at") " FRO"
-	                                                                                  "M "
-	                                                                                  "api_"
-	                                                                                  "toke"
-	                                                                                  "ns "
-	                                                                                  "ORDE"
-	                                                                                  "R "
-	                                                                                  "BY "
-	                                                                                  "id",
-	    0, NULL, err, sizeof(err), state);
+	static const char list_sql[] = "SELECT id, prefix, kind, coalesce(workspace_id, org_id, "
+	                               "'*'),"
+	                               " array_to_string(scopes, ','),"
+	                               " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+	                               "  WHEN expires_at <= now() THEN 'expired' ELSE 'active' "
+	                               "END, name, " TS("created_at") ", " TS("expires_at") ", " TS(
+	                                   "last_used_at") ", " TS("revoked_at") " FROM api_tokens "
+	                                                                         "ORDER BY id";
 #undef TS
+	res = db_exec(conn, list_sql, 0, NULL, err, sizeof(err), state);
 	if (res == NULL) {
 		cli_error("cannot list tokens: %s", err);
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
-	if (!json && (t = table_new(9, headers)) == NULL) {
+	if (!json && (t = table_new(10, headers)) == NULL) {
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		if (json) {
+			json_t *scopes = json_array();
+			char *list = PQgetvalue(res, i, 4);
+
+			for (char *p = list; scopes != NULL && *p != '\0';) {
+				size_t n = strcspn(p, ",");
+
+				json_array_append_new(scopes, json_stringn(p, n));
+				p += n + (p[n] == ',');
+			}
 			json_t *o = json_pack(
-			    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "id",
+			    "{s:I, s:s, s:s, s:s, s:o*, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "id",
 			    (json_int_t)atoll(PQgetvalue(res, i, 0)), "prefix",
 			    PQgetvalue(res, i, 1), "kind", PQgetvalue(res, i, 2), "scope",
-			    PQgetvalue(res, i, 3), "state", PQgetvalue(res, i, 4), "name",
-			    PQgetvalue(res, i, 5), "created_at", PQgetvalue(res, i, 6),
-			    "expires_at",
-			    PQgetisnull(res, i, 7) || !*PQgetvalue(res, i, 7)
-			        ? NULL
-			        : PQgetvalue(res, i, 7),
-			    "last_used_at", !*PQgetvalue(res, i, 8) ? NULL : PQgetvalue(res, i, 8),
-			    "revoked_at", !*PQgetvalue(res, i, 9) ? NULL : PQgetvalue(res, i, 9));
+			    PQgetvalue(res, i, 3), "scopes", scopes, "state", PQgetvalue(res, i, 5),
+			    "name", PQgetvalue(res, i, 6), "created_at", PQgetvalue(res, i, 7),
+			    "expires_at", !*PQgetvalue(res, i, 8) ? NULL : PQgetvalue(res, i, 8),
+			    "last_used_at", !*PQgetvalue(res, i, 9) ? NULL : PQgetvalue(res, i, 9),
+			    "revoked_at", !*PQgetvalue(res, i, 10) ? NULL : PQgetvalue(res, i, 10));
 			if (o == NULL || json_dumpf(o, stdout, JSON_COMPACT) != 0)
 				rc = CLI_EXIT_FAIL;
 			putchar('\n');
 			json_decref(o);
 		} else {
-			const char *row[9];
-			for (int c = 0; c < 9; c++)
+			const char *row[10];
+			for (int c = 0; c < 10; c++)
 				row[c] = PQgetvalue(res, i, c);
-			if (!*row[7])
-				row[7] = "never";
 			if (!*row[8])
 				row[8] = "never";
+			if (!*row[9])
+				row[9] = "never";
 			if (table_add_row(t, row) != 0)
 				rc = CLI_EXIT_FAIL;
 		}

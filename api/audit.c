@@ -104,6 +104,13 @@ static void on_token(const PGresult *res, const char *error, const char *sqlstat
 	}
 	kind = PQgetvalue(res, 0, 0);
 	http_request_log(a->http)->actor = a->actor;
+	if (!(scopes_from_pg_array(PQgetvalue(res, 0, 5)) & SCOPE_AUDIT_READ)) {
+		char msg[200];
+
+		authz_missing_scope_message(SCOPE_AUDIT_READ, msg, sizeof(msg));
+		fail(a, "missing_scope", msg, NULL);
+		return;
+	}
 	snprintf(a->org, sizeof(a->org), "%s", PQgetvalue(res, 0, 3));
 	snprintf(a->ws, sizeof(a->ws), "%s", PQgetvalue(res, 0, 4));
 	if (strcmp(kind, "admin") == 0)

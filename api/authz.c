@@ -2,6 +2,7 @@
  * decision. */
 #include "api/authz.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,7 +15,7 @@ const char authz_token_sql[] =
     " WHERE secret_sha256 = decode($1, 'hex')"
     " RETURNING kind, expires_at <= now(), revoked_at IS NOT NULL,"
     "  coalesce(org_id, (SELECT w.org_id FROM workspaces w WHERE w.id = t.workspace_id)),"
-    "  workspace_id";
+    "  workspace_id, scopes";
 
 const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN + 1],
                          char actor[AUTHZ_ACTOR_LEN + 1])
@@ -54,6 +55,7 @@ void authz_row_from_columns(const PGresult *res, int c, struct authz_row *r)
 	r->ws_org = PQgetvalue(res, 0, c + 6);
 	r->ws_state = PQgetvalue(res, 0, c + 7);
 	r->ws_tier = atoi(PQgetvalue(res, 0, c + 8));
+	r->scopes = scopes_from_pg_array(PQgetvalue(res, 0, c + 9));
 }
 
 void authz_row_from_result(const PGresult *res, struct authz_row *r)
@@ -72,10 +74,13 @@ static bool reaches(const struct authz_row *r)
 	return false;
 }
 
-enum authz_verdict authz_decide(const struct authz_row *r, int min_exec_tier, bool has_reason)
+enum authz_verdict authz_decide(const struct authz_row *r, unsigned needed, int min_exec_tier,
+                                bool has_reason)
 {
 	if (!r->token_found || r->expired || r->revoked)
 		return AUTHZ_UNAUTHORIZED;
+	if ((r->scopes & needed) != needed)
+		return AUTHZ_MISSING_SCOPE;
 	/* Missing and unreachable look the same, and are decided before anything else about
 	 * the workspace, so that no other answer reveals it exists. */
 	if (!r->ws_found || !reaches(r))
@@ -106,9 +111,21 @@ const char *authz_code(enum authz_verdict v)
 		return "break_glass_reason_required";
 	case AUTHZ_NOT_RUNNING:
 		return "workspace_not_running";
+	case AUTHZ_MISSING_SCOPE:
+		return "missing_scope";
 	default:
 		abort();
 	}
+}
+
+void authz_missing_scope_message(unsigned needed, char *buf, size_t cap)
+{
+	const char *name = scope_name(needed);
+
+	snprintf(buf, cap,
+	         "this token lacks the \"%s\" scope; ask an administrator for a token made with "
+	         "`exec-broker token create --scope %s`",
+	         name != NULL ? name : "?", name != NULL ? name : "?");
 }
 
 int authz_parse_bearer(const char *header, const char **token, unsigned long *len)

@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "common/scopes.h"
 #include "common/token.h"
 
 #define AUTHZ_ACTOR_LEN (6 + TOKEN_PUBLIC_LEN) /* "token:" and the public prefix */
@@ -34,7 +35,8 @@ const char *authz_bearer(const char *authorization, char hash[TOKEN_HASH_HEX_LEN
                          char actor[AUTHZ_ACTOR_LEN + 1]);
 
 /* $1: hex SHA-256 of the token. At most one row: kind, expired, revoked, the token's org
- * (for a workspace token, its workspace's org), its workspace. Stamps last_used_at. */
+ * (for a workspace token, its workspace's org), its workspace, its scopes. Stamps
+ * last_used_at. */
 extern const char authz_token_sql[];
 
 /* What the lookup row says, as text columns parsed. */
@@ -47,7 +49,12 @@ struct authz_row {
 	bool ws_found;
 	const char *ws_id, *ws_org, *ws_state;
 	int ws_tier;
+	unsigned scopes; /* enum scope bits */
 };
+
+/* The columns authz_row_from_columns reads: the token's kind, org, workspace, expired,
+ * revoked; the workspace's id, org, state, tier; the token's scopes. */
+#define AUTHZ_NCOLS 10
 
 /* Fills *r from the result of audit_authz_begin_sql (0 or 1 row); r's strings point into
  * res. */
@@ -62,11 +69,18 @@ enum authz_verdict {
 	AUTHZ_FORBIDDEN_TIER,  /* 403 forbidden_tier */
 	AUTHZ_REASON_REQUIRED, /* 403 break_glass_reason_required */
 	AUTHZ_NOT_RUNNING,     /* 409 workspace_not_running */
+	AUTHZ_MISSING_SCOPE,   /* 403 missing_scope */
 };
 
-/* has_reason: a valid X-Break-Glass-Reason came with the request. Admins reach every
+/* needed: the scope (enum scope) the endpoint needs. It is decided before anything about
+ * the workspace: a token's scopes are its own, and the answer reveals nothing else.
+ * has_reason: a valid X-Break-Glass-Reason came with the request. Admins reach every
  * workspace of every tier, but only with a reason. */
-enum authz_verdict authz_decide(const struct authz_row *r, int min_exec_tier, bool has_reason);
+enum authz_verdict authz_decide(const struct authz_row *r, unsigned needed, int min_exec_tier,
+                                bool has_reason);
+
+/* The message of a 403 missing_scope for the scope needed, into buf. */
+void authz_missing_scope_message(unsigned needed, char *buf, size_t cap);
 
 /* The API error code of a verdict ("unauthorized", ...); NULL for AUTHZ_OK. */
 const char *authz_code(enum authz_verdict v);

@@ -613,8 +613,8 @@ static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const
 		 * exec request only once the row is committed (pool_exec_go). */
 		struct command_spec spec;
 		job_spec(j, &spec);
-		j->exec = pool_exec_prepare(lease, &spec, job_stdin(j), job_stdin_len(j), &j->deadline,
-		                            &exec_cbs, j);
+		j->exec = pool_exec_prepare(lease, &spec, job_stdin(j), job_stdin_len(j),
+		                            &j->deadline, &exec_cbs, j);
 		j->lease = NULL; /* transferred, even on failure */
 		j->held = j->exec != NULL;
 		if (j->exec == NULL)
@@ -740,8 +740,9 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		return;
 	}
 	authz_row_from_result(res, &r);
-	inserted = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 14), "t") == 0;
-	v = authz_decide(&r, j->api->cfg->min_exec_tier, j->reason != NULL);
+	inserted =
+	    PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_INSERTED), "t") == 0;
+	v = authz_decide(&r, SCOPE_EXEC, j->api->cfg->min_exec_tier, j->reason != NULL);
 	if (v == AUTHZ_UNAUTHORIZED && !inserted) {
 		lease_drop(j);
 		leasecache_forget(j->api->leases, j->token_hash, j->ws_id);
@@ -755,7 +756,9 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	copy(j->kind, sizeof(j->kind), res, 0);
 	http_request_log(j->http)->actor = j->actor;
 	/* The org a row is filed under (see deny()). */
-	deny_org = PQgetisnull(res, 0, 13) ? "" : PQgetvalue(res, 0, 13);
+	deny_org = PQgetisnull(res, 0, AUDIT_AUTHZ_COL_OWN_ORG)
+	               ? ""
+	               : PQgetvalue(res, 0, AUDIT_AUTHZ_COL_OWN_ORG);
 	if (v == AUTHZ_OK || v == AUTHZ_FORBIDDEN_TIER || v == AUTHZ_REASON_REQUIRED ||
 	    v == AUTHZ_NOT_RUNNING)
 		deny_org = r.ws_org;
@@ -782,21 +785,28 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		     r.ws_tier, j->api->cfg->min_exec_tier);
 		return;
 	case AUTHZ_REASON_REQUIRED:
-		deny(j, "break_glass_reason_required", j->org,
-		     AUTHZ_REASON_REQUIRED_MESSAGE);
+		deny(j, "break_glass_reason_required", j->org, AUTHZ_REASON_REQUIRED_MESSAGE);
 		return;
 	case AUTHZ_NOT_RUNNING:
 		deny(j, "workspace_not_running", j->org,
 		     "workspace \"%s\" is %s; start it before running commands", j->ws_id,
 		     r.ws_state);
 		return;
+	case AUTHZ_MISSING_SCOPE: {
+		char msg[200];
+
+		authz_missing_scope_message(SCOPE_EXEC, msg, sizeof(msg));
+		deny(j, "missing_scope", j->org, "%s", msg);
+		return;
+	}
 	case AUTHZ_OK:
 		break;
 	case AUTHZ_UNAUTHORIZED:
 	default:
 		abort();
 	}
-	if (!inserted && j->req.detach && strcmp(PQgetvalue(res, 0, 16), "t") == 0) {
+	if (!inserted && j->req.detach &&
+	    strcmp(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_TAKEN), "t") == 0) {
 		lease_drop(j);
 		deny(j, "name_in_use", j->org,
 		     "workspace \"%s\" already has a running detached exec named \"%s\"; pick "
@@ -804,7 +814,8 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		     j->ws_id, j->req.name);
 		return;
 	}
-	if (!inserted && j->req.detach && strcmp(PQgetvalue(res, 0, 15), "t") == 0) {
+	if (!inserted && j->req.detach &&
+	    strcmp(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_QUOTA), "t") == 0) {
 		lease_drop(j);
 		deny(j, "too_many_requests", j->org,
 		     "workspace \"%s\" already has %d detached execs running, the most allowed; "
@@ -833,10 +844,10 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	j->audit_done = j->audit_ok = true;
 	/* The session leased meanwhile is the right one unless the workspace moved. */
 	char host[sizeof(j->host)], user[sizeof(j->user)], fp[sizeof(j->fp)];
-	int port = atoi(PQgetvalue(res, 0, 10));
-	copy(host, sizeof(host), res, 9);
-	copy(user, sizeof(user), res, 11);
-	copy(fp, sizeof(fp), res, 12);
+	int port = atoi(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_PORT));
+	copy(host, sizeof(host), res, AUDIT_AUTHZ_COL_HOST);
+	copy(user, sizeof(user), res, AUDIT_AUTHZ_COL_USER);
+	copy(fp, sizeof(fp), res, AUDIT_AUTHZ_COL_FP);
 	if (!j->hinted || strcmp(host, j->host) != 0 || port != j->port ||
 	    strcmp(user, j->user) != 0 || strcmp(fp, j->fp) != 0) {
 		lease_drop(j);
@@ -990,7 +1001,8 @@ void api_exec_post(struct http_request *r, void *arg)
 	b.break_glass_reason = j->reason; /* the kind is not known yet: the statement keeps it
 	                                     for admin tokens only */
 	if (audit_authz_begin_params(&b, j->token_hash, a->cfg->min_exec_tier,
-	                             a->phase != API_STOPPING, params, &store) == 0)
+	                             a->phase != API_STOPPING, scope_name(SCOPE_EXEC), params,
+	                             &store) == 0)
 		j->q = pgasync_query_static(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS,
 		                            params, QUERY_DEADLINE_MS, on_authz_begun, j);
 	free(store);

@@ -39,18 +39,17 @@
 
 #define XOP_QUERY_MS    5000
 #define XOP_MAX_WAIT_S  60
-#define XOP_HOST_SLACK  30   /* seconds a reader may take beyond what it waits for */
-#define XOP_LOST_SLACK  300  /* past its deadline, an unreachable host's exec is lost */
+#define XOP_HOST_SLACK  30  /* seconds a reader may take beyond what it waits for */
+#define XOP_LOST_SLACK  300 /* past its deadline, an unreachable host's exec is lost */
 #define XOP_LIST_LIMIT  100
-#define XOP_POLL_MS     500  /* ?wait_s of an attached exec: the row is read this often */
+#define XOP_POLL_MS     500 /* ?wait_s of an attached exec: the row is read this often */
 #define XOP_STREAM_HIGH (64 * 1024)
 #define XOP_STREAM_LOW  (16 * 1024)
 
 enum xop_kind { XK_GET, XK_OUTPUT, XK_SIGNAL, XK_CANCEL };
 enum xop_state { XOP_LOOKUP, XOP_RECORD, XOP_HOST, XOP_COMPLETE, XOP_REREAD, XOP_DONE };
 
-static const char *const state_names[] = {"lookup",   "record", "host",
-                                          "complete", "reread", "done"};
+static const char *const state_names[] = {"lookup", "record", "host", "complete", "reread", "done"};
 static const unsigned xop_legal[] = {
     [XOP_LOOKUP] = FSM_BIT(XOP_LOOKUP) | FSM_BIT(XOP_RECORD) | FSM_BIT(XOP_HOST) |
                    FSM_BIT(XOP_COMPLETE) | FSM_BIT(XOP_DONE),
@@ -68,19 +67,19 @@ static const char *const kind_actions[] = {"read", "output", "signal", "cancel"}
  * first (audit_item_json reads them by position), then what authz_row_from_columns reads,
  * then the target, an admin's access records, and the database's clock. */
 #define C_AUTHZ  AUDIT_NCOLS
-#define C_HOST   (AUDIT_NCOLS + 9)
-#define C_PORT   (AUDIT_NCOLS + 10)
-#define C_USER   (AUDIT_NCOLS + 11)
-#define C_FP     (AUDIT_NCOLS + 12)
-#define C_ACCESS (AUDIT_NCOLS + 13)
-#define C_NOW    (AUDIT_NCOLS + 14)
+#define C_HOST   (AUDIT_NCOLS + AUTHZ_NCOLS)
+#define C_PORT   (C_HOST + 1)
+#define C_USER   (C_HOST + 2)
+#define C_FP     (C_HOST + 3)
+#define C_ACCESS (C_HOST + 4)
+#define C_NOW    (C_HOST + 5)
 static const char lookup_sql[] =
     "WITH t AS ("
     " SELECT kind, org_id, workspace_id, coalesce(expires_at <= now(), false) AS expired,"
-    "  revoked_at IS NOT NULL AS revoked"
+    "  revoked_at IS NOT NULL AS revoked, scopes"
     " FROM api_tokens WHERE secret_sha256 = decode($1, 'hex')) "
     "SELECT a.*, t.kind, t.org_id, t.workspace_id, t.expired, t.revoked, w.id, w.org_id,"
-    " w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
+    " w.state, w.tier, t.scopes, w.host, w.port, w.ssh_user, w.host_key_sha256,"
     " (SELECT json_agg(json_build_object('at', x.at, 'actor', x.actor, 'action', x.action,"
     "   'signal', x.detail, 'reason', x.reason) ORDER BY x.at)"
     "  FROM exec_admin_access x WHERE x.exec_id = $2::uuid),"
@@ -100,10 +99,10 @@ static const char record_sql[] =
 static const char list_authz_sql[] =
     "WITH t AS ("
     " SELECT kind, org_id, workspace_id, coalesce(expires_at <= now(), false) AS expired,"
-    "  revoked_at IS NOT NULL AS revoked"
+    "  revoked_at IS NOT NULL AS revoked, scopes"
     " FROM api_tokens WHERE secret_sha256 = decode($1, 'hex')) "
     "SELECT t.kind, t.org_id, t.workspace_id, t.expired, t.revoked, w.id, w.org_id, w.state,"
-    " w.tier FROM t LEFT JOIN workspaces w ON w.id = $2";
+    " w.tier, t.scopes FROM t LEFT JOIN workspaces w ON w.id = $2";
 
 static const char list_sql[] =
     "SELECT " AUDIT_ITEM_COLUMNS " FROM exec_audit"
@@ -332,7 +331,8 @@ static void send_line(struct xop *x, char *line)
 	if (x->http != NULL && x->streaming && !x->client_gone && x->chunk != NULL) {
 		evbuffer_add(x->chunk, line, strlen(line));
 		http_stream_write(x->http, x->chunk);
-		if (!x->paused && x->exec != NULL && http_stream_backlog(x->http) > XOP_STREAM_HIGH) {
+		if (!x->paused && x->exec != NULL &&
+		    http_stream_backlog(x->http) > XOP_STREAM_HIGH) {
 			x->paused = true;
 			pool_exec_pause(x->exec);
 		}
@@ -394,13 +394,15 @@ static void frame_skipped(struct xop *x, int s, uint64_t offset, uint64_t n)
 static void frame_last(struct xop *x)
 {
 	const char *status = row_text(x, AUDIT_COL_STATUS);
-	const char *code = row_text(x, AUDIT_COL_EXIT_CODE), *sig = row_text(x, AUDIT_COL_EXIT_SIGNAL);
+	const char *code = row_text(x, AUDIT_COL_EXIT_CODE),
+	           *sig = row_text(x, AUDIT_COL_EXIT_SIGNAL);
 	json_t *o = json_object();
 
 	flush_carry(x, 1);
 	flush_carry(x, 2);
 	if (strcmp(status, "exited") == 0 || strcmp(status, "signaled") == 0) {
-		json_object_set_new(o, "exit_code", code != NULL ? json_integer(atoi(code)) : json_null());
+		json_object_set_new(o, "exit_code",
+		                    code != NULL ? json_integer(atoi(code)) : json_null());
 		json_object_set_new(o, "signal", sig != NULL ? json_string(sig) : json_null());
 	} else {
 		static const struct {
@@ -448,7 +450,8 @@ static void stream_end(struct xop *x)
 static void output_from_row(struct xop *x)
 {
 	for (int s = 1; s <= 2; s++) {
-		const char *v = row_text(x, s == 1 ? AUDIT_COL_STDOUT_BYTES : AUDIT_COL_STDERR_BYTES);
+		const char *v =
+		    row_text(x, s == 1 ? AUDIT_COL_STDOUT_BYTES : AUDIT_COL_STDERR_BYTES);
 		uint64_t total = v != NULL ? strtoull(v, NULL, 10) : 0;
 
 		if (total > x->off[s])
@@ -495,7 +498,8 @@ static void on_completed(const PGresult *res, const char *error, const char *sql
 	x->q = NULL;
 	if (error != NULL) {
 		x->api->metrics.audit_write_failures++;
-		log_kv(LOG_WARN, "could not complete a detached exec's row; a later read or sweep will",
+		log_kv(LOG_WARN,
+		       "could not complete a detached exec's row; a later read or sweep will",
 		       "request_id", x->request_id, "exec_id", x->exec_id, "error", error, NULL);
 	} else if (atoi(PQcmdTuples((PGresult *)res)) > 0) {
 		seal_add(x->api, x->exec_id);
@@ -520,8 +524,10 @@ static void complete_row(struct xop *x)
 	    .stdout_bytes = x->st.stdout_bytes,
 	    .stderr_bytes = x->st.stderr_bytes,
 	    /* Some output went once a first chunk was dropped (pool/detached.h). */
-	    .stdout_truncated = x->st.stdout_bytes > (unsigned long long)(cap - detached_chunk(cap)),
-	    .stderr_truncated = x->st.stderr_bytes > (unsigned long long)(cap - detached_chunk(cap)),
+	    .stdout_truncated =
+	        x->st.stdout_bytes > (unsigned long long)(cap - detached_chunk(cap)),
+	    .stderr_truncated =
+	        x->st.stderr_bytes > (unsigned long long)(cap - detached_chunk(cap)),
 	};
 	const char *params[AUDIT_END_NPARAMS];
 	char *store = NULL;
@@ -650,7 +656,8 @@ static void host_run(struct xop *x)
 	pool_deadline_after_ms(10000, &deadline);
 	x->acq = pool_lease_acquire(x->api->pool, &t, &deadline, on_leased, x);
 	if (x->acq == NULL) {
-		struct pool_outcome o = {.kind = POOL_FAILED_TO_START, .fail_reason = POOL_FAIL_CONNECT};
+		struct pool_outcome o = {.kind = POOL_FAILED_TO_START,
+		                         .fail_reason = POOL_FAIL_CONNECT};
 		host_done(x, &o);
 	}
 }
@@ -693,7 +700,8 @@ static void signal_done(struct xop *x, const struct pool_outcome *o)
 		return;
 	}
 	if (o->exit_code == DETACHED_SIGNAL_ENDED || o->exit_code == DETACHED_SIGNAL_LOST) {
-		fail(x, "exec_finished", "exec %s has ended%s; there is nothing to signal", x->exec_id,
+		fail(x, "exec_finished", "exec %s has ended%s; there is nothing to signal",
+		     x->exec_id,
 		     o->exit_code == DETACHED_SIGNAL_LOST ? " (its supervisor on the host is gone)"
 		                                          : "");
 		return;
@@ -775,8 +783,9 @@ static void after_reread(struct xop *x)
 		/* follow=false, or a reader that stopped early: where to resume. */
 		flush_carry(x, 1);
 		flush_carry(x, 2);
-		send_json(x, json_pack("{s:s, s:I, s:I}", "status", "running", "stdout_offset",
-		                       (json_int_t)x->off[1], "stderr_offset", (json_int_t)x->off[2]));
+		send_json(x,
+		          json_pack("{s:s, s:I, s:I}", "status", "running", "stdout_offset",
+		                    (json_int_t)x->off[1], "stderr_offset", (json_int_t)x->off[2]));
 	}
 	stream_end(x);
 }
@@ -791,9 +800,9 @@ static void proceed(struct xop *x)
 
 	if (x->kind == XK_GET) {
 		keeps_output = x->detached &&
-		               (x->running ||
-		                x->finished_us / 1000 + (long long)x->api->cfg->exec_retain_s * 1000 >
-		                    x->now_ms);
+		               (x->running || x->finished_us / 1000 +
+		                                      (long long)x->api->cfg->exec_retain_s * 1000 >
+		                                  x->now_ms);
 		if (!x->detached) {
 			/* An attached exec is its row; a wait reads it again until it ends. */
 			if (x->running && x->wait_s > 0 && !monotonic_passed(&x->wait_until)) {
@@ -834,16 +843,17 @@ static void proceed(struct xop *x)
 	if (x->kind == XK_OUTPUT) {
 		if (!orgs_enter(&x->api->orgs, x->org, x->api->cfg->org_max_concurrent_execs)) {
 			fail(x, "too_many_requests",
-			     "org \"%s\" already has %d execs and followers running, the most allowed "
+			     "org \"%s\" already has %d execs and followers running, the most "
+			     "allowed "
 			     "at once; retry after one finishes",
 			     x->org, x->api->cfg->org_max_concurrent_execs);
 			return;
 		}
 		x->org_counted = true;
-		if (detached_read_argv(x->exec_id, x->follow && x->running ? DETACHED_FOLLOW : DETACHED_READ,
-		                       x->off[1], x->off[2],
-		                       x->api->cfg->exec_detached_output_cap_bytes, 0, x->argv,
-		                       &x->store) != 0) {
+		if (detached_read_argv(
+		        x->exec_id, x->follow && x->running ? DETACHED_FOLLOW : DETACHED_READ,
+		        x->off[1], x->off[2], x->api->cfg->exec_detached_output_cap_bytes, 0,
+		        x->argv, &x->store) != 0) {
 			fail(x, "audit_unavailable", "out of memory");
 			return;
 		}
@@ -895,7 +905,8 @@ static void record_access(struct xop *x)
 		return;
 	}
 	xop_set_state(x, XOP_RECORD);
-	x->q = pgasync_query_static(x->api->db, record_sql, 5, params, XOP_QUERY_MS, on_recorded, x);
+	x->q =
+	    pgasync_query_static(x->api->db, record_sql, 5, params, XOP_QUERY_MS, on_recorded, x);
 	if (x->q == NULL)
 		fail(x, "audit_unavailable", "out of memory");
 }
@@ -943,7 +954,14 @@ static void on_lookup(const PGresult *res, const char *error, const char *sqlsta
 	}
 	http_request_log(x->http)->actor = x->actor;
 	x->admin = strcmp(r.kind, "admin") == 0;
-	v = authz_decide(&r, x->api->cfg->min_exec_tier, x->reason != NULL);
+	v = authz_decide(&r, SCOPE_EXEC, x->api->cfg->min_exec_tier, x->reason != NULL);
+	if (v == AUTHZ_MISSING_SCOPE) {
+		char msg[200];
+
+		authz_missing_scope_message(SCOPE_EXEC, msg, sizeof(msg));
+		fail(x, "missing_scope", "%s", msg);
+		return;
+	}
 	if (v == AUTHZ_REASON_REQUIRED) {
 		fail(x, "break_glass_reason_required", AUTHZ_REASON_REQUIRED_MESSAGE);
 		return;
@@ -957,14 +975,14 @@ static void on_lookup(const PGresult *res, const char *error, const char *sqlsta
 
 /* The sweep's lookup: the row and its workspace, in the same columns, no token. */
 static const char sweep_lookup_sql[] =
-    "SELECT a.*, 'admin', NULL, NULL, false, false, w.id, w.org_id, w.state, w.tier, w.host,"
+    "SELECT a.*, 'admin', NULL, NULL, false, false, w.id, w.org_id, w.state, w.tier,"
+    " '{exec}', w.host,"
     " w.port, w.ssh_user, w.host_key_sha256, NULL::json,"
     " (extract(epoch FROM now()) * 1000)::bigint "
     "FROM (SELECT " AUDIT_ITEM_COLUMNS " FROM exec_audit WHERE exec_id = $1::uuid) a"
     " JOIN workspaces w ON w.id = a.workspace_id";
 
-static void on_sweep_lookup(const PGresult *res, const char *error, const char *sqlstate,
-                            void *arg)
+static void on_sweep_lookup(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct xop *x = arg;
 
@@ -1047,7 +1065,8 @@ static bool parse_query(struct xop *x)
 	uint64_t v;
 
 	if (http_request_query_pairs(x->http, names, values, 8, &n) != 0) {
-		fail(x, "invalid_request", "the query string is malformed or has too many parameters");
+		fail(x, "invalid_request",
+		     "the query string is malformed or has too many parameters");
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1055,7 +1074,8 @@ static bool parse_query(struct xop *x)
 
 		if (x->kind == XK_GET && strcmp(k, "wait_s") == 0) {
 			if (!parse_uint(val, XOP_MAX_WAIT_S, &v)) {
-				fail(x, "invalid_request", "wait_s must be a whole number of seconds, 0-%d",
+				fail(x, "invalid_request",
+				     "wait_s must be a whole number of seconds, 0-%d",
 				     XOP_MAX_WAIT_S);
 				return false;
 			}
@@ -1063,7 +1083,8 @@ static bool parse_query(struct xop *x)
 		} else if (x->kind == XK_OUTPUT &&
 		           (strcmp(k, "stdout_offset") == 0 || strcmp(k, "stderr_offset") == 0)) {
 			if (!parse_uint(val, (uint64_t)1 << 62, &v)) {
-				fail(x, "invalid_request", "%s must be a byte offset (a whole number)", k);
+				fail(x, "invalid_request",
+				     "%s must be a byte offset (a whole number)", k);
 				return false;
 			}
 			x->off[k[3] == 'o' ? 1 : 2] = v;
@@ -1136,7 +1157,8 @@ static void handle(struct http_request *r, struct api *api, enum xop_kind kind)
 	}
 	if (reason != NULL) {
 		if (!authz_reason_valid(reason)) {
-			fail(x, "invalid_request", "X-Break-Glass-Reason must be 1-500 printable characters");
+			fail(x, "invalid_request",
+			     "X-Break-Glass-Reason must be 1-500 printable characters");
 			return;
 		}
 		x->reason = strdup(reason);
@@ -1170,7 +1192,6 @@ void api_execs_signal(struct http_request *r, void *arg)
 	handle(r, arg, XK_SIGNAL);
 }
 
-
 /* ---- GET /v1/workspaces/{id}/execs ---- */
 
 struct xlist {
@@ -1200,8 +1221,8 @@ static void on_list_rows(const PGresult *res, const char *error, const char *sql
 
 	(void)sqlstate;
 	if (error != NULL) {
-		log_kv(LOG_ERROR, "exec list failed", "request_id", http_request_id(l->http), "error",
-		       error, NULL);
+		log_kv(LOG_ERROR, "exec list failed", "request_id", http_request_id(l->http),
+		       "error", error, NULL);
 		xlist_end(l, "audit_unavailable",
 		          "the broker's database is unreachable, so execs cannot be listed; retry "
 		          "later");
@@ -1209,7 +1230,8 @@ static void on_list_rows(const PGresult *res, const char *error, const char *sql
 	}
 	a = json_array();
 	for (int i = 0; i < PQntuples(res); i++)
-		json_array_append_new(a, execs_object(res, i, &unknown, l->api->cfg->exec_retain_s, NULL));
+		json_array_append_new(
+		    a, execs_object(res, i, &unknown, l->api->cfg->exec_retain_s, NULL));
 	o = json_pack("{s:o}", "execs", a);
 	http_reply_json(l->http, 200, o);
 	xlist_end(l, NULL, NULL);
@@ -1239,7 +1261,14 @@ static void on_list_authz(const PGresult *res, const char *error, const char *sq
 		return;
 	}
 	http_request_log(l->http)->actor = l->actor;
-	v = authz_decide(&r, l->api->cfg->min_exec_tier, l->has_reason);
+	v = authz_decide(&r, SCOPE_EXEC, l->api->cfg->min_exec_tier, l->has_reason);
+	if (v == AUTHZ_MISSING_SCOPE) {
+		char msg[200];
+
+		authz_missing_scope_message(SCOPE_EXEC, msg, sizeof(msg));
+		xlist_end(l, "missing_scope", msg);
+		return;
+	}
 	if (v == AUTHZ_REASON_REQUIRED) {
 		xlist_end(l, "break_glass_reason_required", AUTHZ_REASON_REQUIRED_MESSAGE);
 		return;
@@ -1259,10 +1288,9 @@ static void on_list_authz(const PGresult *res, const char *error, const char *sq
 
 static bool status_known(const char *s)
 {
-	static const char *const known[] = {"running",  "exited",          "signaled",
-	                                    "timeout",  "cancelled",       "transport_error",
-	                                    "failed_to_start", "abandoned", "lost", "shutdown",
-	                                    "denied"};
+	static const char *const known[] = {
+	    "running",         "exited",    "signaled", "timeout",  "cancelled", "transport_error",
+	    "failed_to_start", "abandoned", "lost",     "shutdown", "denied"};
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (strcmp(s, known[i]) == 0)
@@ -1292,7 +1320,8 @@ void api_execs_list(struct http_request *r, void *arg)
 		return;
 	}
 	if (reason != NULL && !authz_reason_valid(reason)) {
-		xlist_end(l, "invalid_request", "X-Break-Glass-Reason must be 1-500 printable characters");
+		xlist_end(l, "invalid_request",
+		          "X-Break-Glass-Reason must be 1-500 printable characters");
 		return;
 	}
 	l->has_reason = reason != NULL;
@@ -1302,7 +1331,8 @@ void api_execs_list(struct http_request *r, void *arg)
 	}
 	snprintf(l->ws, sizeof(l->ws), "%s", ws);
 	if (http_request_query_pairs(r, names, values, 4, &n) != 0) {
-		xlist_end(l, "invalid_request", "the query string is malformed or has too many parameters");
+		xlist_end(l, "invalid_request",
+		          "the query string is malformed or has too many parameters");
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1312,17 +1342,18 @@ void api_execs_list(struct http_request *r, void *arg)
 		           strlen(values[i]) <= 64) {
 			l->name = values[i];
 		} else {
-			xlist_end(l, "invalid_request",
-			          strcmp(names[i], "status") == 0
-			              ? "status must be one of running, exited, signaled, timeout, "
-			                "cancelled, transport_error, failed_to_start, abandoned, lost"
-			              : "the filters are status and name (1-64 characters)");
+			xlist_end(
+			    l, "invalid_request",
+			    strcmp(names[i], "status") == 0
+			        ? "status must be one of running, exited, signaled, timeout, "
+			          "cancelled, transport_error, failed_to_start, abandoned, lost"
+			        : "the filters are status and name (1-64 characters)");
 			return;
 		}
 	}
 	params[0] = l->token_hash;
 	params[1] = l->ws;
-	if (pgasync_query_static(api->db, list_authz_sql, 2, params, XOP_QUERY_MS, on_list_authz, l) ==
-	    NULL)
+	if (pgasync_query_static(api->db, list_authz_sql, 2, params, XOP_QUERY_MS, on_list_authz,
+	                         l) == NULL)
 		xlist_end(l, "audit_unavailable", "out of memory");
 }

@@ -23,19 +23,19 @@ const char audit_begin_sql[] =
     "INSERT INTO exec_audit (" BEGIN_COLUMNS ", status) VALUES (" BEGIN_VALUES ", 'running')";
 
 const char audit_denied_sql[] =
-    "INSERT INTO exec_audit (" BEGIN_COLUMNS
-    ", status, error_code, finished_at, duration_ms, seal_pending, detached, name) VALUES ("
-    BEGIN_VALUES ", 'denied', $15, now(), 0, true, $16::boolean, $17)";
+    "INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, error_code, finished_at, duration_ms, "
+                                             "seal_pending, detached, name) VALUES (" BEGIN_VALUES
+    ", 'denied', $15, now(), 0, true, $16::boolean, $17)";
 
 /* The token and the workspace, looked up as authz_row_from_result() reads them (columns 0
- * to 13), and the running row inserted in the same statement when, and only when, the
- * request is authorized: the predicate is authz_decide()'s AUTHZ_OK, written in SQL
- * (tests/check_serve.c's tenancy matrix holds the two to the same answers). Column 14 says
- * whether the row went in. */
+ * to 9, then the target and the token's own org: AUDIT_AUTHZ_COL_*), and the running row
+ * inserted in the same statement when, and only when, the request is authorized: the
+ * predicate is authz_decide()'s AUTHZ_OK, written in SQL (tests/check_authz.c holds the two
+ * to the same answers). */
 const char audit_authz_begin_sql[] =
     "WITH t AS ("
     " SELECT id, kind, org_id, workspace_id, coalesce(expires_at <= now(), false) AS expired,"
-    "  revoked_at IS NOT NULL AS revoked, last_used_at"
+    "  revoked_at IS NOT NULL AS revoked, last_used_at, scopes"
     " FROM api_tokens WHERE secret_sha256 = decode($1, 'hex')), "
     /* Stamped to the minute: a write to the token's row on every exec would make the
      * execs of one token wait for each other's commits on its row lock. */
@@ -46,7 +46,8 @@ const char audit_authz_begin_sql[] =
     " RETURNING 1), "
     "l AS ("
     " SELECT t.kind, t.org_id AS t_org, t.workspace_id AS t_ws, t.expired, t.revoked,"
-    "  w.id, w.org_id, w.state, w.tier, w.host, w.port, w.ssh_user, w.host_key_sha256,"
+    "  w.id, w.org_id, w.state, w.tier, t.scopes, w.host, w.port, w.ssh_user,"
+    "  w.host_key_sha256,"
     "  coalesce(t.org_id, (SELECT o.org_id FROM workspaces o WHERE o.id = t.workspace_id))"
     "   AS own_org"
     " FROM t LEFT JOIN workspaces w ON w.id = $2), "
@@ -63,6 +64,7 @@ const char audit_authz_begin_sql[] =
     "  $12::integer, $13, 'running', $16::boolean, $17"
     " FROM l, dq"
     " WHERE $15::boolean AND NOT l.expired AND NOT l.revoked AND l.id IS NOT NULL"
+    "  AND $19::text = ANY (l.scopes)"
     "  AND (NOT $16::boolean OR (dq.n < $18::integer AND NOT dq.taken"
     /* the limit, for the trigger that settles concurrent starts (migrations/0007) */
     "   AND set_config('exec_broker.max_detached', $18::integer::text, true) IS NOT NULL))"
@@ -73,7 +75,8 @@ const char audit_authz_begin_sql[] =
     "   WHEN 'workspace' THEN l.t_ws = l.id AND l.tier >= $14::integer END, false)"
     " RETURNING 1) "
     "SELECT l.kind, l.t_org, l.t_ws, l.expired, l.revoked, l.id, l.org_id, l.state, l.tier,"
-    " l.host, l.port, l.ssh_user, l.host_key_sha256, l.own_org, EXISTS (SELECT 1 FROM i),"
+    " l.scopes, l.host, l.port, l.ssh_user, l.host_key_sha256, l.own_org,"
+    " EXISTS (SELECT 1 FROM i),"
     " dq.n >= $18::integer AND $16::boolean, dq.taken "
     "FROM l, dq";
 
@@ -224,7 +227,8 @@ int audit_begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_N
 }
 
 int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash, int min_tier,
-                             bool accepting, const char *p[AUDIT_AUTHZ_BEGIN_NPARAMS], char **store)
+                             bool accepting, const char *scope,
+                             const char *p[AUDIT_AUTHZ_BEGIN_NPARAMS], char **store)
 {
 	const char *q[AUDIT_DENIED_NPARAMS];
 	struct store st;
@@ -249,6 +253,7 @@ int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash
 	p[16] = q[16];
 	snprintf(maxd, sizeof(maxd), "%d", b->max_detached);
 	p[17] = keep(&st, maxd);
+	p[18] = scope;
 	return 0;
 }
 

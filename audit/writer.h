@@ -51,9 +51,18 @@ struct audit_end {
 #define AUDIT_DENIED_NPARAMS 17 /* audit_denied_sql: the same, error_code, detached, name */
 #define AUDIT_END_NPARAMS    10
 
-#define AUDIT_AUTHZ_BEGIN_NPARAMS 18 /* audit_authz_begin_sql */
-#define AUDIT_REFUSE_NPARAMS      2  /* audit_refuse_sql: exec_id, error_code */
-#define AUDIT_SEAL_NPARAMS        2  /* audit_seal_sql */
+#define AUDIT_AUTHZ_BEGIN_NPARAMS 19 /* audit_authz_begin_sql */
+/* Its columns past the token and the workspace (api/authz.h's AUTHZ_NCOLS) */
+#define AUDIT_AUTHZ_COL_HOST     10
+#define AUDIT_AUTHZ_COL_PORT     11
+#define AUDIT_AUTHZ_COL_USER     12
+#define AUDIT_AUTHZ_COL_FP       13
+#define AUDIT_AUTHZ_COL_OWN_ORG  14 /* the token's org (a workspace token's: its workspace's) */
+#define AUDIT_AUTHZ_COL_INSERTED 15 /* "t" if the running row went in */
+#define AUDIT_AUTHZ_COL_QUOTA    16 /* "t": a detached exec over the workspace's limit */
+#define AUDIT_AUTHZ_COL_TAKEN    17 /* "t": a detached exec's name is taken */
+#define AUDIT_REFUSE_NPARAMS     2  /* audit_refuse_sql: exec_id, error_code */
+#define AUDIT_SEAL_NPARAMS       2  /* audit_seal_sql */
 
 extern const char audit_begin_sql[]; /* INSERT ... 'running' */
 /* The one statement before a command runs: the token and the workspace are looked up (the
@@ -106,8 +115,8 @@ int audit_begin_params(const struct audit_begin *b, const char *params[AUDIT_DEN
  * gives them), the token's hash, the lowest tier a non-admin token may run on, and whether
  * the broker takes new execs at all. Kept in *store likewise. */
 int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash, int min_tier,
-                             bool accepting, const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS],
-                             char **store);
+                             bool accepting, const char *scope,
+                             const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS], char **store);
 /* Text parameters for audit_end_sql, likewise. */
 int audit_end_params(const struct audit_end *e, const char *params[AUDIT_END_NPARAMS],
                      char **store);

@@ -17,6 +17,7 @@ static const struct {
     {"unauthorized", 401},
     {"forbidden_tier", 403},
     {"break_glass_reason_required", 403},
+    {"missing_scope", 403},
     {"not_found", 404},
     {"method_not_allowed", 405},
     {"request_timeout", 408},

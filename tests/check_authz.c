@@ -18,7 +18,19 @@
 #define FP "SHA256:uU6b2ex9Ju1gn7CgYWNAt2nCMcjD2hb5Y4tHJd/ZKlE"
 
 static char db[512];
-enum { T_WS_A, T_ORG_ACME, T_ORG_OTHER, T_ADMIN, T_EXPIRED, T_REVOKED, T_UNKNOWN, NTOKENS };
+enum {
+	T_WS_A,
+	T_ORG_ACME,
+	T_ORG_OTHER,
+	T_ADMIN,
+	T_EXPIRED,
+	T_REVOKED,
+	T_AUDITOR,   /* an admin token with audit:read only */
+	T_ORG_AUDIT, /* an org token of acme with audit:read only */
+	T_ORG_BATCH, /* an org token of acme with batch only */
+	T_UNKNOWN,
+	NTOKENS
+};
 static char tokens[NTOKENS][TOKEN_LEN + 1];
 
 static void add_ws(const char *id, const char *org, const char *tier, const char *state)
@@ -30,6 +42,18 @@ static void add_ws(const char *id, const char *org, const char *tier, const char
 
 	tu_broker(&r, db, NULL, args);
 	ck_assert_msg(r.exit_code == 0, "%s", r.err);
+	tu_run_free(&r);
+}
+
+static void make_token_scoped(int slot, const char *flag, const char *reach, const char *scopes)
+{
+	const char *const args[] = {"token", "create", flag, reach, "--scope", scopes, NULL};
+	const char *const noreach[] = {"token", "create", flag, "--scope", scopes, NULL};
+	struct tu_run r;
+
+	tu_broker(&r, db, NULL, reach != NULL ? args : noreach);
+	ck_assert_msg(r.exit_code == 0, "%s", r.err);
+	snprintf(tokens[slot], sizeof(tokens[slot]), "%.*s", (int)TOKEN_LEN, r.out);
 	tu_run_free(&r);
 }
 
@@ -65,6 +89,9 @@ static void setup(void)
 	tu_broker(&r, db, NULL, revoke);
 	ck_assert_int_eq(r.exit_code, 0);
 	tu_run_free(&r);
+	make_token_scoped(T_AUDITOR, "--admin", NULL, "audit:read");
+	make_token_scoped(T_ORG_AUDIT, "--org", "acme", "audit:read");
+	make_token_scoped(T_ORG_BATCH, "--org", "acme", "batch");
 	ck_assert_int_eq(token_generate(tokens[T_UNKNOWN]), 0);
 }
 
@@ -92,15 +119,16 @@ static enum authz_verdict decide_and(int tok, const char *ws, bool reason, bool 
 
 	audit_new_exec_id(b.exec_id);
 	token_hash_hex(tokens[tok], strlen(tokens[tok]), hash);
-	ck_assert_int_eq(audit_authz_begin_params(&b, hash, 3, true, params, &store), 0);
+	ck_assert_int_eq(audit_authz_begin_params(&b, hash, 3, true, "exec", params, &store), 0);
 	PQclear(PQexec(c, "BEGIN"));
 	res = PQexecParams(c, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS, NULL, params, NULL,
 	                   NULL, 0);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	ck_assert_int_le(PQntuples(res), 1);
 	authz_row_from_result(res, &row);
-	v = authz_decide(&row, 3, reason);
-	inserted = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 14), "t") == 0;
+	v = authz_decide(&row, SCOPE_EXEC, 3, reason);
+	inserted =
+	    PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_INSERTED), "t") == 0;
 	ck_assert_msg(inserted == (v == AUTHZ_OK),
 	              "token %d on %s: the row %s in, the verdict is %s", tok, ws,
 	              inserted ? "went" : "did not go", authz_code(v) ? authz_code(v) : "ok");
@@ -142,6 +170,13 @@ static const struct {
     {T_ADMIN, "nope", true, AUTHZ_NOT_FOUND},
     {T_EXPIRED, "ws-a", false, AUTHZ_UNAUTHORIZED},
     {T_REVOKED, "ws-a", false, AUTHZ_UNAUTHORIZED},
+    /* Scopes are the token's own: decided before the workspace, so a token without exec
+     * learns nothing about any workspace either. */
+    {T_AUDITOR, "ws-o", true, AUTHZ_MISSING_SCOPE},
+    {T_AUDITOR, "nope", true, AUTHZ_MISSING_SCOPE},
+    {T_ORG_AUDIT, "ws-a", false, AUTHZ_MISSING_SCOPE},
+    {T_ORG_AUDIT, "ws-o", false, AUTHZ_MISSING_SCOPE},
+    {T_ORG_BATCH, "ws-a", false, AUTHZ_MISSING_SCOPE},
     {T_UNKNOWN, "ws-a", false, AUTHZ_UNAUTHORIZED},
     {T_UNKNOWN, "nope", false, AUTHZ_UNAUTHORIZED},
 };
