@@ -5,6 +5,7 @@
  * and configuration errors. */
 #include <check.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/token.h"
+#include "tests/kit/clock.h"
 #include "tests/kit/expect.h"
 #include "tests/kit/harness.h"
 #include "tests/kit/proc.h"
@@ -378,6 +380,55 @@ START_TEST(labels_are_at_most_64)
 }
 END_TEST
 
+static PGresult *exec_on(PGconn *c, const char *sql, ExecStatusType want)
+{
+	PGresult *res = PQexec(c, sql);
+
+	ck_assert_msg(PQresultStatus(res) == want, "%s: %s", sql, PQresultErrorMessage(res));
+	return res;
+}
+
+/* Two transactions adding the 64th label of one workspace at once: the second waits for the
+ * first's commit, then counts its label too, and is refused. */
+START_TEST(labels_limit_holds_when_writers_race)
+{
+	PGconn *c1 = PQconnectdb(db), *c2 = PQconnectdb(db);
+	PGresult *res;
+	char sql[256];
+	long long deadline = kit_now_ms() + KIT_WAIT_MS;
+
+	ck_assert(PQstatus(c1) == CONNECTION_OK && PQstatus(c2) == CONNECTION_OK);
+	add_ws("ws-1", "acme");
+	free(tu_query(db, "INSERT INTO workspace_labels SELECT 'ws-1', 'k' || i, 'v' "
+	                  "FROM generate_series(1, 63) AS i"));
+	PQclear(exec_on(c1, "BEGIN", PGRES_COMMAND_OK));
+	PQclear(exec_on(c1, "INSERT INTO workspace_labels VALUES ('ws-1', 'one', 'x')",
+	                PGRES_COMMAND_OK));
+	PQclear(exec_on(c2, "BEGIN", PGRES_COMMAND_OK));
+	ck_assert_int_eq(
+	    PQsendQuery(c2, "INSERT INTO workspace_labels VALUES ('ws-1', 'two', 'x')"), 1);
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND wait_event_type = "
+	         "'Lock'",
+	         PQbackendPID(c2));
+	while (tu_query_int(db, sql) == 0) {
+		ck_assert_msg(kit_now_ms() < deadline, "the second writer never waited");
+		kit_sleep_ms(20);
+	}
+	PQclear(exec_on(c1, "COMMIT", PGRES_COMMAND_OK));
+	res = PQgetResult(c2);
+	ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR, "the second writer's insert: %s",
+	              PQresStatus(PQresultStatus(res)));
+	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "EBL01");
+	PQclear(res);
+	while ((res = PQgetResult(c2)) != NULL)
+		PQclear(res);
+	PQfinish(c2);
+	PQfinish(c1);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM workspace_labels"), 64);
+}
+END_TEST
+
 /* Removing a workspace removes its labels, and only its. */
 START_TEST(labels_go_with_their_workspace)
 {
@@ -741,6 +792,7 @@ int main(void)
 	tcase_add_test(tc, list_with_no_match_is_empty);
 	tcase_add_test(tc, list_shows_labels_in_table_and_json);
 	tcase_add_test(tc, labels_are_at_most_64);
+	tcase_add_test(tc, labels_limit_holds_when_writers_race);
 	tcase_add_test(tc, labels_go_with_their_workspace);
 	tcase_add_loop_test(tc, bad_input_is_one_line_and_writes_nothing, 0,
 	                    sizeof(bad_cli) / sizeof(bad_cli[0]));
