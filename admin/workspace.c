@@ -1,5 +1,6 @@
 /* admin/workspace.c: `exec-broker workspace add|set|list|remove|hostkey`. Every
- * argument is checked before the database is touched; each change is one statement. */
+ * argument is checked before the database is touched; each change, labels included, is one
+ * statement. */
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "admin/admin.h"
 #include "common/ids.h"
 #include "common/err.h"
+#include "common/labels.h"
 #include "common/table.h"
 #include "db/db.h"
 #include "pool/fingerprint.h"
@@ -21,24 +23,37 @@ static void usage(FILE *out)
 	    "usage: exec-broker workspace add ID --org ORG --host HOST [--port 22] --user USER\n"
 	    "                                 --tier 1-4 --host-key SHA256:... [--state "
 	    "running|stopped]\n"
+	    "                                 [--label KEY=VALUE]...\n"
 	    "       exec-broker workspace set ID [--state running|stopped] [--tier N] [--host H]\n"
 	    "                                 [--port P] [--user U] [--host-key FP]\n"
-	    "       exec-broker workspace list [--org ORG] [--format table|json]\n"
+	    "                                 [--label KEY=VALUE | --label KEY-]...\n"
+	    "       exec-broker workspace list [--org ORG] [--label KEY=VALUE]... "
+	    "[--format table|json]\n"
 	    "       exec-broker workspace remove ID\n"
 	    "       exec-broker workspace hostkey HOST [--port 22]\n"
 	    "\n"
+	    "--label sets a label (repeat it for more); on set, KEY- removes one. A key is 1-63\n"
+	    "of a-z 0-9 . _ / -, starting with a letter or digit; a value is 0-63 of A-Z a-z\n"
+	    "0-9 . _ -. A workspace has at most 64 labels (the database refuses more). list\n"
+	    "--label shows the workspaces that carry every pair given.\n"
 	    "hostkey connects to HOST without logging in and prints its host key fingerprint\n"
 	    "(as `ssh-keygen -lf` shows it) for --host-key. remove also deletes the\n"
-	    "workspace's tokens; its audit rows stay.\n");
+	    "workspace's tokens and labels; its audit rows stay.\n");
 }
+
+/* --label arguments one command takes: set may remove every label and set as many anew. */
+#define WS_LABEL_ARGS_MAX (2 * LABELS_MAX)
 
 /* Every option any workspace subcommand takes; each subcommand says which it allows. */
 struct ws_args {
 	const char *id, *org, *host, *user, *host_key, *state, *format;
 	int port, tier; /* 0: not given */
+	const char *label_args[WS_LABEL_ARGS_MAX];
+	struct label_arg labels[WS_LABEL_ARGS_MAX]; /* label_args parsed by check_args */
+	size_t nlabels, nremove;                    /* nremove of them are KEY- */
 };
 
-enum { O_ORG = 1, O_HOST, O_PORT, O_USER, O_TIER, O_HOST_KEY, O_STATE, O_FORMAT };
+enum { O_ORG = 1, O_HOST, O_PORT, O_USER, O_TIER, O_HOST_KEY, O_STATE, O_FORMAT, O_LABEL };
 
 static int parse_int_arg(const char *name, const char *v, int min, int max, int *out)
 {
@@ -66,16 +81,20 @@ static int parse_args(struct cli *cli, int argc, char **argv, const char *allowe
 	                                     {"host-key", required_argument, NULL, O_HOST_KEY},
 	                                     {"state", required_argument, NULL, O_STATE},
 	                                     {"format", required_argument, NULL, O_FORMAT},
+	                                     {"label", required_argument, NULL, O_LABEL},
 	                                     CLI_COMMON_OPTIONS,
 	                                     {NULL, 0, NULL, 0}};
-	const char *v[O_FORMAT + 1];
+	const char *v[O_LABEL + 1];
+	struct cli_many labels = {O_LABEL, a->label_args, WS_LABEL_ARGS_MAX, 0};
 	int rc;
 
 	memset(a, 0, sizeof(*a));
-	rc = cli_parse(cli, argc, argv, "workspace", opts, allowed, v, O_FORMAT + 1, npos,
-	               strcmp(argv[0], "hostkey") == 0 ? "HOST" : "workspace ID", &a->id, usage);
+	rc = cli_parse_many(cli, argc, argv, "workspace", opts, allowed, v, O_LABEL + 1, npos,
+	                    strcmp(argv[0], "hostkey") == 0 ? "HOST" : "workspace ID", &a->id,
+	                    usage, &labels);
 	if (rc != 0)
 		return rc;
+	a->nlabels = labels.n;
 	if (v[O_PORT] != NULL && (rc = parse_int_arg("port", v[O_PORT], 1, 65535, &a->port)) != 0)
 		return rc;
 	if (v[O_TIER] != NULL && (rc = parse_int_arg("tier", v[O_TIER], 1, 4, &a->tier)) != 0)
@@ -89,8 +108,29 @@ static int parse_args(struct cli *cli, int argc, char **argv, const char *allowe
 	return 0;
 }
 
+/* Parses the --label arguments into a->labels; a key may be named once. */
+static int check_labels(struct ws_args *a)
+{
+	char err[512];
+
+	for (size_t i = 0; i < a->nlabels; i++) {
+		if (labels_parse_arg(a->label_args[i], &a->labels[i], err, sizeof(err)) != 0) {
+			cli_error("%s", err);
+			return CLI_EXIT_USAGE;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(a->labels[k].key, a->labels[i].key) == 0) {
+				cli_error("--label: key \"%s\" is given twice (\"%s\", \"%s\")",
+				          a->labels[i].key, a->label_args[k], a->label_args[i]);
+				return CLI_EXIT_USAGE;
+			}
+		a->nremove += a->labels[i].remove;
+	}
+	return 0;
+}
+
 /* Checks the values given; required is a string of O_* values that must be present. */
-static int check_args(const struct ws_args *a, const char *required, int id_is_workspace)
+static int check_args(struct ws_args *a, const char *required, int id_is_workspace)
 {
 	static const char *const names[] = {"",     "org",      "host",  "port",  "user",
 	                                    "tier", "host-key", "state", "format"};
@@ -140,16 +180,40 @@ static int check_args(const struct ws_args *a, const char *required, int id_is_w
 		cli_error("--format must be table or json (got \"%s\")", a->format);
 		return CLI_EXIT_USAGE;
 	}
-	return 0;
+	return check_labels(a);
+}
+
+/* The labels to set as a JSON object {"KEY": "VALUE", ...}, or (remove) the keys to remove
+ * as a JSON array: the statements read them with jsonb_each_text and
+ * jsonb_array_elements_text. malloc'd; NULL if out of memory. */
+static char *labels_json(const struct ws_args *a, bool remove)
+{
+	json_t *j = remove ? json_array() : json_object();
+	char *s = NULL;
+
+	if (j == NULL)
+		return NULL;
+	for (size_t i = 0; i < a->nlabels; i++) {
+		const struct label_arg *l = &a->labels[i];
+		if (l->remove != remove)
+			continue;
+		if ((remove ? json_array_append_new(j, json_string(l->key))
+		            : json_object_set_new(j, l->key, json_string(l->value))) != 0)
+			goto out;
+	}
+	s = json_dumps(j, JSON_COMPACT);
+out:
+	json_decref(j);
+	return s;
 }
 
 static int ws_add(struct cli *cli, int argc, char **argv)
 {
-	static const char allowed[] = {O_ORG,  O_HOST,     O_PORT,  O_USER,
-	                               O_TIER, O_HOST_KEY, O_STATE, 0};
+	static const char allowed[] = {O_ORG,      O_HOST,  O_PORT,  O_USER, O_TIER,
+	                               O_HOST_KEY, O_STATE, O_LABEL, 0};
 	static const char required[] = {O_ORG, O_HOST, O_USER, O_TIER, O_HOST_KEY, 0};
 	struct ws_args a;
-	char port[16], tier[16], err[1024], state[6];
+	char port[16], tier[16], err[1024], state[6], *labels = NULL;
 	PGconn *conn = NULL;
 	PGresult *res;
 	int rc;
@@ -159,17 +223,36 @@ static int ws_add(struct cli *cli, int argc, char **argv)
 		rc = check_args(&a, required, 1);
 	if (rc != 0)
 		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
+	if (a.nremove > 0) {
+		cli_error("--label: a new workspace has no labels to remove (give KEY=VALUE)");
+		return CLI_EXIT_USAGE;
+	}
+	if (a.nlabels > LABELS_MAX) {
+		cli_error("--label: a workspace has at most %d labels (%zu given)", LABELS_MAX,
+		          a.nlabels);
+		return CLI_EXIT_USAGE;
+	}
 	snprintf(port, sizeof(port), "%d", a.port ? a.port : 22);
 	snprintf(tier, sizeof(tier), "%d", a.tier);
+	labels = labels_json(&a, false);
+	if (labels == NULL)
+		return CLI_EXIT_FAIL;
 	const char *params[] = {a.id,   a.org,      a.host, port,
-	                        a.user, a.host_key, tier,   a.state ? a.state : "running"};
+	                        a.user, a.host_key, tier,   a.state ? a.state : "running",
+	                        labels};
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
-		return rc;
+		goto out;
+	/* The labels' foreign key is checked at the end of the statement, when the workspace
+	 * it names is in. */
 	res = db_exec(conn,
-	              "INSERT INTO workspaces (id, org_id, host, port, ssh_user, host_key_sha256, "
-	              "tier, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-	              8, params, err, sizeof(err), state);
+	              "WITH w AS (INSERT INTO workspaces (id, org_id, host, port, ssh_user, "
+	              "host_key_sha256, tier, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+	              "RETURNING id), "
+	              "l AS (INSERT INTO workspace_labels (workspace_id, key, value) "
+	              "SELECT w.id, j.key, j.value FROM w, jsonb_each_text($9::jsonb) AS j) "
+	              "SELECT id FROM w",
+	              9, params, err, sizeof(err), state);
 	if (res == NULL) {
 		if (strcmp(state, "23505") == 0)
 			cli_error("workspace \"%s\" already exists (workspace set changes it)",
@@ -180,20 +263,25 @@ static int ws_add(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	PQclear(res);
-	printf("added workspace %s (org %s, %s@%s:%s, tier %s, %s)\n", a.id, a.org, a.user, a.host,
+	printf("added workspace %s (org %s, %s@%s:%s, tier %s, %s)", a.id, a.org, a.user, a.host,
 	       port, tier, params[7]);
+	if (a.nlabels > 0)
+		printf(" with %zu label(s)", a.nlabels);
+	putchar('\n');
 out:
+	free(labels);
 	PQfinish(conn);
 	return rc;
 }
 
 static int ws_set(struct cli *cli, int argc, char **argv)
 {
-	static const char allowed[] = {O_HOST, O_PORT, O_USER, O_TIER, O_HOST_KEY, O_STATE, 0};
+	static const char allowed[] = {O_HOST,     O_PORT,  O_USER,  O_TIER,
+	                               O_HOST_KEY, O_STATE, O_LABEL, 0};
 	struct ws_args a;
-	char port[16], tier[16], err[1024], state[6];
+	char port[16], tier[16], err[1024], state[6], *put = NULL, *gone = NULL;
 	PGconn *conn = NULL;
-	PGresult *res;
+	PGresult *res = NULL;
 	int rc;
 
 	rc = parse_args(cli, argc, argv, allowed, 1, &a);
@@ -201,48 +289,71 @@ static int ws_set(struct cli *cli, int argc, char **argv)
 		rc = check_args(&a, "", 1);
 	if (rc != 0)
 		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
-	if (!a.host && !a.port && !a.user && !a.tier && !a.host_key && !a.state) {
+	if (!a.host && !a.port && !a.user && !a.tier && !a.host_key && !a.state && !a.nlabels) {
 		cli_error("workspace set: nothing to change (give --state, --tier, --host, --port, "
-		          "--user or --host-key)");
+		          "--user, --host-key or --label)");
 		return CLI_EXIT_USAGE;
 	}
 	snprintf(port, sizeof(port), "%d", a.port);
 	snprintf(tier, sizeof(tier), "%d", a.tier);
-	const char *params[] = {
-	    a.id, a.host, a.port ? port : NULL, a.user, a.host_key, a.tier ? tier : NULL, a.state};
+	put = labels_json(&a, false);
+	gone = labels_json(&a, true);
+	if (put == NULL || gone == NULL) {
+		rc = CLI_EXIT_FAIL;
+		goto out;
+	}
+	const char *params[] = {a.id,    a.host,     a.port ? port : NULL,
+	                        a.user,  a.host_key, a.tier ? tier : NULL,
+	                        a.state, put,        gone};
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
-		return rc;
+		goto out;
+	/* The update locks the workspace's row first, so that its labels are counted (0009's
+	 * trigger) against no other writer; no key is both removed and set (check_labels). */
 	res = db_exec(conn,
-	              "UPDATE workspaces SET host = coalesce($2, host), "
+	              "WITH w AS (UPDATE workspaces SET host = coalesce($2, host), "
 	              "port = coalesce($3::integer, port), ssh_user = coalesce($4, ssh_user), "
 	              "host_key_sha256 = coalesce($5, host_key_sha256), "
 	              "tier = coalesce($6::smallint, tier), state = coalesce($7, state) "
-	              "WHERE id = $1",
-	              7, params, err, sizeof(err), state);
+	              "WHERE id = $1 RETURNING id), "
+	              "gone AS (DELETE FROM workspace_labels l USING w WHERE l.workspace_id = w.id "
+	              "AND l.key IN (SELECT jsonb_array_elements_text($9::jsonb))), "
+	              "put AS (INSERT INTO workspace_labels (workspace_id, key, value) "
+	              "SELECT w.id, j.key, j.value FROM w, jsonb_each_text($8::jsonb) AS j "
+	              "ON CONFLICT (workspace_id, key) DO UPDATE SET value = excluded.value) "
+	              "SELECT id FROM w",
+	              9, params, err, sizeof(err), state);
 	if (res == NULL) {
-		cli_error("cannot change workspace \"%s\": %s", a.id, err);
+		if (strcmp(state, "EBL01") == 0)
+			cli_error("cannot change workspace \"%s\": %s (remove some with --label "
+			          "KEY-)",
+			          a.id, err);
+		else
+			cli_error("cannot change workspace \"%s\": %s", a.id, err);
 		rc = CLI_EXIT_FAIL;
-	} else if (strcmp(PQcmdTuples(res), "0") == 0) {
+	} else if (PQntuples(res) == 0) {
 		cli_error("no workspace \"%s\"", a.id);
 		rc = CLI_EXIT_FAIL;
 	} else {
 		printf("updated workspace %s\n", a.id);
 	}
+out:
 	PQclear(res);
 	PQfinish(conn);
+	free(put);
+	free(gone);
 	return rc;
 }
 
 static int ws_list(struct cli *cli, int argc, char **argv)
 {
-	static const char allowed[] = {O_ORG, O_FORMAT, 0};
-	static const char *const headers[] = {"ID",   "ORG",  "HOST",  "PORT",
-	                                      "USER", "TIER", "STATE", "HOST KEY"};
+	static const char allowed[] = {O_ORG, O_FORMAT, O_LABEL, 0};
+	static const char *const headers[] = {"ID",   "ORG",   "HOST",     "PORT",  "USER",
+	                                      "TIER", "STATE", "HOST KEY", "LABELS"};
 	struct ws_args a;
-	char err[1024], state[6];
+	char err[1024], state[6], *want = NULL;
 	PGconn *conn = NULL;
-	PGresult *res;
+	PGresult *res = NULL;
 	struct table *t = NULL;
 	int rc, json;
 
@@ -251,43 +362,67 @@ static int ws_list(struct cli *cli, int argc, char **argv)
 		rc = check_args(&a, "", 0);
 	if (rc != 0)
 		return rc == CLI_PARSED_HELP ? CLI_EXIT_OK : rc;
+	for (size_t i = 0; i < a.nlabels; i++)
+		if (a.labels[i].remove) {
+			cli_error("--label: list selects by KEY=VALUE (\"%s\" removes a label, on "
+			          "workspace set)",
+			          a.label_args[i]);
+			return CLI_EXIT_USAGE;
+		}
 	json = a.format && strcmp(a.format, "json") == 0;
+	want = labels_json(&a, false);
+	if (want == NULL)
+		return CLI_EXIT_FAIL;
 	rc = cli_connect(cli, &conn);
 	if (rc != 0)
-		return rc;
-	const char *params[] = {a.org};
+		goto out;
+	const char *params[] = {a.org, want};
+	/* A workspace is listed unless a wanted pair is missing from its labels. Keys sort
+	 * bytewise, whatever the database's collation. */
 	res = db_exec(conn,
-	              "SELECT id, org_id, host, port, ssh_user, tier, state, host_key_sha256, "
-	              "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-	              "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-	              "FROM workspaces WHERE $1::text IS NULL OR org_id = $1 ORDER BY org_id, id",
-	              1, params, err, sizeof(err), state);
+	              "SELECT w.id, w.org_id, w.host, w.port, w.ssh_user, w.tier, w.state, "
+	              "w.host_key_sha256, "
+	              "to_char(w.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+	              "to_char(w.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+	              "coalesce(l.text, '-'), coalesce(l.json, '{}') "
+	              "FROM workspaces w CROSS JOIN LATERAL ("
+	              " SELECT string_agg(key || '=' || value, ',' ORDER BY key COLLATE \"C\") "
+	              " AS text, json_object_agg(key, value ORDER BY key COLLATE \"C\") AS json"
+	              " FROM workspace_labels WHERE workspace_id = w.id) l "
+	              "WHERE ($1::text IS NULL OR w.org_id = $1) "
+	              "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($2::jsonb) AS p "
+	              " WHERE NOT EXISTS (SELECT 1 FROM workspace_labels h "
+	              "  WHERE h.workspace_id = w.id AND h.key = p.key AND h.value = p.value)) "
+	              "ORDER BY w.org_id, w.id",
+	              2, params, err, sizeof(err), state);
 	if (res == NULL) {
 		cli_error("cannot list workspaces: %s", err);
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
-	if (!json && (t = table_new(8, headers)) == NULL) {
+	if (!json && (t = table_new(9, headers)) == NULL) {
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		if (json) {
 			json_t *o = json_pack(
-			    "{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s, s:s, s:s}", "id",
+			    "{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s, s:s, s:s, s:o}", "id",
 			    PQgetvalue(res, i, 0), "org", PQgetvalue(res, i, 1), "host",
 			    PQgetvalue(res, i, 2), "port", atoi(PQgetvalue(res, i, 3)), "user",
 			    PQgetvalue(res, i, 4), "tier", atoi(PQgetvalue(res, i, 5)), "state",
 			    PQgetvalue(res, i, 6), "host_key", PQgetvalue(res, i, 7), "created_at",
-			    PQgetvalue(res, i, 8), "updated_at", PQgetvalue(res, i, 9));
+			    PQgetvalue(res, i, 8), "updated_at", PQgetvalue(res, i, 9), "labels",
+			    json_loads(PQgetvalue(res, i, 11), 0, NULL));
 			if (o == NULL || json_dumpf(o, stdout, JSON_COMPACT) != 0)
 				rc = CLI_EXIT_FAIL;
 			putchar('\n');
 			json_decref(o);
 		} else {
-			const char *row[8];
+			const char *row[9];
 			for (int c = 0; c < 8; c++)
 				row[c] = PQgetvalue(res, i, c);
+			row[8] = PQgetvalue(res, i, 10);
 			if (table_add_row(t, row) != 0)
 				rc = CLI_EXIT_FAIL;
 		}
@@ -298,6 +433,7 @@ out:
 	table_free(t);
 	PQclear(res);
 	PQfinish(conn);
+	free(want);
 	return rc;
 }
 

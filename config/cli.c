@@ -67,14 +67,33 @@ int cli_connect(struct cli *cli, PGconn **conn)
 	return 0;
 }
 
+static const char *opt_name(const struct option *opts, int opt)
+{
+	for (const struct option *o = opts; o->name != NULL; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
 int cli_parse(struct cli *cli, int argc, char **argv, const char *what, const struct option *opts,
               const char *allowed, const char **vals, int nvals, int npos, const char *pos_name,
               const char **pos, void (*usage)(FILE *out))
+{
+	return cli_parse_many(cli, argc, argv, what, opts, allowed, vals, nvals, npos, pos_name,
+	                      pos, usage, NULL);
+}
+
+int cli_parse_many(struct cli *cli, int argc, char **argv, const char *what,
+                   const struct option *opts, const char *allowed, const char **vals, int nvals,
+                   int npos, const char *pos_name, const char **pos, void (*usage)(FILE *out),
+                   struct cli_many *many)
 {
 	int opt;
 
 	for (int i = 0; i < nvals; i++)
 		vals[i] = NULL;
+	if (many != NULL)
+		many->n = 0;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_common_option(cli, opt))
 			continue;
@@ -87,12 +106,17 @@ int cli_parse(struct cli *cli, int argc, char **argv, const char *what, const st
 			return CLI_EXIT_USAGE;
 		}
 		if (strchr(allowed, opt) == NULL) {
-			const char *name = "?";
-			for (const struct option *o = opts; o->name != NULL; o++)
-				if (o->val == opt)
-					name = o->name;
-			cli_error("%s %s does not take --%s", what, argv[0], name);
+			cli_error("%s %s does not take --%s", what, argv[0], opt_name(opts, opt));
 			return CLI_EXIT_USAGE;
+		}
+		if (many != NULL && opt == many->opt) {
+			if (many->n == many->max) {
+				cli_error("%s %s: --%s given more than %zu times", what, argv[0],
+				          opt_name(opts, opt), many->max);
+				return CLI_EXIT_USAGE;
+			}
+			many->vals[many->n++] = optarg;
+			continue;
 		}
 		vals[opt] = optarg ? optarg : "";
 	}

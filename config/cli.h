@@ -49,6 +49,20 @@ int cli_parse(struct cli *cli, int argc, char **argv, const char *what, const st
               const char *allowed, const char **vals, int nvals, int npos, const char *pos_name,
               const char **pos, void (*usage)(FILE *out));
 
+/* An option a subcommand takes more than once, such as --label. */
+struct cli_many {
+	int opt;           /* its value in opts */
+	const char **vals; /* room for max values: each one given, in order */
+	size_t max, n;
+};
+
+/* cli_parse() for a subcommand with a repeatable option (many may be NULL): its values go to
+ * many->vals rather than vals; more than many->max of them is a usage error. */
+int cli_parse_many(struct cli *cli, int argc, char **argv, const char *what,
+                   const struct option *opts, const char *allowed, const char **vals, int nvals,
+                   int npos, const char *pos_name, const char **pos, void (*usage)(FILE *out),
+                   struct cli_many *many);
+
 /* Prints "exec-broker: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

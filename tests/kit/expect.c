@@ -21,13 +21,16 @@
 void tu_broker(struct tu_run *r, const char *conninfo, const char *const env[],
                const char *const args[])
 {
-	const char *argv[32], *envv[16];
+	const char *argv[320], *envv[16];
 	char dburl[512];
 	int n = 0, e = 0, status = 0;
 
 	argv[n++] = kit_broker_bin();
-	for (int i = 0; args[i] != NULL && n < 31; i++)
+	for (int i = 0; args[i] != NULL; i++) {
+		ck_assert_msg(n < (int)(sizeof(argv) / sizeof(argv[0])) - 1,
+		              "tu_broker: more than %zu arguments", sizeof(argv) / sizeof(argv[0]));
 		argv[n++] = args[i];
+	}
 	argv[n] = NULL;
 	/* The test machine's /etc/exec-broker must play no part, unless a test names a file. */
 	bool own_config = false;
