@@ -82,6 +82,9 @@ void api_execs_list(struct http_request *r, void *arg);
  * janitor's sweep: rows complete even when nobody reads them). */
 void api_execs_check(struct api *api, const char *exec_id);
 void api_audit_get(struct http_request *r, void *arg);
+void api_batch_post(struct http_request *r, void *arg);
+void api_batches_root(struct http_request *r, void *arg); /* POST: api_batch_post; GET: the list */
+void api_batches_one(struct http_request *r, void *arg);
 void api_openapi_get(struct http_request *r, void *arg);
 void api_health_get(struct http_request *r, void *arg);
 void api_ready_get(struct http_request *r, void *arg);

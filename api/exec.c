@@ -52,12 +52,32 @@ static void job_set_state(struct exec_job *j, enum job_state to)
 	FSM_SET(&job_fsm, j->state, to, j->request_id);
 }
 
+/* The fields of the request's log line (a batch's target has its own, unlogged). */
+static struct http_log_fields *job_log(struct exec_job *j)
+{
+	return j->batch != NULL ? &j->own_log : http_request_log(j->http);
+}
+
+static long long job_elapsed_ms(const struct exec_job *j)
+{
+	struct timespec now;
+
+	if (j->batch == NULL)
+		return http_request_elapsed_ms(j->http);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - j->t0.tv_sec) * 1000 +
+	       (now.tv_nsec - j->t0.tv_nsec) / 1000000;
+}
+
 /* The client went away: a command under way is cancelled; anything later is not sent. */
 static void on_client_gone(struct http_request *r, void *arg)
 {
-	struct exec_job *j = arg;
-
 	(void)r;
+	exec_job_cancel(arg);
+}
+
+void exec_job_cancel(struct exec_job *j)
+{
 	if (j->client_gone)
 		return;
 	j->client_gone = true;
@@ -155,6 +175,7 @@ static void fill_audit(struct exec_job *j, struct audit_begin *b, const char *or
 	b->broker_instance = j->api->instance;
 	b->detached = j->req.detach;
 	b->name = j->req.name;
+	b->batch_id = j->batch != NULL ? j->batch_id : NULL;
 	b->max_detached = j->api->cfg->workspace_max_detached_execs;
 }
 
@@ -163,7 +184,7 @@ static void lease_drop(struct exec_job *j);
 
 static void deny_reply(struct exec_job *j, const struct denial *d)
 {
-	if (strcmp(d->code, "too_many_requests") == 0)
+	if (strcmp(d->code, "too_many_requests") == 0 && j->batch == NULL)
 		http_reply_header(j->http, "Retry-After", "1");
 	exec_reply_error(j, d->code, d->message, NULL);
 	j->api->metrics.execs_denied++;
@@ -179,8 +200,8 @@ static void on_denied_row(const PGresult *res, const char *error, const char *sq
 	(void)sqlstate;
 	j->q = NULL;
 	if (error == NULL) {
-		http_request_log(j->http)->exec_id =
-		    j->exec_id; /* X-Exec-Id names a row that exists */
+		j->has_row = true;
+		job_log(j)->exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
 		seal_add(j->api, j->exec_id);
 	} else {
 		j->api->metrics.audit_write_failures++;
@@ -202,7 +223,7 @@ static void denial_begin(struct exec_job *j, const char *code, const char *fmt, 
 	j->denial.code = code;
 	vsnprintf(j->denial.message, sizeof(j->denial.message), fmt, ap);
 	job_set_state(j, JOB_DENYING);
-	http_request_log(j->http)->error = code;
+	job_log(j)->error = code;
 }
 
 static void deny(struct exec_job *j, const char *code, const char *org, const char *fmt, ...)
@@ -347,8 +368,8 @@ static void complete_row(struct exec_job *j)
 static void job_complete(struct exec_job *j)
 {
 	job_set_state(j, JOB_COMPLETING);
-	j->duration_ms = http_request_elapsed_ms(j->http);
-	http_request_log(j->http)->outcome = row_status(j);
+	j->duration_ms = job_elapsed_ms(j);
+	job_log(j)->outcome = row_status(j);
 	j->api->metrics.execs_total[j->outcome.kind]++;
 	metrics_observe_duration(&j->api->metrics, (double)j->duration_ms / 1000.0);
 	if (!j->audit_ok && !j->audit_maybe) {
@@ -449,7 +470,7 @@ static void detach_finished(struct exec_job *j, const struct pool_outcome *o)
 
 	if (n > tag && strncmp(out, DETACHED_STARTED_TAG, tag) == 0) {
 		job_set_state(j, JOB_COMPLETING);
-		http_request_log(j->http)->outcome = "detached";
+		job_log(j)->outcome = "detached";
 		log_kv(LOG_INFO, "detached exec started", "request_id", j->request_id, "exec_id",
 		       j->exec_id, NULL);
 		exec_reply_detached(j);
@@ -567,7 +588,8 @@ static void begin_step(struct exec_job *j)
 			j->fail_code = "audit_unavailable";
 		} else if (j->client_gone) {
 			j->outcome.kind = POOL_CANCELLED;
-			j->fail_code = "transport_error";
+			/* Nobody reads a single exec's reply; a batch tells its summary. */
+			j->fail_code = j->batch != NULL ? "cancelled" : "transport_error";
 		} else {
 			j->fail_code = api_fail_code(j->lease_fail);
 			if (j->lease_fail == POOL_FAIL_SHUTDOWN)
@@ -687,13 +709,19 @@ static void refuse(struct exec_job *j, const char *code, const char *fmt, ...)
 	va_start(ap, fmt);
 	denial_begin(j, code, fmt, ap);
 	va_end(ap);
-	http_request_log(j->http)->exec_id = j->exec_id;
+	job_log(j)->exec_id = j->exec_id;
 	j->q = pgasync_query_static(j->api->db, audit_refuse_sql, AUDIT_REFUSE_NPARAMS, params,
 	                            QUERY_DEADLINE_MS, on_refused_row, j);
 	if (j->q == NULL) {
 		j->api->metrics.audit_write_failures++;
 		deny_reply(j, &j->denial);
 	}
+}
+
+/* What the token must be allowed: a single exec's, or a batch's for its targets. */
+static unsigned job_scope(const struct exec_job *j)
+{
+	return j->batch != NULL ? SCOPE_BATCH : SCOPE_EXEC;
 }
 
 /* The one statement before the command: the token and the workspace looked up, and the
@@ -742,7 +770,8 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	authz_row_from_result(res, &r);
 	inserted =
 	    PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_INSERTED), "t") == 0;
-	v = authz_decide(&r, SCOPE_EXEC, j->api->cfg->min_exec_tier, j->reason != NULL);
+	j->has_row = inserted;
+	v = authz_decide(&r, job_scope(j), j->api->cfg->min_exec_tier, j->reason != NULL);
 	if (v == AUTHZ_UNAUTHORIZED && !inserted) {
 		lease_drop(j);
 		leasecache_forget(j->api->leases, j->token_hash, j->ws_id);
@@ -754,7 +783,7 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		return;
 	}
 	copy(j->kind, sizeof(j->kind), res, 0);
-	http_request_log(j->http)->actor = j->actor;
+	job_log(j)->actor = j->actor;
 	/* The org a row is filed under (see deny()). */
 	deny_org = PQgetisnull(res, 0, AUDIT_AUTHZ_COL_OWN_ORG)
 	               ? ""
@@ -795,7 +824,7 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	case AUTHZ_MISSING_SCOPE: {
 		char msg[200];
 
-		authz_missing_scope_message(SCOPE_EXEC, msg, sizeof(msg));
+		authz_missing_scope_message(job_scope(j), msg, sizeof(msg));
 		deny(j, "missing_scope", j->org, "%s", msg);
 		return;
 	}
@@ -831,7 +860,7 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		deny(j, "shutting_down", j->org, "the broker is shutting down; retry later");
 		return;
 	}
-	http_request_log(j->http)->exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
+	job_log(j)->exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
 	if (!orgs_enter(&j->api->orgs, j->org, j->api->cfg->org_max_concurrent_execs)) {
 		refuse(j, "too_many_requests",
 		       "org \"%s\" already has %d execs running, the most allowed at once; retry "
@@ -861,7 +890,7 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	begin_step(j);
 }
 
-static bool media_type_is(const char *value, const char *type)
+bool exec_media_type_is(const char *value, const char *type)
 {
 	size_t n = strlen(type);
 
@@ -872,7 +901,7 @@ static bool media_type_is(const char *value, const char *type)
 }
 
 /* Buffered when the client asks for application/json and not for NDJSON. */
-static bool wants_buffered(const char *accept)
+bool exec_wants_buffered(const char *accept)
 {
 	const char *p;
 
@@ -881,16 +910,142 @@ static bool wants_buffered(const char *accept)
 	for (p = accept; p != NULL; p = strchr(p, ',')) {
 		if (*p == ',')
 			p++;
-		if (media_type_is(p, "application/x-ndjson"))
+		if (exec_media_type_is(p, "application/x-ndjson"))
 			return false;
 	}
 	for (p = accept; p != NULL; p = strchr(p, ',')) {
 		if (*p == ',')
 			p++;
-		if (media_type_is(p, "application/json"))
+		if (exec_media_type_is(p, "application/json"))
 			return true;
 	}
 	return false;
+}
+
+/* A new job on the API's list, holding the broker open: every path from here ends in
+ * job_done(). NULL when out of memory. */
+static struct exec_job *job_new(struct api *a)
+{
+	struct exec_job *j;
+
+	if (a->reap == NULL)
+		a->reap = event_new(a->base, -1, 0, reap_jobs, a);
+	j = a->reap != NULL ? calloc(1, sizeof(*j)) : NULL;
+	if (j == NULL)
+		return NULL;
+	j->api = a;
+	j->state = JOB_AUTHZ;
+	j->next = a->jobs;
+	a->jobs = j;
+	a->njobs++;
+	api_hold(a);
+	return j;
+}
+
+/* A valid request (j->req, the workspace, the token): its one statement is sent, and the
+ * session where this token last ran on this workspace is leased meanwhile. false when out
+ * of memory (nothing was sent). */
+static bool job_begin(struct exec_job *j)
+{
+	struct api *a = j->api;
+	const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS];
+	const struct leasecache_entry *hint;
+	struct audit_begin b;
+	char *store = NULL;
+
+	/* A detached exec's deadline is its host's business; the broker's is the start's. */
+	pool_deadline_after_ms(j->req.detach ? DETACHED_START_MS : (long)j->req.timeout_s * 1000,
+	                       &j->deadline);
+	if (j->req.detach)
+		j->streaming = false; /* the launcher's words are kept, not streamed */
+	if (a->leases == NULL)
+		a->leases = calloc(1, sizeof(*a->leases));
+	if (a->leases == NULL)
+		return false;
+	audit_new_exec_id(j->exec_id);
+	if (j->req.detach && detach_prepare(j) != 0)
+		return false;
+	fill_audit(j, &b, NULL);
+	b.break_glass_reason = j->reason; /* the kind is not known yet: the statement keeps it
+	                                     for admin tokens only */
+	if (audit_authz_begin_params(&b, j->token_hash, a->cfg->min_exec_tier,
+	                             a->phase != API_STOPPING, scope_name(job_scope(j)), params,
+	                             &store) == 0)
+		j->q = pgasync_query_static(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS,
+		                            params, QUERY_DEADLINE_MS, on_authz_begun, j);
+	free(store);
+	if (j->q == NULL)
+		return false;
+	hint = leasecache_get(a->leases, j->token_hash, j->ws_id);
+	if (hint != NULL) {
+		j->hinted = true;
+		snprintf(j->host, sizeof(j->host), "%s", hint->host);
+		snprintf(j->user, sizeof(j->user), "%s", hint->user);
+		snprintf(j->fp, sizeof(j->fp), "%s", hint->fp);
+		j->port = hint->port;
+		lease_target(j);
+	}
+	return true;
+}
+
+struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *t)
+{
+	struct request_limits lim = {
+	    .timeout_default_s = a->cfg->exec_timeout_default_s,
+	    .timeout_max_s = a->cfg->exec_timeout_max_s,
+	    .detached_default_s = a->cfg->exec_detached_timeout_default_s,
+	    .detached_max_s = a->cfg->exec_detached_timeout_max_s,
+	    .stdin_max = (size_t)a->cfg->max_body_bytes,
+	};
+	struct request_error rerr;
+	struct exec_job *j = job_new(a);
+	json_t *command = t->command != NULL ? json_deep_copy(t->command) : NULL;
+
+	if (j == NULL || command == NULL) {
+		json_decref(command);
+		if (j != NULL)
+			job_done(j);
+		return NULL;
+	}
+	j->batch = t->batch;
+	j->batch_index = t->index;
+	clock_gettime(CLOCK_MONOTONIC, &j->t0);
+	snprintf(j->batch_id, sizeof(j->batch_id), "%s", t->batch_id);
+	snprintf(j->request_id, sizeof(j->request_id), "%s", t->request_id);
+	snprintf(j->client, sizeof(j->client), "%s", t->client);
+	snprintf(j->ws_id, sizeof(j->ws_id), "%s", t->ws_id);
+	snprintf(j->token_hash, sizeof(j->token_hash), "%s", t->token_hash);
+	snprintf(j->actor, sizeof(j->actor), "%s", t->actor);
+	j->own_log.workspace_id = j->ws_id;
+	j->streaming = t->streaming;
+	if (t->reason != NULL && (j->reason = strdup(t->reason)) == NULL) {
+		json_decref(command);
+		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		job_done(j);
+		return j;
+	}
+	/* Checked when the batch was: only memory can fail here. */
+	if (request_from_json(command, &lim, &j->req, &rerr) != 0) {
+		exec_reply_error(j, rerr.code, rerr.message, rerr.field);
+		job_done(j);
+		return j;
+	}
+	if (!job_begin(j)) {
+		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		job_done(j);
+	}
+	return j;
+}
+
+void exec_job_pause(struct exec_job *j, bool pause)
+{
+	if (j->exec == NULL || j->finished || j->held || j->paused == pause)
+		return;
+	j->paused = pause;
+	if (pause)
+		pool_exec_pause(j->exec);
+	else
+		pool_exec_resume(j->exec);
 }
 
 void api_exec_post(struct http_request *r, void *arg)
@@ -909,10 +1064,7 @@ void api_exec_post(struct http_request *r, void *arg)
 	};
 	struct request_error rerr;
 	struct exec_job *j;
-	const char *params[AUDIT_AUTHZ_BEGIN_NPARAMS], *why, *body;
-	const struct leasecache_entry *hint;
-	struct audit_begin b;
-	char *store = NULL;
+	const char *why, *body;
 	size_t len;
 	int rc;
 
@@ -928,28 +1080,19 @@ void api_exec_post(struct http_request *r, void *arg)
 		http_reply_error(r, "not_found", "no such endpoint", NULL);
 		return;
 	}
-	if (a->reap == NULL)
-		a->reap = event_new(a->base, -1, 0, reap_jobs, a);
-	j = a->reap != NULL ? calloc(1, sizeof(*j)) : NULL;
+	j = job_new(a);
 	if (j == NULL) {
 		http_reply(r, 500, "application/json", "", 0);
 		return;
 	}
-	j->api = a;
 	j->http = r;
-	j->state = JOB_AUTHZ;
 	snprintf(j->request_id, sizeof(j->request_id), "%s", http_request_id(r));
 	snprintf(j->client, sizeof(j->client), "%s", http_request_client(r));
 	snprintf(j->ws_id, sizeof(j->ws_id), "%s", ws);
 	http_request_log(r)->workspace_id = j->ws_id;
-	j->streaming = !wants_buffered(http_request_header(r, "Accept"));
-	/* On the API's list from here: every path below ends in job_done(). */
-	j->next = a->jobs;
-	a->jobs = j;
-	a->njobs++;
-	api_hold(a);
+	j->streaming = !exec_wants_buffered(http_request_header(r, "Accept"));
 
-	if (ctype == NULL || !media_type_is(ctype, "application/json")) {
+	if (ctype == NULL || !exec_media_type_is(ctype, "application/json")) {
 		exec_reply_error(j, "unsupported_media_type",
 		                 "the body must be JSON, sent with Content-Type: application/json",
 		                 NULL);
@@ -980,46 +1123,10 @@ void api_exec_post(struct http_request *r, void *arg)
 		exec_reply_error(j, "not_found", "no such workspace", NULL);
 		goto done;
 	}
-	/* A detached exec's deadline is its host's business; the broker's is the start's. */
-	pool_deadline_after_ms(j->req.detach ? DETACHED_START_MS : (long)j->req.timeout_s * 1000,
-	                       &j->deadline);
-	if (j->req.detach)
-		j->streaming = false; /* the launcher's words are kept, not streamed */
 	http_request_on_close(r, on_client_gone, j);
-	if (a->leases == NULL)
-		a->leases = calloc(1, sizeof(*a->leases));
-	if (a->leases == NULL) {
+	if (!job_begin(j)) {
 		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
 		goto done;
-	}
-	audit_new_exec_id(j->exec_id);
-	if (j->req.detach && detach_prepare(j) != 0) {
-		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
-		goto done;
-	}
-	fill_audit(j, &b, NULL);
-	b.break_glass_reason = j->reason; /* the kind is not known yet: the statement keeps it
-	                                     for admin tokens only */
-	if (audit_authz_begin_params(&b, j->token_hash, a->cfg->min_exec_tier,
-	                             a->phase != API_STOPPING, scope_name(SCOPE_EXEC), params,
-	                             &store) == 0)
-		j->q = pgasync_query_static(a->db, audit_authz_begin_sql, AUDIT_AUTHZ_BEGIN_NPARAMS,
-		                            params, QUERY_DEADLINE_MS, on_authz_begun, j);
-	free(store);
-	if (j->q == NULL) {
-		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
-		goto done;
-	}
-	/* Where this token ran on this workspace before: its session is leased while the
-	 * statement runs. */
-	hint = leasecache_get(a->leases, j->token_hash, j->ws_id);
-	if (hint != NULL) {
-		j->hinted = true;
-		snprintf(j->host, sizeof(j->host), "%s", hint->host);
-		snprintf(j->user, sizeof(j->user), "%s", hint->user);
-		snprintf(j->fp, sizeof(j->fp), "%s", hint->fp);
-		j->port = hint->port;
-		lease_target(j);
 	}
 	return;
 done:

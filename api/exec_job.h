@@ -116,6 +116,35 @@ struct exec_job {
 	char *launch_input;
 	size_t launch_input_len;
 	char fail_message[300]; /* a start failure's own words, or "" */
+
+	/* A target of a batch (api/batch.h): its reply goes to the batch, which it names by
+	 * batch_index, instead of to an HTTP request (http is NULL throughout). */
+	struct batch *batch;
+	unsigned batch_index;
+	char batch_id[AUDIT_EXEC_ID_LEN + 1];
+	struct http_log_fields own_log; /* what a request's log line would say */
+	struct timespec t0;             /* when it began, CLOCK_MONOTONIC */
+	bool has_row;                   /* its audit row exists (running, final or denied) */
 };
+
+/* What a batch gives each target it starts. The strings are copied. */
+struct exec_target {
+	struct batch *batch;
+	unsigned index;
+	const char *batch_id, *ws_id, *request_id, *client;
+	const char *token_hash, *actor, *reason;
+	json_t *command; /* the body of a single exec (borrowed: the job validates a copy) */
+	bool streaming;  /* false: the output is kept for a buffered reply */
+};
+
+/* Starts an exec for a batch: authorized, audited and run as a single exec is, with the
+ * batch scope. Every path ends in one of the batch's calls for its end (api/batch.h), which
+ * may come before this returns; NULL when out of memory (no call comes). */
+struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *t);
+/* The batch gives up on a target (its client went away): a command under way is killed,
+ * one not started never starts. Its end is reported as usual. */
+void exec_job_cancel(struct exec_job *j);
+/* The batch's client fell behind: the target's output stops being read, until resumed. */
+void exec_job_pause(struct exec_job *j, bool pause);
 
 #endif

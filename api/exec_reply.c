@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "api/batch.h"
 #include "audit/filter.h"
 #include "common/utf8.h"
 #include "http/apierr.h"
@@ -27,20 +28,37 @@ static void send_frame(struct exec_job *j, char *line, size_t len);
 
 void exec_reply_error(struct exec_job *j, const char *code, const char *message, const char *field)
 {
+	if (j->batch != NULL) {
+		batch_target_ended(j->batch, j, code, message);
+		return;
+	}
 	http_reply_error(j->http, code, message, field);
 	j->http = NULL;
 }
 
-/* Sends o (taken over) as one NDJSON line. */
+/* Sends o (taken over) as one NDJSON line (a batch's target: with its ids). */
 static void send_json_frame(struct exec_job *j, json_t *o)
 {
-	char *line = json_dumps(o, JSON_COMPACT), *framed;
+	char *line, *framed;
 	size_t n;
 
+	if (j->batch != NULL && o != NULL)
+		json_object_del(o, "exec_id"); /* the batch puts the ids first */
+	line = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (line == NULL)
 		return;
 	n = strlen(line);
+	if (j->batch != NULL) {
+		framed = realloc(line, n + 2);
+		if (framed == NULL) {
+			free(line);
+			return;
+		}
+		memcpy(framed + n, "\n", 2);
+		batch_target_frame(j->batch, j, framed, n + 1);
+		return;
+	}
 	framed = realloc(line, n + 2);
 	if (framed == NULL) {
 		free(line);
@@ -70,7 +88,7 @@ static void exit_fields(const struct exec_job *j, json_t *o)
 }
 
 /* The error of an exec that ran (or was on its way) and did not exit: code and message. */
-static const char *outcome_error(const struct exec_job *j, const char **message)
+const char *exec_reply_outcome_error(const struct exec_job *j, const char **message)
 {
 	switch (j->outcome.kind) {
 	case POOL_TIMEOUT:
@@ -94,7 +112,7 @@ static const char *outcome_error(const struct exec_job *j, const char **message)
  * nobody is left to read "cancelled", and a refused request says "shutting_down". */
 const char *exec_reply_code(const struct exec_job *j)
 {
-	const char *msg, *code = outcome_error(j, &msg);
+	const char *msg, *code = exec_reply_outcome_error(j, &msg);
 
 	if (strcmp(code, "shutdown") == 0)
 		return "shutting_down";
@@ -124,72 +142,75 @@ static void send_last_frame(struct exec_job *j)
 		                    json_pack("{s:b, s:b}", "stdout", j->truncated[POOL_STDOUT],
 		                              "stderr", j->truncated[POOL_STDERR]));
 	} else {
-		code = outcome_error(j, &msg);
+		code = exec_reply_outcome_error(j, &msg);
 		o = counts(j, json_pack("{s:{s:s, s:s}, s:s}", "error", "code", code, "message",
 		                        msg, "exec_id", j->exec_id));
 	}
 	send_json_frame(j, o);
 }
 
+void exec_reply_output_fields(struct exec_job *j, json_t *o)
+{
+	char *out[3] = {NULL, NULL, NULL};
+	size_t len[3] = {0};
+	bool utf8 = true;
+
+	for (int i = 1; i <= 2; i++) {
+		bool incomplete;
+
+		if (j->kept[i] == NULL)
+			continue;
+		len[i] = evbuffer_get_length(j->kept[i]);
+		out[i] = (char *)evbuffer_pullup(j->kept[i], -1);
+		if (utf8_valid_prefix((const unsigned char *)out[i], len[i], &incomplete) != len[i])
+			utf8 = false;
+	}
+	for (int i = 1; i <= 2; i++) {
+		if (utf8) {
+			json_object_set_new(o, stream_names[i],
+			                    json_stringn(out[i] != NULL ? out[i] : "", len[i]));
+		} else {
+			size_t cap = 4 * ((len[i] + 2) / 3) + 1;
+			char *b64 = malloc(cap);
+
+			if (b64 != NULL)
+				EVP_EncodeBlock(
+				    (unsigned char *)b64,
+				    (const unsigned char *)(out[i] != NULL ? out[i] : ""),
+				    (int)len[i]);
+			json_object_set_new(o, stream_names[i],
+			                    json_string(b64 != NULL ? b64 : ""));
+			free(b64);
+		}
+	}
+	json_object_set_new(o, "encoding", json_string(utf8 ? "utf-8" : "base64"));
+	json_object_set_new(o, "stdout_truncated", json_boolean(j->truncated[POOL_STDOUT]));
+	json_object_set_new(o, "stderr_truncated", json_boolean(j->truncated[POOL_STDERR]));
+	json_object_set_new(o, "truncated",
+	                    json_boolean(j->truncated[POOL_STDOUT] || j->truncated[POOL_STDERR]));
+}
+
 /* Buffered mode: one JSON document. */
 static void send_document(struct exec_job *j)
 {
 	const char *code, *msg;
-	char *out[3] = {NULL, NULL, NULL}, *body;
-	bool utf8 = true;
+	char *body;
 	json_t *o;
 	int status = 200;
 
 	if (j->outcome.kind != POOL_EXITED && j->outcome.kind != POOL_SIGNALED) {
-		outcome_error(j, &msg);
+		exec_reply_outcome_error(j, &msg);
 		code = exec_reply_code(j);
 		status = apierr_status(code);
 		o = counts(j, json_pack("{s:{s:s, s:s}, s:s}", "error", "code", code, "message",
 		                        msg, "exec_id", j->exec_id));
 		http_request_log(j->http)->error = code;
 	} else {
-		size_t len[3] = {0};
-
-		for (int i = 1; i <= 2; i++) {
-			bool incomplete;
-
-			if (j->kept[i] == NULL)
-				continue;
-			len[i] = evbuffer_get_length(j->kept[i]);
-			out[i] = (char *)evbuffer_pullup(j->kept[i], -1);
-			if (utf8_valid_prefix((const unsigned char *)out[i], len[i], &incomplete) !=
-			    len[i])
-				utf8 = false;
-		}
 		o = json_object();
 		json_object_set_new(o, "exec_id", json_string(j->exec_id));
 		json_object_set_new(o, "workspace_id", json_string(j->ws_id));
 		exit_fields(j, o);
-		for (int i = 1; i <= 2; i++) {
-			if (utf8) {
-				json_object_set_new(
-				    o, stream_names[i],
-				    json_stringn(out[i] != NULL ? out[i] : "", len[i]));
-			} else {
-				size_t cap = 4 * ((len[i] + 2) / 3) + 1;
-				char *b64 = malloc(cap);
-
-				if (b64 != NULL)
-					EVP_EncodeBlock(
-					    (unsigned char *)b64,
-					    (const unsigned char *)(out[i] != NULL ? out[i] : ""),
-					    (int)len[i]);
-				json_object_set_new(o, stream_names[i],
-				                    json_string(b64 != NULL ? b64 : ""));
-				free(b64);
-			}
-		}
-		json_object_set_new(o, "encoding", json_string(utf8 ? "utf-8" : "base64"));
-		json_object_set_new(o, "stdout_truncated", json_boolean(j->truncated[POOL_STDOUT]));
-		json_object_set_new(o, "stderr_truncated", json_boolean(j->truncated[POOL_STDERR]));
-		json_object_set_new(
-		    o, "truncated",
-		    json_boolean(j->truncated[POOL_STDOUT] || j->truncated[POOL_STDERR]));
+		exec_reply_output_fields(j, o);
 		counts(j, o);
 	}
 	body = json_dumps(o, JSON_COMPACT);
@@ -216,6 +237,7 @@ static const struct {
     {"pool_exhausted", "no SSH session to the workspace host became free in time; retry later"},
     {"shutting_down", "the broker is shutting down; the command was not run"},
     {"exec_timeout", "the timeout passed before the command could start; it was not run"},
+    {"cancelled", "the batch was cancelled before the command started; it was not run"},
 };
 
 static void send_start_failure(struct exec_job *j)
@@ -260,6 +282,15 @@ static void flush_chunk(struct exec_job *j)
 
 static void send_chunk(struct exec_job *j, const char *data, size_t len)
 {
+	if (j->batch != NULL) {
+		char *line = malloc(len);
+
+		if (line != NULL) {
+			memcpy(line, data, len);
+			batch_target_frame(j->batch, j, line, len);
+		}
+		return;
+	}
 	if (!can_send(j))
 		return;
 	evbuffer_add(j->chunk, data, len);
@@ -276,6 +307,10 @@ static void free_frame(const void *data, size_t len, void *arg)
 /* Sends line (malloc'd, taken over) without copying it. */
 static void send_frame(struct exec_job *j, char *line, size_t len)
 {
+	if (j->batch != NULL) {
+		batch_target_frame(j->batch, j, line, len);
+		return;
+	}
 	if (!can_send(j) || evbuffer_add_reference(j->chunk, line, len, free_frame, NULL) != 0) {
 		free(line);
 		return;
@@ -287,8 +322,13 @@ void exec_reply_detached(struct exec_job *j)
 {
 	struct timeval now;
 	char started[32], location[64];
-	json_t *argv = json_array(), *o;
+	json_t *argv, *o;
 
+	if (j->batch != NULL) {
+		batch_target_detached(j->batch, j);
+		return;
+	}
+	argv = json_array();
 	gettimeofday(&now, NULL);
 	audit_time_format((long long)now.tv_sec * 1000000 + now.tv_usec, started);
 	for (size_t i = 0; i < j->req.argc; i++)
@@ -315,7 +355,7 @@ void exec_reply_started(struct exec_job *j)
 {
 	json_t *o;
 
-	if (!j->streaming || j->client_gone)
+	if (!j->streaming || j->client_gone || j->batch != NULL)
 		return;
 	http_stream_start(j->http, "application/x-ndjson");
 	j->chunk = evbuffer_new();
@@ -335,6 +375,8 @@ void exec_reply_output(struct exec_job *j, enum pool_stream s, const char *buf, 
 		return; /* counted by the pool, not sent */
 	room = cap - j->sent[s];
 	n = len < room ? len : (size_t)room;
+	if (!j->streaming && j->batch != NULL && n > 0)
+		n = batch_target_keep(j->batch, n); /* the batch's own limit of what it keeps */
 	j->sent[s] += n;
 	if (!j->streaming) {
 		if (j->kept[s] == NULL)
@@ -358,8 +400,34 @@ void exec_reply_output(struct exec_job *j, enum pool_stream s, const char *buf, 
 	}
 }
 
+/* A batch's target: its last frame (streamed), then its end to the batch. */
+static void target_final(struct exec_job *j)
+{
+	const char *code, *msg;
+
+	if (j->fail_code == NULL && !j->started && j->outcome.kind != POOL_EXITED &&
+	    j->outcome.kind != POOL_SIGNALED)
+		j->fail_code = exec_reply_code(j);
+	if (j->fail_code != NULL) {
+		send_start_failure(j);
+		return;
+	}
+	if (j->streaming)
+		send_last_frame(j);
+	if (j->outcome.kind == POOL_EXITED || j->outcome.kind == POOL_SIGNALED) {
+		batch_target_ended(j->batch, j, NULL, NULL);
+		return;
+	}
+	code = exec_reply_outcome_error(j, &msg);
+	batch_target_ended(j->batch, j, code, msg);
+}
+
 void exec_reply_final(struct exec_job *j)
 {
+	if (j->batch != NULL) {
+		target_final(j);
+		return;
+	}
 	if (j->client_gone) {
 		/* Nobody reads a reply: the request goes away with its connection. */
 		http_request_drop(j->http);

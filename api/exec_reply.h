@@ -5,6 +5,8 @@
 #ifndef EB_API_EXEC_REPLY_H
 #define EB_API_EXEC_REPLY_H
 
+#include <stdbool.h>
+#include <jansson.h>
 #include <stddef.h>
 
 #include "api/exec_job.h"
@@ -22,5 +24,17 @@ const char *exec_reply_code(const struct exec_job *j);
 /* The last word: the last frame, the document, the error, or, for a client that left,
  * nothing. Ends the request. */
 void exec_reply_final(struct exec_job *j);
+
+/* A command that ran and did not exit (timeout, transport error...): its error code and
+ * message as a last frame says them. */
+const char *exec_reply_outcome_error(const struct exec_job *j, const char **message);
+/* The output kept for a buffered reply, as the document gives it, set in o: stdout and
+ * stderr (UTF-8 text, or both base64), encoding, and the truncated flags. */
+void exec_reply_output_fields(struct exec_job *j, json_t *o);
+
+/* Whether a Content-Type value is type (parameters allowed). */
+bool exec_media_type_is(const char *value, const char *type);
+/* Whether an Accept header asks for one JSON document rather than NDJSON. */
+bool exec_wants_buffered(const char *accept);
 
 #endif

@@ -257,13 +257,8 @@ static int parse_cwd(json_t *v, struct exec_request *req, struct request_error *
 int request_parse(const char *body, size_t len, const struct request_limits *lim,
                   struct exec_request *req, struct request_error *e)
 {
-	static const char *const known[] = {"argv", "timeout_s", "stdin",  "stdin_base64",
-	                                    "env",  "cwd",       "detach", "name",
-	                                    NULL};
 	json_error_t jerr;
-	const char *key;
-	json_t *root, *val;
-	int rc;
+	json_t *root;
 
 	memset(req, 0, sizeof(*req));
 	memset(e, 0, sizeof(*e));
@@ -272,6 +267,21 @@ int request_parse(const char *body, size_t len, const struct request_limits *lim
 		return fail(e, "invalid_json", "",
 		            "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
 		            jerr.line, jerr.column);
+	return request_from_json(root, lim, req, e);
+}
+
+int request_from_json(json_t *root, const struct request_limits *lim, struct exec_request *req,
+                      struct request_error *e)
+{
+	static const char *const known[] = {"argv", "timeout_s", "stdin",  "stdin_base64",
+	                                    "env",  "cwd",       "detach", "name",
+	                                    NULL};
+	const char *key;
+	json_t *val;
+	int rc;
+
+	memset(req, 0, sizeof(*req));
+	memset(e, 0, sizeof(*e));
 	req->root = root;
 	if (!json_is_object(root)) {
 		rc = fail(e, "invalid_request", "", "the body must be a JSON object");

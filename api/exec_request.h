@@ -54,6 +54,10 @@ struct request_limits {
  * otherwise EB_ERR_INVAL with *e filled and *req empty. */
 int request_parse(const char *body, size_t len, const struct request_limits *lim,
                   struct exec_request *req, struct request_error *e);
+/* The same for a parsed body: root (an object or not; taken over, freed by request_free or
+ * on failure). */
+int request_from_json(json_t *root, const struct request_limits *lim, struct exec_request *req,
+                      struct request_error *e);
 void request_free(struct exec_request *req);
 
 #endif

@@ -14,6 +14,8 @@ const struct http_route api_routes[] = {
     {"/v1/execs/{exec_id}", HTTP_M(HTTP_VERB_GET) | HTTP_M(HTTP_VERB_DELETE), api_execs_one},
     {"/v1/execs/{exec_id}/output", HTTP_M(HTTP_VERB_GET), api_execs_output},
     {"/v1/execs/{exec_id}/signal", HTTP_M(HTTP_VERB_POST), api_execs_signal},
+    {"/v1/batches", HTTP_M(HTTP_VERB_POST) | HTTP_M(HTTP_VERB_GET), api_batches_root},
+    {"/v1/batches/{batch_id}", HTTP_M(HTTP_VERB_GET), api_batches_one},
 };
 
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -142,6 +142,11 @@ int audit_canonical(const PGresult *res, int i, char **buf, size_t *len, size_t 
 		put(&o, "detached", 8);
 		put_col(&o, res, i, AUDIT_COL_NAME);
 	}
+	/* Migration 0010: a batch's target ends with the mark and the batch's id. */
+	if (audit_row_text(res, i, AUDIT_COL_BATCH_ID) != NULL) {
+		put(&o, "batch", 5);
+		put_col(&o, res, i, AUDIT_COL_BATCH_ID);
+	}
 	return o.rc;
 }
 

@@ -32,7 +32,7 @@ struct audit_scope {
 	"(extract(epoch FROM started_at) * 1000000)::bigint, "                                     \
 	"(extract(epoch FROM finished_at) * 1000000)::bigint, duration_ms, stdout_bytes, "         \
 	"stderr_bytes, stdout_truncated, stderr_truncated, broker_instance, client_addr::text, "   \
-	"detached, name"
+	"detached, name, batch_id"
 
 /* The positions of AUDIT_ITEM_COLUMNS: audit_item_json and audit_canonical read them by
  * these. */
@@ -67,6 +67,7 @@ enum audit_col {
 	AUDIT_COL_CLIENT_INET, /* the canonical form: inet's text, with its mask */
 	AUDIT_COL_DETACHED,
 	AUDIT_COL_NAME,
+	AUDIT_COL_BATCH_ID,
 	AUDIT_NCOLS
 };
 

@@ -84,6 +84,7 @@ static const struct {
     {"broker_instance", AUDIT_COL_BROKER_INSTANCE, j_text},
     {"detached", AUDIT_COL_DETACHED, j_bool},
     {"name", AUDIT_COL_NAME, j_text},
+    {"batch_id", AUDIT_COL_BATCH_ID, j_text},
 };
 
 const char *audit_item_key(unsigned long i)

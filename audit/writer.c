@@ -23,9 +23,9 @@ const char audit_begin_sql[] =
     "INSERT INTO exec_audit (" BEGIN_COLUMNS ", status) VALUES (" BEGIN_VALUES ", 'running')";
 
 const char audit_denied_sql[] =
-    "INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, error_code, finished_at, duration_ms, "
-                                             "seal_pending, detached, name) VALUES (" BEGIN_VALUES
-    ", 'denied', $15, now(), 0, true, $16::boolean, $17)";
+    "INSERT INTO exec_audit (" BEGIN_COLUMNS
+    ", status, error_code, finished_at, duration_ms, seal_pending, detached, name, batch_id)"
+    " VALUES (" BEGIN_VALUES ", 'denied', $15, now(), 0, true, $16::boolean, $17, $18::uuid)";
 
 /* The token and the workspace, looked up as authz_row_from_result() reads them (columns 0
  * to 9, then the target and the token's own org: AUDIT_AUTHZ_COL_*), and the running row
@@ -56,12 +56,12 @@ const char audit_authz_begin_sql[] =
     " SELECT count(*) AS n, coalesce(bool_or(x.name = $17), false) AS taken FROM exec_audit x"
     " WHERE $16::boolean AND x.workspace_id = $2 AND x.detached AND x.status = 'running'), "
     "i AS ("
-    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, detached, name)"
+    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, detached, name, batch_id)"
     " SELECT $3::uuid, $4, $2, l.org_id, $5, l.kind,"
     "  CASE WHEN l.kind = 'admin' THEN $6 END,"
     "  ARRAY(SELECT jsonb_array_elements_text($7::jsonb)),"
     "  ARRAY(SELECT jsonb_array_elements_text($8::jsonb)), $9, $10::bigint, $11::inet,"
-    "  $12::integer, $13, 'running', $16::boolean, $17"
+    "  $12::integer, $13, 'running', $16::boolean, $17, $20::uuid"
     " FROM l, dq"
     " WHERE $15::boolean AND NOT l.expired AND NOT l.revoked AND l.id IS NOT NULL"
     "  AND $19::text = ANY (l.scopes)"
@@ -108,23 +108,34 @@ const char audit_refuse_sql[] =
 const char audit_seal_sql[] =
     "SELECT exec_audit_seal($1::uuid[], make_interval(secs => $2::integer))";
 
-const char audit_abandon_sql[] =
+/* A batch (migrations/0010) whose broker died before it had started every target it was to
+ * start is over: what its targets did is in their rows. Marked with the broker's execs, in the
+ * same statement. */
+#define ABANDON_BATCHES(which)                                                                     \
+	"WITH b AS (UPDATE batches SET status = 'abandoned', finished_at = now(), launched = true" \
+	" WHERE status = 'running' AND NOT launched AND " which " RETURNING 1) "
+
+const char audit_abandon_sql[] = ABANDON_BATCHES("broker_instance = $1")
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
     "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
     "WHERE status = 'running' AND broker_instance = $1 AND NOT detached";
 
-const char audit_sweep_sql[] =
+/* A broker is dead when it has not written its heartbeat for $3 seconds; this broker must
+ * have been up that long itself before it judges. */
+#define DEAD_BROKER(instance)                                                                      \
+	"(SELECT up_since FROM broker_instances WHERE instance = $1)"                              \
+	" < now() - make_interval(secs => $3::integer)"                                            \
+	" AND NOT EXISTS (SELECT 1 FROM broker_instances i WHERE i.instance = " instance           \
+	"  AND i.heartbeat_at >= now() - make_interval(secs => $3::integer))"
+
+const char audit_sweep_sql[] = ABANDON_BATCHES(DEAD_BROKER("batches.broker_instance"))
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
     "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
     "WHERE exec_id IN ("
     " SELECT a.exec_id FROM exec_audit a"
     " WHERE a.status = 'running' AND NOT a.detached"
     "  AND a.started_at < now() - make_interval(secs => coalesce(a.timeout_s, 0) + $2::integer)"
-    "  AND (SELECT up_since FROM broker_instances WHERE instance = $1)"
-    "      < now() - make_interval(secs => $3::integer)"
-    "  AND NOT EXISTS (SELECT 1 FROM broker_instances b WHERE b.instance = a.broker_instance"
-    "      AND b.heartbeat_at >= now() - make_interval(secs => $3::integer))"
-    " ORDER BY a.started_at LIMIT 1000)";
+    "  AND " DEAD_BROKER("a.broker_instance") " ORDER BY a.started_at LIMIT 1000)";
 
 const char audit_heartbeat_sql[] =
     "INSERT INTO broker_instances AS b (instance) VALUES ($1) "
@@ -209,6 +220,7 @@ static int begin_params(const struct audit_begin *b, const char *p[AUDIT_DENIED_
 	p[14] = b->error_code;
 	p[15] = b->detached ? "true" : "false";
 	p[16] = b->name;
+	p[17] = b->batch_id;
 	rc = 0;
 out:
 	free(argv);
@@ -254,6 +266,7 @@ int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash
 	snprintf(maxd, sizeof(maxd), "%d", b->max_detached);
 	p[17] = keep(&st, maxd);
 	p[18] = scope;
+	p[19] = q[17];
 	return 0;
 }
 

@@ -28,6 +28,7 @@ struct audit_begin {
 	const char *error_code;      /* audit_denied: why */
 	bool detached;               /* "detach": true */
 	const char *name;            /* a detached exec's name, or NULL */
+	const char *batch_id;        /* the batch of a target (POST /v1/batches), or NULL */
 	int max_detached; /* audit_authz_begin: the workspace's limit of running detached execs */
 };
 
@@ -48,10 +49,10 @@ struct audit_end {
  * names travel as JSON and become text[] in SQL, so no array-literal escaping is written by hand.
  */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
-#define AUDIT_DENIED_NPARAMS 17 /* audit_denied_sql: the same, error_code, detached, name */
+#define AUDIT_DENIED_NPARAMS 18 /* audit_denied_sql: the same, error_code, detached, name, batch */
 #define AUDIT_END_NPARAMS    10
 
-#define AUDIT_AUTHZ_BEGIN_NPARAMS 19 /* audit_authz_begin_sql */
+#define AUDIT_AUTHZ_BEGIN_NPARAMS 20 /* audit_authz_begin_sql */
 /* Its columns past the token and the workspace (api/authz.h's AUTHZ_NCOLS) */
 #define AUDIT_AUTHZ_COL_HOST     10
 #define AUDIT_AUTHZ_COL_PORT     11

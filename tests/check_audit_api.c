@@ -116,7 +116,8 @@ static const char oracle_sql[] =
     "'finished_at', to_char(finished_at AT TIME ZONE 'UTC', " UTC_FMT "), "
     "'duration_ms', duration_ms, 'stdout_bytes', stdout_bytes, 'stderr_bytes', stderr_bytes, "
     "'stdout_truncated', stdout_truncated, 'stderr_truncated', stderr_truncated, "
-    "'broker_instance', broker_instance, 'detached', detached, 'name', name)::text "
+    "'broker_instance', broker_instance, 'detached', detached, 'name', name, 'batch_id', "
+    "batch_id)::text "
     "FROM exec_audit WHERE exec_id = '%s'";
 
 /* The keys of an item (docs/audit.md) and the JSON types each may have: s string, i integer,
@@ -153,6 +154,7 @@ static const struct {
     {"broker_instance", "sn"},
     {"detached", "b"},
     {"name", "sn"},
+    {"batch_id", "sn"},
 };
 #define NKEYS (sizeof(item_keys) / sizeof(item_keys[0]))
 

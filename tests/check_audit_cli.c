@@ -678,7 +678,8 @@ static const char *const item_keys[] = {"exec_id",
                                         "stderr_truncated",
                                         "broker_instance",
                                         "detached",
-                                        "name"};
+                                        "name",
+                                        "batch_id"};
 #define NKEYS (sizeof(item_keys) / sizeof(item_keys[0]))
 
 static void expect_str(json_t *o, const char *key, const char *want)
