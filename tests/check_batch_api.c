@@ -251,6 +251,8 @@ START_TEST(labels_select_every_match_and_nothing_else)
 	ck_assert_uint_eq(json_array_size(json_object_get(kit_frame(&f, 0), "targets")), 1);
 	ck_assert_str_eq(sv_str(json_array_get(json_object_get(s, "results"), 0), "workspace_id"),
 	                 "ws-b1");
+	/* Its targets need the batch scope, not exec (this token has batch alone). */
+	ck_assert_int_eq(sv_int(s, "succeeded"), 1);
 	kit_frames_free(&f);
 	kit_resp_free(&r);
 }
