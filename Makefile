@@ -56,6 +56,7 @@ say = @printf '  %-6s %s\n'
 endif
 
 .PHONY: all deps check test-run install clean format run bench bench-audit bench-detached \
+	bench-batch \
 	check-systemd \
 	config-example
 # Keep the objects of test binaries: they are intermediates of a chained rule.
@@ -99,14 +100,18 @@ $(TEST_INTEG_BIN): $(KIT_OBJ) $(KIT_CHECK_OBJ)
 BENCH_AUDIT := $(BUILD)/bench/bench_audit $(BUILD)/bench/audit_gen $(BUILD)/exec-broker
 
 bench: $(BUILD)/bench/bench_pool $(BUILD)/bench/bench_exec $(BUILD)/bench/bench_detached \
-	$(BENCH_AUDIT)
+	$(BUILD)/bench/bench_batch $(BENCH_AUDIT)
 	$(Q)$(BUILD)/bench/bench_pool
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_exec
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_detached
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_batch
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
 
 bench-detached: $(BUILD)/bench/bench_detached $(BUILD)/exec-broker
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_detached
+
+bench-batch: $(BUILD)/bench/bench_batch $(BUILD)/exec-broker
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_batch
 
 bench-audit: $(BENCH_AUDIT)
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
