@@ -146,6 +146,10 @@ void client_output_free(struct client_output *o);
 /* Standard padded base64 into a malloc'd buffer. 0, EB_ERR_INVAL or EB_ERR_NOMEM. */
 int client_base64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen);
 
+/* --timeout S: whole seconds from 0 to CLIENT_MAX_TIMEOUT_S into *out. 0, or
+ * CLIENT_EXIT_USAGE after printing why (what: the subcommand). */
+int client_timeout_parse(const char *what, const char *s, int *out);
+
 /* The token: the first line of path, or $EXEC_BROKER_TOKEN, blanks trimmed; printable
  * ASCII only (it becomes a header). 0 with *tok malloc'd (the caller wipes and frees it),
  * or EB_ERR_IO or EB_ERR_INVAL after printing why. */
