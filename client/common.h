@@ -14,8 +14,10 @@
 
 /* Exit statuses of the client. The remote exit code (0-255) and 128+N for a remote signal
  * N come first; the client's own outcomes are above 200, clear of 128+N for every signal
- * (at most 128+64), except the timeout, which says 124 as timeout(1) does. */
+ * (at most 128+64), except the timeout, which says 124 as timeout(1) does. A batch, which
+ * has many remote exit codes, says 0 or 1 for them. */
 enum {
+	CLIENT_EXIT_BATCH = 1,           /* a batch: the command did not exit 0 on every target */
 	CLIENT_EXIT_TIMEOUT = 124,       /* exec_timeout: in the last frame, or 504 before start */
 	CLIENT_EXIT_USAGE = 201,         /* the command line or a local file is wrong */
 	CLIENT_EXIT_UNREACHABLE = 202,   /* no HTTP response from the broker */
