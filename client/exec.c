@@ -1,7 +1,8 @@
 /* client/exec.c: `exec-broker exec`, the API's client for people and scripts. One
  * POST /v1/workspaces/{id}/exec (client/stream.c); the NDJSON frames are decoded onto this
  * process's stdout and stderr as they arrive, and the outcome (the last frame, or the API
- * error, or how the connection failed) becomes the exit status. */
+ * error, or how the connection failed) becomes the exit status. A batch (--org,
+ * --workspaces) shares the command line and the body, and runs in batch.c. */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/batch.h"
 #include "client/client.h"
 #include "client/common.h"
 #include "client/detached.h"
@@ -215,13 +217,16 @@ int client_exec(struct cli *cli, int argc, char **argv)
 	rc = client_conn_init(&cn, "exec", a.url);
 	if (rc == 0)
 		rc = client_conn_auth(&cn, cli, a.token_file, a.reason);
+	if (rc == 0 && a.batch)
+		rc = batch_confirm(&a);
 	if (rc == 0)
 		rc = read_stdin(&a, &in, &inlen);
 	if (rc == 0)
 		rc = exec_args_body(&a, in, inlen, &body);
 	if (rc != 0)
 		goto out;
-	path = client_conn_path(&cn, "/v1/workspaces/", a.ws, "/exec");
+	path = a.batch ? client_conn_path(&cn, "/v1/batches", "", "")
+	               : client_conn_path(&cn, "/v1/workspaces/", a.ws, "/exec");
 	if (path == NULL) {
 		cli_error("exec: out of memory");
 		rc = CLIENT_EXIT_USAGE;
@@ -233,7 +238,8 @@ int client_exec(struct cli *cli, int argc, char **argv)
 	} else {
 		rc = client_conn_connect(&cn, t + CLIENT_SLACK_TIMEOUT_S);
 		if (rc == 0)
-			rc = run_attached(&cn, path, body, a.json);
+			rc = a.batch ? batch_run(&cn, path, body, a.json)
+			             : run_attached(&cn, path, body, a.json);
 	}
 out:
 	client_conn_free(&cn);

@@ -218,6 +218,8 @@ int client_stream_call(struct client_stream *s, struct client_conn *cn, enum evh
 
 	if (rc == 0) {
 		client_stream_run(s);
+		if (s->state != STREAM_DECIDED && s->on_undecided != NULL)
+			s->on_undecided(arg);
 		rc = s->state == STREAM_DECIDED ? s->exit : stream_undecided(s, noun);
 	}
 	client_conn_disconnect(cn); /* before the stream its request points to */

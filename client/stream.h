@@ -33,6 +33,9 @@ struct client_stream {
 	void (*on_line)(void *arg, const char *line, size_t len);
 	void *arg;
 	const char *id; /* names the request in debug logs (may be NULL or "") */
+	/* May be NULL. client_stream_call calls it once a stream ended undecided, before
+	 * saying so, to write what on_line held back. */
+	void (*on_undecided)(void *arg);
 };
 
 /* Sends the request (method, path, body: JSON text or NULL) on cn's connection. 0, or an

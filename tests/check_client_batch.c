@@ -1,5 +1,6 @@
 /* tests/check_client_batch.c: the pure parts of exec for many workspaces (a batch, issue 14):
- * the frames of a batch's reply, rendered as whole lines behind their workspace
+ * exec's command line with --org, --label, --all, --workspaces and the limits, and the body
+ * it makes; the frames of a batch's reply, rendered as whole lines behind their workspace
  * id however the targets' output interleaves and splits; base64, truncated and error
  * frames; the end of a batch, with or without its summary; the summary's table and the
  * exit status; and --all's question. */
@@ -8,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client/common.h"
+#include "client/exec_args.h"
 #include "client/fanout.h"
 #include "common/err.h"
 #include "tests/runner.h"
@@ -24,6 +27,240 @@ static json_t *J(const char *text)
 	ck_assert_msg(o != NULL, "bad JSON in the test: %s: %s", text, e.text);
 	return o;
 }
+
+/* --- command lines ---------------------------------------------------------------------- */
+
+static struct exec_args A; /* freed after each test */
+
+static void args_free(void)
+{
+	exec_args_free(&A);
+}
+
+/* A's remote argv points into the command line, which therefore outlives the parse. */
+static int parse(const char *const args[])
+{
+	static char *argv[64];
+	int argc = 0;
+
+	argv[argc++] = "exec";
+	for (; args[argc - 1] != NULL; argc++)
+		argv[argc] = (char *)args[argc - 1];
+	argv[argc] = NULL;
+	return exec_args_parse(argc, argv, &A);
+}
+
+/* The body of A (no stdin), compared with want as JSON. */
+static void body_is(const char *want)
+{
+	char *body;
+	json_t *got, *w = J(want);
+
+	ck_assert_int_eq(exec_args_body(&A, NULL, 0, &body), 0);
+	got = J(body);
+	ck_assert_msg(json_equal(got, w), "body %s, want %s", body, want);
+	json_decref(got);
+	json_decref(w);
+	free(body);
+}
+
+static const struct {
+	const char *const args[24];
+	const char *body;
+} batches[] = {
+    {{"--org", "acme", "--label", "role=web", "--label", "env=prod", "--", "uname", "-a", NULL},
+     "{\"argv\":[\"uname\",\"-a\"],\"target\":{\"org\":\"acme\",\"labels\":{\"role\":\"web\","
+     "\"env\":\"prod\"}}}"},
+    {{"--label", "role=web", "--org", "acme", "--", "true", NULL}, /* in any order */
+     "{\"argv\":[\"true\"],\"target\":{\"org\":\"acme\",\"labels\":{\"role\":\"web\"}}}"},
+    {{"--org", "acme", "--label", "k=a=b", "--label", "e=", "--", "true", NULL},
+     "{\"argv\":[\"true\"],\"target\":{\"org\":\"acme\",\"labels\":{\"k\":\"a=b\",\"e\":\"\"}}}"},
+    {{"--org", "acme", "--all", "--", "true", NULL},
+     "{\"argv\":[\"true\"],\"target\":{\"org\":\"acme\",\"all\":true}}"},
+    {{"--org", "acme", "--all", "--yes", "--", "true", NULL},
+     "{\"argv\":[\"true\"],\"target\":{\"org\":\"acme\",\"all\":true}}"},
+    {{"--workspaces", "a,b", "--workspaces", "c", "--", "true", NULL},
+     "{\"argv\":[\"true\"],\"target\":{\"workspaces\":[\"a\",\"b\",\"c\"]}}"},
+    {{"--workspaces", "ws-1", "--max-concurrency", "10", "--max-errors", "10%", "--", "x", NULL},
+     "{\"argv\":[\"x\"],\"target\":{\"workspaces\":[\"ws-1\"]},\"max_concurrency\":10,"
+     "\"max_errors\":\"10%\"}"},
+    {{"--max-concurrency", "25%", "--max-errors", "0", "--max-errors", "3", "--workspaces", "a",
+      "--", "x", NULL}, /* the last of an option given twice */
+     "{\"argv\":[\"x\"],\"target\":{\"workspaces\":[\"a\"]},\"max_concurrency\":\"25%\","
+     "\"max_errors\":3}"},
+    {{"--max-concurrency", "100%", "--max-errors", "0%", "--workspaces", "a", "--", "x", NULL},
+     "{\"argv\":[\"x\"],\"target\":{\"workspaces\":[\"a\"]},\"max_concurrency\":\"100%\","
+     "\"max_errors\":\"0%\"}"},
+    /* The options of one exec go into a batch's body as they are. */
+    {{"--timeout", "30", "--env", "A=1", "--cwd", "/srv", "--org", "acme", "--label", "k=v", "--",
+      "sh", "-c", "echo $A", NULL},
+     "{\"argv\":[\"sh\",\"-c\",\"echo $A\"],\"timeout_s\":30,\"env\":{\"A\":\"1\"},"
+     "\"cwd\":\"/srv\",\"target\":{\"org\":\"acme\",\"labels\":{\"k\":\"v\"}}}"},
+    /* What follows "--" is the remote argv, options or not. */
+    {{"--workspaces", "a", "--", "ls", "--org", "x", "--", NULL},
+     "{\"argv\":[\"ls\",\"--org\",\"x\",\"--\"],\"target\":{\"workspaces\":[\"a\"]}}"},
+};
+
+START_TEST(batch_command_lines_make_the_batch_body)
+{
+	ck_assert_int_eq(parse(batches[_i].args), 0);
+	ck_assert(A.batch);
+	ck_assert_ptr_null(A.ws);
+	body_is(batches[_i].body);
+}
+END_TEST
+
+START_TEST(one_workspace_is_no_batch)
+{
+	const char *const args[] = {"--timeout", "5", "ws-1", "--", "ls", "-l", NULL};
+
+	ck_assert_int_eq(parse(args), 0);
+	ck_assert(!A.batch);
+	ck_assert_str_eq(A.ws, "ws-1");
+	ck_assert_int_eq(A.argc, 2);
+	body_is("{\"argv\":[\"ls\",\"-l\"],\"timeout_s\":5}");
+}
+END_TEST
+
+START_TEST(all_and_yes_are_kept)
+{
+	const char *const ask[] = {"--org", "acme", "--all", "--", "true", NULL};
+	const char *const yes[] = {"--yes", "--org", "acme", "--all", "--", "true", NULL};
+
+	ck_assert_int_eq(parse(ask), 0);
+	ck_assert(A.all && !A.yes);
+	ck_assert_str_eq(A.org, "acme");
+	exec_args_free(&A);
+	ck_assert_int_eq(parse(yes), 0);
+	ck_assert(A.all && A.yes);
+}
+END_TEST
+
+START_TEST(stdin_goes_into_a_batch_body_too)
+{
+	const char *const args[] = {"-i", "--workspaces", "a", "--", "cat", NULL};
+	char *body;
+	json_t *got;
+
+	ck_assert_int_eq(parse(args), 0);
+	ck_assert_int_eq(exec_args_body(&A, "\xff\x00", 2, &body), 0);
+	got = J(body);
+	ck_assert_str_eq(json_string_value(json_object_get(got, "stdin_base64")), "/wA=");
+	ck_assert_ptr_nonnull(json_object_get(got, "target"));
+	json_decref(got);
+	free(body);
+}
+END_TEST
+
+static const struct {
+	const char *const args[16];
+	const char *why; /* in the message */
+} usage_errors[] = {
+    /* No way, or two ways, of choosing the workspaces. */
+    {{"--label", "a=b", "--", "x", NULL}, "choose among an org"},
+    {{"--all", "--", "x", NULL}, "choose among an org"},
+    {{"--org", "acme", "--", "x", NULL}, "--org takes --label"},
+    {{"--org", "acme", "--all", "--label", "a=b", "--", "x", NULL}, "not both"},
+    {{"--workspaces", "a", "--org", "acme", "--label", "a=b", "--", "x", NULL},
+     "--workspaces names"},
+    {{"--workspaces", "a", "--org", "acme", "--", "x", NULL}, "--workspaces names"},
+    {{"--workspaces", "a", "--all", "--", "x", NULL}, "--workspaces names"},
+    {{"--workspaces", "a", "--label", "a=b", "--", "x", NULL}, "--workspaces names"},
+    /* Labels and ids as the client can check them. */
+    {{"--org", "acme", "--label", "a", "--", "x", NULL}, "--label takes KEY=VALUE"},
+    {{"--org", "acme", "--label", "=b", "--", "x", NULL}, "--label takes KEY=VALUE"},
+    {{"--org", "acme", "--label", "", "--", "x", NULL}, "--label takes KEY=VALUE"},
+    {{"--org", "acme", "--label", "a=1", "--label", "a=2", "--", "x", NULL},
+     "--label a is given twice"},
+    {{"--org", "acme", "--label", "\xff=1", "--", "x", NULL}, "must be UTF-8"},
+    {{"--org", "acme", "--label", "a=\xff", "--", "x", NULL}, "must be UTF-8"},
+    {{"--org", "", "--all", "--", "x", NULL}, "--org takes an org id"},
+    {{"--org", "\xc3", "--all", "--", "x", NULL}, "--org takes an org id"},
+    {{"--workspaces", "", "--", "x", NULL}, "--workspaces takes"},
+    {{"--workspaces", "a,,b", "--", "x", NULL}, "--workspaces takes"},
+    {{"--workspaces", "a,", "--", "x", NULL}, "--workspaces takes"},
+    {{"--workspaces", ",a", "--", "x", NULL}, "--workspaces takes"},
+    {{"--workspaces", "a,\xff", "--", "x", NULL}, "--workspaces takes"},
+    /* The limits. */
+    {{"--workspaces", "a", "--max-concurrency", "0", "--", "x", NULL}, "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "0%", "--", "x", NULL}, "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "101%", "--", "x", NULL},
+     "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "1.5", "--", "x", NULL}, "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "", "--", "x", NULL}, "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "ten", "--", "x", NULL}, "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "99999999999999999999", "--", "x", NULL},
+     "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-concurrency", "-1", "--", "x", NULL}, "--max-concurrency takes"},
+    {{"--workspaces", "a", "--max-errors", "-1", "--", "x", NULL}, "--max-errors takes"},
+    {{"--workspaces", "a", "--max-errors", "101%", "--", "x", NULL}, "--max-errors takes"},
+    {{"--workspaces", "a", "--max-errors", "5%%", "--", "x", NULL}, "--max-errors takes"},
+    {{"--workspaces", "a", "--max-errors", "%", "--", "x", NULL}, "--max-errors takes"},
+    {{"--workspaces", "a", "--max-errors", "+1", "--", "x", NULL}, "--max-errors takes"},
+    /* A batch's options without a batch. */
+    {{"--max-concurrency", "2", "ws", "--", "x", NULL}, "are for a batch"},
+    {{"--max-errors", "2", "ws", "--", "x", NULL}, "are for a batch"},
+    {{"--yes", "ws", "--", "x", NULL}, "are for a batch"},
+    /* One workspace's positional and options in a batch. */
+    {{"--org", "acme", "--label", "a=b", "ws-1", "--", "x", NULL}, "a batch takes no WORKSPACE"},
+    {{"--workspaces", "a", "ws-1", "--", "x", NULL}, "a batch takes no WORKSPACE"},
+    {{"--org", "acme", "--all", "--detach", "--", "x", NULL}, "are for one workspace"},
+    {{"--workspaces", "a", "--detach", "--name", "n", "--", "x", NULL}, "are for one workspace"},
+    /* No command. */
+    {{"--org", "acme", "--all", NULL}, "missing the command"},
+    {{"--org", "acme", "--all", "--", NULL}, "missing the command"},
+    /* What one exec refused, it still refuses in a batch. */
+    {{"--workspaces", "a", "--stdin-file", "f", "-i", "--", "x", NULL}, "not both"},
+    {{"--workspaces", "a", "--timeout", "soon", "--", "x", NULL}, "--timeout takes"},
+    {{"--workspaces", "a", "--env", "=1", "--", "x", NULL}, "--env takes"},
+    {{"--workspaces", "a", "--label", "--", "x", NULL}, "requires an argument"},
+    {{"--workspaces", "a", "--nope", "--", "x", NULL}, "unrecognized option"},
+};
+
+/* parse(args), with what it said on stderr in a malloc'd string. */
+static int parse_stderr(const char *const args[], char **said)
+{
+	char path[] = "/tmp/eb-batch-args-XXXXXX";
+	int fd = mkstemp(path), saved = dup(2), rc;
+	FILE *f;
+	size_t n;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(saved, 0);
+	dup2(fd, 2);
+	rc = parse(args);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fdopen(fd, "r");
+	ck_assert_ptr_nonnull(f);
+	rewind(f);
+	*said = calloc(1, 4096);
+	n = fread(*said, 1, 4095, f);
+	(*said)[n] = '\0';
+	fclose(f);
+	unlink(path);
+	return rc;
+}
+
+START_TEST(usage_errors_are_201_and_say_why)
+{
+	char *said;
+
+	ck_assert_int_eq(parse_stderr(usage_errors[_i].args, &said), CLIENT_EXIT_USAGE);
+	ck_assert_msg(strstr(said, usage_errors[_i].why) != NULL, "said [%s], want [%s]", said,
+	              usage_errors[_i].why);
+	free(said);
+}
+END_TEST
+
+START_TEST(help_is_not_an_error)
+{
+	const char *const args[] = {"--org", "acme", "--help", NULL};
+
+	ck_assert_int_eq(parse(args), CLI_PARSED_HELP);
+}
+END_TEST
 
 /* --- frames ----------------------------------------------------------------------------- */
 
@@ -608,9 +845,19 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("client_batch");
+	TCase *args = tcase_create("command lines");
 	TCase *frames = tcase_create("frames");
 	TCase *summary = tcase_create("summary");
 	TCase *ask = tcase_create("confirmation");
+
+	tcase_add_checked_fixture(args, NULL, args_free);
+	tcase_add_loop_test(args, batch_command_lines_make_the_batch_body, 0, N(batches));
+	tcase_add_test(args, one_workspace_is_no_batch);
+	tcase_add_test(args, all_and_yes_are_kept);
+	tcase_add_test(args, stdin_goes_into_a_batch_body_too);
+	tcase_add_loop_test(args, usage_errors_are_201_and_say_why, 0, N(usage_errors));
+	tcase_add_test(args, help_is_not_an_error);
+	suite_add_tcase(s, args);
 
 	tcase_add_checked_fixture(frames, fanout_setup, fanout_teardown);
 	tcase_add_test(frames, interleaved_partial_lines_come_out_whole_and_prefixed);
