@@ -471,6 +471,22 @@ int client_base64_decode(const char *s, size_t len, unsigned char **out, size_t 
 	return 0;
 }
 
+int client_timeout_parse(const char *what, const char *s, int *out)
+{
+	char *end;
+	long t;
+
+	errno = 0;
+	t = strtol(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || t > CLIENT_MAX_TIMEOUT_S) {
+		cli_error("%s: --timeout takes whole seconds from 0 to %d (got \"%s\")", what,
+		          CLIENT_MAX_TIMEOUT_S, s);
+		return CLIENT_EXIT_USAGE;
+	}
+	*out = (int)t;
+	return 0;
+}
+
 /* Frees n bytes of buf after wiping them (they may be a token or a secret stdin), keeping
  * errno. */
 static void wipe_free(char *buf, size_t n)

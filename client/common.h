@@ -14,8 +14,10 @@
 
 /* Exit statuses of the client. The remote exit code (0-255) and 128+N for a remote signal
  * N come first; the client's own outcomes are above 200, clear of 128+N for every signal
- * (at most 128+64), except the timeout, which says 124 as timeout(1) does. */
+ * (at most 128+64), except the timeout, which says 124 as timeout(1) does. A batch, which
+ * has many remote exit codes, says 0 or 1 for them. */
 enum {
+	CLIENT_EXIT_BATCH = 1,           /* a batch: the command did not exit 0 on every target */
 	CLIENT_EXIT_TIMEOUT = 124,       /* exec_timeout: in the last frame, or 504 before start */
 	CLIENT_EXIT_USAGE = 201,         /* the command line or a local file is wrong */
 	CLIENT_EXIT_UNREACHABLE = 202,   /* no HTTP response from the broker */
@@ -145,6 +147,10 @@ int client_output_decode(json_t *f, const char *stream, struct client_output *o)
 void client_output_free(struct client_output *o);
 /* Standard padded base64 into a malloc'd buffer. 0, EB_ERR_INVAL or EB_ERR_NOMEM. */
 int client_base64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen);
+
+/* --timeout S: whole seconds from 0 to CLIENT_MAX_TIMEOUT_S into *out. 0, or
+ * CLIENT_EXIT_USAGE after printing why (what: the subcommand). */
+int client_timeout_parse(const char *what, const char *s, int *out);
 
 /* The token: the first line of path, or $EXEC_BROKER_TOKEN, blanks trimmed; printable
  * ASCII only (it becomes a header). 0 with *tok malloc'd (the caller wipes and frees it),

@@ -2,7 +2,6 @@
  * subcommand (its options, its one positional argument, its --help), one parser for all. */
 #include "client/detached_args.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,23 +171,6 @@ static const struct dcmd {
     [DETACHED_WAIT] = {"wait", "", wait_opts, "EXEC_ID", "exec_id", usage_wait},
 };
 
-/* --timeout S: whole seconds, 0..CLIENT_MAX_TIMEOUT_S. */
-static int parse_timeout(const char *s, int *out)
-{
-	char *end;
-	long t;
-
-	errno = 0;
-	t = strtol(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || t > CLIENT_MAX_TIMEOUT_S) {
-		cli_error("wait: --timeout takes whole seconds from 0 to %d (got \"%s\")",
-		          CLIENT_MAX_TIMEOUT_S, s);
-		return CLIENT_EXIT_USAGE;
-	}
-	*out = (int)t;
-	return 0;
-}
-
 /* One option of a's subcommand (getopt_long said it is one). 0 or CLIENT_EXIT_USAGE. */
 static int take_option(const struct dcmd *d, int opt, const char *arg, struct detached_args *a)
 {
@@ -227,7 +209,7 @@ static int take_option(const struct dcmd *d, int opt, const char *arg, struct de
 		          arg);
 		return CLIENT_EXIT_USAGE;
 	case O_TIMEOUT:
-		return parse_timeout(arg, &a->timeout_s);
+		return client_timeout_parse(d->name, arg, &a->timeout_s);
 	default:
 		abort(); /* an option of the table that this switch does not know */
 	}

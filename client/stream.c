@@ -173,3 +173,56 @@ void client_stream_free(struct client_stream *s)
 		evbuffer_free(s->lines);
 	s->lines = NULL;
 }
+
+/* s->id, or a placeholder before the first frame named it. */
+static const char *stream_id(const struct client_stream *s)
+{
+	return s->id != NULL && s->id[0] != '\0' ? s->id : "(no id)";
+}
+
+void client_stream_stop_bad_line(struct client_stream *s, const char *noun)
+{
+	cli_error("the broker sent a line that is not a frame; the outcome of %s %s is unknown "
+	          "(see the audit log)",
+	          noun, stream_id(s));
+	client_stream_stop(s, CLIENT_EXIT_NO_LAST_FRAME);
+}
+
+/* The exit status of a stream that ended before its last frame or an API error. */
+static int stream_undecided(const struct client_stream *s, const char *noun)
+{
+	char buf[128];
+
+	if (s->state != STREAM_ENDED) {
+		/* The loop ran out of events without the request's end. */
+		cli_error("cannot reach the broker at %s: the connection ended", s->cn->url);
+		return s->state == STREAM_LINES ? CLIENT_EXIT_NO_LAST_FRAME
+		                                : CLIENT_EXIT_UNREACHABLE;
+	}
+	if (s->ended_in == STREAM_SENT) {
+		client_print_unreachable(s->cn, &s->neterr);
+		return CLIENT_EXIT_UNREACHABLE;
+	}
+	cli_error("the stream ended without a last frame (%s); the outcome of %s %s is unknown "
+	          "(see the audit log)",
+	          client_stream_why(s, buf, sizeof(buf)), noun, stream_id(s));
+	return CLIENT_EXIT_NO_LAST_FRAME;
+}
+
+int client_stream_call(struct client_stream *s, struct client_conn *cn, enum evhttp_cmd_type method,
+                       const char *path, const char *body,
+                       void (*on_line)(void *arg, const char *line, size_t len), void *arg,
+                       const char *noun)
+{
+	int rc = client_stream_start(s, cn, method, path, body, on_line, arg);
+
+	if (rc == 0) {
+		client_stream_run(s);
+		if (s->state != STREAM_DECIDED && s->on_undecided != NULL)
+			s->on_undecided(arg);
+		rc = s->state == STREAM_DECIDED ? s->exit : stream_undecided(s, noun);
+	}
+	client_conn_disconnect(cn); /* before the stream its request points to */
+	client_stream_free(s);
+	return rc;
+}

@@ -33,6 +33,9 @@ struct client_stream {
 	void (*on_line)(void *arg, const char *line, size_t len);
 	void *arg;
 	const char *id; /* names the request in debug logs (may be NULL or "") */
+	/* May be NULL. client_stream_call calls it once a stream ended undecided, before
+	 * saying so, to write what on_line held back. */
+	void (*on_undecided)(void *arg);
 };
 
 /* Sends the request (method, path, body: JSON text or NULL) on cn's connection. 0, or an
@@ -51,5 +54,18 @@ void client_stream_stop(struct client_stream *s, int exit_status);
 /* Why a stream ended in STREAM_ENDED, in words; buf is used for an errno. */
 const char *client_stream_why(const struct client_stream *s, char *buf, size_t len);
 void client_stream_free(struct client_stream *s);
+
+/* The whole of one request on cn's connection (made by client_conn_connect): start, run,
+ * disconnect, free. Returns the exit status decided or, for a stream that ended undecided,
+ * CLIENT_EXIT_UNREACHABLE or CLIENT_EXIT_NO_LAST_FRAME after printing why. noun names
+ * what s->id is the id of ("exec"), for the message that its outcome is unknown; s->id
+ * may be filled by on_line as frames arrive. */
+int client_stream_call(struct client_stream *s, struct client_conn *cn, enum evhttp_cmd_type method,
+                       const char *path, const char *body,
+                       void (*on_line)(void *arg, const char *line, size_t len), void *arg,
+                       const char *noun);
+/* For on_line: a line that is not a frame. Stops with CLIENT_EXIT_NO_LAST_FRAME after
+ * saying that the outcome of the noun s->id is unknown. */
+void client_stream_stop_bad_line(struct client_stream *s, const char *noun);
 
 #endif
