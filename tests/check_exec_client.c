@@ -512,6 +512,50 @@ START_TEST(stdin_file_and_dash_i)
 END_TEST
 
 /* An admin token needs a reason; with one it runs and the reason is in the audit row. */
+/* A batch through the client against the real broker: each line whole behind its
+ * workspace, stdout and stderr apart, the table and the counts on stderr, and the exit
+ * status: 0 when every workspace exited 0, else 1. */
+START_TEST(a_batch_prefixes_lines_and_sums_up)
+{
+	const char *mixed[] = {"--token-file",
+	                       TOKFILE_ADMIN,
+	                       "--break-glass-reason",
+	                       "fleet check",
+	                       "--workspaces",
+	                       "ws-a1,ws-c0,ws-stopped",
+	                       "--max-errors",
+	                       "5",
+	                       "--",
+	                       "sh",
+	                       "-c",
+	                       "echo one; echo two >&2; printf three",
+	                       NULL};
+	const char *clean[] = {"--token-file", TOKFILE_ADMIN,  "--break-glass-reason",
+	                       "fleet check",  "--workspaces", "ws-a1,ws-c0",
+	                       "--",           "true",         NULL};
+	struct run r;
+
+	cli(&r, mixed);
+	ck_assert_int_eq(r.code, 1);
+	ck_assert_msg(strstr(r.out, "ws-a1: one\n") != NULL &&
+	                  strstr(r.out, "ws-c0: one\n") != NULL &&
+	                  strstr(r.out, "ws-a1: three\n") != NULL && strstr(r.out, "two") == NULL,
+	              "stdout: [%s]", r.out);
+	ck_assert_int_eq(tu_lines(r.out), 4);
+	ck_assert_msg(strstr(r.err, "ws-c0: two\n") != NULL &&
+	                  strstr(r.err, "workspace_not_running") != NULL &&
+	                  strstr(r.err, "partial_failure, 2 succeeded, 1 failed, 0 not started") !=
+	                      NULL,
+	              "stderr: [%s]", r.err);
+	run_free(&r);
+	cli(&r, clean);
+	ck_assert_msg(r.code == 0, "exit %d: %s", r.code, r.err);
+	ck_assert_str_eq(r.out, "");
+	ck_assert_ptr_nonnull(strstr(r.err, "completed, 2 succeeded, 0 failed, 0 not started"));
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(break_glass_with_admin_token)
 {
 	char reason[64], sql[160], *v;
@@ -681,6 +725,7 @@ int main(void)
 	ADD(s, env_and_cwd_reach_the_command);
 	ADD(s, stdin_file_and_dash_i);
 	ADD(s, break_glass_with_admin_token);
+	ADD(s, a_batch_prefixes_lines_and_sums_up);
 	ADD(s, broker_killed_mid_stream_is_207);
 	ADD(s, closed_stdout_is_141);
 	ADD_LOOP(s, usage_errors_are_201, 5);
