@@ -4,6 +4,7 @@
 
 #include <event2/event.h>
 #include <stdlib.h>
+#include <time.h>
 
 void api_free(struct api *a)
 {
@@ -12,6 +13,16 @@ void api_free(struct api *a)
 	a->reap = NULL;
 	free(a->leases);
 	a->leases = NULL;
+}
+
+bool api_completions_given_up(const struct api *a)
+{
+	struct timespec now;
+
+	if (a->completions_until_ms == 0)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= a->completions_until_ms;
 }
 
 void api_hold(struct api *a)

@@ -6,6 +6,7 @@
 #ifndef EB_API_API_H
 #define EB_API_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "api/metrics.h"
@@ -65,6 +66,10 @@ extern const size_t api_nroutes;
 
 /* Frees what the handlers left in a (the reap event). */
 void api_free(struct api *a);
+
+/* Whether the time the process gave rows' completions after it began to stop
+ * (completions_until_ms) is over; false while it serves. */
+bool api_completions_given_up(const struct api *a);
 
 /* A handler holds the broker open while it waits; api_release lets go (and runs on_idle
  * at 0). */

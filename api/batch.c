@@ -98,6 +98,9 @@ struct batch {
 	struct event *pump; /* starts targets: made active, or a timer while an org is full */
 	struct evbuffer *chunk;
 	struct pgasync_query *q;
+	struct event *retry; /* the final row's write, again */
+	int attempts;
+	long retry_ms;
 };
 
 static void batch_set_state(struct batch *b, enum batch_state to)
@@ -120,6 +123,8 @@ static void batch_free(evutil_socket_t fd, short what, void *arg)
 	free(b->t);
 	if (b->pump != NULL)
 		event_free(b->pump);
+	if (b->retry != NULL)
+		event_free(b->retry);
 	if (b->chunk != NULL)
 		evbuffer_free(b->chunk);
 	batch_request_free(&b->req);
@@ -250,6 +255,25 @@ static void set_error(struct target *t, const char *code, const char *message)
 	t->error_message = strdup(message != NULL ? message : "");
 }
 
+/* A target that did not succeed counts against the error budget. */
+static void count_failure(struct batch *b)
+{
+	if (++b->failed > (size_t)b->max_errors && !b->stopped) {
+		b->stopped = true;
+		log_kv(LOG_INFO, "batch error budget spent: no new target starts", "request_id",
+		       b->request_id, "batch_id", b->batch_id, NULL);
+	}
+}
+
+/* The error frame of a target that ended without running. */
+static void send_error_frame(struct batch *b, const struct target *t, const char *code,
+                             const char *message)
+{
+	send_json(b, json_pack("{s:s, s:o, s:{s:s, s:s}}", "workspace_id", t->ws_id, "exec_id",
+	                       t->exec_id[0] != '\0' ? json_string(t->exec_id) : json_null(),
+	                       "error", "code", code, "message", message != NULL ? message : ""));
+}
+
 void batch_target_ended(struct batch *b, struct exec_job *j, const char *code, const char *message)
 {
 	struct target *t = &b->t[j->batch_index];
@@ -276,18 +300,10 @@ void batch_target_ended(struct batch *b, struct exec_job *j, const char *code, c
 			exec_reply_output_fields(j, t->output);
 	}
 	/* A target that ran streamed its own last frame; any other's end is told here. */
-	if (code != NULL && !ran) {
-		json_t *o =
-		    json_pack("{s:s, s:o, s:{s:s, s:s}}", "workspace_id", t->ws_id, "exec_id",
-		              t->exec_id[0] != '\0' ? json_string(t->exec_id) : json_null(),
-		              "error", "code", code, "message", message != NULL ? message : "");
-		send_json(b, o);
-	}
-	if (!t->ok && ++b->failed > (size_t)b->max_errors && !b->stopped) {
-		b->stopped = true;
-		log_kv(LOG_INFO, "batch error budget spent: no new target starts", "request_id",
-		       b->request_id, "batch_id", b->batch_id, NULL);
-	}
+	if (code != NULL && !ran)
+		send_error_frame(b, t, code, message);
+	if (!t->ok)
+		count_failure(b);
 	event_active(b->pump, 0, 0);
 }
 
@@ -349,18 +365,46 @@ static void reply(struct batch *b, const char *status, struct batch_result *r)
 	b->http = NULL;
 }
 
+static void write_final(struct batch *b);
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	write_final(arg);
+}
+
 static void on_final(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct batch *b = arg;
-	struct batch_result *r = results(b);
+	struct batch_result *r;
 	const char *status;
 
-	(void)res;
-	(void)sqlstate;
 	b->q = NULL;
+	if (error != NULL && pgasync_sqlstate_transient(sqlstate) &&
+	    !api_completions_given_up(b->api)) {
+		/* Retried until it lands, as an exec's completion is: the summary waits. */
+		struct timeval tv = {b->retry_ms / 1000, (b->retry_ms % 1000) * 1000};
+
+		if (b->attempts == 1)
+			log_kv(LOG_WARN,
+			       "could not record a batch's outcome; retrying until it lands",
+			       "request_id", b->request_id, "batch_id", b->batch_id, "error", error,
+			       NULL);
+		b->retry_ms = b->retry_ms * 2 > 5000 ? 5000 : b->retry_ms * 2;
+		if (b->retry == NULL)
+			b->retry = evtimer_new(b->api->base, on_retry, b);
+		if (b->retry != NULL && evtimer_add(b->retry, &tv) == 0)
+			return;
+	}
 	if (error != NULL)
-		log_kv(LOG_ERROR, "could not record a batch's outcome; its row stays running",
+		log_kv(LOG_ERROR, "gave up recording a batch's outcome; its row stays running",
 		       "request_id", b->request_id, "batch_id", b->batch_id, "error", error, NULL);
+	else if (atoi(PQcmdTuples((PGresult *)res)) == 0)
+		log_kv(LOG_WARN,
+		       "the batch's row was no longer running: another broker marked it abandoned",
+		       "request_id", b->request_id, "batch_id", b->batch_id, NULL);
+	r = results(b);
 	status = r != NULL ? batchview_status(r, b->n, b->cancelled) : "running";
 	if (b->http != NULL)
 		http_request_log(b->http)->outcome = status;
@@ -383,12 +427,19 @@ static const char final_sql[] =
  * reply. */
 static void finish(struct batch *b)
 {
+	batch_set_state(b, BATCH_FINAL);
+	b->retry_ms = 100;
+	write_final(b);
+}
+
+static void write_final(struct batch *b)
+{
 	struct batch_result *r = results(b);
 	const char *status, *params[5];
 	char counts[3][16];
 	size_t c[3] = {0};
 
-	batch_set_state(b, BATCH_FINAL);
+	b->attempts++;
 	if (r == NULL) {
 		on_final(NULL, "out of memory", "", b);
 		return;
@@ -424,7 +475,7 @@ static void start_target(struct batch *b, size_t i)
 	    .token_hash = b->token_hash,
 	    .actor = b->actor,
 	    .reason = b->reason,
-	    .command = b->req.command,
+	    .req = &b->req.cmd,
 	    .streaming = b->streaming,
 	};
 	struct exec_job *j;
@@ -436,21 +487,31 @@ static void start_target(struct batch *b, size_t i)
 		t->state = TARGET_ENDED;
 		b->running--;
 		set_error(t, "audit_unavailable", "out of memory; the command was not run");
-		b->failed++;
+		send_error_frame(b, t, t->error_code, t->error_message);
+		count_failure(b);
 		return;
 	}
 	if (t->state == TARGET_RUNNING)
 		t->job = j; /* it has not ended already */
 }
 
-/* Whether the org of a label or org-wide batch has room for one more exec on this broker. A
- * target of a list of workspaces learns its org only from its own lookup: it is let go and,
- * when the org is full, refused as a single exec would be. */
+/* Whether the org of a label or org-wide batch has room for one more exec on this broker:
+ * its execs counted, and this batch's targets still being authorized (counted once their
+ * row is in). A target of a list of workspaces learns its org only from its own lookup: it
+ * is let go and, when the org is full, refused as a single exec would be. */
 static bool org_has_room(const struct batch *b)
 {
+	unsigned admitting = 0;
+
 	if (b->req.kind == BATCH_TARGET_WORKSPACES)
 		return true;
-	return orgs_running(&b->api->orgs, b->req.org) <
+	for (size_t i = 0; i < b->next; i++) {
+		const struct exec_job *j = b->t[i].job;
+
+		admitting += b->t[i].state == TARGET_RUNNING && j != NULL && !j->org_counted &&
+		             (j->state == JOB_AUTHZ);
+	}
+	return orgs_running(&b->api->orgs, b->req.org) + admitting <
 	       (unsigned)b->api->cfg->org_max_concurrent_execs;
 }
 
@@ -628,25 +689,30 @@ static void on_authz(const PGresult *res, const char *error, const char *sqlstat
 		return;
 	}
 	ids = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
-	b->n = json_array_size(ids);
-	b->t = calloc(b->n > 0 ? b->n : 1, sizeof(*b->t));
-	if (b->t == NULL) {
+	b->t = calloc(json_array_size(ids) > 0 ? json_array_size(ids) : 1, sizeof(*b->t));
+	if (ids == NULL || b->t == NULL) {
+		/* The row is in, running: nothing ran, and the sweep of this broker's rows at its
+		 * next start (or another broker's, once it is gone) ends it abandoned. */
 		json_decref(ids);
-		b->n = 0;
+		log_kv(LOG_ERROR, "out of memory starting a batch; nothing ran", "request_id",
+		       b->request_id, "batch_id", b->batch_id, NULL);
+		refuse(b, "audit_unavailable", "out of memory; nothing was run", NULL);
+		return;
 	}
+	b->n = json_array_size(ids);
 	json_array_foreach(ids, i, id)
 	{
-		if (i < b->n)
-			snprintf(b->t[i].ws_id, sizeof(b->t[i].ws_id), "%s", json_string_value(id));
+		snprintf(b->t[i].ws_id, sizeof(b->t[i].ws_id), "%s", json_string_value(id));
 	}
 	json_decref(ids);
 	b->concurrency = batch_budget_concurrency(&b->req.concurrency, b->n);
 	b->max_errors = batch_budget_errors(&b->req.errors, b->n);
-	http_request_log(b->http)->exec_id = b->batch_id;
 	log_kv(LOG_INFO, "batch started", "request_id", b->request_id, "batch_id", b->batch_id,
 	       "actor", b->actor, NULL);
 	batch_set_state(b, BATCH_RUNNING);
-	if (b->streaming)
+	if (b->client_gone && !b->req.cmd.detach)
+		b->cancelled = true; /* it left while the batch was being authorized */
+	if (b->streaming && !b->client_gone)
 		send_first(b);
 	pump(b);
 }
@@ -656,13 +722,7 @@ void api_batch_post(struct http_request *r, void *arg)
 	struct api *a = arg;
 	const char *ctype = http_request_header(r, "Content-Type");
 	const char *reason = http_request_header(r, "X-Break-Glass-Reason");
-	struct request_limits lim = {
-	    .timeout_default_s = a->cfg->exec_timeout_default_s,
-	    .timeout_max_s = a->cfg->exec_timeout_max_s,
-	    .detached_default_s = a->cfg->exec_detached_timeout_default_s,
-	    .detached_max_s = a->cfg->exec_detached_timeout_max_s,
-	    .stdin_max = (size_t)a->cfg->max_body_bytes,
-	};
+	struct request_limits lim;
 	struct request_error rerr;
 	const char *why, *body, *params[24];
 	char *argv = NULL, *env = NULL, nums[4][16];
@@ -677,6 +737,7 @@ void api_batch_post(struct http_request *r, void *arg)
 		                 NULL);
 		return;
 	}
+	exec_request_limits(a, &lim);
 	b = calloc(1, sizeof(*b));
 	if (b != NULL)
 		b->pump = event_new(a->base, -1, 0, on_pump, b);

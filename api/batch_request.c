@@ -2,7 +2,6 @@
  * naming the field ("target.labels.role", "max_errors", "argv[2]"...). */
 #include "api/batch_request.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,22 +10,6 @@
 #include "common/ids.h"
 #include "common/labels.h"
 #include "common/utf8.h"
-
-static int fail(struct request_error *e, const char *code, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(struct request_error *e, const char *code, const char *field, const char *fmt, ...)
-{
-	va_list ap;
-
-	e->code = code;
-	snprintf(e->field, sizeof(e->field), "%.*s",
-	         (int)utf8_cut(field, strlen(field), sizeof(e->field) - 1), field);
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-	return EB_ERR_INVAL;
-}
 
 static char *dump(json_t *o)
 {
@@ -44,21 +27,23 @@ static int parse_labels(json_t *v, struct batch_request *req, struct request_err
 	int rc = 0;
 
 	if (!json_is_object(v)) {
-		rc = fail(e, "invalid_request", "target.labels",
-		          "target.labels must be an object of label keys and values, e.g. "
-		          "{\"role\": \"web\"}");
+		rc = request_error_set(
+		    e, "invalid_request", "target.labels",
+		    "target.labels must be an object of label keys and values, e.g. "
+		    "{\"role\": \"web\"}");
 		goto out;
 	}
 	if (json_object_size(v) == 0) {
-		rc = fail(e, "invalid_request", "target.labels",
-		          "target.labels is empty: a whole org is only ever named with "
-		          "{\"org\": ..., \"all\": true}");
+		rc =
+		    request_error_set(e, "invalid_request", "target.labels",
+		                      "target.labels is empty: a whole org is only ever named with "
+		                      "{\"org\": ..., \"all\": true}");
 		goto out;
 	}
 	if (json_object_size(v) > BATCH_MAX_LABELS) {
-		rc = fail(e, "invalid_request", "target.labels",
-		          "target.labels has %zu labels; at most %d are allowed",
-		          json_object_size(v), BATCH_MAX_LABELS);
+		rc = request_error_set(e, "invalid_request", "target.labels",
+		                       "target.labels has %zu labels; at most %d are allowed",
+		                       json_object_size(v), BATCH_MAX_LABELS);
 		goto out;
 	}
 	json_object_foreach(v, key, val)
@@ -66,16 +51,18 @@ static int parse_labels(json_t *v, struct batch_request *req, struct request_err
 		snprintf(field, sizeof(field), "target.labels.%.*s",
 		         (int)utf8_cut(key, strlen(key), 63), key);
 		if (!labels_key_valid(key, strlen(key))) {
-			rc = fail(e, "invalid_request", field,
-			          "label key \"%.*s\" is invalid: use 1-63 of a-z 0-9 . _ / -, "
-			          "starting with a letter or digit",
-			          (int)utf8_cut(key, strlen(key), 63), key);
+			rc = request_error_set(
+			    e, "invalid_request", field,
+			    "label key \"%.*s\" is invalid: use 1-63 of a-z 0-9 . _ / -, "
+			    "starting with a letter or digit",
+			    (int)utf8_cut(key, strlen(key), 63), key);
 			goto out;
 		}
 		if (!json_is_string(val) ||
 		    !labels_value_valid(json_string_value(val), json_string_length(val))) {
-			rc = fail(e, "invalid_request", field,
-			          "%s must be a string of 0-63 of A-Z a-z 0-9 . _ -", field);
+			rc = request_error_set(e, "invalid_request", field,
+			                       "%s must be a string of 0-63 of A-Z a-z 0-9 . _ -",
+			                       field);
 			goto out;
 		}
 		json_array_append_new(keys, json_string(key));
@@ -86,7 +73,7 @@ static int parse_labels(json_t *v, struct batch_request *req, struct request_err
 	req->label_values = dump(values);
 	keys = values = NULL;
 	if (req->label_keys == NULL || req->label_values == NULL)
-		rc = fail(e, "invalid_request", "", "out of memory");
+		rc = request_error_set(e, "invalid_request", "", "out of memory");
 out:
 	json_decref(keys);
 	json_decref(values);
@@ -102,9 +89,10 @@ static int parse_workspaces(json_t *v, struct batch_request *req, struct request
 
 	if (!json_is_array(v) || json_array_size(v) == 0 ||
 	    json_array_size(v) > BATCH_MAX_TARGETS) {
-		rc = fail(e, "invalid_request", "target.workspaces",
-		          "target.workspaces must be an array of 1 to %d workspace ids",
-		          BATCH_MAX_TARGETS);
+		rc =
+		    request_error_set(e, "invalid_request", "target.workspaces",
+		                      "target.workspaces must be an array of 1 to %d workspace ids",
+		                      BATCH_MAX_TARGETS);
 		goto out;
 	}
 	json_array_foreach(v, i, item)
@@ -117,10 +105,11 @@ static int parse_workspaces(json_t *v, struct batch_request *req, struct request
 		if (!json_is_string(item) ||
 		    strlen(json_string_value(item)) != json_string_length(item) ||
 		    !ids_valid_name(json_string_value(item))) {
-			rc = fail(e, "invalid_request", field,
-			          "%s is not a workspace id (1-64 of A-Z a-z 0-9 . _ -, starting "
-			          "with a letter or digit)",
-			          field);
+			rc = request_error_set(
+			    e, "invalid_request", field,
+			    "%s is not a workspace id (1-64 of A-Z a-z 0-9 . _ -, starting "
+			    "with a letter or digit)",
+			    field);
 			goto out;
 		}
 		json_array_foreach(ids, k, prev) seen |= json_equal(prev, item);
@@ -131,7 +120,7 @@ static int parse_workspaces(json_t *v, struct batch_request *req, struct request
 	req->workspaces = dump(ids);
 	ids = NULL;
 	if (req->workspaces == NULL)
-		rc = fail(e, "invalid_request", "", "out of memory");
+		rc = request_error_set(e, "invalid_request", "", "out of memory");
 out:
 	json_decref(ids);
 	return rc;
@@ -143,19 +132,22 @@ static int parse_target(json_t *t, struct batch_request *req, struct request_err
 	const char *key;
 
 	if (t == NULL)
-		return fail(e, "invalid_request", "target",
-		            "target is required: {\"org\": ..., \"labels\": {...}}, {\"org\": ..., "
-		            "\"all\": true} or {\"workspaces\": [...]}");
+		return request_error_set(
+		    e, "invalid_request", "target",
+		    "target is required: {\"org\": ..., \"labels\": {...}}, {\"org\": ..., "
+		    "\"all\": true} or {\"workspaces\": [...]}");
 	if (!json_is_object(t))
-		return fail(e, "invalid_request", "target", "target must be an object");
+		return request_error_set(e, "invalid_request", "target",
+		                         "target must be an object");
 	json_object_foreach(t, key, val)
 	{
 		if (strcmp(key, "org") != 0 && strcmp(key, "labels") != 0 &&
 		    strcmp(key, "all") != 0 && strcmp(key, "workspaces") != 0)
-			return fail(e, "invalid_request", "target",
-			            "unknown field \"target.%.*s\" (known: org, labels, all, "
-			            "workspaces)",
-			            (int)utf8_cut(key, strlen(key), 60), key);
+			return request_error_set(
+			    e, "invalid_request", "target",
+			    "unknown field \"target.%.*s\" (known: org, labels, all, "
+			    "workspaces)",
+			    (int)utf8_cut(key, strlen(key), 60), key);
 	}
 	org = json_object_get(t, "org");
 	labels = json_object_get(t, "labels");
@@ -163,31 +155,34 @@ static int parse_target(json_t *t, struct batch_request *req, struct request_err
 	ws = json_object_get(t, "workspaces");
 	if (ws != NULL) {
 		if (org != NULL || labels != NULL || all != NULL)
-			return fail(e, "invalid_request", "target",
-			            "target.workspaces names the workspaces alone: give no org, "
-			            "labels or all with it");
+			return request_error_set(
+			    e, "invalid_request", "target",
+			    "target.workspaces names the workspaces alone: give no org, "
+			    "labels or all with it");
 		req->kind = BATCH_TARGET_WORKSPACES;
 		return parse_workspaces(ws, req, e);
 	}
 	if (org == NULL)
-		return fail(e, "invalid_request", "target.org",
-		            "target.org is required with labels or all");
+		return request_error_set(e, "invalid_request", "target.org",
+		                         "target.org is required with labels or all");
 	if (!json_is_string(org) || strlen(json_string_value(org)) != json_string_length(org) ||
 	    !ids_valid_name(json_string_value(org)))
-		return fail(e, "invalid_request", "target.org",
-		            "target.org is not an org id (1-64 of A-Z a-z 0-9 . _ -, starting with "
-		            "a letter or digit)");
+		return request_error_set(
+		    e, "invalid_request", "target.org",
+		    "target.org is not an org id (1-64 of A-Z a-z 0-9 . _ -, starting with "
+		    "a letter or digit)");
 	req->org = json_string_value(org);
 	if ((labels != NULL) == (all != NULL))
-		return fail(
+		return request_error_set(
 		    e, "invalid_request", "target",
 		    "target needs exactly one of labels (the workspaces that have them all) "
 		    "and \"all\": true (every workspace of the org)");
 	if (all != NULL) {
 		if (!json_is_true(all))
-			return fail(e, "invalid_request", "target.all",
-			            "target.all can only be true; to select by labels, give "
-			            "target.labels instead");
+			return request_error_set(
+			    e, "invalid_request", "target.all",
+			    "target.all can only be true; to select by labels, give "
+			    "target.labels instead");
 		req->kind = BATCH_TARGET_ALL;
 		return 0;
 	}
@@ -209,8 +204,8 @@ static int parse_budget(json_t *v, const char *field, int min, int max, int pmin
 		return 0;
 	if (json_is_integer(v)) {
 		if (json_integer_value(v) < min || json_integer_value(v) > max)
-			return fail(e, "invalid_request", field, "%s must be from %d to %d", field,
-			            min, max);
+			return request_error_set(e, "invalid_request", field,
+			                         "%s must be from %d to %d", field, min, max);
 		b->value = (int)json_integer_value(v);
 		return 0;
 	}
@@ -224,10 +219,11 @@ static int parse_budget(json_t *v, const char *field, int min, int max, int pmin
 			return 0;
 		}
 	}
-	return fail(e, "invalid_request", field,
-	            "%s must be a whole number from %d to %d or a percentage of the targets "
-	            "from \"%d%%\" to \"100%%\"",
-	            field, min, max, pmin);
+	return request_error_set(
+	    e, "invalid_request", field,
+	    "%s must be a whole number from %d to %d or a percentage of the targets "
+	    "from \"%d%%\" to \"100%%\"",
+	    field, min, max, pmin);
 }
 
 int batch_request_parse(const char *body, size_t len, const struct request_limits *lim,
@@ -238,7 +234,7 @@ int batch_request_parse(const char *body, size_t len, const struct request_limit
 	    "stdin",  "stdin_base64",    "env",        "cwd",  "detach",
 	    NULL};
 	json_error_t jerr;
-	json_t *root, *val;
+	json_t *root, *val, *command;
 	const char *key;
 	int rc;
 
@@ -246,12 +242,12 @@ int batch_request_parse(const char *body, size_t len, const struct request_limit
 	memset(e, 0, sizeof(*e));
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (root == NULL)
-		return fail(e, "invalid_json", "",
-		            "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
-		            jerr.line, jerr.column);
+		return request_error_set(e, "invalid_json", "",
+		                         "the body is not valid JSON: %s (line %d, column %d)",
+		                         jerr.text, jerr.line, jerr.column);
 	req->root = root;
 	if (!json_is_object(root)) {
-		rc = fail(e, "invalid_request", "", "the body must be a JSON object");
+		rc = request_error_set(e, "invalid_request", "", "the body must be a JSON object");
 		goto out;
 	}
 	json_object_foreach(root, key, val)
@@ -263,15 +259,17 @@ int batch_request_parse(const char *body, size_t len, const struct request_limit
 		if (ok)
 			continue;
 		if (strcmp(key, "name") == 0)
-			rc = fail(e, "invalid_request", key,
-			          "a batch's execs cannot be named: a name is unique on its "
-			          "workspace; find them by the batch_id");
+			rc = request_error_set(
+			    e, "invalid_request", key,
+			    "a batch's execs cannot be named: a name is unique on its "
+			    "workspace; find them by the batch_id");
 		else
-			rc = fail(e, "invalid_request", key,
-			          "unknown field \"%.*s\" (known: target, max_concurrency, "
-			          "max_errors, argv, timeout_s, stdin, stdin_base64, env, cwd, "
-			          "detach)",
-			          (int)utf8_cut(key, strlen(key), 60), key);
+			rc = request_error_set(
+			    e, "invalid_request", key,
+			    "unknown field \"%.*s\" (known: target, max_concurrency, "
+			    "max_errors, argv, timeout_s, stdin, stdin_base64, env, cwd, "
+			    "detach)",
+			    (int)utf8_cut(key, strlen(key), 60), key);
 		goto out;
 	}
 	rc = parse_target(json_object_get(root, "target"), req, e);
@@ -286,16 +284,17 @@ int batch_request_parse(const char *body, size_t len, const struct request_limit
 		goto out;
 	req->target_json =
 	    json_dumps(json_object_get(root, "target"), JSON_COMPACT | JSON_SORT_KEYS);
-	req->command = json_deep_copy(root);
-	if (req->target_json == NULL || req->command == NULL) {
-		rc = fail(e, "invalid_request", "", "out of memory");
+	command = json_deep_copy(root);
+	if (req->target_json == NULL || command == NULL) {
+		json_decref(command);
+		rc = request_error_set(e, "invalid_request", "", "out of memory");
 		goto out;
 	}
-	json_object_del(req->command, "target");
-	json_object_del(req->command, "max_concurrency");
-	json_object_del(req->command, "max_errors");
-	/* The command, checked as a single exec's; the batch keeps it whole for its targets. */
-	rc = request_from_json(json_incref(req->command), lim, &req->cmd, e);
+	json_object_del(command, "target");
+	json_object_del(command, "max_concurrency");
+	json_object_del(command, "max_errors");
+	/* The command, checked as a single exec's (command taken over). */
+	rc = request_from_json(command, lim, &req->cmd, e);
 out:
 	if (rc != 0)
 		batch_request_free(req);
@@ -311,7 +310,6 @@ void batch_request_free(struct batch_request *req)
 	free(req->workspaces);
 	free(req->target_json);
 	request_free(&req->cmd);
-	json_decref(req->command);
 	json_decref(req->root);
 	memset(req, 0, sizeof(*req));
 }

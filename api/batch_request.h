@@ -37,10 +37,11 @@ struct batch_request {
 	char *workspaces;
 	size_t nworkspaces;
 	struct batch_budget concurrency, errors;
-	char *target_json;       /* the selector as given, compact (kept in the batch row) */
-	json_t *command;         /* what each target runs: a body for request_from_json (owned) */
-	struct exec_request cmd; /* the same, validated (the batch row's argv, env names...) */
-	json_t *root;            /* owns the strings above point into */
+	char *target_json; /* the selector as given, compact (kept in the batch row) */
+	/* What each target runs, validated as a single exec's request (its root is a copy of
+	 * the body without the batch's own members); the targets share it. */
+	struct exec_request cmd;
+	json_t *root; /* owns the strings above point into */
 };
 
 /* Parses and validates body[0..len). 0 and *req filled (batch_request_free it), or

@@ -50,11 +50,16 @@ static void unavailable(struct bread *x, const char *error)
 	     "the broker's database is unreachable, so the batch cannot be read; retry later");
 }
 
-/* The token's columns 0-3 (kind, expired, revoked, scopes): false after replying. */
-static bool token_ok(struct bread *x, const PGresult *res)
+/* The statement's outcome and the token's columns 0-3 (kind, expired, revoked, scopes):
+ * false after replying. */
+static bool token_ok(struct bread *x, const PGresult *res, const char *error)
 {
 	char msg[200];
 
+	if (error != NULL) {
+		unavailable(x, error);
+		return false;
+	}
 	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 1), "t") == 0 ||
 	    strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
 		fail(x, "unauthorized",
@@ -143,11 +148,7 @@ static void on_one(const PGresult *res, const char *error, const char *sqlstate,
 	char counts[3][16];
 
 	(void)sqlstate;
-	if (error != NULL) {
-		unavailable(x, error);
-		return;
-	}
-	if (!token_ok(x, res))
+	if (!token_ok(x, res, error))
 		return;
 	if (PQgetisnull(res, 0, C_BATCH_ID)) {
 		fail(x, "not_found", "no batch with this batch_id that this token made");
@@ -246,11 +247,7 @@ static void on_list(const PGresult *res, const char *error, const char *sqlstate
 	json_t *list;
 
 	(void)sqlstate;
-	if (error != NULL) {
-		unavailable(x, error);
-		return;
-	}
-	if (!token_ok(x, res))
+	if (!token_ok(x, res, error))
 		return;
 	list = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
 	if (list == NULL) {

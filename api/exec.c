@@ -259,33 +259,6 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	complete_row(arg);
 }
 
-/* Whether a failure to complete a row may go away by itself: the connection (class 08,
- * pgasync's own "unavailable" and "lost" included), a transaction rolled back for a
- * serialization failure or deadlock (40), resources (53), an operator's intervention or a
- * statement timeout (57), a lock not available (55), a system error (58). Anything else is
- * a refusal by the database that retrying will not change. */
-static bool completion_retryable(const char *sqlstate)
-{
-	static const char *const classes[] = {"08", "40", "53", "55", "57", "58"};
-
-	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-		if (strncmp(sqlstate, classes[i], 2) == 0)
-			return true;
-	return false;
-}
-
-/* While the broker lives, a completion is retried until it lands; once it stops, until the
- * time the process gave itself (api.completions_until_ms) is over. */
-static bool completion_given_up(const struct exec_job *j)
-{
-	struct timespec now;
-
-	if (j->api->completions_until_ms == 0)
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= j->api->completions_until_ms;
-}
-
 static void on_row_completed(const PGresult *res, const char *error, const char *sqlstate,
                              void *arg)
 {
@@ -307,7 +280,7 @@ static void on_row_completed(const PGresult *res, const char *error, const char 
 	}
 	j->api->metrics.audit_write_failures++;
 	snprintf(attempts, sizeof(attempts), "%d", j->end_attempts);
-	if (completion_retryable(sqlstate) && !completion_given_up(j)) {
+	if (pgasync_sqlstate_transient(sqlstate) && !api_completions_given_up(j->api)) {
 		log_kv(j->end_attempts == 1 ? LOG_WARN : LOG_DEBUG,
 		       "could not complete the audit row; retrying until it lands", "request_id",
 		       j->request_id, "exec_id", j->exec_id, "attempt", attempts, "error", error,
@@ -384,9 +357,10 @@ static void on_started(struct pool_exec *e, void *arg)
 {
 	struct exec_job *j = arg;
 
-	(void)e;
 	job_set_state(j, JOB_RUNNING);
 	j->started = true;
+	if (j->paused)
+		pool_exec_pause(e); /* a batch whose client is behind (exec_job_pause) */
 	exec_reply_started(j);
 }
 
@@ -988,25 +962,23 @@ static bool job_begin(struct exec_job *j)
 	return true;
 }
 
-struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *t)
+void exec_request_limits(const struct api *a, struct request_limits *lim)
 {
-	struct request_limits lim = {
+	*lim = (struct request_limits){
 	    .timeout_default_s = a->cfg->exec_timeout_default_s,
 	    .timeout_max_s = a->cfg->exec_timeout_max_s,
 	    .detached_default_s = a->cfg->exec_detached_timeout_default_s,
 	    .detached_max_s = a->cfg->exec_detached_timeout_max_s,
 	    .stdin_max = (size_t)a->cfg->max_body_bytes,
 	};
-	struct request_error rerr;
-	struct exec_job *j = job_new(a);
-	json_t *command = t->command != NULL ? json_deep_copy(t->command) : NULL;
+}
 
-	if (j == NULL || command == NULL) {
-		json_decref(command);
-		if (j != NULL)
-			job_done(j);
+struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *t)
+{
+	struct exec_job *j = job_new(a);
+
+	if (j == NULL)
 		return NULL;
-	}
 	j->batch = t->batch;
 	j->batch_index = t->index;
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
@@ -1018,20 +990,13 @@ struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *
 	snprintf(j->actor, sizeof(j->actor), "%s", t->actor);
 	j->own_log.workspace_id = j->ws_id;
 	j->streaming = t->streaming;
-	if (t->reason != NULL && (j->reason = strdup(t->reason)) == NULL) {
-		json_decref(command);
-		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
-		job_done(j);
-		return j;
-	}
-	/* Checked when the batch was: only memory can fail here. */
-	if (request_from_json(command, &lim, &j->req, &rerr) != 0) {
-		exec_reply_error(j, rerr.code, rerr.message, rerr.field);
-		job_done(j);
-		return j;
-	}
-	if (!job_begin(j)) {
-		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+	/* The batch's command, shared: no copy of its stdin per target. */
+	j->req = *t->req;
+	json_incref(j->req.root);
+	j->req.stdin_borrowed = true;
+	if ((t->reason != NULL && (j->reason = strdup(t->reason)) == NULL) || !job_begin(j)) {
+		exec_reply_error(j, "audit_unavailable", "out of memory; the command was not run",
+		                 NULL);
 		job_done(j);
 	}
 	return j;
@@ -1039,9 +1004,12 @@ struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *
 
 void exec_job_pause(struct exec_job *j, bool pause)
 {
-	if (j->exec == NULL || j->finished || j->held || j->paused == pause)
+	if (j->paused == pause)
 		return;
+	/* Kept for an exec not started yet: it starts paused (on_started). */
 	j->paused = pause;
+	if (j->exec == NULL || j->finished || j->held)
+		return;
 	if (pause)
 		pool_exec_pause(j->exec);
 	else
@@ -1055,13 +1023,7 @@ void api_exec_post(struct http_request *r, void *arg)
 	const char *auth = http_request_header(r, "Authorization");
 	const char *reason = http_request_header(r, "X-Break-Glass-Reason");
 	const char *ws = http_request_param(r, 0);
-	struct request_limits lim = {
-	    .timeout_default_s = a->cfg->exec_timeout_default_s,
-	    .timeout_max_s = a->cfg->exec_timeout_max_s,
-	    .detached_default_s = a->cfg->exec_detached_timeout_default_s,
-	    .detached_max_s = a->cfg->exec_detached_timeout_max_s,
-	    .stdin_max = (size_t)a->cfg->max_body_bytes,
-	};
+	struct request_limits lim;
 	struct request_error rerr;
 	struct exec_job *j;
 	const char *why, *body;
@@ -1080,6 +1042,7 @@ void api_exec_post(struct http_request *r, void *arg)
 		http_reply_error(r, "not_found", "no such endpoint", NULL);
 		return;
 	}
+	exec_request_limits(a, &lim);
 	j = job_new(a);
 	if (j == NULL) {
 		http_reply(r, 500, "application/json", "", 0);

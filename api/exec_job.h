@@ -133,9 +133,14 @@ struct exec_target {
 	unsigned index;
 	const char *batch_id, *ws_id, *request_id, *client;
 	const char *token_hash, *actor, *reason;
-	json_t *command; /* the body of a single exec (borrowed: the job validates a copy) */
-	bool streaming;  /* false: the output is kept for a buffered reply */
+	/* The command, validated (borrowed: the job shares its strings and stdin, so it must
+	 * outlive the job) */
+	const struct exec_request *req;
+	bool streaming; /* false: the output is kept for a buffered reply */
 };
+
+/* The limits of an exec request under the settings in force. */
+void exec_request_limits(const struct api *a, struct request_limits *lim);
 
 /* Starts an exec for a batch: authorized, audited and run as a single exec is, with the
  * batch scope. Every path ends in one of the batch's calls for its end (api/batch.h), which

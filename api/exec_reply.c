@@ -238,6 +238,9 @@ static const struct {
     {"shutting_down", "the broker is shutting down; the command was not run"},
     {"exec_timeout", "the timeout passed before the command could start; it was not run"},
     {"cancelled", "the batch was cancelled before the command started; it was not run"},
+    {"shutdown", "the broker shut down before the command started; it was not run"},
+    {"transport_error", "the SSH connection to the workspace host broke as the command was "
+                        "starting; its outcome is unknown"},
 };
 
 static void send_start_failure(struct exec_job *j)
@@ -405,9 +408,11 @@ static void target_final(struct exec_job *j)
 {
 	const char *code, *msg;
 
+	/* Ended before it started: the outcome's own code (its summary says "cancelled", as its
+	 * row does, where a plain reply would say what its client can still read). */
 	if (j->fail_code == NULL && !j->started && j->outcome.kind != POOL_EXITED &&
 	    j->outcome.kind != POOL_SIGNALED)
-		j->fail_code = exec_reply_code(j);
+		j->fail_code = exec_reply_outcome_error(j, &msg);
 	if (j->fail_code != NULL) {
 		send_start_failure(j);
 		return;

@@ -12,10 +12,8 @@
 #include "common/err.h"
 #include "common/utf8.h"
 
-static int fail(struct request_error *e, const char *code, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(struct request_error *e, const char *code, const char *field, const char *fmt, ...)
+int request_error_set(struct request_error *e, const char *code, const char *field, const char *fmt,
+                      ...)
 {
 	va_list ap;
 
@@ -35,44 +33,50 @@ static int parse_argv(json_t *v, struct exec_request *req, struct request_error 
 	char field[32];
 
 	if (v == NULL)
-		return fail(e, "invalid_request", "argv",
-		            "argv is required: an array of strings, e.g. [\"ls\", \"-l\"]");
+		return request_error_set(
+		    e, "invalid_request", "argv",
+		    "argv is required: an array of strings, e.g. [\"ls\", \"-l\"]");
 	if (json_is_string(v))
-		return fail(e, "invalid_request", "argv",
-		            "argv must be an array of strings, not one string: the broker never "
-		            "adds a shell; to use one, pass [\"sh\", \"-c\", \"...\"]");
+		return request_error_set(
+		    e, "invalid_request", "argv",
+		    "argv must be an array of strings, not one string: the broker never "
+		    "adds a shell; to use one, pass [\"sh\", \"-c\", \"...\"]");
 	if (!json_is_array(v))
-		return fail(e, "invalid_request", "argv", "argv must be an array of strings");
+		return request_error_set(e, "invalid_request", "argv",
+		                         "argv must be an array of strings");
 	if (json_array_size(v) == 0 || json_array_size(v) > REQ_MAX_ARGV)
-		return fail(e, "invalid_request", "argv",
-		            "argv must have 1 to %d elements (has %zu)", REQ_MAX_ARGV,
-		            json_array_size(v));
+		return request_error_set(e, "invalid_request", "argv",
+		                         "argv must have 1 to %d elements (has %zu)", REQ_MAX_ARGV,
+		                         json_array_size(v));
 	json_array_foreach(v, i, item)
 	{
 		snprintf(field, sizeof(field), "argv[%zu]", i);
 		if (!json_is_string(item))
-			return fail(e, "invalid_request", field, "%s must be a string", field);
+			return request_error_set(e, "invalid_request", field, "%s must be a string",
+			                         field);
 		const char *s = json_string_value(item);
 		size_t len = json_string_length(item);
 		if (memchr(s, '\0', len) != NULL)
-			return fail(e, "invalid_request", field, "%s contains a NUL character",
-			            field);
+			return request_error_set(e, "invalid_request", field,
+			                         "%s contains a NUL character", field);
 		if (i == 0 && len == 0)
-			return fail(e, "invalid_request", field,
-			            "argv[0] must name the program to run");
+			return request_error_set(e, "invalid_request", field,
+			                         "argv[0] must name the program to run");
 		if (len + 1 > REQ_MAX_ARG_STRLEN)
-			return fail(e, "invalid_request", field,
-			            "%s is %zu bytes; Linux runs no program given one argument of "
-			            "more than %d bytes: pass large data through stdin",
-			            field, len, REQ_MAX_ARG_STRLEN - 1);
+			return request_error_set(
+			    e, "invalid_request", field,
+			    "%s is %zu bytes; Linux runs no program given one argument of "
+			    "more than %d bytes: pass large data through stdin",
+			    field, len, REQ_MAX_ARG_STRLEN - 1);
 		total += len + 1;
 		req->argv[i] = (struct eb_bytes){s, len};
 	}
 	if (total > REQ_MAX_ARGS_BYTES)
-		return fail(e, "invalid_request", "argv",
-		            "argv is %zu bytes in all; at most %d are allowed (pass large data "
-		            "through stdin)",
-		            total, REQ_MAX_ARGS_BYTES);
+		return request_error_set(
+		    e, "invalid_request", "argv",
+		    "argv is %zu bytes in all; at most %d are allowed (pass large data "
+		    "through stdin)",
+		    total, REQ_MAX_ARGS_BYTES);
 	req->argc = json_array_size(v);
 	return 0;
 }
@@ -84,21 +88,24 @@ static int parse_detach(json_t *d, json_t *n, struct exec_request *req, struct r
 	size_t len;
 
 	if (d != NULL && !json_is_boolean(d))
-		return fail(e, "invalid_request", "detach", "detach must be true or false");
+		return request_error_set(e, "invalid_request", "detach",
+		                         "detach must be true or false");
 	req->detach = d != NULL && json_is_true(d);
 	if (n == NULL || json_is_null(n))
 		return 0;
 	if (!req->detach)
-		return fail(e, "invalid_request", "name",
-		            "only a detached exec has a name: add \"detach\": true");
+		return request_error_set(e, "invalid_request", "name",
+		                         "only a detached exec has a name: add \"detach\": true");
 	if (!json_is_string(n))
-		return fail(e, "invalid_request", "name", "name must be a string");
+		return request_error_set(e, "invalid_request", "name", "name must be a string");
 	s = json_string_value(n);
 	len = json_string_length(n);
-	if (len < 1 || len > REQ_MAX_NAME || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	                                                "0123456789._-") != len)
-		return fail(e, "invalid_request", "name",
-		            "name must be 1-%d characters of A-Z a-z 0-9 . _ -", REQ_MAX_NAME);
+	if (len < 1 || len > REQ_MAX_NAME ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	              "0123456789._-") != len)
+		return request_error_set(e, "invalid_request", "name",
+		                         "name must be 1-%d characters of A-Z a-z 0-9 . _ -",
+		                         REQ_MAX_NAME);
 	req->name = s;
 	return 0;
 }
@@ -114,12 +121,13 @@ static int parse_timeout(json_t *v, const struct request_limits *lim, struct exe
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_integer(v))
-		return fail(e, "invalid_request", "timeout_s",
-		            "timeout_s must be a whole number of seconds");
+		return request_error_set(e, "invalid_request", "timeout_s",
+		                         "timeout_s must be a whole number of seconds");
 	t = json_integer_value(v);
 	if (t < 0)
-		return fail(e, "invalid_request", "timeout_s",
-		            "timeout_s must not be negative (0 means the default, %d s)", def);
+		return request_error_set(
+		    e, "invalid_request", "timeout_s",
+		    "timeout_s must not be negative (0 means the default, %d s)", def);
 	if (t > max) {
 		req->timeout_s = max;
 		req->timeout_clamped = 1;
@@ -159,11 +167,13 @@ static int parse_stdin(json_t *text, json_t *b64, const struct request_limits *l
                        struct exec_request *req, struct request_error *e)
 {
 	if (text != NULL && b64 != NULL)
-		return fail(e, "invalid_request", "stdin", "give stdin or stdin_base64, not both");
+		return request_error_set(e, "invalid_request", "stdin",
+		                         "give stdin or stdin_base64, not both");
 	if (text != NULL) {
 		if (!json_is_string(text))
-			return fail(e, "invalid_request", "stdin",
-			            "stdin must be a string (binary data goes in stdin_base64)");
+			return request_error_set(
+			    e, "invalid_request", "stdin",
+			    "stdin must be a string (binary data goes in stdin_base64)");
 		req->stdin_len = json_string_length(text);
 		req->stdin_data = malloc(req->stdin_len + 1);
 		if (req->stdin_data == NULL)
@@ -173,14 +183,15 @@ static int parse_stdin(json_t *text, json_t *b64, const struct request_limits *l
 		if (!json_is_string(b64) ||
 		    decode_base64(json_string_value(b64), json_string_length(b64), &req->stdin_data,
 		                  &req->stdin_len) != 0)
-			return fail(e, "invalid_request", "stdin_base64",
-			            "stdin_base64 must be a string of standard base64 (RFC 4648, "
-			            "with padding)");
+			return request_error_set(
+			    e, "invalid_request", "stdin_base64",
+			    "stdin_base64 must be a string of standard base64 (RFC 4648, "
+			    "with padding)");
 	}
 	if (req->stdin_len > lim->stdin_max)
-		return fail(e, "invalid_request", text ? "stdin" : "stdin_base64",
-		            "stdin is %zu bytes; at most %zu are allowed", req->stdin_len,
-		            lim->stdin_max);
+		return request_error_set(e, "invalid_request", text ? "stdin" : "stdin_base64",
+		                         "stdin is %zu bytes; at most %zu are allowed",
+		                         req->stdin_len, lim->stdin_max);
 	return 0;
 }
 
@@ -194,11 +205,13 @@ static int parse_env(json_t *v, struct exec_request *req, struct request_error *
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_object(v))
-		return fail(e, "invalid_request", "env",
-		            "env must be an object of strings, e.g. {\"LANG\": \"C\"}");
+		return request_error_set(
+		    e, "invalid_request", "env",
+		    "env must be an object of strings, e.g. {\"LANG\": \"C\"}");
 	if (json_object_size(v) > REQ_MAX_ENV)
-		return fail(e, "invalid_request", "env", "env has %zu variables; at most %d",
-		            json_object_size(v), REQ_MAX_ENV);
+		return request_error_set(e, "invalid_request", "env",
+		                         "env has %zu variables; at most %d", json_object_size(v),
+		                         REQ_MAX_ENV);
 	json_object_foreach(v, name, val)
 	{
 		size_t nlen = strlen(name);
@@ -206,15 +219,17 @@ static int parse_env(json_t *v, struct exec_request *req, struct request_error *
 		/* jansson keys are NUL-terminated: a key with a NUL in it is cut there, so
 		 * the length check below refuses it along with every other bad name. */
 		if (!command_env_name_valid(name, nlen))
-			return fail(e, "invalid_request", field,
-			            "environment variable names must match [A-Za-z_][A-Za-z0-9_]*");
+			return request_error_set(
+			    e, "invalid_request", field,
+			    "environment variable names must match [A-Za-z_][A-Za-z0-9_]*");
 		if (!json_is_string(val))
-			return fail(e, "invalid_request", field, "%s must be a string", field);
+			return request_error_set(e, "invalid_request", field, "%s must be a string",
+			                         field);
 		if (memchr(json_string_value(val), '\0', json_string_length(val)) != NULL)
-			return fail(e, "invalid_request", field, "%s contains a NUL character",
-			            field);
+			return request_error_set(e, "invalid_request", field,
+			                         "%s contains a NUL character", field);
 		if (nlen + 1 + json_string_length(val) + 1 > REQ_MAX_ARG_STRLEN)
-			return fail(
+			return request_error_set(
 			    e, "invalid_request", field,
 			    "%s is %zu bytes as NAME=value; Linux runs no program given one "
 			    "variable of more than %d bytes",
@@ -229,9 +244,10 @@ static int parse_env(json_t *v, struct exec_request *req, struct request_error *
 	for (size_t i = 0; i < req->argc; i++)
 		total += req->argv[i].len + 1;
 	if (total > REQ_MAX_ARGS_BYTES)
-		return fail(e, "invalid_request", "env",
-		            "argv and env are %zu bytes in all; at most %d are allowed", total,
-		            REQ_MAX_ARGS_BYTES);
+		return request_error_set(
+		    e, "invalid_request", "env",
+		    "argv and env are %zu bytes in all; at most %d are allowed", total,
+		    REQ_MAX_ARGS_BYTES);
 	return 0;
 }
 
@@ -243,13 +259,14 @@ static int parse_cwd(json_t *v, struct exec_request *req, struct request_error *
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_string(v))
-		return fail(e, "invalid_request", "cwd", "cwd must be a string");
+		return request_error_set(e, "invalid_request", "cwd", "cwd must be a string");
 	s = json_string_value(v);
 	len = json_string_length(v);
 	if (len == 0 || s[0] != '/' || memchr(s, '\0', len) != NULL || len > REQ_MAX_CWD)
-		return fail(e, "invalid_request", "cwd",
-		            "cwd must be an absolute path (starting with /, at most %d bytes)",
-		            REQ_MAX_CWD);
+		return request_error_set(
+		    e, "invalid_request", "cwd",
+		    "cwd must be an absolute path (starting with /, at most %d bytes)",
+		    REQ_MAX_CWD);
 	req->cwd = s;
 	return 0;
 }
@@ -264,18 +281,17 @@ int request_parse(const char *body, size_t len, const struct request_limits *lim
 	memset(e, 0, sizeof(*e));
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (root == NULL)
-		return fail(e, "invalid_json", "",
-		            "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
-		            jerr.line, jerr.column);
+		return request_error_set(e, "invalid_json", "",
+		                         "the body is not valid JSON: %s (line %d, column %d)",
+		                         jerr.text, jerr.line, jerr.column);
 	return request_from_json(root, lim, req, e);
 }
 
 int request_from_json(json_t *root, const struct request_limits *lim, struct exec_request *req,
                       struct request_error *e)
 {
-	static const char *const known[] = {"argv", "timeout_s", "stdin",  "stdin_base64",
-	                                    "env",  "cwd",       "detach", "name",
-	                                    NULL};
+	static const char *const known[] = {
+	    "argv", "timeout_s", "stdin", "stdin_base64", "env", "cwd", "detach", "name", NULL};
 	const char *key;
 	json_t *val;
 	int rc;
@@ -284,7 +300,7 @@ int request_from_json(json_t *root, const struct request_limits *lim, struct exe
 	memset(e, 0, sizeof(*e));
 	req->root = root;
 	if (!json_is_object(root)) {
-		rc = fail(e, "invalid_request", "", "the body must be a JSON object");
+		rc = request_error_set(e, "invalid_request", "", "the body must be a JSON object");
 		goto out;
 	}
 	json_object_foreach(root, key, val)
@@ -295,21 +311,23 @@ int request_from_json(json_t *root, const struct request_limits *lim, struct exe
 		if (ok)
 			continue;
 		if (strcmp(key, "cmd") == 0 || strcmp(key, "command") == 0)
-			rc = fail(e, "invalid_request", key,
-			          "unknown field \"%s\": give the command as \"argv\", an array of "
-			          "strings",
-			          key);
+			rc = request_error_set(
+			    e, "invalid_request", key,
+			    "unknown field \"%s\": give the command as \"argv\", an array of "
+			    "strings",
+			    key);
 		else
-			rc = fail(e, "invalid_request", key,
-			          "unknown field \"%.*s\" (known: argv, timeout_s, stdin, "
-			          "stdin_base64, env, cwd, detach, name)",
-			          (int)utf8_cut(key, strlen(key), 60), key);
+			rc = request_error_set(
+			    e, "invalid_request", key,
+			    "unknown field \"%.*s\" (known: argv, timeout_s, stdin, "
+			    "stdin_base64, env, cwd, detach, name)",
+			    (int)utf8_cut(key, strlen(key), 60), key);
 		goto out;
 	}
 	rc = parse_argv(json_object_get(root, "argv"), req, e);
 	if (rc == 0)
-		rc = parse_detach(json_object_get(root, "detach"), json_object_get(root, "name"), req,
-		                  e);
+		rc = parse_detach(json_object_get(root, "detach"), json_object_get(root, "name"),
+		                  req, e);
 	if (rc == 0)
 		rc = parse_timeout(json_object_get(root, "timeout_s"), lim, req, e);
 	if (rc == 0)
@@ -329,9 +347,10 @@ void request_free(struct exec_request *req)
 {
 	if (req == NULL)
 		return;
-	if (req->stdin_data != NULL)
+	if (req->stdin_data != NULL && !req->stdin_borrowed) {
 		explicit_bzero(req->stdin_data, req->stdin_len);
-	free(req->stdin_data);
+		free(req->stdin_data);
+	}
 	json_decref(req->root);
 	memset(req, 0, sizeof(*req));
 }

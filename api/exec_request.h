@@ -30,9 +30,10 @@ struct exec_request {
 	const char *cwd;  /* NULL if not given */
 	char *stdin_data; /* malloc'd (decoded when stdin_base64), or NULL */
 	size_t stdin_len;
-	bool detach;      /* "detach": true */
-	const char *name; /* a detached exec's name, or NULL */
-	int timeout_s;    /* after defaulting and clamping (the detached limits if detach) */
+	bool stdin_borrowed; /* stdin_data belongs to another request (a batch's) */
+	bool detach;         /* "detach": true */
+	const char *name;    /* a detached exec's name, or NULL */
+	int timeout_s;       /* after defaulting and clamping (the detached limits if detach) */
 	int timeout_clamped;
 	json_t *root; /* owns the strings argv, env and cwd point into */
 };
@@ -44,10 +45,10 @@ struct request_error {
 };
 
 struct request_limits {
-	int timeout_default_s; /* exec_timeout_default_s */
-	int timeout_max_s;     /* exec_timeout_max_s */
+	int timeout_default_s;                  /* exec_timeout_default_s */
+	int timeout_max_s;                      /* exec_timeout_max_s */
 	int detached_default_s, detached_max_s; /* exec_detached_timeout_default_s, _max_s */
-	size_t stdin_max;      /* bytes, after decoding */
+	size_t stdin_max;                       /* bytes, after decoding */
 };
 
 /* Parses and validates body[0..len). On success 0 and *req filled (request_free it);
@@ -59,5 +60,9 @@ int request_parse(const char *body, size_t len, const struct request_limits *lim
 int request_from_json(json_t *root, const struct request_limits *lim, struct exec_request *req,
                       struct request_error *e);
 void request_free(struct exec_request *req);
+
+/* Fills *e (code, field, message) and returns EB_ERR_INVAL: a validator's one failure. */
+int request_error_set(struct request_error *e, const char *code, const char *field, const char *fmt,
+                      ...) __attribute__((format(printf, 4, 5)));
 
 #endif

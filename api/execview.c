@@ -17,18 +17,24 @@ static const char *const stream_names[] = {"", "stdout", "stderr"};
 static const struct {
 	const char *key, *item_key;
 } kept_keys[] = {
-    {"exec_id", "exec_id"},         {"workspace_id", "workspace_id"},
-    {"name", "name"},               {"argv", "argv"},
-    {"detached", "detached"},       {"status", "status"},
-    {"exit_code", "exit_code"},     {"signal", "exit_signal"},
-    {"error_code", "error_code"},   {"started_at", "started_at"},
-    {"finished_at", "finished_at"}, {"duration_ms", "duration_ms"},
-    {"stdout_bytes", "stdout_bytes"}, {"stderr_bytes", "stderr_bytes"},
+    {"exec_id", "exec_id"},
+    {"workspace_id", "workspace_id"},
+    {"name", "name"},
+    {"argv", "argv"},
+    {"detached", "detached"},
+    {"status", "status"},
+    {"exit_code", "exit_code"},
+    {"signal", "exit_signal"},
+    {"error_code", "error_code"},
+    {"started_at", "started_at"},
+    {"finished_at", "finished_at"},
+    {"duration_ms", "duration_ms"},
+    {"stdout_bytes", "stdout_bytes"},
+    {"stderr_bytes", "stderr_bytes"},
     {"timeout_s", "timeout_s"},
 };
 
-static json_t *output_json(const PGresult *res, int i, const struct execs_output *out,
-                           int retain_s)
+static json_t *output_json(const PGresult *res, int i, const struct execs_output *out, int retain_s)
 {
 	const char *fin = audit_row_text(res, i, AUDIT_COL_FINISHED_US);
 	json_t *o = json_object();

@@ -14,8 +14,8 @@
 
 /* What the host keeps of a detached exec's output. */
 struct execs_output {
-	bool known;    /* the host was asked and answered */
-	bool retained; /* the directory exists */
+	bool known;              /* the host was asked and answered */
+	bool retained;           /* the directory exists */
 	uint64_t from[3], to[3]; /* per stream (1 stdout, 2 stderr): the bytes kept */
 };
 

@@ -902,6 +902,16 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
 	return query_new(p, sql, nparams, params, deadline_ms, cb, arg, -1);
 }
 
+bool pgasync_sqlstate_transient(const char *sqlstate)
+{
+	static const char *const classes[] = {"08", "40", "53", "55", "57", "58"};
+
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(sqlstate, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
 struct pgasync_query *pgasync_query_static(struct pgasync *p, const char *sql, int nparams,
                                            const char *const *params, long deadline_ms,
                                            pgasync_cb cb, void *arg)

@@ -13,6 +13,7 @@
 #define EB_DB_PGASYNC_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,7 +69,14 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
  * round trip the first time) and then only bound and run, which spares the server parsing
  * and planning it every time. Statements are told apart by sql's address; past
  * PGASYNC_MAX_STATIC different ones, the others run as pgasync_query does. */
-#define PGASYNC_MAX_STATIC 16
+#define PGASYNC_MAX_STATIC 32
+/* Whether a statement's failure may go away by itself, so that retrying it makes sense: the
+ * connection (class 08, pgasync's own "unavailable" and "lost" included), a transaction
+ * rolled back for a serialization failure or deadlock (40), resources (53), an operator's
+ * intervention or a statement timeout (57), a lock not available (55), a system error (58).
+ * Anything else is a refusal by the database that retrying will not change. */
+bool pgasync_sqlstate_transient(const char *sqlstate);
+
 struct pgasync_query *pgasync_query_static(struct pgasync *p, const char *sql, int nparams,
                                            const char *const *params, long deadline_ms,
                                            pgasync_cb cb, void *arg);

@@ -416,6 +416,46 @@ START_TEST(concurrency_never_exceeds_the_limit_on_the_hosts)
 }
 END_TEST
 
+/* A broker whose orgs may run 2 execs at once: a label batch at 6 waits for the org's
+ * room rather than have its targets refused, and never runs more than 2. */
+START_TEST(a_batch_waits_for_its_orgs_room)
+{
+	char *path = kit_tmp_path("orgroom.txt");
+	const char *argv[] = {"sh", "-c",
+	                      "s=$(date +%s%N); sleep 0.3; echo \"$s $(date +%s%N)\" >>\"$0\"",
+	                      path, NULL};
+	struct kit_broker small = {0};
+	struct kit_resp r;
+	struct kit_frames f;
+	json_t *s;
+	char *body;
+	int m;
+
+	for (int i = 0; i < 6; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "ws-conc-%02d", i);
+		label(id, "room", "two");
+	}
+	ck_assert_int_eq(
+	    kit_broker_start(&small, W.db, "eb-batch-small", "org_max_concurrent_execs = 2\n"), 0);
+	body = batch_body("{\"org\":\"acme\",\"labels\":{\"room\":\"two\"}}", argv,
+	                  "\"max_concurrency\":6");
+	sv_http(small.port,
+	        &(struct kit_req){.path = "/v1/batches", .token = tok_fan, .body = body}, &r);
+	free(body);
+	s = stream_ok(&r, &f);
+	ck_assert_msg(sv_int(s, "succeeded") == 6, "%s", json_dumps(s, 0));
+	m = max_overlap(path);
+	ck_assert_int_eq(m / 1000, 6);
+	ck_assert_msg(m % 1000 <= 2, "%d ran at once", m % 1000);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	ck_assert_int_eq(kit_broker_stop(&small), 0);
+	free(path);
+}
+END_TEST
+
 START_TEST(a_client_that_goes_away_cancels_the_batch)
 {
 	char *base = kit_tmp_path("bcancel"), pidf[2][200], sql[300], *body, *line, *id;
@@ -783,8 +823,7 @@ int main(void)
 	const char *t2[] = {"token", "create", "--org", "globex", "--scope", "batch", NULL};
 	int failed;
 
-	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 ||
-	    more_workspaces() != 0 ||
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 || more_workspaces() != 0 ||
 	    kit_cli_token(W.db, t1, tok_fan, sizeof(tok_fan)) != 0 ||
 	    kit_cli_token(W.db, t2, tok_fan_g, sizeof(tok_fan_g)) != 0 ||
 	    kit_broker_start(&B, W.db, "eb-batch", CONF) != 0) {
@@ -795,6 +834,7 @@ int main(void)
 	SV_ADD_LOOP(s, per_target_results_mix_successes_and_failures, 1, 60);
 	SV_ADD_LOOP(s, the_error_budget_stops_new_starts, 1, 60);
 	SV_ADD_LOOP(s, concurrency_never_exceeds_the_limit_on_the_hosts, 1, 60);
+	SV_ADD_LOOP(s, a_batch_waits_for_its_orgs_room, 1, 60);
 	SV_ADD_LOOP(s, a_client_that_goes_away_cancels_the_batch, 1, 60);
 	SV_ADD_LOOP(s, the_buffered_reply_carries_each_targets_output, 1, 60);
 	SV_ADD_LOOP(s, a_detached_batch_starts_every_target_and_is_read_back, 1, 60);

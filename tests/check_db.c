@@ -322,7 +322,7 @@ START_TEST(audit_table_has_no_column_for_output)
 	                       "timeout_s,status,error_code,exit_code,exit_signal,started_at,"
 	                       "finished_at,duration_ms,stdout_bytes,stderr_bytes,"
 	                       "stdout_truncated,stderr_truncated,broker_instance,chain_seq,"
-	                       "chain_hash,seal_pending,detached,name");
+	                       "chain_hash,seal_pending,detached,name,batch_id");
 	free(cols);
 }
 END_TEST

@@ -250,6 +250,29 @@ START_TEST(tokens_keep_their_powers_and_list_their_scopes)
 }
 END_TEST
 
+/* A detached `sleep 300` on ws-a1: its exec_id in id. 0, or -1. */
+static int start_sleeper(char *id, size_t len)
+{
+	struct kit_resp r;
+	json_t *o;
+	int rc = -1;
+
+	kit_http(B.port,
+	         &(struct kit_req){.ws = "ws-a1",
+	                           .token = tok[T_ALL],
+	                           .body = "{\"argv\":[\"sleep\",\"300\"],\"detach\":true}"},
+	         &r);
+	o = json_loadb(r.body, r.body_len, 0, NULL);
+	if (r.status == 202 && json_is_string(json_object_get(o, "exec_id"))) {
+		snprintf(id, len, "%s", json_string_value(json_object_get(o, "exec_id")));
+		kit_detached_remember(id);
+		rc = 0;
+	}
+	json_decref(o);
+	kit_resp_free(&r);
+	return rc;
+}
+
 int main(void)
 {
 	Suite *s = suite_create("scopes_api");
@@ -275,34 +298,9 @@ int main(void)
 		struct kit_resp r;
 		json_t *o;
 
-		kit_http(
-		    B.port,
-		    &(struct kit_req){.ws = "ws-a1",
-		                      .token = tok[T_ALL],
-		                      .body = "{\"argv\":[\"sleep\",\"300\"],\"detach\":true}"},
-		    &r);
-		o = json_loadb(r.body, r.body_len, 0, NULL);
-		if (r.status != 202 || o == NULL)
+		if (start_sleeper(exec_id, sizeof(exec_id)) != 0 ||
+		    start_sleeper(cancel_id, sizeof(cancel_id)) != 0)
 			goto fail;
-		snprintf(exec_id, sizeof(exec_id), "%s",
-		         json_string_value(json_object_get(o, "exec_id")));
-		kit_detached_remember(exec_id);
-		json_decref(o);
-		kit_resp_free(&r);
-		kit_http(
-		    B.port,
-		    &(struct kit_req){.ws = "ws-a1",
-		                      .token = tok[T_ALL],
-		                      .body = "{\"argv\":[\"sleep\",\"300\"],\"detach\":true}"},
-		    &r);
-		o = json_loadb(r.body, r.body_len, 0, NULL);
-		if (r.status != 202 || o == NULL)
-			goto fail;
-		snprintf(cancel_id, sizeof(cancel_id), "%s",
-		         json_string_value(json_object_get(o, "exec_id")));
-		kit_detached_remember(cancel_id);
-		json_decref(o);
-		kit_resp_free(&r);
 		kit_http(B.port,
 		         &(struct kit_req){.path = "/v1/batches",
 		                           .token = tok[T_ALL],
