@@ -1,6 +1,10 @@
-/* api/batch.c: the batch resource. POST /v1/batches runs one command on many workspaces
- * (api/batch.h); GET /v1/batches/{id} reads one back from its row and its targets' rows;
- * GET /v1/batches lists the caller's.
+/* api/batch.c: POST /v1/batches, one command fanned out to many workspaces. A batch resolves
+ * its targets once, in the statement that authorizes it and writes its row, then runs each
+ * target as an ordinary exec job (api/exec_job.h) with its own audit row, at most
+ * max_concurrency at once, starting no new one once more than max_errors have failed. The
+ * targets' frames, kept output and ends reach the batch through its exec_batch_ops, and the
+ * batch tells its client: a stream of NDJSON frames, one buffered document, or (detached)
+ * 202 once every target has started. Reading batches back is api/batches.c.
  *
  *   BATCH_AUTHZ    one statement: the token looked up, the targets resolved inside its
  *                  reach, and the batch row inserted when the token may fan out
@@ -14,8 +18,6 @@
  * broker open (api_hold). Its running targets are exec jobs on the API's list; each
  * reports its end exactly once (batch_target_ended or batch_target_detached) and the
  * batch forgets it then, so the batch ends only after every target it started has. */
-#include "api/batch.h"
-
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -218,7 +220,7 @@ static void on_drained(struct http_request *r, void *arg)
 	}
 }
 
-void batch_target_frame(struct batch *b, struct exec_job *j, char *line, size_t len)
+static void batch_target_frame(struct batch *b, struct exec_job *j, char *line, size_t len)
 {
 	char head[200], *framed;
 	int k;
@@ -239,7 +241,7 @@ void batch_target_frame(struct batch *b, struct exec_job *j, char *line, size_t 
 	free(line);
 }
 
-size_t batch_target_keep(struct batch *b, size_t want)
+static size_t batch_target_keep(struct batch *b, size_t want)
 {
 	size_t room = BATCH_KEPT_MAX - b->kept, n = want < room ? want : room;
 
@@ -274,7 +276,8 @@ static void send_error_frame(struct batch *b, const struct target *t, const char
 	                       "error", "code", code, "message", message != NULL ? message : ""));
 }
 
-void batch_target_ended(struct batch *b, struct exec_job *j, const char *code, const char *message)
+static void batch_target_ended(struct batch *b, struct exec_job *j, const char *code,
+                               const char *message)
 {
 	struct target *t = &b->t[j->batch_index];
 	bool ran = j->started && j->fail_code == NULL;
@@ -307,7 +310,7 @@ void batch_target_ended(struct batch *b, struct exec_job *j, const char *code, c
 	event_active(b->pump, 0, 0);
 }
 
-void batch_target_detached(struct batch *b, struct exec_job *j)
+static void batch_target_detached(struct batch *b, struct exec_job *j)
 {
 	struct target *t = &b->t[j->batch_index];
 
@@ -462,11 +465,19 @@ static void write_final(struct batch *b)
 		on_final(NULL, "out of memory", "", b);
 }
 
+static const struct exec_batch_ops target_ops = {
+    .frame = batch_target_frame,
+    .keep = batch_target_keep,
+    .ended = batch_target_ended,
+    .detached = batch_target_detached,
+};
+
 static void start_target(struct batch *b, size_t i)
 {
 	struct target *t = &b->t[i];
 	struct exec_target spec = {
 	    .batch = b,
+	    .ops = &target_ops,
 	    .index = (unsigned)i,
 	    .batch_id = b->batch_id,
 	    .ws_id = t->ws_id,

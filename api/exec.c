@@ -980,6 +980,7 @@ struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *
 	if (j == NULL)
 		return NULL;
 	j->batch = t->batch;
+	j->batch_ops = t->ops;
 	j->batch_index = t->index;
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 	snprintf(j->batch_id, sizeof(j->batch_id), "%s", t->batch_id);

@@ -117,9 +117,11 @@ struct exec_job {
 	size_t launch_input_len;
 	char fail_message[300]; /* a start failure's own words, or "" */
 
-	/* A target of a batch (api/batch.h): its reply goes to the batch, which it names by
-	 * batch_index, instead of to an HTTP request (http is NULL throughout). */
+	/* A target of a batch (api/batch.c): its reply goes to the batch through batch_ops,
+	 * naming itself by batch_index, instead of to an HTTP request (http is NULL
+	 * throughout). */
 	struct batch *batch;
+	const struct exec_batch_ops *batch_ops;
 	unsigned batch_index;
 	char batch_id[AUDIT_EXEC_ID_LEN + 1];
 	struct http_log_fields own_log; /* what a request's log line would say */
@@ -127,9 +129,26 @@ struct exec_job {
 	bool has_row;                   /* its audit row exists (running, final or denied) */
 };
 
+/* How a target reaches its batch (api/batch.c fills the table; api/exec_reply.c calls it).
+ *   frame     one NDJSON object of the target ending in '\n' (malloc'd, taken over), to
+ *             send with the target's workspace_id and exec_id in front of its fields
+ *   keep      buffered: of want bytes of output, how many may still be kept (counted)
+ *   ended     the target ended: code NULL when the command ran to an exit or a signal
+ *             (j->outcome), else the error of one that failed, never ran or was refused
+ *   detached  a detached target started; it runs on its host
+ * ended or detached comes exactly once per target, and the batch must not touch the job
+ * afterwards. */
+struct exec_batch_ops {
+	void (*frame)(struct batch *b, struct exec_job *j, char *line, size_t len);
+	size_t (*keep)(struct batch *b, size_t want);
+	void (*ended)(struct batch *b, struct exec_job *j, const char *code, const char *message);
+	void (*detached)(struct batch *b, struct exec_job *j);
+};
+
 /* What a batch gives each target it starts. The strings are copied. */
 struct exec_target {
 	struct batch *batch;
+	const struct exec_batch_ops *ops;
 	unsigned index;
 	const char *batch_id, *ws_id, *request_id, *client;
 	const char *token_hash, *actor, *reason;
@@ -143,8 +162,8 @@ struct exec_target {
 void exec_request_limits(const struct api *a, struct request_limits *lim);
 
 /* Starts an exec for a batch: authorized, audited and run as a single exec is, with the
- * batch scope. Every path ends in one of the batch's calls for its end (api/batch.h), which
- * may come before this returns; NULL when out of memory (no call comes). */
+ * batch scope. Every path ends in one of the batch's calls for its end (struct exec_batch_ops),
+ * which may come before this returns; NULL when out of memory (no call comes). */
 struct exec_job *exec_job_start_target(struct api *a, const struct exec_target *t);
 /* The batch gives up on a target (its client went away): a command under way is killed,
  * one not started never starts. Its end is reported as usual. */

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "api/batch.h"
 #include "audit/filter.h"
 #include "common/utf8.h"
 #include "http/apierr.h"
@@ -29,7 +28,7 @@ static void send_frame(struct exec_job *j, char *line, size_t len);
 void exec_reply_error(struct exec_job *j, const char *code, const char *message, const char *field)
 {
 	if (j->batch != NULL) {
-		batch_target_ended(j->batch, j, code, message);
+		j->batch_ops->ended(j->batch, j, code, message);
 		return;
 	}
 	http_reply_error(j->http, code, message, field);
@@ -56,7 +55,7 @@ static void send_json_frame(struct exec_job *j, json_t *o)
 			return;
 		}
 		memcpy(framed + n, "\n", 2);
-		batch_target_frame(j->batch, j, framed, n + 1);
+		j->batch_ops->frame(j->batch, j, framed, n + 1);
 		return;
 	}
 	framed = realloc(line, n + 2);
@@ -290,7 +289,7 @@ static void send_chunk(struct exec_job *j, const char *data, size_t len)
 
 		if (line != NULL) {
 			memcpy(line, data, len);
-			batch_target_frame(j->batch, j, line, len);
+			j->batch_ops->frame(j->batch, j, line, len);
 		}
 		return;
 	}
@@ -311,7 +310,7 @@ static void free_frame(const void *data, size_t len, void *arg)
 static void send_frame(struct exec_job *j, char *line, size_t len)
 {
 	if (j->batch != NULL) {
-		batch_target_frame(j->batch, j, line, len);
+		j->batch_ops->frame(j->batch, j, line, len);
 		return;
 	}
 	if (!can_send(j) || evbuffer_add_reference(j->chunk, line, len, free_frame, NULL) != 0) {
@@ -328,7 +327,7 @@ void exec_reply_detached(struct exec_job *j)
 	json_t *argv, *o;
 
 	if (j->batch != NULL) {
-		batch_target_detached(j->batch, j);
+		j->batch_ops->detached(j->batch, j);
 		return;
 	}
 	argv = json_array();
@@ -379,7 +378,7 @@ void exec_reply_output(struct exec_job *j, enum pool_stream s, const char *buf, 
 	room = cap - j->sent[s];
 	n = len < room ? len : (size_t)room;
 	if (!j->streaming && j->batch != NULL && n > 0)
-		n = batch_target_keep(j->batch, n); /* the batch's own limit of what it keeps */
+		n = j->batch_ops->keep(j->batch, n); /* the batch's own limit of what it keeps */
 	j->sent[s] += n;
 	if (!j->streaming) {
 		if (j->kept[s] == NULL)
@@ -420,11 +419,11 @@ static void target_final(struct exec_job *j)
 	if (j->streaming)
 		send_last_frame(j);
 	if (j->outcome.kind == POOL_EXITED || j->outcome.kind == POOL_SIGNALED) {
-		batch_target_ended(j->batch, j, NULL, NULL);
+		j->batch_ops->ended(j->batch, j, NULL, NULL);
 		return;
 	}
 	code = exec_reply_outcome_error(j, &msg);
-	batch_target_ended(j->batch, j, code, msg);
+	j->batch_ops->ended(j->batch, j, code, msg);
 }
 
 void exec_reply_final(struct exec_job *j)
