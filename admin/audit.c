@@ -32,7 +32,8 @@ static void audit_usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: exec-broker audit [--workspace ID] [--org ORG] [--actor A] [--status S]\n"
-	    "                         [--break-glass] [--since T] [--until T] [--limit N]\n"
+	    "                         [--batch ID] [--break-glass] [--since T] [--until T]\n"
+	    "                         [--limit N]\n"
 	    "                         [--format table|json|csv] [--follow]\n"
 	    "       exec-broker audit verify [--anchor SEQ:HASH]\n"
 	    "\n"
@@ -41,6 +42,7 @@ static void audit_usage(FILE *out)
 	    "  --status S       running, denied, exited, signaled, timeout, cancelled,\n"
 	    "                   transport_error, failed_to_start, shutdown, abandoned,\n"
 	    "                   lost\n"
+	    "  --batch ID       only the execs of one batch (its batch_id)\n"
 	    "  --break-glass    only break-glass execs (admin tokens, with a reason)\n"
 	    "  --since T, --until T\n"
 	    "                   started at or after / before T: RFC 3339\n"
@@ -614,6 +616,7 @@ int admin_audit(struct cli *cli, int argc, char **argv)
 		O_ORG,
 		O_ACTOR,
 		O_STATUS,
+		O_BATCH,
 		O_BG,
 		O_SINCE,
 		O_UNTIL,
@@ -626,6 +629,7 @@ int admin_audit(struct cli *cli, int argc, char **argv)
 	                                     {"org", required_argument, NULL, O_ORG},
 	                                     {"actor", required_argument, NULL, O_ACTOR},
 	                                     {"status", required_argument, NULL, O_STATUS},
+	                                     {"batch", required_argument, NULL, O_BATCH},
 	                                     {"break-glass", no_argument, NULL, O_BG},
 	                                     {"since", required_argument, NULL, O_SINCE},
 	                                     {"until", required_argument, NULL, O_UNTIL},
@@ -634,17 +638,17 @@ int admin_audit(struct cli *cli, int argc, char **argv)
 	                                     {"follow", no_argument, NULL, O_FOLLOW},
 	                                     CLI_COMMON_OPTIONS,
 	                                     {NULL, 0, NULL, 0}};
-	static const char allowed[] = {O_WS,    O_ORG,   O_ACTOR,  O_STATUS, O_BG, O_SINCE,
-	                               O_UNTIL, O_LIMIT, O_FORMAT, O_FOLLOW, '\0'};
+	static const char allowed[] = {O_WS,    O_ORG,   O_ACTOR, O_STATUS, O_BATCH,  O_BG,
+	                               O_SINCE, O_UNTIL, O_LIMIT, O_FORMAT, O_FOLLOW, '\0'};
 	/* Each filter option and the API parameter that it sets. */
 	static const struct {
 		int opt;
 		const char *param, *name;
-	} params[] = {{O_WS, "workspace_id", "workspace"},  {O_ORG, "org_id", "org"},
-	              {O_ACTOR, "actor", "actor"},          {O_STATUS, "status", "status"},
-	              {O_BG, "break_glass", "break-glass"}, {O_SINCE, "since", "since"},
-	              {O_UNTIL, "until", "until"}};
-	const char *vals[NOPTS], *names[8], *values[8];
+	} params[] = {{O_WS, "workspace_id", "workspace"}, {O_ORG, "org_id", "org"},
+	              {O_ACTOR, "actor", "actor"},         {O_STATUS, "status", "status"},
+	              {O_BATCH, "batch_id", "batch"},      {O_BG, "break_glass", "break-glass"},
+	              {O_SINCE, "since", "since"},         {O_UNTIL, "until", "until"}};
+	const char *vals[NOPTS], *names[9], *values[9];
 	char since[40], until[40], field[64], err[300], *end;
 	struct audit_filter f;
 	PGconn *conn = NULL;

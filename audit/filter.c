@@ -15,9 +15,8 @@
 #include "common/utf8.h"
 
 static const char *const statuses[] = {
-    "running",   "denied",          "exited",          "signaled", "timeout",
-    "cancelled", "transport_error", "failed_to_start", "shutdown", "abandoned",
-    "lost",
+    "running",         "denied",          "exited",   "signaled",  "timeout", "cancelled",
+    "transport_error", "failed_to_start", "shutdown", "abandoned", "lost",
 };
 #define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
@@ -173,6 +172,8 @@ static void cursor_digest(const struct audit_filter *f, const unsigned char pos[
 	digest_str(md, "org_id", f->org_id);
 	digest_str(md, "actor", f->actor);
 	digest_str(md, "status", f->status);
+	if (f->batch_id != NULL) /* so that cursors without it read as before */
+		digest_str(md, "batch_id", f->batch_id);
 	snprintf(num, sizeof(num), "%d %d %lld %d %lld", f->break_glass, f->has_since,
 	         f->has_since ? f->since_us : 0, f->has_until, f->has_until ? f->until_us : 0);
 	digest_str(md, "rest", num);
@@ -290,9 +291,8 @@ static int bad(char *field, size_t fieldlen, const char *name, char *err, size_t
 int audit_filter_parse(struct audit_filter *f, const char *const *names, const char *const *values,
                        size_t n, char *field, size_t fieldlen, char *err, size_t errlen)
 {
-	static const char *const known[] = {"workspace_id", "org_id",      "actor",
-	                                    "status",       "break_glass", "since",
-	                                    "until",        "limit",       "cursor"};
+	static const char *const known[] = {"workspace_id", "org_id", "actor", "status", "batch_id",
+	                                    "break_glass",  "since",  "until", "limit",  "cursor"};
 	const char *cursor = NULL;
 	char msg[200];
 
@@ -308,7 +308,7 @@ int audit_filter_parse(struct audit_filter *f, const char *const *names, const c
 		if (ki == sizeof(known) / sizeof(known[0])) {
 			snprintf(msg, sizeof(msg),
 			         "unknown parameter; the filters are workspace_id, org_id, actor, "
-			         "status, break_glass, since, until, limit and cursor");
+			         "status, batch_id, break_glass, since, until, limit and cursor");
 			return bad(field, fieldlen, k, err, errlen, msg);
 		}
 		for (size_t j = 0; j < i; j++)
@@ -335,6 +335,12 @@ int audit_filter_parse(struct audit_filter *f, const char *const *names, const c
 				    "timeout, cancelled, transport_error, failed_to_start, "
 				    "shutdown, abandoned, lost");
 			f->status = v;
+		} else if (strcmp(k, "batch_id") == 0) {
+			if (!audit_exec_id_valid(v))
+				return bad(
+				    field, fieldlen, k, err, errlen,
+				    "must be a batch's id, a UUID as its first frame gives it");
+			f->batch_id = v;
 		} else if (strcmp(k, "break_glass") == 0) {
 			if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
 				return bad(field, fieldlen, k, err, errlen,

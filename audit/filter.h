@@ -18,6 +18,7 @@
 
 struct audit_filter {
 	const char *workspace_id, *org_id, *actor, *status; /* NULL: any */
+	const char *batch_id;                               /* a batch's targets; NULL: any */
 	int break_glass;                                    /* -1 any, 0 without a reason, 1 with */
 	bool has_since, has_until;
 	long long since_us, until_us; /* started_at >= since, < until (µs since the epoch) */
@@ -31,11 +32,10 @@ struct audit_filter {
 void audit_filter_init(struct audit_filter *f);
 
 /* The filter of a query string, given as n decoded name/value pairs (names: workspace_id,
- * org_id, actor, status, break_glass, since, until, limit, cursor). 0, or EB_ERR_INVAL with
- * the parameter's name in field and a message a person can act on in err: unknown or
- * repeated parameter, malformed time, limit not in 1..1000, unknown status, a cursor that
- * does not decode or was not issued for these same filters. f's strings point into
- * values. */
+ * org_id, actor, status, batch_id, break_glass, since, until, limit, cursor). 0, or EB_ERR_INVAL
+ * with the parameter's name in field and a message a person can act on in err: unknown or repeated
+ * parameter, malformed time, limit not in 1..1000, unknown status, a cursor that does not decode or
+ * was not issued for these same filters. f's strings point into values. */
 int audit_filter_parse(struct audit_filter *f, const char *const *names, const char *const *values,
                        size_t n, char *field, size_t fieldlen, char *err, size_t errlen);
 

@@ -77,6 +77,8 @@ static void qb_filters(struct qb *b, const struct audit_filter *f)
 		qb_cond(b, "actor = ", "", f->actor);
 	if (f->status != NULL)
 		qb_cond(b, "status = ", "", f->status);
+	if (f->batch_id != NULL)
+		qb_cond(b, "batch_id = ", "::uuid", f->batch_id);
 	if (f->break_glass == 1)
 		qb_add(b, " AND break_glass_reason IS NOT NULL");
 	else if (f->break_glass == 0)

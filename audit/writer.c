@@ -115,6 +115,8 @@ const char audit_seal_sql[] =
 	"WITH b AS (UPDATE batches SET status = 'abandoned', finished_at = now(), launched = true" \
 	" WHERE status = 'running' AND NOT launched AND " which " RETURNING 1) "
 
+/* The statements below are SQL text laid out as SQL. */
+/* clang-format off */
 const char audit_abandon_sql[] = ABANDON_BATCHES("broker_instance = $1")
     "UPDATE exec_audit SET status = 'abandoned', finished_at = greatest(now(), started_at), "
     "duration_ms = greatest(0, (extract(epoch FROM now() - started_at) * 1000)::bigint) "
@@ -136,6 +138,7 @@ const char audit_sweep_sql[] = ABANDON_BATCHES(DEAD_BROKER("batches.broker_insta
     " WHERE a.status = 'running' AND NOT a.detached"
     "  AND a.started_at < now() - make_interval(secs => coalesce(a.timeout_s, 0) + $2::integer)"
     "  AND " DEAD_BROKER("a.broker_instance") " ORDER BY a.started_at LIMIT 1000)";
+/* clang-format on */
 
 const char audit_heartbeat_sql[] =
     "INSERT INTO broker_instances AS b (instance) VALUES ($1) "

@@ -49,7 +49,7 @@ struct audit_end {
  * names travel as JSON and become text[] in SQL, so no array-literal escaping is written by hand.
  */
 #define AUDIT_BEGIN_NPARAMS  14 /* audit_begin_sql */
-#define AUDIT_DENIED_NPARAMS 18 /* audit_denied_sql: the same, error_code, detached, name, batch */
+#define AUDIT_DENIED_NPARAMS 18 /* audit_denied_sql: the same and 4 more */
 #define AUDIT_END_NPARAMS    10
 
 #define AUDIT_AUTHZ_BEGIN_NPARAMS 20 /* audit_authz_begin_sql */

@@ -312,6 +312,36 @@ START_TEST(per_target_results_mix_successes_and_failures)
 	         " AND org_id = 'acme' AND status = 'denied' AND error_code = 'not_found'",
 	         sv_str(s, "batch_id"));
 	ck_assert_int_eq(count(sql), 1);
+	/* The audit log finds a batch's rows by its id, over the API and the CLI. */
+	{
+		char path[128], *out = NULL;
+		const char *args[] = {"audit",    "--batch", sv_str(s, "batch_id"),
+		                      "--format", "json",    NULL};
+		struct kit_resp a;
+		json_t *page, *it;
+		size_t k;
+
+		/* a row of acme outside the batch, which the filter must leave out */
+		sv_http(B.port,
+		        &(struct kit_req){
+		            .ws = "ws-a1", .token = tok_fan, .body = "{\"argv\":[\"true\"]}"},
+		        &a);
+		ck_assert_int_eq(a.status, 200);
+		kit_resp_free(&a);
+		snprintf(path, sizeof(path), "/v1/audit?batch_id=%s", sv_str(s, "batch_id"));
+		sv_http(B.port,
+		        &(struct kit_req){.method = "GET", .path = path, .token = W.tok_org}, &a);
+		ck_assert_msg(a.status == 200, "%d %s", a.status, a.body);
+		page = sv_json(&a);
+		ck_assert_uint_eq(json_array_size(json_object_get(page, "items")), 7);
+		json_array_foreach(json_object_get(page, "items"), k, it)
+		    ck_assert_str_eq(sv_str(it, "batch_id"), sv_str(s, "batch_id"));
+		json_decref(page);
+		kit_resp_free(&a);
+		ck_assert_int_eq(kit_cli(W.db, args, &out, NULL), 0);
+		ck_assert_int_eq(tu_lines(out), 7);
+		free(out);
+	}
 	kit_frames_free(&f);
 	kit_resp_free(&r);
 }

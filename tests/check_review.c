@@ -130,6 +130,9 @@ static const struct {
     {{"workspace", "ws-1", NULL}, "workspace"},
     {{"status", "exited", "status", "denied", NULL}, "status"},
     {{"limit", "5", "bogus", "1", NULL}, "bogus"},
+    {{"batch_id", "0c88c2bd-9fd7-4ea9-b02c-01de493b5b1c", NULL}, NULL},
+    {{"batch_id", "not-a-uuid", NULL}, "batch_id"},
+    {{"batch_id", "", NULL}, "batch_id"},
 };
 
 static int parse_pairs(const char *const *pairs, struct audit_filter *f, char *field, char *err)
@@ -216,6 +219,9 @@ START_TEST(cursor_round_trips_and_is_bound_to_its_filters)
 	ck_assert_int_eq(audit_cursor_decode(&g, c), EB_ERR_INVAL);
 	g = f;
 	g.break_glass = 1;
+	ck_assert_int_eq(audit_cursor_decode(&g, c), EB_ERR_INVAL);
+	g = f;
+	g.batch_id = ID;
 	ck_assert_int_eq(audit_cursor_decode(&g, c), EB_ERR_INVAL);
 	g = f;
 	g.has_since = true;
