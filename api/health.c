@@ -78,7 +78,7 @@ void api_metrics_get(struct http_request *r, void *arg)
 	char *text;
 
 	pool_get_stats(a->pool, &st);
-	text = metrics_render(&a->metrics, &st);
+	text = metrics_render(&a->metrics, &st, a->instance);
 	if (text == NULL) {
 		http_reply(r, 500, "text/plain", "", 0);
 		return;

@@ -24,7 +24,7 @@ void metrics_count_http(struct metrics *m, int status)
 		m->http_requests[status]++;
 }
 
-char *metrics_render(const struct metrics *m, const struct pool_stats *ps)
+char *metrics_render(const struct metrics *m, const struct pool_stats *ps, const char *instance)
 {
 	static const enum pool_outcome_kind kinds[] = {
 	    POOL_EXITED,          POOL_SIGNALED,        POOL_TIMEOUT, POOL_CANCELLED,
@@ -36,6 +36,19 @@ char *metrics_render(const struct metrics *m, const struct pool_stats *ps)
 
 	if (f == NULL)
 		return NULL;
+	fprintf(f, "# HELP exec_broker_info The broker answering: its instance name and version.\n"
+	           "# TYPE exec_broker_info gauge\n"
+	           "exec_broker_info{broker=\"");
+	/* A label value escapes \\, " and newlines. */
+	for (const char *p = instance != NULL ? instance : ""; *p != '\0'; p++) {
+		if (*p == '\\' || *p == '"')
+			fputc('\\', f);
+		if (*p == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*p, f);
+	}
+	fprintf(f, "\",version=\"%s\"} 1\n", EB_VERSION);
 	fprintf(f, "# HELP exec_broker_execs_total Execs by how they ended.\n"
 	           "# TYPE exec_broker_execs_total counter\n");
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)

@@ -26,7 +26,9 @@ extern const double metrics_duration_bounds[METRICS_DURATION_BUCKETS];
 void metrics_observe_duration(struct metrics *m, double seconds);
 void metrics_count_http(struct metrics *m, int status);
 
-/* The exposition text (malloc'd). pool may be NULL (no pool figures then). */
-char *metrics_render(const struct metrics *m, const struct pool_stats *pool);
+/* The exposition text (malloc'd), beginning with exec_broker_info naming the broker
+ * (instance) and its version. pool may be NULL (no pool figures then). */
+char *metrics_render(const struct metrics *m, const struct pool_stats *pool,
+                     const char *instance);
 
 #endif

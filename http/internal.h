@@ -41,6 +41,7 @@ struct http_server {
 	void *route_arg;
 	struct http_limits lim;
 	struct http_server_hooks hooks;
+	const char *instance;           /* X-Exec-Broker-Instance, or NULL */
 	bool closing;                   /* not listening: replies ask the client to close */
 	unsigned flushing;              /* connections writing the last bytes of a reply */
 	TAILQ_HEAD(, http_conn) conns;  /* open */

@@ -82,6 +82,8 @@ static void write_head(struct http_request *r, struct evbuffer *out, int status,
 		evbuffer_add_printf(out, "Content-Length: %lld\r\n", length);
 	else if (r->chunked)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+	if (r->srv->instance != NULL)
+		evbuffer_add_printf(out, "X-Exec-Broker-Instance: %s\r\n", r->srv->instance);
 	if (r->log.exec_id != NULL)
 		evbuffer_add_printf(out, "X-Exec-Id: %s\r\n", r->log.exec_id);
 	for (unsigned i = 0; i < r->nout; i++)

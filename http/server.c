@@ -101,6 +101,15 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	evtimer_add(s->resume, &pause);
 }
 
+void http_server_set_instance(struct http_server *s, const char *name)
+{
+	/* Only what a header value may hold as it is: printable ASCII. */
+	for (const char *p = name; p != NULL && *p != '\0'; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			name = NULL;
+	s->instance = name != NULL && name[0] != '\0' ? name : NULL;
+}
+
 int http_server_new(struct event_base *base, const struct http_route *routes, size_t n,
                     void *route_arg, const struct http_limits *lim,
                     const struct http_server_hooks *hooks, struct http_server **out, char *err,

@@ -36,6 +36,10 @@ int http_server_listen(struct http_server *s, const char *host, int port, char *
 /* Stops accepting connections; open ones are served on, their replies asking the client
  * to close the connection. */
 void http_server_stop_listening(struct http_server *s);
+/* The name every reply carries in X-Exec-Broker-Instance, and every request's log line
+ * (kept, not copied; NULL, "" or a name with other than printable ASCII: none). Behind a
+ * load balancer it says which broker answered. */
+void http_server_set_instance(struct http_server *s, const char *name);
 /* New limits, for requests that arrive from now on. */
 void http_server_set_limits(struct http_server *s, const struct http_limits *lim);
 /* Replies handed over and not yet fully written. */

@@ -194,6 +194,7 @@ static int setup_http(struct server *s, char *err, size_t errlen)
 	                     errlen);
 	if (rc != 0)
 		return rc;
+	http_server_set_instance(s->http, s->instance);
 	return http_server_listen(s->http, host, port, err, errlen);
 }
 

@@ -144,6 +144,8 @@ START_TEST(every_refusal_is_json_and_closes)
 	              refusals[_i].name, code ? code : "(none)");
 	ck_assert(has_header(resp, "\r\nContent-Type: application/json\r\n"));
 	ck_assert(has_header(resp, "\r\nConnection: close\r\n"));
+	/* Behind a balancer, even a refusal says which broker gave it. */
+	ck_assert(has_header(resp, "\r\nX-Exec-Broker-Instance: eb-http\r\n"));
 	/* Nothing refused reached the exec handler: no audit row under its request id. */
 	if (rid != NULL) {
 		char id[40];
@@ -154,6 +156,28 @@ START_TEST(every_refusal_is_json_and_closes)
 	json_decref(o);
 	free(resp);
 	free(raw);
+}
+END_TEST
+
+/* Every reply names the broker that gave it, and so does the request's log line. */
+START_TEST(every_reply_names_its_broker)
+{
+	static const char *const paths[] = {"/healthz", "/v1/nowhere", "/v1/audit"};
+	char value[64], *line;
+	struct kit_resp r;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		sv_http(B.port,
+		        &(struct kit_req){.method = "GET", .path = paths[i], .rid = "h-inst"}, &r);
+		ck_assert_msg(kit_header(&r, "X-Exec-Broker-Instance", value, sizeof(value)) !=
+		                  NULL,
+		              "%s: %d without the header", paths[i], r.status);
+		ck_assert_str_eq(value, "eb-http");
+		kit_resp_free(&r);
+	}
+	line = sv_log_request(B.log, "h-inst");
+	ck_assert_msg(strstr(line, "instance=eb-http") != NULL, "%s", line);
+	free(line);
 }
 END_TEST
 
@@ -288,6 +312,7 @@ int main(void)
 	}
 	SV_ADD_LOOP(s, every_refusal_is_json_and_closes, sizeof(refusals) / sizeof(refusals[0]),
 	            60);
+	SV_ADD_LOOP(s, every_reply_names_its_broker, 1, 60);
 	SV_ADD_LOOP(s, a_request_that_stalls_is_408, 1, 60);
 	SV_ADD_LOOP(s, pipelined_requests_are_answered_in_order, 1, 60);
 	SV_ADD_LOOP(s, expect_100_continue_is_answered, 1, 60);

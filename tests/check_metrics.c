@@ -33,7 +33,9 @@ START_TEST(counters_and_labels)
 	ps.handshakes_total = 4;
 	ps.sessions_idle = 2;
 	ps.handshake_failures[POOL_FAIL_HOST_KEY] = 1;
-	t = metrics_render(&m, &ps);
+	t = metrics_render(&m, &ps, "eb-1:127.0.0.1:8080");
+	ck_assert(has_line(
+	    t, "exec_broker_info{broker=\"eb-1:127.0.0.1:8080\",version=\"" EB_VERSION "\"} 1"));
 	ck_assert(has_line(t, "exec_broker_execs_total{outcome=\"exited\"} 5"));
 	ck_assert(has_line(t, "exec_broker_execs_total{outcome=\"timeout\"} 2"));
 	ck_assert(has_line(t, "exec_broker_execs_total{outcome=\"denied\"} 3"));
@@ -61,7 +63,9 @@ START_TEST(histogram_is_cumulative)
 	metrics_observe_duration(&m, 0.02);
 	metrics_observe_duration(&m, 3);
 	metrics_observe_duration(&m, 99);
-	t = metrics_render(&m, NULL);
+	t = metrics_render(&m, NULL, "a\"b\\c");
+	ck_assert(
+	    has_line(t, "exec_broker_info{broker=\"a\\\"b\\\\c\",version=\"" EB_VERSION "\"} 1"));
 	ck_assert(has_line(t, "exec_broker_exec_duration_seconds_bucket{le=\"0.005\"} 1"));
 	ck_assert(has_line(t, "exec_broker_exec_duration_seconds_bucket{le=\"0.025\"} 3"));
 	ck_assert(has_line(t, "exec_broker_exec_duration_seconds_bucket{le=\"2.5\"} 3"));
