@@ -177,6 +177,9 @@ static void fill_audit(struct exec_job *j, struct audit_begin *b, const char *or
 	b->name = j->req.name;
 	b->batch_id = j->batch != NULL ? j->batch_id : NULL;
 	b->max_detached = j->api->cfg->workspace_max_detached_execs;
+	b->max_org_execs = j->api->cfg->org_max_concurrent_execs;
+	b->dead_after_s =
+	    AUDIT_DEAD_AFTER_BEATS * j->api->cfg->broker_heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S;
 }
 
 static void begin_step(struct exec_job *j);
@@ -826,6 +829,14 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		     j->ws_id, j->api->cfg->workspace_max_detached_execs);
 		return;
 	}
+	if (!inserted && strcmp(PQgetvalue(res, 0, AUDIT_AUTHZ_COL_ORG_FULL), "t") == 0) {
+		lease_drop(j);
+		deny(j, "too_many_requests", j->org,
+		     "org \"%s\" already has %d execs running on its brokers, the most allowed at "
+		     "once; retry after one finishes",
+		     j->org, j->api->cfg->org_max_concurrent_execs);
+		return;
+	}
 	if (!inserted) {
 		lease_drop(j);
 		if (j->api->phase != API_STOPPING)
@@ -836,9 +847,10 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 	}
 	job_log(j)->exec_id = j->exec_id; /* X-Exec-Id names a row that exists */
 	if (!orgs_enter(&j->api->orgs, j->org, j->api->cfg->org_max_concurrent_execs)) {
+		/* The org's execs and the followers of detached output this broker serves. */
 		refuse(j, "too_many_requests",
-		       "org \"%s\" already has %d execs running, the most allowed at once; retry "
-		       "after one finishes",
+		       "org \"%s\" already has %d execs and followers running, the most allowed "
+		       "at once; retry after one finishes",
 		       j->org, j->api->cfg->org_max_concurrent_execs);
 		return;
 	}

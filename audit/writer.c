@@ -55,29 +55,39 @@ const char audit_authz_begin_sql[] =
     "dq AS ("
     " SELECT count(*) AS n, coalesce(bool_or(x.name = $17), false) AS taken FROM exec_audit x"
     " WHERE $16::boolean AND x.workspace_id = $2 AND x.detached AND x.status = 'running'), "
-    "i AS ("
-    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, detached, name, batch_id)"
-    " SELECT $3::uuid, $4, $2, l.org_id, $5, l.kind,"
-    "  CASE WHEN l.kind = 'admin' THEN $6 END,"
-    "  ARRAY(SELECT jsonb_array_elements_text($7::jsonb)),"
-    "  ARRAY(SELECT jsonb_array_elements_text($8::jsonb)), $9, $10::bigint, $11::inet,"
-    "  $12::integer, $13, 'running', $16::boolean, $17, $20::uuid"
-    " FROM l, dq"
+    /* Authorized: authz_decide()'s AUTHZ_OK, in SQL. */
+    "ok AS ("
+    " SELECT l.* FROM l"
     " WHERE $15::boolean AND NOT l.expired AND NOT l.revoked AND l.id IS NOT NULL"
     "  AND $19::text = ANY (l.scopes)"
-    "  AND (NOT $16::boolean OR (dq.n < $18::integer AND NOT dq.taken"
-    /* the limit, for the trigger that settles concurrent starts (migrations/0007) */
-    "   AND set_config('exec_broker.max_detached', $18::integer::text, true) IS NOT NULL))"
     "  AND l.state = 'running'"
     "  AND coalesce(CASE l.kind"
     "   WHEN 'admin' THEN $6::text IS NOT NULL"
     "   WHEN 'org' THEN l.t_org = l.org_id AND l.tier >= $14::integer"
-    "   WHEN 'workspace' THEN l.t_ws = l.id AND l.tier >= $14::integer END, false)"
+    "   WHEN 'workspace' THEN l.t_ws = l.id AND l.tier >= $14::integer END, false)), "
+    /* An attached exec: whether its org has room on every broker (migrations/0011). */
+    "oc AS ("
+    " SELECT exec_audit_org_room(ok.org_id,"
+    "  CASE WHEN $16::boolean THEN NULL ELSE $21::integer END, $22::integer) AS room"
+    " FROM ok), "
+    "i AS ("
+    " INSERT INTO exec_audit (" BEGIN_COLUMNS ", status, detached, name, batch_id)"
+    " SELECT $3::uuid, $4, $2, ok.org_id, $5, ok.kind,"
+    "  CASE WHEN ok.kind = 'admin' THEN $6 END,"
+    "  ARRAY(SELECT jsonb_array_elements_text($7::jsonb)),"
+    "  ARRAY(SELECT jsonb_array_elements_text($8::jsonb)), $9, $10::bigint, $11::inet,"
+    "  $12::integer, $13, 'running', $16::boolean, $17, $20::uuid"
+    " FROM ok, dq, oc"
+    " WHERE oc.room"
+    "  AND (NOT $16::boolean OR (dq.n < $18::integer AND NOT dq.taken"
+    /* the limit, for the trigger that settles concurrent starts (migrations/0007) */
+    "   AND set_config('exec_broker.max_detached', $18::integer::text, true) IS NOT NULL))"
     " RETURNING 1) "
     "SELECT l.kind, l.t_org, l.t_ws, l.expired, l.revoked, l.id, l.org_id, l.state, l.tier,"
     " l.scopes, l.host, l.port, l.ssh_user, l.host_key_sha256, l.own_org,"
     " EXISTS (SELECT 1 FROM i),"
-    " dq.n >= $18::integer AND $16::boolean, dq.taken "
+    " dq.n >= $18::integer AND $16::boolean, dq.taken,"
+    " NOT coalesce((SELECT room FROM oc), true) "
     "FROM l, dq";
 
 /* What completing a row sets, but its end (audit_end_params' $2 to $10). seal_pending: linked
@@ -247,8 +257,8 @@ int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash
 {
 	const char *q[AUDIT_DENIED_NPARAMS];
 	struct store st;
-	char tier[16], maxd[16];
-	int rc = begin_params(b, q, &st, sizeof(tier) + sizeof(maxd));
+	char tier[16], maxd[16], maxo[16], dead[16];
+	int rc = begin_params(b, q, &st, sizeof(tier) + sizeof(maxd) + sizeof(maxo) + sizeof(dead));
 
 	*store = st.buf;
 	if (rc != 0)
@@ -270,6 +280,14 @@ int audit_authz_begin_params(const struct audit_begin *b, const char *token_hash
 	p[17] = keep(&st, maxd);
 	p[18] = scope;
 	p[19] = q[17];
+	if (b->max_org_execs > 0) {
+		snprintf(maxo, sizeof(maxo), "%d", b->max_org_execs);
+		p[20] = keep(&st, maxo);
+	} else {
+		p[20] = NULL; /* no limit */
+	}
+	snprintf(dead, sizeof(dead), "%d", b->dead_after_s > 0 ? b->dead_after_s : 40);
+	p[21] = keep(&st, dead);
 	return 0;
 }
 

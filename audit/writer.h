@@ -29,7 +29,9 @@ struct audit_begin {
 	bool detached;               /* "detach": true */
 	const char *name;            /* a detached exec's name, or NULL */
 	const char *batch_id;        /* the batch of a target (POST /v1/batches), or NULL */
-	int max_detached; /* audit_authz_begin: the workspace's limit of running detached execs */
+	int max_detached;  /* audit_authz_begin: the workspace's limit of running detached execs */
+	int max_org_execs; /* audit_authz_begin: the org's limit of attached execs (0: none) */
+	int dead_after_s;  /* audit_authz_begin: a broker silent this long is gone (0: 40) */
 };
 
 struct audit_end {
@@ -52,7 +54,7 @@ struct audit_end {
 #define AUDIT_DENIED_NPARAMS 18 /* audit_denied_sql: the same and 4 more */
 #define AUDIT_END_NPARAMS    10
 
-#define AUDIT_AUTHZ_BEGIN_NPARAMS 20 /* audit_authz_begin_sql */
+#define AUDIT_AUTHZ_BEGIN_NPARAMS 22 /* audit_authz_begin_sql */
 /* Its columns past the token and the workspace (api/authz.h's AUTHZ_NCOLS) */
 #define AUDIT_AUTHZ_COL_HOST     10
 #define AUDIT_AUTHZ_COL_PORT     11
@@ -62,15 +64,22 @@ struct audit_end {
 #define AUDIT_AUTHZ_COL_INSERTED 15 /* "t" if the running row went in */
 #define AUDIT_AUTHZ_COL_QUOTA    16 /* "t": a detached exec over the workspace's limit */
 #define AUDIT_AUTHZ_COL_TAKEN    17 /* "t": a detached exec's name is taken */
-#define AUDIT_REFUSE_NPARAMS     2  /* audit_refuse_sql: exec_id, error_code */
-#define AUDIT_SEAL_NPARAMS       2  /* audit_seal_sql */
+#define AUDIT_AUTHZ_COL_ORG_FULL 18 /* "t": authorized, but its org has no room */
+
+/* A broker not heard from for this many heartbeats and AUDIT_DEAD_AFTER_EXTRA_S more is
+ * gone: the sweeps abandon its rows, and its execs no longer count against their org. */
+#define AUDIT_DEAD_AFTER_BEATS   3
+#define AUDIT_DEAD_AFTER_EXTRA_S 10
+#define AUDIT_REFUSE_NPARAMS     2 /* audit_refuse_sql: exec_id, error_code */
+#define AUDIT_SEAL_NPARAMS       2 /* audit_seal_sql */
 
 extern const char audit_begin_sql[]; /* INSERT ... 'running' */
 /* The one statement before a command runs: the token and the workspace are looked up (the
- * result reads as authz_row_from_result() expects, plus column 14: whether the row went
- * in; for a detached exec, 15: the workspace has max_detached running already, 16: the name
- * is in use) and, when the request is authorized, the 'running' row is inserted, all in
- * one round trip. See audit_authz_begin_params. */
+ * result reads as authz_row_from_result() expects, then the AUDIT_AUTHZ_COL_* columns:
+ * whether the row went in, for a detached exec whether the workspace has max_detached
+ * running already or the name is in use, for an attached one whether its org had no room
+ * on its brokers) and, when the request is authorized, the 'running' row is inserted, all
+ * in one round trip. See audit_authz_begin_params. */
 extern const char audit_authz_begin_sql[];
 /* A running row turned away after its insert (the org's limit): final as 'denied'. */
 extern const char audit_refuse_sql[];

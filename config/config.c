@@ -90,7 +90,8 @@ static const struct setting settings[] = {
      "lowest workspace tier that workspace and org tokens may exec on (admins: any tier)"},
     {"org_max_concurrent_execs", SETTING_INT, "32", 1, 1000000, NULL,
      FIELD(org_max_concurrent_execs), NULL, NULL,
-     "execs one org may have running at once; beyond it requests get 429"},
+     "execs one org may have running at once on all the brokers sharing the database "
+     "(followers of detached output count on their broker); beyond it requests get 429"},
     {"max_body_bytes", SETTING_INT, "1048576", 1024, 1073741824, NULL, FIELD(max_body_bytes), NULL,
      NULL, "largest request body accepted; larger ones get 413"},
     {"output_cap_bytes", SETTING_INT, "1048576", 0, 2147483647, NULL, FIELD(output_cap_bytes), NULL,

@@ -16,8 +16,6 @@
 /* A broker silent for this many heartbeats, and this long more, is gone. The margin covers
  * the database connection's own reconnect (db/pgasync backs off up to 5 s): after an outage a
  * live broker may take that long to be heard again. */
-#define DEAD_AFTER_BEATS   3
-#define DEAD_AFTER_EXTRA_S 10
 
 static void arm(struct janitor *j, int seconds)
 {
@@ -55,8 +53,10 @@ static void on_detached(const PGresult *res, const char *error, const char *sqls
 		for (int i = 0; i < n; i++)
 			api_execs_check(j->api, PQgetvalue(res, i, 0));
 		if (n == DETACHED_BATCH) {
-			snprintf(j->cursor_at, sizeof(j->cursor_at), "%s", PQgetvalue(res, n - 1, 1));
-			snprintf(j->cursor_id, sizeof(j->cursor_id), "%s", PQgetvalue(res, n - 1, 0));
+			snprintf(j->cursor_at, sizeof(j->cursor_at), "%s",
+			         PQgetvalue(res, n - 1, 1));
+			snprintf(j->cursor_id, sizeof(j->cursor_id), "%s",
+			         PQgetvalue(res, n - 1, 0));
 		} else {
 			snprintf(j->cursor_at, sizeof(j->cursor_at), CURSOR_START_AT);
 			snprintf(j->cursor_id, sizeof(j->cursor_id), CURSOR_START_ID);
@@ -85,8 +85,9 @@ static void on_sealed(const PGresult *res, const char *error, const char *sqlsta
 			snprintf(j->cursor_at, sizeof(j->cursor_at), CURSOR_START_AT);
 			snprintf(j->cursor_id, sizeof(j->cursor_id), CURSOR_START_ID);
 		}
-		j->q = pgasync_query_static(j->api->db, detached_sweep_sql, 2, params,
-		                            j->api->cfg->broker_heartbeat_s * 1000L, on_detached, j);
+		j->q =
+		    pgasync_query_static(j->api->db, detached_sweep_sql, 2, params,
+		                         j->api->cfg->broker_heartbeat_s * 1000L, on_detached, j);
 	}
 	if (j->q == NULL)
 		arm(j, j->api->cfg->broker_heartbeat_s);
@@ -132,7 +133,7 @@ static void on_beat(const PGresult *res, const char *error, const char *sqlstate
 	}
 	snprintf(grace, sizeof(grace), "%d", cfg->pool_kill_grace_s);
 	snprintf(dead, sizeof(dead), "%d",
-	         DEAD_AFTER_BEATS * cfg->broker_heartbeat_s + DEAD_AFTER_EXTRA_S);
+	         AUDIT_DEAD_AFTER_BEATS * cfg->broker_heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S);
 	j->q = pgasync_query_static(j->api->db, audit_sweep_sql, 3, params,
 	                            cfg->broker_heartbeat_s * 1000L, on_swept, j);
 	if (j->q == NULL)

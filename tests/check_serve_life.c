@@ -899,6 +899,63 @@ END_TEST
 #define ADD_LOOP(s, fn, n) SV_ADD_LOOP(s, fn, n, 120)
 #define ADD(s, fn)         ADD_LOOP(s, fn, 1)
 
+/* Two brokers on one database: org_max_concurrent_execs counts the org's execs on both,
+ * and a broker SIGKILLed frees its org's places once it is judged gone (3 heartbeats and
+ * 10 s), without waiting for its rows to be swept. */
+START_TEST(the_org_limit_holds_across_brokers)
+{
+	static const char conf[] = "org_max_concurrent_execs = 1\nbroker_heartbeat_s = 1\n";
+	struct kit_broker a = {0}, b = {0};
+	char *gate = kit_tmp_path("gate-fleet"), *marker = kit_tmp_path("m-fleet"), *body;
+	struct kit_conn hold;
+	struct kit_resp r;
+	struct kit_frames f;
+	long long killed, t0;
+
+	start_broker(&a, "eb-life-fleet-a", conf);
+	start_broker(&b, "eb-life-fleet-b", conf);
+	start_gated(&hold, a.port, "ws-a1", W.tok_org, gate, &body);
+	/* acme's one place is taken on a: b refuses, and nothing runs */
+	exec_touch(&r, b.port, "ws-a2", W.tok_org, marker, 10);
+	sv_error(W.db, &r, 429, "too_many_requests", "denied", "too_many_requests");
+	ck_assert_msg(!kit_file_exists(marker), "a refused command ran");
+	kit_resp_free(&r);
+	/* another org is not held back by acme */
+	exec_touch(&r, b.port, "ws-b1", W.tok_other, marker, 10);
+	sv_stream(&r, &f);
+	ck_assert(kit_file_exists(marker));
+	unlink(marker);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	/* a dies with acme's exec running: b lets acme run again once a is gone */
+	kit_broker_kill(&a);
+	kit_stream_abort(&hold);
+	killed = kit_now_ms();
+	for (;;) {
+		exec_touch(&r, b.port, "ws-a2", W.tok_org, marker, 10);
+		if (r.status == 200)
+			break;
+		ck_assert_int_eq(r.status, 429);
+		ck_assert_msg(kit_now_ms() - killed < 30000, "acme still refused 30 s after");
+		kit_resp_free(&r);
+		kit_sleep_ms(500);
+	}
+	t0 = kit_now_ms() - killed;
+	sv_stream(&r, &f);
+	ck_assert(kit_file_exists(marker));
+	/* not before the dead broker's heartbeat had gone stale (3 s + 10 s after its last) */
+	ck_assert_msg(t0 >= 10000, "acme ran again %lld ms after the kill", t0);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	unlink(marker);
+	unlink(gate);
+	free(body);
+	free(marker);
+	free(gate);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("serve_life");
@@ -922,6 +979,7 @@ int main(void)
 	ADD_LOOP(s, a_silent_brokers_commands_end_at_their_deadline, 2);
 	ADD(s, rows_of_a_broker_gone_for_good_are_swept_by_another);
 	ADD(s, finished_rows_a_gone_broker_never_linked_are_linked_by_another);
+	ADD(s, the_org_limit_holds_across_brokers);
 	/* last: they stop PostgreSQL under every broker */
 	ADD(s, postgres_down_is_503_and_nothing_runs);
 	ADD(s, postgres_down_mid_exec_completion_is_retried);
