@@ -6,7 +6,7 @@ VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := libevent libssh2 libpq jansson inih libcrypto uuid libsystemd
+PKGS := libevent libevent_openssl libssh2 libpq jansson inih libssl libcrypto uuid libsystemd
 TEST_PKGS := check
 
 ifeq ($(SANITIZE),1)

@@ -10,7 +10,12 @@
 #include <event2/event.h>
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,21 +26,30 @@
 #include "common/fdio.h"
 #include "common/utf8.h"
 
-int client_conn_init(struct client_conn *cn, const char *what, const char *url)
+int client_conn_init(struct client_conn *cn, const char *what, const char *url, const char *cacert)
 {
 	const char *scheme;
 
 	cn->what = what;
 	cn->url = url;
+	cn->cacert = cacert;
 	cn->uri = evhttp_uri_parse(url);
 	cn->host = cn->uri != NULL ? evhttp_uri_get_host(cn->uri) : NULL;
 	scheme = cn->uri != NULL ? evhttp_uri_get_scheme(cn->uri) : NULL;
 	if (cn->host == NULL || cn->host[0] == '\0' || scheme == NULL ||
-	    strcmp(scheme, "http") != 0) {
-		cli_error("%s: --url must be http://HOST[:PORT][/PATH] (got \"%s\")", what, url);
+	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+		cli_error("%s: --url must be http://HOST[:PORT][/PATH] or https://... (got \"%s\")",
+		          what, url);
 		return CLIENT_EXIT_USAGE;
 	}
-	cn->port = evhttp_uri_get_port(cn->uri) > 0 ? evhttp_uri_get_port(cn->uri) : 80;
+	cn->tls = strcmp(scheme, "https") == 0;
+	if (cacert != NULL && !cn->tls) {
+		cli_error("%s: --cacert is for an https:// --url (got \"%s\")", what, url);
+		return CLIENT_EXIT_USAGE;
+	}
+	cn->port = evhttp_uri_get_port(cn->uri) > 0 ? evhttp_uri_get_port(cn->uri)
+	           : cn->tls                        ? 443
+	                                            : 80;
 	snprintf(cn->hostport, sizeof(cn->hostport), strchr(cn->host, ':') ? "[%s]:%d" : "%s:%d",
 	         cn->host, cn->port);
 	return 0;
@@ -60,9 +74,71 @@ int client_conn_auth(struct client_conn *cn, struct cli *cli, const char *token_
 	return rc;
 }
 
+/* The TLS context of an https broker: TLS 1.2 or 1.3, the peer's certificate verified
+ * against --cacert (or the system's CAs). 0, or an exit status after printing why. */
+static int tls_context(struct client_conn *cn)
+{
+	SSL_CTX *ctx;
+
+	if (cn->ssl_ctx != NULL)
+		return 0;
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		cli_error("%s: out of memory", cn->what);
+		return CLIENT_EXIT_USAGE;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if ((cn->cacert != NULL ? SSL_CTX_load_verify_locations(ctx, cn->cacert, NULL)
+	                        : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+		ERR_clear_error();
+		cli_error("%s: cannot read the CA certificates of --cacert %s", cn->what,
+		          cn->cacert != NULL ? cn->cacert : "(the system's)");
+		SSL_CTX_free(ctx);
+		return CLIENT_EXIT_USAGE;
+	}
+	cn->ssl_ctx = ctx;
+	return 0;
+}
+
+/* An https connection: SNI and the name (or address) checked against the certificate. */
+static int tls_connection(struct client_conn *cn)
+{
+	struct bufferevent *bev;
+	struct in6_addr a6;
+	struct in_addr a4;
+	SSL *ssl;
+	int rc = tls_context(cn);
+
+	if (rc != 0)
+		return rc;
+	ssl = SSL_new(cn->ssl_ctx);
+	if (ssl == NULL) {
+		cli_error("%s: out of memory", cn->what);
+		return CLIENT_EXIT_USAGE;
+	}
+	if (inet_pton(AF_INET, cn->host, &a4) == 1 || inet_pton(AF_INET6, cn->host, &a6) == 1) {
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), cn->host);
+	} else {
+		SSL_set_tlsext_host_name(ssl, cn->host);
+		SSL_set1_host(ssl, cn->host);
+	}
+	bev = bufferevent_openssl_socket_new(cn->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+	                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		cli_error("%s: out of memory", cn->what);
+		return CLIENT_EXIT_USAGE;
+	}
+	cn->evcon = evhttp_connection_base_bufferevent_new(cn->base, NULL, bev, cn->host,
+	                                                   (unsigned short)cn->port);
+	return 0;
+}
+
 int client_conn_connect(struct client_conn *cn, int timeout_s)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN};
+	int rc;
 
 	sigaction(SIGPIPE, &ign, NULL);
 	if (cn->base == NULL)
@@ -71,7 +147,14 @@ int client_conn_connect(struct client_conn *cn, int timeout_s)
 		cli_error("%s: out of memory", cn->what);
 		return CLIENT_EXIT_USAGE;
 	}
-	cn->evcon = evhttp_connection_base_new(cn->base, NULL, cn->host, (unsigned short)cn->port);
+	if (cn->tls) {
+		rc = tls_connection(cn);
+		if (rc != 0)
+			return rc;
+	} else {
+		cn->evcon =
+		    evhttp_connection_base_new(cn->base, NULL, cn->host, (unsigned short)cn->port);
+	}
 	if (cn->evcon == NULL) {
 		cli_error("cannot reach the broker at %s: cannot resolve %s", cn->url, cn->host);
 		return CLIENT_EXIT_UNREACHABLE;
@@ -81,9 +164,9 @@ int client_conn_connect(struct client_conn *cn, int timeout_s)
 }
 
 int client_conn_setup(struct client_conn *cn, struct cli *cli, const char *what, const char *url,
-                      const char *token_file, const char *reason)
+                      const char *cacert, const char *token_file, const char *reason)
 {
-	int rc = client_conn_init(cn, what, url);
+	int rc = client_conn_init(cn, what, url, cacert);
 
 	if (rc == 0)
 		rc = client_conn_auth(cn, cli, token_file, reason);
@@ -119,6 +202,8 @@ void client_conn_free(struct client_conn *cn)
 	free(cn->auth);
 	if (cn->uri != NULL)
 		evhttp_uri_free(cn->uri);
+	SSL_CTX_free(cn->ssl_ctx);
+	cn->ssl_ctx = NULL;
 	cn->base = NULL;
 	cn->auth = NULL;
 	cn->uri = NULL;

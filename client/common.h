@@ -40,8 +40,11 @@ enum {
  * (client_conn_init, _auth, _connect) so that each step's error comes in the order a
  * subcommand checks its arguments; client_conn_free undoes whatever was done. */
 struct client_conn {
-	const char *what; /* the subcommand, for messages ("exec") */
-	const char *url;  /* --url as given */
+	const char *what;   /* the subcommand, for messages ("exec") */
+	const char *url;    /* --url as given */
+	const char *cacert; /* --cacert: the CAs an https broker's certificate must chain to */
+	bool tls;           /* https */
+	struct ssl_ctx_st *ssl_ctx; /* made by the first https client_conn_connect */
 	struct evhttp_uri *uri;
 	const char *host; /* in uri */
 	int port;
@@ -52,8 +55,9 @@ struct client_conn {
 	struct evhttp_connection *evcon; /* between _connect and _disconnect */
 };
 
-/* Parses --url (http only). 0, or CLIENT_EXIT_USAGE after printing why. */
-int client_conn_init(struct client_conn *cn, const char *what, const char *url);
+/* Parses --url (http:// or https://) and keeps cacert (--cacert, or NULL: the system's
+ * CAs, for https). 0, or CLIENT_EXIT_USAGE after printing why. */
+int client_conn_init(struct client_conn *cn, const char *what, const char *url, const char *cacert);
 /* Loads the token (client_token_load) into the Authorization header, and keeps reason
  * (may be NULL) for X-Break-Glass-Reason. 0, or CLIENT_EXIT_USAGE after printing why. */
 int client_conn_auth(struct client_conn *cn, struct cli *cli, const char *token_file,
@@ -65,7 +69,7 @@ int client_conn_connect(struct client_conn *cn, int timeout_s);
 /* client_conn_init and _auth in one, for a subcommand with nothing to check between them.
  * 0, or an exit status after printing why. */
 int client_conn_setup(struct client_conn *cn, struct cli *cli, const char *what, const char *url,
-                      const char *token_file, const char *reason);
+                      const char *cacert, const char *token_file, const char *reason);
 /* Lets the connection's socket stay silent that long, once the broker said how long the
  * exec may take (timeout_s of a first frame; ignored unless 1..CLIENT_MAX_TIMEOUT_S). */
 void client_conn_set_silence(struct client_conn *cn, json_t *timeout_s);

@@ -13,7 +13,10 @@
 static void usage_common(FILE *out)
 {
 	fprintf(out,
-	        "  --url URL            the broker (default " CLIENT_DEFAULT_URL "; http only)\n"
+	        "  --url URL            the broker (default " CLIENT_DEFAULT_URL "), http:// or\n"
+	        "                       https://\n"
+	        "  --cacert FILE        https: the CA certificates (PEM) the broker's must chain\n"
+	        "                       to (default: the system's)\n"
 	        "  --token-file FILE    the API token: the file's first line; otherwise the\n"
 	        "                       environment variable " CLIENT_TOKEN_ENV "\n"
 	        "  --break-glass-reason TEXT\n"
@@ -133,10 +136,10 @@ static void usage_wait(FILE *out)
 	usage_api_errors(out);
 }
 
-enum { O_URL = 1, O_TOKEN_FILE, O_REASON, O_STATUS, O_NAME, O_JSON, O_TIMEOUT, O_HELP };
+enum { O_URL = 1, O_CACERT, O_TOKEN_FILE, O_REASON, O_STATUS, O_NAME, O_JSON, O_TIMEOUT, O_HELP };
 
 #define COMMON_OPTIONS                                                                             \
-	{"url", required_argument, NULL, O_URL},                                                   \
+	{"url", required_argument, NULL, O_URL}, {"cacert", required_argument, NULL, O_CACERT},    \
 	    {"token-file", required_argument, NULL, O_TOKEN_FILE},                                 \
 	    {"break-glass-reason", required_argument, NULL, O_REASON},                             \
 	{                                                                                          \
@@ -177,6 +180,9 @@ static int take_option(const struct dcmd *d, int opt, const char *arg, struct de
 	switch (opt) {
 	case O_URL:
 		a->url = arg;
+		return 0;
+	case O_CACERT:
+		a->cacert = arg;
 		return 0;
 	case O_TOKEN_FILE:
 		a->token_file = arg;

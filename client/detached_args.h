@@ -8,12 +8,12 @@
 enum detached_cmd { DETACHED_PS, DETACHED_LOGS, DETACHED_KILL, DETACHED_WAIT };
 
 struct detached_args {
-	const char *url, *token_file, *reason; /* reason: NULL when not given */
-	const char *ws;                        /* ps */
-	const char *exec_id;                   /* logs, kill, wait */
-	const char *status, *name;             /* ps --status, --name: NULL when not given */
-	const char *signal;                    /* kill -s, as the API names it; NULL: cancel */
-	int timeout_s;                         /* wait --timeout; -1 when not given */
+	const char *url, *cacert, *token_file, *reason; /* cacert, reason: NULL when not given */
+	const char *ws;                                 /* ps */
+	const char *exec_id;                            /* logs, kill, wait */
+	const char *status, *name; /* ps --status, --name: NULL when not given */
+	const char *signal;        /* kill -s, as the API names it; NULL: cancel */
+	int timeout_s;             /* wait --timeout; -1 when not given */
 	bool json, follow;
 };
 

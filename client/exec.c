@@ -214,7 +214,7 @@ int client_exec(struct cli *cli, int argc, char **argv)
 	}
 	if (rc != 0)
 		goto out;
-	rc = client_conn_init(&cn, "exec", a.url);
+	rc = client_conn_init(&cn, "exec", a.url, a.cacert);
 	if (rc == 0)
 		rc = client_conn_auth(&cn, cli, a.token_file, a.reason);
 	if (rc == 0 && a.batch)

@@ -31,7 +31,10 @@ static void usage(FILE *out)
 	    "/v1/workspaces/WORKSPACE/exec), exactly as given: no shell is added. The remote\n"
 	    "stdout and stderr are written to this process's stdout and stderr as they\n"
 	    "arrive, byte for byte.\n"
-	    "  --url URL            the broker (default " CLIENT_DEFAULT_URL "; http only)\n"
+	    "  --url URL            the broker (default " CLIENT_DEFAULT_URL "), http:// or\n"
+	    "                       https://\n"
+	    "  --cacert FILE        https: the CA certificates (PEM) the broker's must chain\n"
+	    "                       to (default: the system's)\n"
 	    "  --token-file FILE    the API token: the file's first line; otherwise the\n"
 	    "                       environment variable " CLIENT_TOKEN_ENV "\n"
 	    "  --timeout S          seconds the command may run (default: the broker's)\n"
@@ -84,6 +87,7 @@ static void usage(FILE *out)
 
 enum {
 	O_URL = 1,
+	O_CACERT,
 	O_TOKEN_FILE,
 	O_TIMEOUT,
 	O_ENV,
@@ -105,6 +109,7 @@ enum {
 
 static const struct option exec_opts[] = {
     {"url", required_argument, NULL, O_URL},
+    {"cacert", required_argument, NULL, O_CACERT},
     {"token-file", required_argument, NULL, O_TOKEN_FILE},
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"env", required_argument, NULL, O_ENV},
@@ -211,6 +216,9 @@ static int take_option(int opt, const char *arg, struct exec_args *a)
 	switch (opt) {
 	case O_URL:
 		a->url = arg;
+		return 0;
+	case O_CACERT:
+		a->cacert = arg;
 		return 0;
 	case O_TOKEN_FILE:
 		a->token_file = arg;

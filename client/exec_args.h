@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 struct exec_args {
-	const char *url, *token_file, *cwd, *stdin_file, *reason;
+	const char *url, *cacert, *token_file, *cwd, *stdin_file, *reason;
 	const char *ws;   /* the positional WORKSPACE; NULL for a batch */
 	const char *name; /* --name, with --detach */
 	int timeout_s;    /* --timeout; -1 when not given */

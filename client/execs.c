@@ -30,7 +30,7 @@ static int open_broker(enum detached_cmd cmd, const char *what, struct cli *cli,
 
 	if (rc != 0)
 		return rc;
-	return client_conn_setup(cn, cli, what, a->url, a->token_file, a->reason);
+	return client_conn_setup(cn, cli, what, a->url, a->cacert, a->token_file, a->reason);
 }
 
 /* The string member key of o, or "-". */

@@ -201,7 +201,7 @@ int client_logs(struct cli *cli, int argc, char **argv)
 	int rc = detached_args_parse(DETACHED_LOGS, argc, argv, &a);
 
 	if (rc == 0)
-		rc = client_conn_setup(&cn, cli, "logs", a.url, a.token_file, a.reason);
+		rc = client_conn_setup(&cn, cli, "logs", a.url, a.cacert, a.token_file, a.reason);
 	if (rc == 0) {
 		l.exec_id = a.exec_id;
 		l.json = a.json;

@@ -46,6 +46,11 @@ static const struct setting settings[] = {
      "address the HTTP API listens on: host:port or [ipv6]:port"},
     {"ssh_key", SETTING_STRING, "", 0, 0, NULL, FIELD(ssh_key), NULL, NULL,
      "path of the broker's SSH private key, used to log in to every workspace host"},
+    {"tls_cert_file", SETTING_STRING, "", 0, 0, NULL, FIELD(tls_cert_file), NULL, NULL,
+     "PEM certificate chain (the server's first) that makes listen HTTPS, with "
+     "tls_key_file; read again on reload"},
+    {"tls_key_file", SETTING_STRING, "", 0, 0, NULL, FIELD(tls_key_file), NULL, NULL,
+     "PEM private key of tls_cert_file"},
     {"log_level", SETTING_ENUM, "info", 0, 0, "debug|info|warn|error", FIELD(log_level), NULL, NULL,
      "least severe log level written: debug, info, warn or error"},
     {"pool_max_channels_per_session", SETTING_INT, "8", 1, 64, NULL,

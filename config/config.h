@@ -15,6 +15,8 @@ struct config {
 	char *database_url;
 	char *listen;
 	char *ssh_key;
+	char *tls_cert_file;
+	char *tls_key_file;
 	char *log_level;
 	int pool_max_channels_per_session;
 	int pool_max_sessions_per_host;

@@ -5,10 +5,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +421,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct framing_error e = {408, "request_timeout", ""};
 
 	(void)bev;
+	if (what == BEV_EVENT_CONNECTED)
+		return; /* a TLS connection's handshake is over */
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    (c->state == CONN_HEAD || c->state == CONN_BODY)) {
 		snprintf(e.message, sizeof(e.message),
@@ -465,7 +469,20 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 	c->srv = s;
 	c->state = CONN_IDLE;
 	peer_name(sa, c->peer, sizeof(c->peer));
-	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->tls != NULL) {
+		SSL *ssl = SSL_new(s->tls);
+
+		c->bev = ssl != NULL ? bufferevent_openssl_socket_new(s->base, fd, ssl,
+		                                                      BUFFEREVENT_SSL_ACCEPTING,
+		                                                      BEV_OPT_CLOSE_ON_FREE)
+		                     : NULL;
+		if (c->bev == NULL)
+			SSL_free(ssl); /* NULL is fine */
+		else /* a client that closes without close_notify has still sent its request */
+			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	} else {
+		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (c->bev == NULL) {
 		close(fd);
 		free(c);

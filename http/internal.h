@@ -17,6 +17,8 @@
 
 struct bufferevent;
 struct evconnlistener;
+struct sockaddr;
+struct ssl_ctx_st;
 struct event;
 struct evbuffer;
 struct http_conn;
@@ -42,6 +44,7 @@ struct http_server {
 	struct http_limits lim;
 	struct http_server_hooks hooks;
 	const char *instance;           /* X-Exec-Broker-Instance, or NULL */
+	struct ssl_ctx_st *tls;         /* new connections are TLS with it, or NULL (http/tls.c) */
 	bool closing;                   /* not listening: replies ask the client to close */
 	unsigned flushing;              /* connections writing the last bytes of a reply */
 	TAILQ_HEAD(, http_conn) conns;  /* open */

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "http/internal.h"
+#include "http/tls.h"
 
 #define LISTEN_BACKLOG 1024
 
@@ -220,5 +221,6 @@ void http_server_free(struct http_server *s)
 		event_free(s->resume);
 	if (s->reclaim != NULL)
 		event_free(s->reclaim);
+	http_server_set_tls(s, NULL);
 	free(s);
 }

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "server/notify.h"
 #include "server/serve.h"
 
@@ -37,12 +38,38 @@ static void warn_restart_only(const struct config *old, const struct config *n)
 	    {"database_url", strcmp(old->database_url, n->database_url) != 0},
 	    {"db_connections", old->db_connections != n->db_connections},
 	    {"instance_name", strcmp(old->instance_name, n->instance_name) != 0},
+	    /* HTTP or HTTPS: a renewed certificate is reloaded (reload_tls), not the choice */
+	    {"tls_cert_file", old->tls_cert_file[0] == '\0' && n->tls_cert_file[0] != '\0'},
 	};
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (fixed[i].changed)
 			log_kv(LOG_WARN, "setting changed: it takes effect at the next start",
 			       "setting", fixed[i].name, NULL);
+}
+
+/* A renewed certificate: new connections get it, open ones keep theirs. Turning HTTPS on
+ * or off takes a restart (warn_restart_only). 0, or -1 after logging why. */
+static int reload_tls(struct server *s, const struct config *n)
+{
+	char err[512];
+	void *tls;
+
+	if (n->tls_cert_file[0] == '\0' || n->tls_key_file[0] == '\0') {
+		log_kv(LOG_ERROR, "configuration not reloaded; the settings in force stay", "error",
+		       "listen is HTTPS: tls_cert_file and tls_key_file must stay set (turning TLS "
+		       "off takes a restart)",
+		       NULL);
+		return -1;
+	}
+	if (http_tls_new(n->tls_cert_file, n->tls_key_file, &tls, err, sizeof(err)) != 0) {
+		log_kv(LOG_ERROR, "configuration not reloaded; the settings in force stay", "error",
+		       err, NULL);
+		return -1;
+	}
+	http_server_set_tls(s->http, tls);
+	http_tls_free(tls);
+	return 0;
 }
 
 void reload_settings(struct server *s)
@@ -72,6 +99,8 @@ void reload_settings(struct server *s)
 		       "ssh_key is not set", NULL);
 		goto fail;
 	}
+	if (s->tls && reload_tls(s, n) != 0)
+		goto fail;
 	reload_pool_config(n, &pc);
 	rc = pool_reconfigure(s->api.pool, &pc, err, sizeof(err));
 	if (rc < 0) {

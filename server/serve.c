@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "db/pgasync.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "pool/pool.h"
 #include "server/notify.h"
 #include "server/reload.h"
@@ -195,6 +196,22 @@ static int setup_http(struct server *s, char *err, size_t errlen)
 	if (rc != 0)
 		return rc;
 	http_server_set_instance(s->http, s->instance);
+	if (s->cfg->tls_cert_file[0] != '\0' || s->cfg->tls_key_file[0] != '\0') {
+		void *tls;
+
+		if (s->cfg->tls_cert_file[0] == '\0' || s->cfg->tls_key_file[0] == '\0') {
+			snprintf(err, errlen,
+			         "tls_cert_file and tls_key_file go together: set both "
+			         "(HTTPS) or neither (HTTP)");
+			return EB_ERR_INVAL;
+		}
+		rc = http_tls_new(s->cfg->tls_cert_file, s->cfg->tls_key_file, &tls, err, errlen);
+		if (rc != 0)
+			return rc;
+		http_server_set_tls(s->http, tls);
+		http_tls_free(tls);
+		s->tls = true;
+	}
 	return http_server_listen(s->http, host, port, err, errlen);
 }
 

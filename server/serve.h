@@ -31,6 +31,7 @@ struct server {
 	size_t nold_cfgs;
 	char instance[256]; /* instance_name, or host:listen */
 	struct http_server *http;
+	bool tls; /* listen is HTTPS (tls_cert_file and tls_key_file at the start) */
 	struct api api;
 	struct janitor janitor;
 	enum server_state state;
