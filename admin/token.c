@@ -215,14 +215,15 @@ static int tok_list(struct cli *cli, int argc, char **argv)
 		return rc;
 #define TS(col)                                                                                    \
 	"coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
-	static const char list_sql[] = "SELECT id, prefix, kind, coalesce(workspace_id, org_id, "
-	                               "'*'),"
-	                               " array_to_string(scopes, ','),"
-	                               " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
-	                               "  WHEN expires_at <= now() THEN 'expired' ELSE 'active' "
-	                               "END, name, " TS("created_at") ", " TS("expires_at") ", " TS(
-	                                   "last_used_at") ", " TS("revoked_at") " FROM api_tokens "
-	                                                                         "ORDER BY id";
+	static const char list_sql[] =
+	    "SELECT id, prefix, kind, coalesce(workspace_id, org_id, "
+	    "'*'),"
+	    " array_to_string(scopes, ','),"
+	    " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+	    "  WHEN expires_at <= now() THEN 'expired' ELSE 'active' "
+	    "END, name, " TS("created_at") ", " TS("expires_at") ", " TS("last_used_at") ", " TS(
+	        "revoked_at") ", array_to_json(scopes) FROM api_tokens "
+	                      "ORDER BY id";
 #undef TS
 	res = db_exec(conn, list_sql, 0, NULL, err, sizeof(err), state);
 	if (res == NULL) {
@@ -236,15 +237,7 @@ static int tok_list(struct cli *cli, int argc, char **argv)
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		if (json) {
-			json_t *scopes = json_array();
-			char *list = PQgetvalue(res, i, 4);
-
-			for (char *p = list; scopes != NULL && *p != '\0';) {
-				size_t n = strcspn(p, ",");
-
-				json_array_append_new(scopes, json_stringn(p, n));
-				p += n + (p[n] == ',');
-			}
+			json_t *scopes = json_loads(PQgetvalue(res, i, 11), 0, NULL);
 			json_t *o = json_pack(
 			    "{s:I, s:s, s:s, s:s, s:o*, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "id",
 			    (json_int_t)atoll(PQgetvalue(res, i, 0)), "prefix",

@@ -417,15 +417,6 @@ static void on_final(const PGresult *res, const char *error, const char *sqlstat
 	batch_done(b);
 }
 
-static const char final_sql[] =
-    "UPDATE batches SET launched = true,"
-    " status = CASE WHEN $2 = 'running' THEN 'running' ELSE $2 END,"
-    " succeeded = CASE WHEN $2 = 'running' THEN NULL ELSE $3::integer END,"
-    " failed = CASE WHEN $2 = 'running' THEN NULL ELSE $4::integer END,"
-    " not_started = CASE WHEN $2 = 'running' THEN NULL ELSE $5::integer END,"
-    " finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END"
-    " WHERE batch_id = $1::uuid AND status = 'running'";
-
 /* Every target that was to start has ended (or, detached, started): the row, then the
  * reply. */
 static void finish(struct batch *b)
@@ -438,29 +429,21 @@ static void finish(struct batch *b)
 static void write_final(struct batch *b)
 {
 	struct batch_result *r = results(b);
-	const char *status, *params[5];
-	char counts[3][16];
-	size_t c[3] = {0};
+	const char *params[BATCHVIEW_OUTCOME_NPARAMS];
+	struct batch_counts c;
+	char nums[3][24];
 
 	b->attempts++;
 	if (r == NULL) {
 		on_final(NULL, "out of memory", "", b);
 		return;
 	}
-	status = batchview_status(r, b->n, b->cancelled);
-	for (size_t i = 0; i < b->n; i++)
-		c[strcmp(r[i].status, "succeeded") == 0 ? 0
-		  : strcmp(r[i].status, "failed") == 0  ? 1
-		                                        : 2] += strcmp(r[i].status, "running") != 0;
+	c = batchview_count(r, b->n);
+	batchview_outcome_params(b->batch_id, batchview_status(r, b->n, b->cancelled), &c, nums,
+	                         params);
 	free(r);
-	for (int i = 0; i < 3; i++)
-		snprintf(counts[i], sizeof(counts[i]), "%zu", c[i]);
-	params[0] = b->batch_id;
-	params[1] = status;
-	params[2] = counts[0];
-	params[3] = counts[1];
-	params[4] = counts[2];
-	b->q = pgasync_query_static(b->api->db, final_sql, 5, params, BATCH_QUERY_MS, on_final, b);
+	b->q = pgasync_query_static(b->api->db, batchview_outcome_sql, BATCHVIEW_OUTCOME_NPARAMS,
+	                            params, BATCH_QUERY_MS, on_final, b);
 	if (b->q == NULL)
 		on_final(NULL, "out of memory", "", b);
 }

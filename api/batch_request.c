@@ -234,7 +234,7 @@ int batch_request_parse(const char *body, size_t len, const struct request_limit
 	    "stdin",  "stdin_base64",    "env",        "cwd",  "detach",
 	    NULL};
 	json_error_t jerr;
-	json_t *root, *val, *command;
+	json_t *root, *command;
 	const char *key;
 	int rc;
 
@@ -250,14 +250,8 @@ int batch_request_parse(const char *body, size_t len, const struct request_limit
 		rc = request_error_set(e, "invalid_request", "", "the body must be a JSON object");
 		goto out;
 	}
-	json_object_foreach(root, key, val)
-	{
-		bool ok = false;
-
-		for (size_t i = 0; known[i] != NULL; i++)
-			ok |= strcmp(key, known[i]) == 0;
-		if (ok)
-			continue;
+	key = request_unknown_field(root, known);
+	if (key != NULL) {
 		if (strcmp(key, "name") == 0)
 			rc = request_error_set(
 			    e, "invalid_request", key,

@@ -25,6 +25,8 @@ struct bread {
 	char actor[AUTHZ_ACTOR_LEN + 1];
 	char batch_id[40];
 	json_t *summary; /* waiting for the batch row's outcome to be recorded */
+	const char *outcome[BATCHVIEW_OUTCOME_NPARAMS]; /* that statement's parameters */
+	char nums[3][24];
 };
 
 static void finish(struct bread *x)
@@ -112,12 +114,6 @@ static const char one_sql[] =
                                    "FROM t LEFT JOIN batches b ON b.batch_id = $2::uuid AND "
                                    "b.actor = $3";
 
-/* A running batch found over: its row records what its targets' rows say. */
-static const char settle_sql[] =
-    "UPDATE batches SET status = $2, succeeded = $3::integer, failed = $4::integer,"
-    " not_started = $5::integer, finished_at = now()"
-    " WHERE batch_id = $1::uuid AND status = 'running' AND launched";
-
 static void reply_summary(struct bread *x)
 {
 	http_reply_json(x->http, 200, x->summary);
@@ -145,7 +141,6 @@ static void on_one(const PGresult *res, const char *error, const char *sqlstate,
 	const char *status;
 	size_t n, i, k;
 	bool running, launched;
-	char counts[3][16];
 
 	(void)sqlstate;
 	if (!token_ok(x, res, error))
@@ -187,9 +182,12 @@ static void on_one(const PGresult *res, const char *error, const char *sqlstate,
 	}
 	if (running && launched) {
 		const char *now = batchview_status(r, n, false);
+		struct batch_counts c = batchview_count(r, n);
 
-		if (strcmp(now, "running") != 0)
+		if (strcmp(now, "running") != 0) {
 			status = now; /* recorded below, before the reply */
+			batchview_outcome_params(x->batch_id, status, &c, x->nums, x->outcome);
+		}
 	}
 	x->summary = batchview_summary(PQgetvalue(res, 0, C_BATCH_ID), status, r, n);
 	free(r);
@@ -215,15 +213,9 @@ static void on_one(const PGresult *res, const char *error, const char *sqlstate,
 		reply_summary(x);
 		return;
 	}
-	snprintf(counts[0], sizeof(counts[0]), "%lld",
-	         (long long)json_integer_value(json_object_get(o, "succeeded")));
-	snprintf(counts[1], sizeof(counts[1]), "%lld",
-	         (long long)json_integer_value(json_object_get(o, "failed")));
-	snprintf(counts[2], sizeof(counts[2]), "%lld",
-	         (long long)json_integer_value(json_object_get(o, "not_started")));
-	const char *params[5] = {x->batch_id, status, counts[0], counts[1], counts[2]};
-	if (pgasync_query_static(x->api->db, settle_sql, 5, params, BATCHES_QUERY_MS, on_settled,
-	                         x) == NULL)
+	/* Over: its row records what its targets' rows say. */
+	if (pgasync_query_static(x->api->db, batchview_outcome_sql, BATCHVIEW_OUTCOME_NPARAMS,
+	                         x->outcome, BATCHES_QUERY_MS, on_settled, x) == NULL)
 		reply_summary(x);
 }
 

@@ -1,31 +1,60 @@
 /* api/batchview.c: batch summaries and target results. */
 #include "api/batchview.h"
 
+#include <stdio.h>
 #include <string.h>
 
-const char *batchview_status(const struct batch_result *r, size_t n, bool cancelled)
+struct batch_counts batchview_count(const struct batch_result *r, size_t n)
 {
-	size_t ok = 0, failed = 0, not_started = 0, running = 0;
+	struct batch_counts c = {0};
 
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(r[i].status, "succeeded") == 0)
-			ok++;
+			c.succeeded++;
 		else if (strcmp(r[i].status, "failed") == 0)
-			failed++;
+			c.failed++;
 		else if (strcmp(r[i].status, "not_started") == 0)
-			not_started++;
+			c.not_started++;
 		else
-			running++;
+			c.running++;
 	}
+	return c;
+}
+
+const char *batchview_status(const struct batch_result *r, size_t n, bool cancelled)
+{
+	struct batch_counts c = batchview_count(r, n);
+
 	if (cancelled)
 		return "cancelled";
-	if (running > 0)
+	if (c.running > 0)
 		return "running";
-	if (not_started > 0)
+	if (c.not_started > 0)
 		return "stopped";
-	if (failed == 0)
+	if (c.failed == 0)
 		return "completed";
-	return ok == 0 ? "failed" : "partial_failure";
+	return c.succeeded == 0 ? "failed" : "partial_failure";
+}
+
+const char batchview_outcome_sql[] =
+    "UPDATE batches SET launched = true, status = $2, succeeded = $3::integer,"
+    " failed = $4::integer, not_started = $5::integer,"
+    " finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END"
+    " WHERE batch_id = $1::uuid AND status = 'running'";
+
+void batchview_outcome_params(const char *batch_id, const char *status,
+                              const struct batch_counts *c, char nums[3][24],
+                              const char *params[BATCHVIEW_OUTCOME_NPARAMS])
+{
+	bool running = strcmp(status, "running") == 0;
+
+	snprintf(nums[0], 24, "%zu", c->succeeded);
+	snprintf(nums[1], 24, "%zu", c->failed);
+	snprintf(nums[2], 24, "%zu", c->not_started);
+	params[0] = batch_id;
+	params[1] = status;
+	for (int i = 0; i < 3; i++)
+		params[2 + i] = running ? NULL : nums[i];
 }
 
 static json_t *text_or_null(const char *s)
@@ -37,7 +66,7 @@ json_t *batchview_summary(const char *batch_id, const char *status, const struct
                           size_t n)
 {
 	json_t *o = json_object(), *results = json_array();
-	json_int_t counts[4] = {0}; /* succeeded, failed, not_started, running */
+	struct batch_counts c = batchview_count(r, n);
 
 	if (o == NULL || results == NULL) {
 		json_decref(o);
@@ -47,10 +76,6 @@ json_t *batchview_summary(const char *batch_id, const char *status, const struct
 	for (size_t i = 0; i < n; i++) {
 		json_t *e = json_object();
 
-		counts[strcmp(r[i].status, "succeeded") == 0     ? 0
-		       : strcmp(r[i].status, "failed") == 0      ? 1
-		       : strcmp(r[i].status, "not_started") == 0 ? 2
-		                                                 : 3]++;
 		json_object_set_new(e, "workspace_id", json_string(r[i].workspace_id));
 		json_object_set_new(e, "exec_id", text_or_null(r[i].exec_id));
 		json_object_set_new(e, "status", json_string(r[i].status));
@@ -72,10 +97,10 @@ json_t *batchview_summary(const char *batch_id, const char *status, const struct
 	}
 	json_object_set_new(o, "batch_id", json_string(batch_id));
 	json_object_set_new(o, "status", json_string(status));
-	json_object_set_new(o, "succeeded", json_integer(counts[0]));
-	json_object_set_new(o, "failed", json_integer(counts[1]));
-	json_object_set_new(o, "not_started", json_integer(counts[2]));
-	json_object_set_new(o, "running", json_integer(counts[3]));
+	json_object_set_new(o, "succeeded", json_integer((json_int_t)c.succeeded));
+	json_object_set_new(o, "failed", json_integer((json_int_t)c.failed));
+	json_object_set_new(o, "not_started", json_integer((json_int_t)c.not_started));
+	json_object_set_new(o, "running", json_integer((json_int_t)c.running));
 	json_object_set_new(o, "results", results);
 	return o;
 }

@@ -23,6 +23,12 @@ struct batch_result {
 	json_t *output; /* buffered: the fields of its output (borrowed), or NULL */
 };
 
+/* How many results are of each status ("pending" counts as running). */
+struct batch_counts {
+	size_t succeeded, failed, not_started, running;
+};
+struct batch_counts batchview_count(const struct batch_result *r, size_t n);
+
 /* The batch's status: "cancelled" when its client left, "running" while a target runs or
  * waits, "stopped" when the error budget left targets unstarted, "completed" when none
  * failed, "failed" when none succeeded, else "partial_failure". */
@@ -32,6 +38,16 @@ const char *batchview_status(const struct batch_result *r, size_t n, bool cancel
  * when out of memory. */
 json_t *batchview_summary(const char *batch_id, const char *status, const struct batch_result *r,
                           size_t n);
+
+/* Records a batch's outcome in its row, once every target that was to start has started:
+ * $1 batch_id, $2 status; a final status also sets the counts ($3 succeeded, $4 failed, $5
+ * not_started; NULL while it runs) and its end. Only a running row changes. */
+extern const char batchview_outcome_sql[];
+#define BATCHVIEW_OUTCOME_NPARAMS 5
+/* Its parameters for status and c; the numbers are written into nums. */
+void batchview_outcome_params(const char *batch_id, const char *status,
+                              const struct batch_counts *c, char nums[3][24],
+                              const char *params[BATCHVIEW_OUTCOME_NPARAMS]);
 
 /* Result of a target from its audit row (GET): row is {"workspace_id","exec_id","status",
  * "exit_code","signal","duration_ms","error_code"} as the lookup aggregates it; its strings

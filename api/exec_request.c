@@ -287,13 +287,29 @@ int request_parse(const char *body, size_t len, const struct request_limits *lim
 	return request_from_json(root, lim, req, e);
 }
 
+const char *request_unknown_field(json_t *root, const char *const *known)
+{
+	const char *key;
+	json_t *val;
+
+	json_object_foreach(root, key, val)
+	{
+		size_t i = 0;
+
+		while (known[i] != NULL && strcmp(key, known[i]) != 0)
+			i++;
+		if (known[i] == NULL)
+			return key;
+	}
+	return NULL;
+}
+
 int request_from_json(json_t *root, const struct request_limits *lim, struct exec_request *req,
                       struct request_error *e)
 {
 	static const char *const known[] = {
 	    "argv", "timeout_s", "stdin", "stdin_base64", "env", "cwd", "detach", "name", NULL};
 	const char *key;
-	json_t *val;
 	int rc;
 
 	memset(req, 0, sizeof(*req));
@@ -303,13 +319,8 @@ int request_from_json(json_t *root, const struct request_limits *lim, struct exe
 		rc = request_error_set(e, "invalid_request", "", "the body must be a JSON object");
 		goto out;
 	}
-	json_object_foreach(root, key, val)
-	{
-		bool ok = false;
-		for (size_t i = 0; known[i] != NULL; i++)
-			ok |= strcmp(key, known[i]) == 0;
-		if (ok)
-			continue;
+	key = request_unknown_field(root, known);
+	if (key != NULL) {
 		if (strcmp(key, "cmd") == 0 || strcmp(key, "command") == 0)
 			rc = request_error_set(
 			    e, "invalid_request", key,

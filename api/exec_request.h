@@ -61,6 +61,10 @@ int request_from_json(json_t *root, const struct request_limits *lim, struct exe
                       struct request_error *e);
 void request_free(struct exec_request *req);
 
+/* The first member of the object root whose name is not in known (NULL-terminated), or
+ * NULL when there is none. */
+const char *request_unknown_field(json_t *root, const char *const *known);
+
 /* Fills *e (code, field, message) and returns EB_ERR_INVAL: a validator's one failure. */
 int request_error_set(struct request_error *e, const char *code, const char *field, const char *fmt,
                       ...) __attribute__((format(printf, 4, 5)));
