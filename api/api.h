@@ -37,6 +37,9 @@ struct api {
 	struct metrics metrics;
 	struct org_slots orgs;
 	enum api_phase phase; /* set by the process */
+	/* Set by the process when it is about to stop (shutdown_delay_s): /readyz answers 503
+	 * while requests are still served, so that load balancers stop sending first. */
+	bool leaving;
 	/* Completions of audit rows are retried until they land; once the broker stops, until
 	 * this CLOCK_MONOTONIC time in ms (0: no limit). Set by the process. */
 	long long completions_until_ms;

@@ -42,7 +42,7 @@ static void on_schema(const PGresult *res, const char *error, const char *sqlsta
 		not_ready(rz->req, why);
 	} else if (!migrate_schema_current(res, why, sizeof(why))) {
 		not_ready(rz->req, why);
-	} else if (a->phase != API_SERVING) {
+	} else if (a->phase != API_SERVING || a->leaving) {
 		not_ready(rz->req, "shutting down");
 	} else {
 		http_reply_json(rz->req, 200, json_pack("{s:s}", "status", "ready"));

@@ -101,6 +101,10 @@ static const struct setting settings[] = {
      NULL, "largest request body accepted; larger ones get 413"},
     {"output_cap_bytes", SETTING_INT, "1048576", 0, 2147483647, NULL, FIELD(output_cap_bytes), NULL,
      NULL, "bytes of each output stream sent to the client; the rest is counted, not sent"},
+    {"shutdown_delay_s", SETTING_INT, "0", 0, 3600, NULL, FIELD(shutdown_delay_s), NULL, NULL,
+     "seconds after SIGTERM during which /readyz answers 503 while requests are still "
+     "served, so that a load balancer's health checks take the broker out before it stops "
+     "listening (0: stop listening at once)"},
     {"shutdown_grace_s", SETTING_INT, "30", 0, 86400, NULL, FIELD(shutdown_grace_s), NULL, NULL,
      "seconds running execs may finish after SIGTERM before they are killed"},
     {"http_idle_timeout_s", SETTING_INT, "60", 1, 86400, NULL, FIELD(http_idle_timeout_s), NULL,

@@ -37,6 +37,7 @@ struct config {
 	int org_max_concurrent_execs;
 	int max_body_bytes;
 	int output_cap_bytes;
+	int shutdown_delay_s;
 	int shutdown_grace_s;
 	int http_idle_timeout_s;
 	int db_connections;

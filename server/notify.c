@@ -14,7 +14,7 @@
 
 void notify_status(struct server *s, const char *also)
 {
-	static const char *const names[] = {"serving", "draining", "stopping"};
+	static const char *const names[] = {"serving", "leaving", "draining", "stopping"};
 	struct pool_stats st;
 
 	pool_get_stats(s->api.pool, &st);

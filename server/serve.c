@@ -28,13 +28,14 @@
  * this long more, then given up (the rows are left to the sweep of a live broker). */
 #define COMPLETION_EXTRA_S 10
 
-static const char *const state_names[] = {"serving", "draining", "stopping"};
+static const char *const state_names[] = {"serving", "leaving", "draining", "stopping"};
 static const unsigned state_legal[] = {
-    [SERVER_SERVING] = FSM_BIT(SERVER_DRAINING),
+    [SERVER_SERVING] = FSM_BIT(SERVER_LEAVING) | FSM_BIT(SERVER_DRAINING),
+    [SERVER_LEAVING] = FSM_BIT(SERVER_DRAINING),
     [SERVER_DRAINING] = FSM_BIT(SERVER_STOPPING),
     [SERVER_STOPPING] = 0,
 };
-static const struct fsm server_fsm = {"server", state_names, state_legal, 3};
+static const struct fsm server_fsm = {"server", state_names, state_legal, 4};
 
 static void on_flush_wait_over(evutil_socket_t fd, short what, void *arg)
 {
@@ -120,38 +121,73 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 	begin_stop(arg);
 }
 
+/* No new requests: the listener closes, requests on open connections get 503
+ * shutting_down, running execs have the grace. */
+static void begin_drain(struct server *s, const char *why)
+{
+	struct timeval grace = {s->cfg->shutdown_grace_s, 0};
+	struct timespec now;
+	char n[16];
+
+	FSM_SET(&server_fsm, s->state, SERVER_DRAINING, s->instance);
+	s->api.phase = API_DRAINING;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	s->api.completions_until_ms =
+	    (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
+	    1000LL * (s->cfg->shutdown_grace_s + s->cfg->pool_kill_grace_s + COMPLETION_EXTRA_S);
+	http_server_stop_listening(s->http);
+	snprintf(n, sizeof(n), "%u", s->api.njobs);
+	log_kv(LOG_INFO, "shutting down: no new requests, waiting for running execs", "signal",
+	       why, "execs", n, NULL);
+	if (s->api.njobs == 0 || s->cfg->shutdown_grace_s == 0)
+		begin_stop(s);
+	else
+		evtimer_add(s->ev_grace, &grace);
+}
+
+static void on_delay_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state == SERVER_LEAVING)
+		begin_drain(s, s->leave_signal);
+}
+
+/* SIGTERM/SIGINT. With shutdown_delay_s, the broker first only stops being ready (load
+ * balancers' health checks take it out) and serves on for the delay; then it drains. A
+ * second signal skips what is left of the delay and the grace. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
-	struct timeval grace = {s->cfg->shutdown_grace_s, 0};
+	struct timeval delay = {s->cfg->shutdown_delay_s, 0};
 	char n[16];
 
 	(void)what;
+	if (s->state == SERVER_LEAVING) {
+		log_kv(LOG_INFO, "second signal: stopping now", NULL);
+		begin_drain(s, sig == SIGTERM ? "TERM" : "INT");
+		begin_stop(s);
+		return;
+	}
 	if (s->state != SERVER_SERVING) {
 		log_kv(LOG_INFO, "second signal: stopping now", NULL);
 		begin_stop(s);
 		return;
 	}
-	FSM_SET(&server_fsm, s->state, SERVER_DRAINING, s->instance);
-	s->api.phase = API_DRAINING;
-	{
-		struct timespec now;
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		s->api.completions_until_ms =
-		    (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
-		    1000LL *
-		        (s->cfg->shutdown_grace_s + s->cfg->pool_kill_grace_s + COMPLETION_EXTRA_S);
-	}
 	notify_status(s, "STOPPING=1\n");
-	http_server_stop_listening(s->http);
-	snprintf(n, sizeof(n), "%u", s->api.njobs);
-	log_kv(LOG_INFO, "shutting down: no new requests, waiting for running execs", "signal",
-	       sig == SIGTERM ? "TERM" : "INT", "execs", n, NULL);
-	if (s->api.njobs == 0 || s->cfg->shutdown_grace_s == 0)
-		begin_stop(s);
-	else
-		evtimer_add(s->ev_grace, &grace);
+	if (s->cfg->shutdown_delay_s == 0) {
+		begin_drain(s, sig == SIGTERM ? "TERM" : "INT");
+		return;
+	}
+	FSM_SET(&server_fsm, s->state, SERVER_LEAVING, s->instance);
+	s->api.leaving = true;
+	s->leave_signal = sig == SIGTERM ? "TERM" : "INT";
+	snprintf(n, sizeof(n), "%d", s->cfg->shutdown_delay_s);
+	log_kv(LOG_INFO, "leaving: not ready, still serving until the delay is over", "signal",
+	       s->leave_signal, "delay_s", n, NULL);
+	evtimer_add(s->ev_delay, &delay);
 }
 
 static void on_hup(evutil_socket_t fd, short what, void *arg)
@@ -170,7 +206,9 @@ static int setup_signals(struct server *s, char *err, size_t errlen)
 	s->ev_int = evsignal_new(s->base, SIGINT, on_signal, s);
 	s->ev_hup = evsignal_new(s->base, SIGHUP, on_hup, s);
 	s->ev_grace = evtimer_new(s->base, on_grace_over, s);
+	s->ev_delay = evtimer_new(s->base, on_delay_over, s);
 	if (s->ev_term == NULL || s->ev_int == NULL || s->ev_hup == NULL || s->ev_grace == NULL ||
+	    s->ev_delay == NULL ||
 	    evsignal_add(s->ev_term, NULL) != 0 || evsignal_add(s->ev_int, NULL) != 0 ||
 	    evsignal_add(s->ev_hup, NULL) != 0) {
 		snprintf(err, errlen, "cannot set up signal handling");
@@ -293,6 +331,7 @@ out:
 	free_event(s->ev_term);
 	free_event(s->ev_int);
 	free_event(s->ev_grace);
+	free_event(s->ev_delay);
 	free_event(s->ev_flush);
 	free_event(s->ev_hup);
 	free_event(s->ev_status);

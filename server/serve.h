@@ -18,7 +18,8 @@ struct http_server;
 
 enum server_state {
 	SERVER_SERVING,  /* accepting requests */
-	SERVER_DRAINING, /* SIGTERM: no new requests, running execs may finish (grace) */
+	SERVER_LEAVING,  /* SIGTERM: /readyz says 503, requests still served (shutdown_delay_s) */
+	SERVER_DRAINING, /* no new requests, running execs may finish (grace) */
 	SERVER_STOPPING, /* grace over: the pool kills what runs; waiting for the last rows */
 };
 
@@ -36,7 +37,8 @@ struct server {
 	struct janitor janitor;
 	enum server_state state;
 	bool pool_down;
-	struct event *ev_term, *ev_int, *ev_grace, *ev_flush;
+	struct event *ev_term, *ev_int, *ev_delay, *ev_grace, *ev_flush;
+	const char *leave_signal; /* "TERM" or "INT": the signal that began the leaving */
 	struct event *ev_hup;      /* SIGHUP: reload the settings */
 	struct event *ev_status;   /* STATUS= for systemd, every SERVER_STATUS_S */
 	struct event *ev_watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC, when systemd asks */

@@ -450,6 +450,45 @@ START_TEST(sigterm_lets_running_execs_finish)
 }
 END_TEST
 
+/* With shutdown_delay_s, SIGTERM first only turns /readyz to 503 ("shutting down"): new
+ * connections and execs are still served for the delay, then the broker drains as without
+ * it. */
+START_TEST(sigterm_with_a_delay_serves_until_it_is_over)
+{
+	struct kit_broker b = {0};
+	struct kit_req rq = {.method = "GET", .path = "/readyz"};
+	char *marker = kit_tmp_path("mdelay");
+	struct kit_resp r;
+	long long t0;
+
+	start_broker(&b, "eb-life-delay", "shutdown_delay_s = 3\nshutdown_grace_s = 5\n");
+	sv_http(b.port, &rq, &r);
+	ck_assert_int_eq(r.status, 200);
+	kit_resp_free(&r);
+	t0 = kit_now_ms();
+	ck_assert_int_eq(kill(b.pid, SIGTERM), 0);
+	kit_sleep_ms(300);
+	sv_http(b.port, &rq, &r);
+	ck_assert_msg(r.status == 503 && strstr(r.body, "shutting down") != NULL,
+	              "readyz while leaving: %d %s", r.status, r.body);
+	kit_resp_free(&r);
+	/* A new connection, and an exec on it, are still served. */
+	exec_touch(&r, b.port, "ws-a2", W.tok_org, marker, 10);
+	ck_assert_msg(r.status == 200, "exec while leaving: %d %s", r.status, r.body);
+	ck_assert(kit_file_exists(marker));
+	kit_resp_free(&r);
+	ck_assert(healthz_ok(b.port));
+	/* Then it stops accepting and exits 0, not before the delay. */
+	ck_assert_msg(kit_broker_wait(&b, KIT_WAIT_MS) == 0, "no exit after the delay");
+	ck_assert_msg(kit_now_ms() - t0 >= 2900, "exited %lld ms after SIGTERM, before the delay",
+	              kit_now_ms() - t0);
+	ck_assert_msg(WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0, "broker status %d",
+	              b.status);
+	unlink(marker);
+	free(marker);
+}
+END_TEST
+
 START_TEST(sigterm_past_the_grace_kills_with_shutdown)
 {
 	struct kit_broker b = {0};
@@ -973,6 +1012,7 @@ int main(void)
 	ADD(s, concurrent_execs_on_four_hosts_all_complete);
 	ADD_LOOP(s, sigterm_lets_running_execs_finish, 2); /* SIGTERM, SIGINT */
 	ADD(s, sigterm_past_the_grace_kills_with_shutdown);
+	ADD(s, sigterm_with_a_delay_serves_until_it_is_over);
 	ADD(s, killed_broker_rows_are_abandoned_at_next_start);
 	ADD(s, execs_after_the_pooled_sessions_died_all_run);
 	ADD_LOOP(s, a_killed_brokers_commands_end_when_it_goes, 2);
