@@ -566,9 +566,33 @@ START_TEST(the_org_limit_holds_across_three_brokers)
 }
 END_TEST
 
+/* Every broker answers GET /v1/execs/{id} of an exec another one ran: the row is the
+ * truth, not the broker. */
+static void any_broker_reads(const struct fleet *f, const struct kit_resp *ran,
+                             const char *token)
+{
+	char id[64], path[128];
+
+	ck_assert_ptr_nonnull(kit_header(ran, "X-Exec-Id", id, sizeof(id)));
+	snprintf(path, sizeof(path), "/v1/execs/%s", id);
+	for (int i = 0; i < NB; i++) {
+		struct kit_req q = {.method = "GET", .path = path, .token = token};
+		struct kit_resp r;
+		json_t *o;
+
+		sv_http(f->b[i].port, &q, &r);
+		ck_assert_msg(r.status == 200, "eb-fleet-%d: GET %s: %d %s", i + 1, path, r.status,
+		              r.body);
+		o = sv_json(&r);
+		ck_assert_str_eq(sv_str(o, "status"), "exited");
+		json_decref(o);
+		kit_resp_free(&r);
+	}
+}
+
 /* The shipped config hashes on the workspace id: one workspace's execs always reach the
- * same broker, and the workspaces spread over more than one. */
-START_TEST(one_workspace_reaches_one_broker)
+ * same broker, and the workspaces spread over more than one; any broker reads any exec. */
+START_TEST(one_workspace_reaches_one_broker_and_any_reads_it)
 {
 	struct fleet f;
 	const char *argv[] = {"true", NULL};
@@ -587,8 +611,10 @@ START_TEST(one_workspace_reaches_one_broker)
 			sv_http(f.port, &q, &r);
 			ck_assert_int_eq(r.status, 200);
 			ck_assert_ptr_nonnull(kit_header(&r, "X-Exec-Broker-Instance", b, sizeof(b)));
-			if (round == 0)
+			if (round == 0) {
 				snprintf(first[t], sizeof(first[t]), "%s", b);
+				any_broker_reads(&f, &r, targets[t].token);
+			}
 			else
 				ck_assert_msg(strcmp(first[t], b) == 0, "%s went to %s, then to %s",
 				              targets[t].ws, first[t], b);
@@ -622,7 +648,7 @@ int main(void)
 		return EXIT_FAILURE;
 	}
 	targets_init();
-	ADD(s, one_workspace_reaches_one_broker);
+	ADD(s, one_workspace_reaches_one_broker_and_any_reads_it);
 	ADD(s, a_rolling_restart_under_load_fails_nothing);
 	ADD(s, a_killed_broker_fails_only_its_running_execs);
 	ADD(s, the_org_limit_holds_across_three_brokers);
