@@ -205,15 +205,15 @@ static int heartbeat(struct bench *b)
 static int replay_map(struct replay *rp, const char *const p[], char prefix, bool first)
 {
 	for (int k = 0; k < rp->nparams; k++) {
-		char v[16] = "";
+		char v[16] = ""; /* a null: the word NULL in the text */
 		bool column = false;
-		if (p[k] == NULL)
-			v[0] = '\0';
-		else if (strcmp(p[k], EXEC_SENTINEL) == 0)
+		if (p[k] == NULL) {
+			/* v stays "" */
+		} else if (strcmp(p[k], EXEC_SENTINEL) == 0) {
 			snprintf(v, sizeof(v), "exec_id");
-		else if (strcmp(p[k], REQUEST_SENTINEL) == 0)
+		} else if (strcmp(p[k], REQUEST_SENTINEL) == 0) {
 			snprintf(v, sizeof(v), "request_id");
-		else {
+		} else {
 			snprintf(v, sizeof(v), "%c%d", prefix, k + 1);
 			column = true;
 		}
