@@ -56,7 +56,7 @@ say = @printf '  %-6s %s\n'
 endif
 
 .PHONY: all deps check test-run install clean format run bench bench-audit bench-detached \
-	bench-batch \
+	bench-batch bench-chain \
 	check-systemd \
 	config-example
 # Keep the objects of test binaries: they are intermediates of a chained rule.
@@ -100,12 +100,13 @@ $(TEST_INTEG_BIN): $(KIT_OBJ) $(KIT_CHECK_OBJ)
 BENCH_AUDIT := $(BUILD)/bench/bench_audit $(BUILD)/bench/audit_gen $(BUILD)/exec-broker
 
 bench: $(BUILD)/bench/bench_pool $(BUILD)/bench/bench_exec $(BUILD)/bench/bench_detached \
-	$(BUILD)/bench/bench_batch $(BENCH_AUDIT)
+	$(BUILD)/bench/bench_batch $(BENCH_AUDIT) $(BUILD)/bench/bench_chain
 	$(Q)$(BUILD)/bench/bench_pool
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_exec
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_detached
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_batch
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_chain
 
 bench-detached: $(BUILD)/bench/bench_detached $(BUILD)/exec-broker
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_detached
@@ -115,6 +116,10 @@ bench-batch: $(BUILD)/bench/bench_batch $(BUILD)/exec-broker
 
 bench-audit: $(BENCH_AUDIT)
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
+
+# pgbench (postgresql-client) replays the broker's audit statements.
+bench-chain: $(BUILD)/bench/bench_chain $(BUILD)/exec-broker
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_chain
 
 # The generator of audit rows is a plain libpq client.
 $(BUILD)/bench/audit_gen: $(BUILD)/obj/bench/audit_gen.o

@@ -425,99 +425,6 @@ static enum mode turn_mode(int t)
 	return ((t + 1) / 2) % 2 == 0 ? MODE_CHAIN : MODE_NOCHAIN;
 }
 
-/* How "no chain" is made, as superuser: the link trigger disabled, the two checks that
- * tie a finished row to its link dropped (a finished row without a link would violate
- * them), and exec_audit_seal() made a no-op (the brokers link their rows in batches with
- * it, migration 0005), which is the table as it was before migration 0003 but for three
- * columns; "chain" enables the trigger, puts the checks back NOT VALID and the function
- * back as migrated. Rows finished without the chain are linked at the end, as a broker's
- * janitor would. */
-struct chain_switch {
-	PGconn *c;
-	size_t n;
-	char name[2][64];
-	char def[2][200];
-	char *seal_def; /* CREATE OR REPLACE FUNCTION exec_audit_seal ..., as migrated */
-	enum mode now;
-};
-
-static int chain_switch_init(struct chain_switch *sw, const char *db)
-{
-	PGresult *r;
-	int rc = -1;
-
-	memset(sw, 0, sizeof(*sw));
-	sw->c = PQconnectdb(db);
-	if (PQstatus(sw->c) != CONNECTION_OK) {
-		bench_problem("chain switch: %s", PQerrorMessage(sw->c));
-		return -1;
-	}
-	r = PQexec(sw->c, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-	                  "WHERE conrelid = 'exec_audit'::regclass AND contype = 'c' "
-	                  "AND pg_get_constraintdef(oid) LIKE '%chain_seq IS NULL%' ORDER BY 1");
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 2) {
-		bench_problem("chain switch: the two checks on chain_seq IS NULL: %s (%d rows)",
-		              PQresultErrorMessage(r), PQntuples(r));
-		goto out;
-	}
-	sw->n = 2;
-	for (int i = 0; i < 2; i++) {
-		snprintf(sw->name[i], sizeof(sw->name[i]), "%s", PQgetvalue(r, i, 0));
-		snprintf(sw->def[i], sizeof(sw->def[i]), "%s", PQgetvalue(r, i, 1));
-	}
-	PQclear(r);
-	r = PQexec(sw->c, "SELECT pg_get_functiondef('exec_audit_seal(uuid[], interval)'::"
-	                  "regprocedure)");
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
-	    (sw->seal_def = strdup(PQgetvalue(r, 0, 0))) == NULL) {
-		bench_problem("chain switch: exec_audit_seal: %s", PQresultErrorMessage(r));
-		goto out;
-	}
-	sw->now = MODE_CHAIN;
-	rc = 0;
-out:
-	PQclear(r);
-	return rc;
-}
-
-static int chain_set(struct chain_switch *sw, enum mode m)
-{
-	char sql[800];
-	PGresult *r;
-	int rc;
-
-	if (sw->now == m)
-		return 0;
-	if (m == MODE_NOCHAIN)
-		snprintf(sql, sizeof(sql),
-		         "ALTER TABLE exec_audit DISABLE TRIGGER exec_audit_link, "
-		         "DROP CONSTRAINT %s, DROP CONSTRAINT %s",
-		         sw->name[0], sw->name[1]);
-	else
-		snprintf(sql, sizeof(sql),
-		         "ALTER TABLE exec_audit ENABLE TRIGGER exec_audit_link, "
-		         "ADD CONSTRAINT %s %s NOT VALID, ADD CONSTRAINT %s %s NOT VALID",
-		         sw->name[0], sw->def[0], sw->name[1], sw->def[1]);
-	r = PQexec(sw->c, sql);
-	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-	if (rc == 0) {
-		/* The brokers' batches of links (api/seal.c) go too: a no-op, or the real one. */
-		PQclear(r);
-		r = PQexec(sw->c, m == MODE_NOCHAIN
-		                      ? "CREATE OR REPLACE FUNCTION exec_audit_seal(ids uuid[], "
-		                        "stale interval) RETURNS integer LANGUAGE sql AS 'SELECT 0'"
-		                      : sw->seal_def);
-		rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-	}
-	if (rc != 0)
-		bench_problem("switching the chain %s: %s", m == MODE_CHAIN ? "on" : "off",
-		              PQresultErrorMessage(r));
-	else
-		sw->now = m;
-	PQclear(r);
-	return rc;
-}
-
 /* ------------------------------------------------------------------ parallel runs */
 
 /* total timed calls of one(), spread over nthreads threads; ms[i] is call i's time. */
@@ -1037,12 +944,12 @@ static void bench_micro(struct bench *b, struct chain_switch *sw)
 	for (int ci = 0; ci < 2; ci++)
 		for (int t = 0; t < MICRO_TURNS; t++) {
 			enum mode md = turn_mode(t);
-			if (chain_set(sw, md) != 0)
+			if (chain_switch_set(sw, md == MODE_CHAIN) != 0)
 				goto out;
 			prun_go(&run, conns[ci], b->micro_n / (MICRO_TURNS / 2), &b->micro[ci][md]);
 		}
 out:
-	chain_set(sw, MODE_CHAIN);
+	chain_switch_set(sw, true);
 	for (size_t k = 0; k < MICRO_CONNS; k++)
 		PQfinish(m[k].c);
 }
@@ -1067,7 +974,7 @@ static void bench_exec_chain(struct bench *b, struct chain_switch *sw)
 		run.ctx[k] = &x[k];
 	}
 	run.one = exec_one;
-	if (chain_set(sw, MODE_CHAIN) != 0)
+	if (chain_switch_set(sw, true) != 0)
 		goto out;
 	prun_go(&run, BENCH_CONCURRENCY, BENCH_CONCURRENCY, &b->exec_warm);
 	b->exec_sent[MODE_CHAIN] += BENCH_CONCURRENCY;
@@ -1076,7 +983,7 @@ static void bench_exec_chain(struct bench *b, struct chain_switch *sw)
 	for (int t = 0; t < EXEC_TURNS; t++) {
 		enum mode md = turn_mode(t);
 		double pg0, br0;
-		if (chain_set(sw, md) != 0)
+		if (chain_switch_set(sw, md == MODE_CHAIN) != 0)
 			goto out;
 		pg0 = pg_cpu_s();
 		br0 = kit_proc_cpu_s(b->b.pid);
@@ -1086,7 +993,7 @@ static void bench_exec_chain(struct bench *b, struct chain_switch *sw)
 		b->exec_sent[md] += per_turn;
 	}
 out:
-	chain_set(sw, MODE_CHAIN);
+	chain_switch_set(sw, true);
 	for (size_t k = 0; k < BENCH_CONCURRENCY; k++)
 		kit_conn_free(&x[k].conn);
 	/* The broker's last batch (20 ms), then what the turns without the chain left waiting,
@@ -1392,8 +1299,7 @@ int main(void)
 		               BENCH_CONCURRENCY);
 		bench_exec_chain(&b, &sw);
 	}
-	PQfinish(sw.c);
-	free(sw.seal_def);
+	chain_switch_free(&sw);
 	b.head_bytes_end = sql_ll(b.db, "SELECT pg_relation_size('exec_audit_chain_head')");
 	bench_broker_stop(&b.b);
 

@@ -1,11 +1,12 @@
 /* bench/benchutil.c: what the benchmarks share beyond the test kit (see benchutil.h): series,
- * the libssh2 floor, OpenSSH clients and the ControlMaster, execs through the pool, and the
- * problems and progress lines of a report. */
+ * the libssh2 floor, OpenSSH clients and the ControlMaster, execs through the pool, the audit
+ * chain off and on, and the problems and progress lines of a report. */
 #include "bench/benchutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <event2/event.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -702,6 +703,91 @@ void bench_print_target(const char *label, bool ok, double r, const char *target
 		printf("%s = n/a, a way broke (target %s)\n", label, target);
 	else
 		printf("%s = %.2f (target %s: %s)\n", label, r, target, met ? "met" : "missed");
+}
+
+/* ------------------------------------------------------------------ the chain off and on */
+
+int chain_switch_init(struct chain_switch *sw, const char *db)
+{
+	PGresult *r;
+	int rc = -1;
+
+	memset(sw, 0, sizeof(*sw));
+	sw->c = PQconnectdb(db);
+	if (PQstatus(sw->c) != CONNECTION_OK) {
+		bench_problem("chain switch: %s", PQerrorMessage(sw->c));
+		return -1;
+	}
+	r = PQexec(sw->c, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+	                  "WHERE conrelid = 'exec_audit'::regclass AND contype = 'c' "
+	                  "AND pg_get_constraintdef(oid) LIKE '%chain_seq IS NULL%' ORDER BY 1");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 2) {
+		bench_problem("chain switch: the two checks on chain_seq IS NULL: %s (%d rows)",
+		              PQresultErrorMessage(r), PQntuples(r));
+		goto out;
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(sw->name[i], sizeof(sw->name[i]), "%s", PQgetvalue(r, i, 0));
+		snprintf(sw->def[i], sizeof(sw->def[i]), "%s", PQgetvalue(r, i, 1));
+	}
+	PQclear(r);
+	r = PQexec(sw->c, "SELECT pg_get_functiondef('exec_audit_seal(uuid[], interval)'::"
+	                  "regprocedure)");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    (sw->seal_def = strdup(PQgetvalue(r, 0, 0))) == NULL) {
+		bench_problem("chain switch: exec_audit_seal: %s", PQresultErrorMessage(r));
+		goto out;
+	}
+	sw->on = true;
+	rc = 0;
+out:
+	PQclear(r);
+	return rc;
+}
+
+int chain_switch_set(struct chain_switch *sw, bool on)
+{
+	char sql[800];
+	PGresult *r;
+	int rc;
+
+	if (sw->on == on)
+		return 0;
+	if (!on)
+		snprintf(sql, sizeof(sql),
+		         "ALTER TABLE exec_audit DISABLE TRIGGER exec_audit_link, "
+		         "DROP CONSTRAINT %s, DROP CONSTRAINT %s",
+		         sw->name[0], sw->name[1]);
+	else
+		snprintf(sql, sizeof(sql),
+		         "ALTER TABLE exec_audit ENABLE TRIGGER exec_audit_link, "
+		         "ADD CONSTRAINT %s %s NOT VALID, ADD CONSTRAINT %s %s NOT VALID",
+		         sw->name[0], sw->def[0], sw->name[1], sw->def[1]);
+	r = PQexec(sw->c, sql);
+	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+	if (rc == 0) {
+		/* The brokers' batches of links (api/seal.c) go too: a no-op, or the real one. */
+		PQclear(r);
+		r = PQexec(sw->c, !on ? "CREATE OR REPLACE FUNCTION exec_audit_seal(ids uuid[], "
+		                        "stale interval) RETURNS integer LANGUAGE sql AS 'SELECT 0'"
+		                      : sw->seal_def);
+		rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+	}
+	if (rc != 0)
+		bench_problem("switching the chain %s: %s", on ? "on" : "off",
+		              PQresultErrorMessage(r));
+	else
+		sw->on = on;
+	PQclear(r);
+	return rc;
+}
+
+void chain_switch_free(struct chain_switch *sw)
+{
+	if (sw->c != NULL)
+		PQfinish(sw->c);
+	free(sw->seal_def);
+	memset(sw, 0, sizeof(*sw));
 }
 
 /* ---- problems and progress ---- */

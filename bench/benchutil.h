@@ -2,7 +2,8 @@
  * broker processes, the HTTP client, the NDJSON reader): latency series and their
  * percentiles, the logins sshd accepted, the bare blocking libssh2 session that is every
  * benchmark's floor, OpenSSH clients (fresh, and through a ControlMaster), execs through an
- * in-process pool, the BENCH_* counts, and the problems and progress lines they print. */
+ * in-process pool, the BENCH_* counts, the audit hash chain switched off and on, and the
+ * problems and progress lines they print. */
 #ifndef EB_BENCH_BENCHUTIL_H
 #define EB_BENCH_BENCHUTIL_H
 
@@ -164,6 +165,35 @@ struct pool_run {
 void pool_run_execs(struct pool_run *r, struct series *out, size_t total, size_t concurrency);
 /* Shuts the pool down (waiting up to 10 s) and frees it and the base. */
 void pool_run_close(struct pool_run *r);
+
+/* ---- the audit hash chain off and on (bench_audit, bench_chain) ---- */
+
+struct pg_conn;
+
+/* How "no chain" is made, as the superuser: the link trigger disabled, the two checks that
+ * tie a finished row to its link dropped (a finished row without a link would violate
+ * them), and exec_audit_seal(), with which brokers link their rows in batches (migration
+ * 0005), made a no-op: the table as it was before migration 0003 but for three columns.
+ * "On" enables the trigger, puts the checks back NOT VALID and the function back as
+ * migrated. Rows finished without the chain stay unlinked until someone links them, as a
+ * broker's janitor would: exec_audit_seal('{}', '0 s'). The table is ALTERed: nothing
+ * may be in flight on it while it switches. */
+struct chain_switch {
+	struct pg_conn *c;
+	char name[2][64]; /* the two checks, as migrated */
+	char def[2][200];
+	char *seal_def; /* CREATE OR REPLACE FUNCTION exec_audit_seal ..., as migrated */
+	bool on;
+};
+
+/* Connects to db and reads what switching on puts back; the chain is taken to be on. 0, or
+ * -1 with a problem recorded (bench_problem). */
+int chain_switch_init(struct chain_switch *sw, const char *db);
+/* Switches the chain on or off (nothing if it is so already): 0, or -1 with a problem
+ * recorded. */
+int chain_switch_set(struct chain_switch *sw, bool on);
+/* Closes its connection, leaving the chain as it is. Accepts a zeroed switch. */
+void chain_switch_free(struct chain_switch *sw);
 
 /* ---- exec-broker processes ---- */
 
