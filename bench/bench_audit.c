@@ -287,7 +287,7 @@ static int check_page(const struct query *q, const struct kit_resp *r, bool full
 		             !json_is_array(json_object_get(it, "argv")) ||
 		             !json_is_string(json_object_get(it, "started_at")) ||
 		             !json_is_string(json_object_get(it, "status")) ||
-		             json_object_size(it) != 27)) {
+		             json_object_size(it) != 30)) {
 			char *s = json_dumps(it, JSON_COMPACT);
 			snprintf(err, errlen, "item %zu is not a finished row's item: %.300s", i,
 			         s ? s : "");
@@ -1159,7 +1159,7 @@ static void bench_report(struct bench *b)
 	size_t nall = 0;
 
 	printf("\nexec-broker audit benchmark: %llu audit rows, PostgreSQL (harness: Unix socket, "
-	       "fsync off),\n  `exec-broker serve` on 127.0.0.1:%d, %ld CPUs\n",
+	       "fsync on),\n  `exec-broker serve` on 127.0.0.1:%d, %ld CPUs\n",
 	       b->rows, b->b.port, sysconf(_SC_NPROCESSORS_ONLN));
 	if (b->gen_s > 0)
 		printf(
