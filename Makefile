@@ -56,7 +56,7 @@ say = @printf '  %-6s %s\n'
 endif
 
 .PHONY: all deps check test-run install clean format run bench bench-audit bench-detached \
-	bench-batch bench-chain \
+	bench-batch bench-fleet bench-chain \
 	check-systemd \
 	config-example
 # Keep the objects of test binaries: they are intermediates of a chained rule.
@@ -100,11 +100,13 @@ $(TEST_INTEG_BIN): $(KIT_OBJ) $(KIT_CHECK_OBJ)
 BENCH_AUDIT := $(BUILD)/bench/bench_audit $(BUILD)/bench/audit_gen $(BUILD)/exec-broker
 
 bench: $(BUILD)/bench/bench_pool $(BUILD)/bench/bench_exec $(BUILD)/bench/bench_detached \
-	$(BUILD)/bench/bench_batch $(BENCH_AUDIT) $(BUILD)/bench/bench_chain
+	$(BUILD)/bench/bench_batch $(BUILD)/bench/bench_fleet $(BENCH_AUDIT) \
+	$(BUILD)/bench/bench_chain
 	$(Q)$(BUILD)/bench/bench_pool
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_exec
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_detached
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_batch
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_fleet
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_chain
 
@@ -113,6 +115,10 @@ bench-detached: $(BUILD)/bench/bench_detached $(BUILD)/exec-broker
 
 bench-batch: $(BUILD)/bench/bench_batch $(BUILD)/exec-broker
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_batch
+
+# Reads scripts/haproxy.cfg from the current directory, as tests/check_fleet.c does.
+bench-fleet: $(BUILD)/bench/bench_fleet $(BUILD)/exec-broker
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_fleet
 
 bench-audit: $(BENCH_AUDIT)
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_audit
