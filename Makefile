@@ -55,8 +55,8 @@ Q := @
 say = @printf '  %-6s %s\n'
 endif
 
-.PHONY: all deps check test-run install clean format run bench bench-audit bench-detached \
-	bench-batch bench-fleet bench-chain \
+.PHONY: all deps check test-run install clean format run run-fleet bench bench-audit \
+	bench-detached bench-batch bench-fleet bench-chain \
 	check-systemd \
 	config-example
 # Keep the objects of test binaries: they are intermediates of a chained rule.
@@ -200,6 +200,12 @@ check-systemd: $(BUILD)/exec-broker
 run: deps
 	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) $(BUILD)/exec-broker
 	$(Q)exec scripts/demo $(abspath $(BUILD)/exec-broker)
+
+# The same with three brokers on that database behind HAProxy (scripts/haproxy.cfg), as
+# EB_DEMO_BROKERS=3 make run.
+run-fleet: deps
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) $(BUILD)/exec-broker
+	$(Q)EB_DEMO_BROKERS=3 exec scripts/demo $(abspath $(BUILD)/exec-broker)
 
 format:
 	clang-format -i $(SOURCES)
