@@ -17,6 +17,7 @@
 void api_health_get(struct http_request *r, void *arg)
 {
 	(void)arg;
+	http_request_log(r)->probe = true;
 	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
@@ -56,6 +57,7 @@ void api_ready_get(struct http_request *r, void *arg)
 	struct api *a = arg;
 	struct readyz *rz = malloc(sizeof(*rz));
 
+	http_request_log(r)->probe = true;
 	if (rz == NULL) {
 		http_reply(r, 500, "application/json", "", 0);
 		return;
@@ -77,6 +79,7 @@ void api_metrics_get(struct http_request *r, void *arg)
 	struct pool_stats st;
 	char *text;
 
+	http_request_log(r)->probe = true;
 	pool_get_stats(a->pool, &st);
 	text = metrics_render(&a->metrics, &st, a->instance);
 	if (text == NULL) {

@@ -70,6 +70,9 @@ int http_request_query_pairs(struct http_request *r, const char **names, const c
  * goes out as the X-Exec-Id header of a reply not yet started. */
 struct http_log_fields {
 	const char *exec_id, *workspace_id, *outcome, *error, *actor;
+	/* A probe (health checks, scrapes) whose success is logged at debug level only: a load
+	 * balancer's checks every second would otherwise bury the requests. */
+	bool probe;
 };
 struct http_log_fields *http_request_log(struct http_request *r);
 

@@ -184,7 +184,10 @@ void http_request_log_line(struct http_request *r)
 	snprintf(status, sizeof(status), "%d", r->status);
 	snprintf(ms, sizeof(ms), "%lld", http_request_elapsed_ms(r));
 	snprintf(method, sizeof(method), "%s", r->method);
-	log_kv(r->status >= 500 ? LOG_WARN : LOG_INFO, "request", "method", method, "path", r->path,
+	log_kv(r->status >= 500                       ? LOG_WARN
+	       : r->log.probe && r->status / 100 == 2 ? LOG_DEBUG
+	                                              : LOG_INFO,
+	       "request", "method", method, "path", r->path,
 	       "status", status, "request_id", r->id, "client", r->client, "duration_ms", ms,
 	       "workspace_id", r->log.workspace_id, "actor", r->log.actor, "exec_id",
 	       r->log.exec_id, "outcome", r->log.outcome, "error", r->log.error, "instance",

@@ -15,6 +15,7 @@
 #include "tests/kit/broker.h"
 #include "tests/kit/clock.h"
 #include "tests/kit/expect.h"
+#include "tests/kit/file.h"
 #include "tests/kit/frames.h"
 #include "tests/kit/harness.h"
 #include "tests/kit/http.h"
@@ -181,6 +182,32 @@ START_TEST(every_reply_names_its_broker)
 }
 END_TEST
 
+/* Health checks and scrapes that succeed are logged at debug level only (a balancer's
+ * checks every second would bury the requests); the next request is logged as ever. */
+START_TEST(successful_probes_are_not_logged_at_info)
+{
+	static const char *const probes[] = {"/healthz", "/readyz", "/metrics"};
+	char *line, *log;
+	struct kit_resp r;
+
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		sv_http(B.port, &(struct kit_req){.method = "GET", .path = probes[i], .rid = "h-probe"},
+		        &r);
+		ck_assert_int_eq(r.status, 200);
+		kit_resp_free(&r);
+	}
+	sv_http(B.port, &(struct kit_req){.method = "GET", .path = "/v1/nowhere", .rid = "h-after"},
+	        &r);
+	kit_resp_free(&r);
+	line = sv_log_request(B.log, "h-after"); /* logged after the probes' would have been */
+	free(line);
+	log = kit_file_read(B.log, NULL);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "request_id=h-probe") == NULL, "a probe was logged at info");
+	free(log);
+}
+END_TEST
+
 /* A request begun and not finished within http_idle_timeout_s is told so, in JSON. */
 START_TEST(a_request_that_stalls_is_408)
 {
@@ -313,6 +340,7 @@ int main(void)
 	SV_ADD_LOOP(s, every_refusal_is_json_and_closes, sizeof(refusals) / sizeof(refusals[0]),
 	            60);
 	SV_ADD_LOOP(s, every_reply_names_its_broker, 1, 60);
+	SV_ADD_LOOP(s, successful_probes_are_not_logged_at_info, 1, 60);
 	SV_ADD_LOOP(s, a_request_that_stalls_is_408, 1, 60);
 	SV_ADD_LOOP(s, pipelined_requests_are_answered_in_order, 1, 60);
 	SV_ADD_LOOP(s, expect_100_continue_is_answered, 1, 60);
