@@ -249,6 +249,70 @@ START_TEST(audit_rows_complete_once_then_are_final)
 }
 END_TEST
 
+/* A final row waiting for its link (seal_pending) changes only by being linked, once: an
+ * update that sets the link and anything else besides is refused by the guard (42501, not a
+ * check constraint's 23514), whether the other column goes from a value to NULL, from NULL
+ * to a value, or to another value. */
+START_TEST(pending_row_changes_only_by_its_link)
+{
+#define LINK "UPDATE exec_audit SET chain_seq = 1, chain_hash = sha256(''), seal_pending = false"
+	static const char *const extra[] = {
+	    "exit_code = 1",
+	    "exit_code = NULL",
+	    "cwd = '/srv'",
+	    "cwd = ''",
+	    "argv = ARRAY['true', 'x']",
+	    "argv = '[0:0]={true}'",
+	    "env_keys = '{NULL}'",
+	    "client_addr = '10.0.0.1'",
+	    "finished_at = finished_at + interval '1 us'",
+	    "status = 'timeout', exit_code = NULL",
+	    "stdout_bytes = 1",
+	    "stdout_truncated = true",
+	    "break_glass_reason = 'x'",
+	    "broker_instance = 'b-2'",
+	    "detached = true",
+	    "name = 'n'",
+	    "batch_id = '00000000-0000-4000-8000-000000000009'",
+	    "request_id = 'req-1 '",
+	};
+	char db[512], sql[512];
+	char *v;
+
+	tu_migrated_db(db, sizeof(db));
+	free(tu_query(db, RUNNING_ROW));
+	free(tu_query(db, "UPDATE exec_audit SET status = 'exited', exit_code = 0, "
+	                  "finished_at = now(), duration_ms = 5, seal_pending = true WHERE " ROW1));
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		snprintf(sql, sizeof(sql), LINK ", %s WHERE " ROW1, extra[i]);
+		ck_assert_msg(strcmp(tu_query_fails(db, sql), "42501") == 0, "%s: allowed", sql);
+	}
+	/* unlinked by hand, or half linked */
+	ck_assert_str_eq(
+	    tu_query_fails(db, "UPDATE exec_audit SET seal_pending = false WHERE " ROW1), "42501");
+	ck_assert_str_eq(tu_query_fails(db, "UPDATE exec_audit SET chain_seq = 1, chain_hash = "
+	                                    "sha256('') WHERE " ROW1),
+	                 "42501");
+	v = tu_query(db, "SELECT exit_code || ' ' || seal_pending || ' ' || (chain_seq IS NULL) "
+	                 "FROM exec_audit WHERE " ROW1);
+	ck_assert_str_eq(v, "0 true true");
+	free(v);
+	/* the link alone, with columns set to what they are, is allowed, once */
+	free(tu_query(db, LINK ", cwd = NULL, exit_code = 0 WHERE " ROW1));
+	v = tu_query(db, "SELECT chain_seq || ' ' || seal_pending FROM exec_audit WHERE " ROW1);
+	ck_assert_str_eq(v, "1 false");
+	free(v);
+	ck_assert_str_eq(tu_query_fails(db, "UPDATE exec_audit SET chain_seq = 2, seal_pending = "
+	                                    "false WHERE " ROW1),
+	                 "42501");
+	ck_assert_str_eq(tu_query_fails(db,
+	                                "UPDATE exec_audit SET seal_pending = true, chain_seq = "
+	                                "NULL, chain_hash = NULL WHERE " ROW1),
+	                 "42501");
+#undef LINK
+}
+END_TEST
+
 /* The rows' shape is checked by the database itself, whoever writes them. */
 START_TEST(schema_checks_refuse_inconsistent_rows)
 {
@@ -344,6 +408,7 @@ int main(void)
 	tcase_add_test(tc, unreachable_database_is_one_clear_line);
 	tcase_add_test(tc, audit_rows_cannot_be_deleted_or_truncated);
 	tcase_add_test(tc, audit_rows_complete_once_then_are_final);
+	tcase_add_test(tc, pending_row_changes_only_by_its_link);
 	tcase_add_test(tc, schema_checks_refuse_inconsistent_rows);
 	tcase_add_test(tc, audit_table_has_no_column_for_output);
 	suite_add_tcase(s, tc);

@@ -644,6 +644,129 @@ START_TEST(rows_waiting_for_their_link)
 }
 END_TEST
 
+/* Sample rows of every shape for the canonical content, as exec_audit values that no
+ * constraint holds back: each column takes, pseudo-randomly per row, one of a few awkward
+ * values, NULL among them (multi-byte text, empty strings, the encoding's own ':' and '-',
+ * arrays empty, with NULL or empty elements, of two dimensions or not starting at 1). */
+static const char canon_samples_sql[] =
+    "CREATE FUNCTION pick(n integer, j integer, k integer) RETURNS integer LANGUAGE sql "
+    " AS $$ SELECT 1 + abs(hashint4(n * 37 + j)) % k $$;"
+    "CREATE FUNCTION ct(n integer, j integer) RETURNS text LANGUAGE sql AS $$ SELECT "
+    " (ARRAY[NULL, '', '-', '0:', 'a', 'caf\xc3\xa9 \xf0\x9f\x9a\x80', E'two\\nlines', "
+    " 'x:y-z', repeat('\xc3\xa9', 300), '42'])[pick(n, j, 10)] $$;"
+    "CREATE FUNCTION ca(n integer, j integer) RETURNS text[] LANGUAGE sql AS $$ SELECT "
+    " (ARRAY[NULL, '{}', '{\"\"}', '{NULL}', '{a,NULL,\"\"}', "
+    " '{caf\xc3\xa9,\xf0\x9f\x9a\x80,\"-\",\"1:\"}', '{{a,b},{c,NULL}}', '[0:1]={x,y}', "
+    " (SELECT array_agg(g::text)::text FROM generate_series(1, 300) g)])[pick(n, j, 9)]"
+    " ::text[] $$;"
+    "CREATE FUNCTION cb(n integer, j integer) RETURNS bigint LANGUAGE sql AS $$ SELECT "
+    " (ARRAY[NULL, 0, 1, -1, 255, 9223372036854775807])[pick(n, j, 6)] $$;"
+    "CREATE FUNCTION cbool(n integer, j integer) RETURNS boolean LANGUAGE sql AS $$ SELECT "
+    " (ARRAY[NULL, true, false])[pick(n, j, 3)] $$;"
+    "CREATE FUNCTION cts(n integer, j integer) RETURNS timestamptz LANGUAGE sql AS $$ SELECT "
+    " (ARRAY[NULL, '1969-12-31 23:59:59.5+00', '1970-01-01 00:00:00.000001+00', "
+    " '2026-11-23 10:00:00.123456+01', '1900-06-01 12:34:56.789+00', "
+    " '2999-12-31 23:59:59.999999+00', now()])[pick(n, j, 7)]::timestamptz $$;"
+    "CREATE TABLE canon_samples AS SELECT i, ROW("
+    " CASE WHEN pick(i, 1, 5) = 1 THEN NULL ELSE gen_random_uuid() END, ct(i, 2), ct(i, 3),"
+    " ct(i, 4), ct(i, 5), ct(i, 6), ct(i, 7), ca(i, 8), ct(i, 9), ca(i, 10), cb(i, 11),"
+    " (ARRAY[NULL, '10.0.0.7', '::1', '192.168.0.0/16', '2001:db8::1/64'])"
+    "  [pick(i, 12, 5)]::inet, (cb(i, 13) % 1000)::integer, ct(i, 14), ct(i, 15),"
+    " (cb(i, 16) % 256)::integer, ct(i, 17), cts(i, 18), cts(i, 19), cb(i, 20), cb(i, 21),"
+    " cb(i, 22), cbool(i, 23), cbool(i, 24), ct(i, 25), cb(i, 26), sha256(i::text::bytea),"
+    " cbool(i, 27), cbool(i, 28), ct(i, 29),"
+    " CASE WHEN pick(i, 30, 2) = 1 THEN NULL ELSE gen_random_uuid() END)::exec_audit AS r"
+    " FROM generate_series(1, 2000) i";
+
+/* Migration 0012 made the canonical content cheaper to build: for every shape of row it
+ * must give the bytes the functions before it gave. */
+START_TEST(canonical_content_is_kept_by_migration_0012)
+{
+	char db[512];
+	size_t i;
+	PGconn *c;
+
+	ck_assert_int_eq(th_db_create(db, sizeof(db)), 0);
+	c = PQconnectdb(db);
+	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+	for (i = 0; i < migrations_embedded_count && migrations_embedded[i].version < 12; i++)
+		exec_ok(c, migrations_embedded[i].sql);
+	ck_assert_uint_lt(i, migrations_embedded_count);
+	ck_assert_int_eq(migrations_embedded[i].version, 12);
+	exec_ok(c, canon_samples_sql);
+	exec_ok(c, "CREATE TABLE canon_before AS SELECT i, exec_audit_canonical(r) AS c "
+	           "FROM canon_samples");
+	/* the samples are as varied as they claim */
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(DISTINCT c) FROM canon_before"), 2000);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM canon_before WHERE c IS NULL"), 0);
+	ck_assert_int_ge(tu_query_int(db, "SELECT count(*) FROM canon_samples WHERE "
+	                                  "(r).argv::text LIKE '%NULL%' AND "
+	                                  "(r).cwd = '' AND "
+	                                  "(r).detached"),
+	                 1);
+	exec_ok(c, migrations_embedded[i].sql);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM canon_samples s JOIN canon_before "
+	                                  "b USING (i) WHERE exec_audit_canonical(s.r) IS "
+	                                  "DISTINCT FROM b.c"),
+	                 0);
+	exec_ok(c, "DROP TABLE canon_samples, canon_before");
+	for (i++; i < migrations_embedded_count; i++)
+		exec_ok(c, migrations_embedded[i].sql);
+	PQfinish(c);
+}
+END_TEST
+
+/* One seal of many pending rows, finished in an order that is neither their insertion's nor
+ * their ids': they are linked in the order they finished (ties by exec_id), each row's
+ * link recomputes (verify), and a row already linked or not asked for is left alone. */
+START_TEST(seal_links_a_batch_in_finished_order)
+{
+	struct audit_verify_result r;
+	char db[512], err[512], *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	PGconn *c;
+
+	tu_migrated_db(db, sizeof(db));
+	c = PQconnectdb(db);
+	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+	exec_ok(c, "INSERT INTO exec_audit (exec_id, request_id, workspace_id, org_id, actor, "
+	           "actor_kind, argv, status, started_at) SELECT gen_random_uuid(), 'r-' || g, "
+	           "'ws-1', 'acme', 'token:x', 'org', ARRAY['echo', g::text], 'running', "
+	           "now() - interval '1 s' FROM generate_series(1, 300) g");
+	/* finished in a shuffled order, some at the same microsecond */
+	exec_ok(c, "UPDATE exec_audit SET status = 'exited', exit_code = 0, duration_ms = 1, "
+	           "seal_pending = true, finished_at = started_at + "
+	           "((abs(hashtext(request_id)) % 100) * interval '1 ms')");
+	/* one of them is linked first, alone */
+	ck_assert_int_eq(tu_query_int(db, "SELECT exec_audit_seal(ARRAY(SELECT exec_id FROM "
+	                                  "exec_audit WHERE request_id = 'r-7'), '1 day')"),
+	                 1);
+	/* the others but r-9, and r-7 again */
+	ck_assert_int_eq(tu_query_int(db, "SELECT exec_audit_seal(ARRAY(SELECT exec_id FROM "
+	                                  "exec_audit WHERE request_id <> 'r-9'), '1 day')"),
+	                 298);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM exec_audit WHERE seal_pending"), 1);
+	ck_assert_int_eq(tu_query_int(db, "SELECT chain_seq FROM exec_audit WHERE request_id = "
+	                                  "'r-7'"),
+	                 1);
+	ck_assert_int_eq(tu_query_int(db, "SELECT count(*) FROM (SELECT chain_seq, row_number() "
+	                                  "OVER (ORDER BY finished_at, exec_id) + 1 AS want FROM "
+	                                  "exec_audit WHERE request_id NOT IN ('r-7', 'r-9')) x "
+	                                  "WHERE chain_seq = want"),
+	                 298);
+	ck_assert_int_ge(tu_query_int(db, "SELECT count(*) - count(DISTINCT finished_at) FROM "
+	                                  "exec_audit"),
+	                 1);
+	ck_assert_int_eq(tu_query_int(db, "SELECT seq FROM exec_audit_chain_head"), 299);
+	ck_assert_int_eq(audit_verify(c, NULL, f, &r, err, sizeof(err)), 0);
+	ck_assert(r.links == 299 && r.pending == 1 && r.problems == 0);
+	fclose(f);
+	free(out);
+	PQfinish(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("review");
@@ -666,6 +789,8 @@ int main(void)
 	tcase_add_loop_test(pg, concurrent_writers_make_one_chain, 0,
 	                    2); /* linked at once, sealed */
 	tcase_add_test(pg, rows_waiting_for_their_link);
+	tcase_add_test(pg, canonical_content_is_kept_by_migration_0012);
+	tcase_add_test(pg, seal_links_a_batch_in_finished_order);
 	suite_add_tcase(s, pg);
 	if (th_setup(TH_PG) != 0)
 		return 2;
