@@ -39,8 +39,9 @@
 #define STATEMENT_WAIT_MS 5000
 /* Load before the primary goes; the primary gone and no standby promoted, longer than a
  * statement waits, so that the execs sent meanwhile are refused for certain; load kept
- * up once both brokers run execs again; the bound on their coming back by themselves
- * (reconnecting with a backoff of at most 5 s: db/pgasync.c). */
+ * up once both brokers run execs again; the bound on their coming back by themselves (a
+ * backoff of at most 5 s in db/pgasync.c, and a silent primary's connect_timeout, 10 s by
+ * default, before each try of the standby). */
 #define WARMUP_MS    2000
 #define GATE_OPEN_MS 500
 #define GAP_MS       (STATEMENT_WAIT_MS + 1500)
