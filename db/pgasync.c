@@ -3,7 +3,10 @@
  * around:
  *  - PQconnectPoll may close its socket and open another (next address, SSL refused), maybe
  *    with the same number, so the socket event is re-registered after every step;
- *  - PQconnectPoll ignores connect_timeout: a timer of ours enforces it;
+ *  - PQconnectPoll ignores connect_timeout: a timer of ours enforces it. It cannot tell
+ *    libpq to give up one host and go on to the next, as libpq's own blocking connect does
+ *    at connect_timeout, so a conninfo that lists several hosts is tried one host per
+ *    attempt, in its order: the next host at once, the backoff only after the last;
  *  - PQgetResult blocks while PQisBusy is true, non-blocking mode or not, so it is only
  *    called when PQisBusy says 0;
  *  - since PostgreSQL 12 a failed write is not reported by PQsendQueryParams or PQflush
@@ -62,6 +65,7 @@ struct conn {
 	short ev_what; /* 0: not added */
 	struct event *timer;
 	int backoff_ms;          /* the next wait in CONN_DOWN */
+	int host;                /* the next attempt's entry of the host lists */
 	struct pgasync_query *q; /* SENDING/READING; NULL once cancelled: the result is dropped */
 	PGresult *res;           /* kept so far: the first error, else the last result */
 	uint32_t prepared;       /* bit i: p->stmts[i] is prepared on this PGconn */
@@ -75,6 +79,10 @@ struct pgasync {
 	struct event_base *base;
 	char *conninfo;
 	int connect_timeout_s; /* 0: none */
+	/* A conninfo that lists several hosts: its lists (NULL when it gives none) and how many
+	 * hosts; nhosts is 0 when libpq is given the conninfo as it is. */
+	char *host_list, *hostaddr_list, *port_list;
+	int nhosts;
 	int nconns;
 	struct conn *conns;
 	struct query_list queue; /* FIFO */
@@ -336,7 +344,19 @@ static void conn_down(struct conn *c, const char *why)
 
 static void conn_connect_fail(struct conn *c, const char *why)
 {
-	c->p->stats.connects_failed++;
+	struct pgasync *p = c->p;
+
+	p->stats.connects_failed++;
+	if (c->host + 1 < p->nhosts) {
+		/* The next host at once, as libpq goes through its list. */
+		c->host++;
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+		conn_drop(c);
+		conn_set_state(c, CONN_DOWN);
+		timer_in_ms(c->timer, 0);
+		return;
+	}
+	c->host = 0;
 	conn_down(c, why);
 }
 
@@ -357,15 +377,40 @@ static void conn_lose_pg(struct conn *c)
 	conn_lose(c, why);
 }
 
+/* Entry i of a comma-separated list, in buf when the list has several; a list of one entry
+ * is that entry for every i (one port for every host). NULL for no list. */
+static const char *list_entry(const char *list, int i, char *buf, size_t len)
+{
+	if (list == NULL || strchr(list, ',') == NULL)
+		return list;
+	for (; i > 0; i--)
+		list = strchr(list, ',') + 1;
+	snprintf(buf, len, "%.*s", (int)strcspn(list, ","), list);
+	return buf;
+}
+
 static void conn_connect_start(struct conn *c)
 {
-	/* Earlier keywords are defaults; the expanded conninfo after them overrides them. A sent
-	 * statement cannot be cancelled without blocking (libpq 15), so the server bounds it. */
-	const char *const keys[] = {"fallback_application_name", "options", "dbname", NULL};
-	const char *const vals[] = {
-	    "exec-broker", "-c statement_timeout=" PGASYNC_STATEMENT_TIMEOUT, c->p->conninfo, NULL};
-	char why[256];
+	/* Earlier keywords are defaults; the expanded conninfo after them overrides them, and
+	 * the keywords after it override it: one host of its list. A sent statement cannot be
+	 * cancelled without blocking (libpq 15), so the server bounds it. */
+	const char *keys[] = {
+	    "fallback_application_name", "options", "dbname", "host", "hostaddr", "port", NULL};
+	const char *vals[] = {"exec-broker",
+	                      "-c statement_timeout=" PGASYNC_STATEMENT_TIMEOUT,
+	                      c->p->conninfo,
+	                      NULL,
+	                      NULL,
+	                      NULL,
+	                      NULL};
+	char why[256], host[1024], hostaddr[64], port[32];
 
+	if (c->p->nhosts > 0) {
+		/* NULL values are skipped: the conninfo's own stays. */
+		vals[3] = list_entry(c->p->host_list, c->host, host, sizeof(host));
+		vals[4] = list_entry(c->p->hostaddr_list, c->host, hostaddr, sizeof(hostaddr));
+		vals[5] = list_entry(c->p->port_list, c->host, port, sizeof(port));
+	}
 	c->pg = PQconnectStartParams(keys, vals, 1);
 	c->prepared = 0; /* a new server session knows none */
 	c->preparing = 0;
@@ -397,6 +442,7 @@ static void conn_ready(struct conn *c)
 		return;
 	}
 	c->backoff_ms = BACKOFF_FIRST_MS;
+	c->host = 0; /* the next connection starts again from the first host */
 	conn_set_state(c, CONN_IDLE);
 	if (conn_watch(c, EV_READ, true) != 0) {
 		conn_lose(c, "cannot watch the connection's socket");
@@ -698,6 +744,9 @@ static void pgasync_destroy(struct pgasync *p)
 		event_free(p->report);
 	free(p->conns);
 	free(p->conninfo);
+	free(p->host_list);
+	free(p->hostaddr_list);
+	free(p->port_list);
 	free(p);
 }
 
@@ -731,14 +780,55 @@ static void report_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(p->report, EV_TIMEOUT, 0);
 }
 
-/* The connect timeout (libpq's connect_timeout, which PQconnectPoll leaves to us). */
-static int conninfo_check(const char *conninfo, int *timeout_s, char *err, size_t errlen)
+/* Entries of a comma-separated list (0 for none); -1 when one is empty, which stands for a
+ * default that no keyword after the conninfo could say. */
+static int list_len(const char *v)
 {
+	int n = 1;
+
+	if (v == NULL)
+		return 0;
+	if (*v == '\0' || *v == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,") != NULL)
+		return -1;
+	for (; *v; v++)
+		n += *v == ',';
+	return n;
+}
+
+/* Keeps the lists of a conninfo that names several hosts, to try one per attempt. Lists that
+ * libpq would refuse (lengths that differ) or that have an empty entry are left to libpq as
+ * they are. */
+static int conninfo_hosts(struct pgasync *p, const char *host, const char *hostaddr,
+                          const char *port)
+{
+	int nh = list_len(host), na = list_len(hostaddr), np = list_len(port);
+	int n = nh > na ? nh : na;
+
+	if (n <= 1 || nh < 0 || na < 0 || np < 0 || (nh > 0 && nh != n) || (na > 0 && na != n) ||
+	    (np > 1 && np != n))
+		return 0;
+	p->host_list = host != NULL ? strdup(host) : NULL;
+	p->hostaddr_list = hostaddr != NULL ? strdup(hostaddr) : NULL;
+	p->port_list = port != NULL ? strdup(port) : NULL;
+	if ((host != NULL && p->host_list == NULL) ||
+	    (hostaddr != NULL && p->hostaddr_list == NULL) ||
+	    (port != NULL && p->port_list == NULL))
+		return EB_ERR_NOMEM;
+	p->nhosts = n;
+	return 0;
+}
+
+/* The connect timeout (libpq's connect_timeout, which PQconnectPoll leaves to us) and the
+ * host lists. */
+static int conninfo_check(struct pgasync *p, const char *conninfo, char *err, size_t errlen)
+{
+	const char *host = NULL, *hostaddr = NULL, *port = NULL;
 	PQconninfoOption *opts;
 	char *msg = NULL;
 	char line[256];
+	int rc;
 
-	*timeout_s = CONNECT_TIMEOUT_DEFAULT_S;
+	p->connect_timeout_s = CONNECT_TIMEOUT_DEFAULT_S;
 	/* libpq takes anything else as a database name. */
 	if (strchr(conninfo, '=') == NULL && strncmp(conninfo, "postgresql://", 13) != 0 &&
 	    strncmp(conninfo, "postgres://", 11) != 0)
@@ -754,11 +844,21 @@ static int conninfo_check(const char *conninfo, int *timeout_s, char *err, size_
 		snprintf(err, errlen, "invalid connection string: %s", line);
 		return EB_ERR_INVAL;
 	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "connect_timeout") == 0 && o->val != NULL && o->val[0])
-			*timeout_s = atoi(o->val) > 0 ? atoi(o->val) : 0;
+			p->connect_timeout_s = atoi(o->val) > 0 ? atoi(o->val) : 0;
+		else if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+	}
+	rc = conninfo_hosts(p, host, hostaddr, port);
+	if (rc != 0)
+		snprintf(err, errlen, "out of memory");
 	PQconninfoFree(opts);
-	return 0;
+	return rc;
 }
 
 int pgasync_new(struct event_base *base, const char *conninfo, int nconns, struct pgasync **out,
@@ -792,7 +892,7 @@ int pgasync_new(struct event_base *base, const char *conninfo, int nconns, struc
 	p->report = event_new(base, -1, 0, report_cb, p);
 	if (p->conns == NULL || p->conninfo == NULL || p->report == NULL)
 		goto out;
-	rc = conninfo_check(conninfo, &p->connect_timeout_s, err, errlen);
+	rc = conninfo_check(p, conninfo, err, errlen);
 	if (rc != 0)
 		goto out;
 	rc = EB_ERR_NOMEM;

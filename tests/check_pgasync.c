@@ -1,7 +1,8 @@
 /* tests/check_pgasync.c: the asynchronous PostgreSQL pool against the harness's real
  * cluster: results and text parameters, many queries on few connections, a loop that keeps
  * running during a slow statement, SQL errors, a server that stops and comes back, a
- * backend killed mid-statement, cancellation, and freeing with work in flight. Each test
+ * backend killed mid-statement, cancellation, freeing with work in flight, and a silent
+ * server passed over for the next host of a list. Each test
  * makes its own event_base and pool and frees them, so LeakSanitizer sees every object go. */
 #include <check.h>
 #include <event2/event.h>
@@ -710,6 +711,45 @@ START_TEST(silent_server_times_out_the_connect)
 }
 END_TEST
 
+/* A silent server listed before the real one: libpq's own connect gives each host
+ * connect_timeout and goes on to the next, and so does the pool (one host per attempt, since
+ * PQconnectPoll cannot be told to skip a host): the query runs once the silent host's time
+ * is out, not never. */
+START_TEST(silent_first_host_is_passed_over_at_connect_timeout)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t salen = sizeof(sa);
+	struct tloop t;
+	struct pgasync *p;
+	struct outcome o = {0};
+	char db[512], conninfo[900], err[256];
+	int fd;
+	double t0;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 16), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
+	ck_assert_int_eq(th_db_create(db, sizeof(db)), 0);
+	/* The keywords given last win: the list replaces the database's own host and port. */
+	snprintf(conninfo, sizeof(conninfo), "%s host=127.0.0.1,%s port=%d,5432 connect_timeout=2",
+	         db, th.pg.sockdir, ntohs(sa.sin_port));
+	tloop_init(&t);
+	t0 = now_s();
+	ck_assert_msg(pgasync_new(t.base, conninfo, 1, &p, err, sizeof(err)) == 0, "%s", err);
+	issue(p, "SELECT 42", 0, NULL, DEADLINE, &o);
+	RUN_UNTIL(&t, o.calls > 0);
+	ck_assert_msg(o.ok, "%s", o.error);
+	ck_assert_str_eq(o.cell[0], "42");
+	ck_assert_double_ge(o.at - t0, 1.9); /* the silent host was tried first */
+	ck_assert_uint_eq(stats_of(p).connects_failed, 1);
+	pgasync_free(p);
+	tloop_free(&t);
+	close(fd);
+}
+END_TEST
+
 START_TEST(stopped_server_is_unavailable_then_reconnects)
 {
 	struct tloop t;
@@ -797,6 +837,7 @@ int main(void)
 	tcase_add_test(tc, queued_query_fails_at_its_deadline_when_all_busy);
 	tcase_add_test(tc, free_with_work_in_flight);
 	tcase_add_test(tc, silent_server_times_out_the_connect);
+	tcase_add_test(tc, silent_first_host_is_passed_over_at_connect_timeout);
 	/* Last: it stops the cluster, and a failure part-way would leave it stopped. */
 	tcase_add_test(tc, stopped_server_is_unavailable_then_reconnects);
 	suite_add_tcase(s, tc);

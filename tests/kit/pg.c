@@ -1,6 +1,7 @@
 /* tests/kit/pg.c: the PostgreSQL fixture: initdb under the run's base dir, the postmaster
  * started in its own session as the postgres account (when running as root) and registered
- * for teardown, stopped from any process of the run, and databases copied from eb_template. */
+ * for teardown, stopped from any process of the run, and databases copied from eb_template;
+ * a suite's own clusters and the server programs, as the same account. */
 #include "tests/kit/pg.h"
 
 #include <errno.h>
@@ -67,10 +68,15 @@ static int find_pg_bindir(void)
 	return 0;
 }
 
+void th_pg_conninfo_of(const struct th_pg *pg, const char *dbname, char *buf, size_t len)
+{
+	snprintf(buf, len, "host=%s port=%d user=postgres dbname=%s", pg->sockdir,
+	         pg->port ? pg->port : PG_PORT, dbname);
+}
+
 void th_pg_conninfo(const char *dbname, char *buf, size_t len)
 {
-	snprintf(buf, len, "host=%s port=%d user=postgres dbname=%s", th.pg.sockdir, PG_PORT,
-	         dbname);
+	th_pg_conninfo_of(&th.pg, dbname, buf, len);
 }
 
 int th_pg_pid(const struct th_pg *pg)
@@ -86,25 +92,26 @@ int th_pg_pid(const struct th_pg *pg)
 
 int th_pg_start(struct th_pg *pg)
 {
-	char postgres[300], sock[300], pidfile[300], ci[512], why[64];
-	const char *argv[] = {postgres,
-	                      "-D",
-	                      pg->datadir,
-	                      "-k",
-	                      sock,
-	                      "-c",
-	                      "listen_addresses=",
-	                      "-p",
-	                      "5432",
-	                      "-c",
-	                      pg->durable ? "fsync=on" : "fsync=off",
-	                      "-c",
-	                      pg->durable ? "full_page_writes=on" : "full_page_writes=off",
-	                      "-c",
-	                      pg->durable ? "synchronous_commit=on" : "synchronous_commit=off",
-	                      "-c",
-	                      "max_connections=400",
-	                      NULL};
+	char postgres[300], sock[300], pidfile[300], ci[512], why[64], port[16];
+	const char *argv[19 + 2 * TH_PG_MAX_SETTINGS] = {
+	    postgres,
+	    "-D",
+	    pg->datadir,
+	    "-k",
+	    sock,
+	    "-c",
+	    "listen_addresses=",
+	    "-p",
+	    port,
+	    "-c",
+	    pg->durable ? "fsync=on" : "fsync=off",
+	    "-c",
+	    pg->durable ? "full_page_writes=on" : "full_page_writes=off",
+	    "-c",
+	    pg->durable ? "synchronous_commit=on" : "synchronous_commit=off",
+	    "-c",
+	    "max_connections=400",
+	    NULL};
 	/* In its own session: out of reach of Check's killpg of the test's process group and
 	 * of the terminal's ^C. */
 	struct kit_spawn sp = {
@@ -112,6 +119,7 @@ int th_pg_start(struct th_pg *pg)
 	struct kit_procs stray = {0};
 	long long deadline;
 	struct kit_creds c;
+	size_t n = 17;
 	pid_t pid;
 	int st, rc;
 
@@ -125,9 +133,20 @@ int th_pg_start(struct th_pg *pg)
 		pg->running = 1;
 		return 0;
 	}
+	/* The last -c of a setting wins. */
+	for (size_t i = 0; pg->settings != NULL && pg->settings[i] != NULL; i++) {
+		if (i == TH_PG_MAX_SETTINGS) {
+			th_say("th_pg_start: more than %d settings", TH_PG_MAX_SETTINGS);
+			return -1;
+		}
+		argv[n++] = "-c";
+		argv[n++] = pg->settings[i];
+	}
+	argv[n] = NULL;
+	snprintf(port, sizeof(port), "%d", pg->port ? pg->port : PG_PORT);
 	if (kit_creds_for("postgres", &c) != 0 ||
 	    th_fmt(postgres, sizeof(postgres), "%s/postgres", pg_bindir) != 0 ||
-	    th_fmt(sock, sizeof(sock), "%s/.s.PGSQL.%d.lock", pg->sockdir, PG_PORT) != 0 ||
+	    th_fmt(sock, sizeof(sock), "%s/.s.PGSQL.%s.lock", pg->sockdir, port) != 0 ||
 	    th_fmt(pidfile, sizeof(pidfile), "%s/postmaster.pid", pg->datadir) != 0)
 		return -1;
 	/* No postmaster runs. If one was killed with SIGKILL, its backends may still run on the
@@ -147,7 +166,7 @@ int th_pg_start(struct th_pg *pg)
 	if (pid < 0)
 		return -1;
 	th_register_server("pg", pid, pidfile);
-	th_pg_conninfo("postgres", ci, sizeof(ci));
+	th_pg_conninfo_of(pg, "postgres", ci, sizeof(ci));
 	deadline = kit_now_ms() + PG_TIMEOUT_MS;
 	while (PQping(ci) != PQPING_OK) {
 		if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -172,7 +191,10 @@ int th_pg_start(struct th_pg *pg)
 	return 0;
 }
 
-int th_pg_stop(struct th_pg *pg)
+/* sig: SIGINT, the fast shutdown (sessions are cut, nothing waits for clients, a shutdown
+ * checkpoint is written), or SIGQUIT, the immediate one (no checkpoint: recovery at the next
+ * start). */
+static int pg_stop(struct th_pg *pg, int sig)
 {
 	struct kit_procs p = {0};
 	pid_t pid = th_pg_pid(pg);
@@ -184,14 +206,23 @@ int th_pg_stop(struct th_pg *pg)
 	pg->pid = 0;
 	if (pid == 0)
 		return 0;
-	/* SIGINT is the fast shutdown: sessions are cut, nothing waits for clients. */
-	kit_procs_add(&p, pid, SIGINT);
+	kit_procs_add(&p, pid, sig);
 	kit_procs_add_tree(&p, pid, 0);
 	rc = kit_procs_stop(&p, PG_TIMEOUT_MS);
 	kit_procs_free(&p);
 	if (rc != 0)
 		th_say("postgres (pid %d) did not stop", (int)pid);
 	return rc;
+}
+
+int th_pg_stop(struct th_pg *pg)
+{
+	return pg_stop(pg, SIGINT);
+}
+
+int th_pg_stop_immediate(struct th_pg *pg)
+{
+	return pg_stop(pg, SIGQUIT);
 }
 
 static void trim_nl(char *s)
@@ -284,26 +315,56 @@ out:
 	return rc;
 }
 
-int th_pg_init(void)
+int th_pg_cluster(struct th_pg *pg, const char *name, int port, bool initdb)
 {
-	struct th_pg *pg = &th.pg;
-	char initdb[300];
-	const char *argv[] = {initdb,  "-D", pg->datadir, "-U",         "postgres",  "-A",
+	char prog[300];
+	const char *argv[] = {prog,    "-D", pg->datadir, "-U",         "postgres",  "-A",
 	                      "trust", "-E", "UTF8",      "--locale=C", "--no-sync", NULL};
 	struct kit_creds c;
 
-	if (th_fmt(pg->dir, sizeof(pg->dir), "%s/pg", th.basedir) != 0 ||
+	pg->port = port;
+	if (th_fmt(pg->dir, sizeof(pg->dir), "%s/%s", th.basedir, name) != 0 ||
 	    th_fmt(pg->datadir, sizeof(pg->datadir), "%s/data", pg->dir) != 0 ||
 	    th_fmt(pg->sockdir, sizeof(pg->sockdir), "%s/sock", pg->dir) != 0 ||
-	    th_fmt(pg->log, sizeof(pg->log), "%s/log", pg->dir) != 0 || find_pg_bindir() != 0 ||
-	    th_fmt(initdb, sizeof(initdb), "%s/initdb", pg_bindir) != 0 ||
+	    th_fmt(pg->log, sizeof(pg->log), "%s/log", pg->dir) != 0 ||
+	    (pg_bindir[0] == '\0' && find_pg_bindir() != 0) ||
+	    th_fmt(prog, sizeof(prog), "%s/initdb", pg_bindir) != 0 ||
 	    kit_creds_for("postgres", &c) != 0)
 		return -1;
 	if (th_make_dir(pg->dir, 0755) != 0 || th_make_dir(pg->sockdir, 0755) != 0 ||
 	    kit_file_write(pg->log, "", 0644) != 0 || pg_give_to(&c, pg->dir) != 0 ||
 	    pg_give_to(&c, pg->sockdir) != 0 || pg_give_to(&c, pg->log) != 0)
 		return -1;
-	if (th_run_ok(&c, pg->dir, argv, NULL) != 0 || th_pg_start(pg) != 0)
+	return initdb ? th_run_ok(&c, pg->dir, argv, NULL) : 0;
+}
+
+int th_pg_tool(const char *tool, const char *const args[], char **out)
+{
+	const char *argv[32];
+	char prog[300];
+	struct kit_creds c;
+	int n = 0;
+
+	if ((pg_bindir[0] == '\0' && find_pg_bindir() != 0) ||
+	    th_fmt(prog, sizeof(prog), "%s/%s", pg_bindir, tool) != 0 ||
+	    kit_creds_for("postgres", &c) != 0)
+		return -1;
+	argv[n++] = prog;
+	for (int i = 0; args[i] != NULL; i++) {
+		if (n == 31) {
+			th_say("th_pg_tool: too many arguments for %s", tool);
+			return -1;
+		}
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	/* In the base dir: the account may not enter the caller's working directory. */
+	return th_run_ok(&c, th.basedir, argv, out);
+}
+
+int th_pg_init(void)
+{
+	if (th_pg_cluster(&th.pg, "pg", PG_PORT, true) != 0 || th_pg_start(&th.pg) != 0)
 		return -1;
 	return th_pg_exec("postgres", "CREATE DATABASE eb_template");
 }
