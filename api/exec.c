@@ -277,8 +277,11 @@ static void on_row_completed(const PGresult *res, const char *error, const char 
 			       "abandoned",
 			       "request_id", j->request_id, "exec_id", j->exec_id, NULL);
 		finish(j);
-		if (atoi(PQcmdTuples((PGresult *)res)) > 0)
-			seal_add(j->api, j->exec_id); /* after the last word, off its path */
+		/* After the last word, off its path. A retry that finds the row no longer running
+		 * may follow an attempt that landed but whose answer was lost: queued too (the
+		 * seal leaves a row already linked, or never pending, alone). */
+		if (atoi(PQcmdTuples((PGresult *)res)) > 0 || j->end_attempts > 1)
+			seal_add(j->api, j->exec_id);
 		return;
 	}
 	j->api->metrics.audit_write_failures++;

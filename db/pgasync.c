@@ -1006,6 +1006,8 @@ bool pgasync_sqlstate_transient(const char *sqlstate)
 {
 	static const char *const classes[] = {"08", "40", "53", "55", "57", "58"};
 
+	if (strcmp(sqlstate, "25006") == 0)
+		return true; /* read_only_sql_transaction: a standby, until one is promoted */
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
 		if (strncmp(sqlstate, classes[i], 2) == 0)
 			return true;

@@ -73,7 +73,9 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
 /* Whether a statement's failure may go away by itself, so that retrying it makes sense: the
  * connection (class 08, pgasync's own "unavailable" and "lost" included), a transaction
  * rolled back for a serialization failure or deadlock (40), resources (53), an operator's
- * intervention or a statement timeout (57), a lock not available (55), a system error (58).
+ * intervention or a statement timeout (57), a lock not available (55), a system error (58),
+ * and a write refused by a read-only server (25006: a standby reached while the primary is
+ * being replaced).
  * Anything else is a refusal by the database that retrying will not change. */
 bool pgasync_sqlstate_transient(const char *sqlstate);
 

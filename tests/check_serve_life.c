@@ -708,6 +708,59 @@ START_TEST(postgres_down_mid_exec_completion_is_retried)
 }
 END_TEST
 
+/* Makes every session of the cluster read-only (a standby would refuse writes alike), or
+ * writable again: default_transaction_read_only, reloaded. */
+static void cluster_read_only(bool on)
+{
+	ck_assert_int_eq(th_pg_exec("postgres", on ? "ALTER SYSTEM SET default_transaction_read_only"
+	                                            " = on"
+	                                          : "ALTER SYSTEM RESET default_transaction_read_only"),
+	                 0);
+	ck_assert_int_eq(th_pg_exec("postgres", "SELECT pg_reload_conf()"), 0);
+}
+
+/* A completion refused because the server is read-only (25006, what a standby answers
+ * while a primary is being replaced) is retried until it lands; the last frame waits for
+ * it: the row is final before the client hears the end. */
+START_TEST(a_read_only_database_delays_the_last_frame_until_the_row_lands)
+{
+	struct kit_broker b = {0};
+	char *gate = kit_tmp_path("gatero"), *body, *v;
+	struct kit_conn s;
+	struct kit_resp r;
+	struct kit_frames f;
+	char *line;
+
+	start_broker(&b, "eb-life-ro", NULL);
+	start_gated(&s, b.port, "ws-a1", W.tok_org, gate, &body);
+	cluster_read_only(true);
+	sv_touch(gate);
+	/* the command ends ("done"), but no last frame comes while the row cannot be written */
+	while ((line = kit_stream_line(&s, 3000)) != NULL) {
+		bool last = strstr(line, "\"exit_code\"") != NULL;
+		free(line);
+		ck_assert_msg(!last, "the last frame came while the database was read-only");
+	}
+	v = sv_query(W.db, "SELECT count(*) FROM exec_audit WHERE broker_instance = 'eb-life-ro' "
+	                   "AND status = 'running'");
+	ck_assert_str_eq(v, "1");
+	free(v);
+	cluster_read_only(false);
+	kit_stream_finish(&s, &r);
+	sv_stream(&r, &f);
+	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+	v = sv_row(W.db, r.rid, "status");
+	ck_assert_str_eq(v, "exited");
+	free(v);
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	unlink(gate);
+	free(gate);
+	free(body);
+}
+END_TEST
+
 /* The issue's run: the sessions of an idle pool killed on the host (sshd's per-connection
  * processes, not its listener), then four execs at once. Each must move to a new session at
  * once and run, in every round: none waits out its timeout on the dead session. */
@@ -1020,6 +1073,7 @@ int main(void)
 	ADD(s, rows_of_a_broker_gone_for_good_are_swept_by_another);
 	ADD(s, finished_rows_a_gone_broker_never_linked_are_linked_by_another);
 	ADD(s, the_org_limit_holds_across_brokers);
+	ADD(s, a_read_only_database_delays_the_last_frame_until_the_row_lands);
 	/* last: they stop PostgreSQL under every broker */
 	ADD(s, postgres_down_is_503_and_nothing_runs);
 	ADD(s, postgres_down_mid_exec_completion_is_retried);
