@@ -8,6 +8,7 @@
 
 static enum log_level min_level = LOG_INFO;
 static FILE *stream;
+static char instance[256];
 
 int log_level_parse(const char *s)
 {
@@ -22,6 +23,11 @@ int log_level_parse(const char *s)
 void log_set_level(enum log_level l)
 {
 	min_level = l;
+}
+
+void log_set_instance(const char *name)
+{
+	snprintf(instance, sizeof(instance), "%s", name != NULL ? name : "");
 }
 
 void log_set_stream(FILE *f)
@@ -123,6 +129,8 @@ void log_kv(enum log_level l, const char *msg, ...)
 			len = log_append_kv(line, len, sizeof(line), k, v);
 	}
 	va_end(ap);
+	if (instance[0] != '\0')
+		len = log_append_kv(line, len, sizeof(line), "instance", instance);
 	fprintf(stream ? stream : stderr, "%s\n", line);
 	fflush(stream ? stream : stderr);
 }

@@ -14,6 +14,10 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 int log_level_parse(const char *s);
 void log_set_level(enum log_level l);
 void log_set_stream(FILE *f); /* default stderr */
+/* Ends every line with instance=<name> (the broker's instance_name; copied, at most 255
+ * bytes), so that the lines of a fleet, gathered in one place, each lead to their broker;
+ * NULL or "": none. */
+void log_set_instance(const char *name);
 int log_enabled(enum log_level l);
 
 /* Logs msg with key/value pairs: a NULL-terminated list of alternating const char *key,

@@ -190,8 +190,7 @@ void http_request_log_line(struct http_request *r)
 	       "request", "method", method, "path", r->path,
 	       "status", status, "request_id", r->id, "client", r->client, "duration_ms", ms,
 	       "workspace_id", r->log.workspace_id, "actor", r->log.actor, "exec_id",
-	       r->log.exec_id, "outcome", r->log.outcome, "error", r->log.error, "instance",
-	       r->srv->instance, NULL);
+	       r->log.exec_id, "outcome", r->log.outcome, "error", r->log.error, NULL);
 }
 
 void http_request_free(struct http_request *r)

@@ -271,6 +271,7 @@ int server_run(const struct config *cfg, const struct config_flags *flags, char 
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level((enum log_level)log_level_parse(cfg->log_level));
 	startup_instance_name(cfg, s->instance, sizeof(s->instance));
+	log_set_instance(s->instance);
 	if (cfg->ssh_key[0] == '\0') {
 		snprintf(err, errlen, "ssh_key is not set: the broker needs its SSH private key");
 		return EB_ERR_INVAL;

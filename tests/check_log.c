@@ -73,6 +73,31 @@ START_TEST(pairs_without_a_value_are_left_out)
 }
 END_TEST
 
+/* A broker names itself on every line, quoted like any value; unset, no line has it. */
+START_TEST(every_line_ends_with_the_instance_once_set)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	log_set_stream(f);
+	log_set_level(LOG_INFO);
+	log_kv(LOG_INFO, "before", NULL);
+	log_set_instance("broker 1");
+	log_kv(LOG_INFO, "stopping", "execs", "2", NULL);
+	log_kv(LOG_WARN, "request", "status", "500", NULL);
+	log_set_instance(NULL);
+	log_kv(LOG_INFO, "after", NULL);
+	log_set_stream(NULL);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(out, " msg=before\n"));
+	ck_assert_ptr_nonnull(strstr(out, " msg=stopping execs=2 instance=\"broker 1\"\n"));
+	ck_assert_ptr_nonnull(strstr(out, " msg=request status=500 instance=\"broker 1\"\n"));
+	ck_assert_ptr_nonnull(strstr(out, " msg=after\n"));
+	free(out);
+}
+END_TEST
+
 START_TEST(long_values_are_cut_not_overflowed)
 {
 	char buf[32], big[100];
@@ -93,6 +118,7 @@ int main(void)
 	tcase_add_test(tc, lines_have_time_level_message_and_pairs);
 	tcase_add_test(tc, long_values_are_cut_not_overflowed);
 	tcase_add_test(tc, pairs_without_a_value_are_left_out);
+	tcase_add_test(tc, every_line_ends_with_the_instance_once_set);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
