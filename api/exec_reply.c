@@ -108,7 +108,9 @@ const char *exec_reply_outcome_error(const struct exec_job *j, const char **mess
 }
 
 /* The API code of an outcome when it is told in a plain reply rather than a last frame:
- * nobody is left to read "cancelled", and a refused request says "shutting_down". */
+ * nobody is left to read "cancelled", and a request refused before its command started says
+ * "shutting_down" (503: nothing ran, retry elsewhere). A command that ran and was killed at
+ * shutdown is "shutdown" (send_document), never a 503 a balancer or a client would retry. */
 const char *exec_reply_code(const struct exec_job *j)
 {
 	const char *msg, *code = exec_reply_outcome_error(j, &msg);
@@ -198,8 +200,9 @@ static void send_document(struct exec_job *j)
 	int status = 200;
 
 	if (j->outcome.kind != POOL_EXITED && j->outcome.kind != POOL_SIGNALED) {
-		exec_reply_outcome_error(j, &msg);
-		code = exec_reply_code(j);
+		code = exec_reply_outcome_error(j, &msg);
+		if (strcmp(code, "shutdown") != 0) /* it ran: "shutdown", 502, not 503 */
+			code = exec_reply_code(j);
 		status = apierr_status(code);
 		o = counts(j, json_pack("{s:{s:s, s:s}, s:s}", "error", "code", code, "message",
 		                        msg, "exec_id", j->exec_id));
@@ -345,7 +348,9 @@ void exec_reply_detached(struct exec_job *j)
 	              "expires_at", "stdout", "from", 0, "to", 0, "stderr", "from", 0, "to", 0);
 	snprintf(location, sizeof(location), "/v1/execs/%s", j->exec_id);
 	if (o == NULL) {
-		exec_reply_error(j, "audit_unavailable", "out of memory", NULL);
+		/* The command runs: never a 503, which says nothing ran and may be retried. */
+		http_reply(j->http, 500, "application/json", "", 0);
+		j->http = NULL;
 		return;
 	}
 	http_reply_header(j->http, "Location", location);

@@ -37,6 +37,7 @@ static const struct {
     {"ssh_auth_failed", 502},
     {"transport_error", 502},
     {"detach_failed", 502},
+    {"shutdown", 502},
     {"pool_exhausted", 503},
     {"audit_unavailable", 503},
     {"shutting_down", 503},

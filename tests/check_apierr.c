@@ -18,6 +18,7 @@ START_TEST(every_code_has_its_status)
 	            {"method_not_allowed", 405}, {"workspace_not_running", 409},
 	            {"payload_too_large", 413},  {"unsupported_media_type", 415},
 	            {"too_many_requests", 429},  {"host_key_mismatch", 502},
+	            {"shutdown", 502},           {"shutting_down", 503},
 	            {"pool_exhausted", 503},     {"audit_unavailable", 503},
 	            {"exec_timeout", 504},       {"malformed_request", 400},
 	            {"request_timeout", 408},    {"uri_too_long", 414},
@@ -29,7 +30,7 @@ START_TEST(every_code_has_its_status)
 		ck_assert_int_eq(apierr_status(want[i].code), want[i].status);
 	for (; apierr_code(n) != NULL; n++)
 		ck_assert_msg(apierr_known(apierr_code(n)), "%s", apierr_code(n));
-	ck_assert_uint_eq(n, 31); /* 24 of the API, 7 of the HTTP layer's own refusals */
+	ck_assert_uint_eq(n, 32); /* 25 of the API, 7 of the HTTP layer's own refusals */
 	ck_assert_int_eq(apierr_status("no_such_code"), 500);
 }
 END_TEST

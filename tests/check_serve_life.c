@@ -526,6 +526,43 @@ START_TEST(sigterm_past_the_grace_kills_with_shutdown)
 }
 END_TEST
 
+/* The same in the buffered mode: the command ran, so the reply is 502 shutdown with its
+ * exec_id, never a 503 (which says nothing ran, and a balancer would send it again). */
+START_TEST(a_buffered_exec_killed_at_shutdown_is_502_not_503)
+{
+	struct kit_broker b = {0};
+	char *pidf = kit_tmp_path("shutdownbuf.pid");
+	const char *argv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
+	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100)), *v;
+	struct kit_req q = {
+	    .ws = "ws-a1", .token = W.tok_org, .body = body, .accept = "application/json"};
+	struct kit_conn s;
+	struct kit_resp r;
+	pid_t pids[2];
+	json_t *o;
+
+	start_broker(&b, "eb-life-gracebuf", "shutdown_grace_s = 1\npool_kill_grace_s = 1\n");
+	ck_assert_int_eq(kit_stream_open(&s, b.port, &q), 0);
+	sv_read_pids(pidf, pids);
+	ck_assert_int_eq(kill(b.pid, SIGTERM), 0);
+	kit_stream_finish(&s, &r);
+	ck_assert_msg(r.status == 502, "buffered exec killed at shutdown: %d %s", r.status, r.body);
+	o = sv_json(&r);
+	ck_assert_str_eq(sv_str(o, "error.code"), "shutdown");
+	ck_assert_ptr_nonnull(sv_str(o, "exec_id"));
+	json_decref(o);
+	v = sv_row(W.db, r.rid, "status");
+	ck_assert_str_eq(v, "shutdown");
+	free(v);
+	ck_assert_msg(kit_broker_wait(&b, KIT_WAIT_MS) == 0, "no exit after the grace");
+	sv_pid_gone(pids[0], "a command killed at shutdown");
+	kit_resp_free(&r);
+	unlink(pidf);
+	free(pidf);
+	free(body);
+}
+END_TEST
+
 /* A broker killed with SIGKILL leaves its row running; its next start (same
  * instance_name) marks it abandoned, and leaves alone the running exec of another broker
  * on the same database. */
@@ -1065,6 +1102,7 @@ int main(void)
 	ADD(s, concurrent_execs_on_four_hosts_all_complete);
 	ADD_LOOP(s, sigterm_lets_running_execs_finish, 2); /* SIGTERM, SIGINT */
 	ADD(s, sigterm_past_the_grace_kills_with_shutdown);
+	ADD(s, a_buffered_exec_killed_at_shutdown_is_502_not_503);
 	ADD(s, sigterm_with_a_delay_serves_until_it_is_over);
 	ADD(s, killed_broker_rows_are_abandoned_at_next_start);
 	ADD(s, execs_after_the_pooled_sessions_died_all_run);
