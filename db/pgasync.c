@@ -83,6 +83,9 @@ struct pgasync {
 	 * hosts; nhosts is 0 when libpq is given the conninfo as it is. */
 	char *host_list, *hostaddr_list, *port_list;
 	int nhosts;
+	/* Several hosts given to libpq in every attempt, as the conninfo says them: a first one
+	 * that takes connections and never answers holds the attempt (pgasync_hosts_whole). */
+	bool hosts_whole;
 	int nconns;
 	struct conn *conns;
 	struct query_list queue; /* FIFO */
@@ -780,42 +783,99 @@ static void report_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(p->report, EV_TIMEOUT, 0);
 }
 
-/* Entries of a comma-separated list (0 for none); -1 when one is empty, which stands for a
- * default that no keyword after the conninfo could say. */
+/* Entries of a comma-separated list, empty ones included (0 for none). */
 static int list_len(const char *v)
 {
 	int n = 1;
 
 	if (v == NULL)
 		return 0;
-	if (*v == '\0' || *v == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,") != NULL)
-		return -1;
 	for (; *v; v++)
 		n += *v == ',';
 	return n;
 }
 
-/* Keeps the lists of a conninfo that names several hosts, to try one per attempt. Lists that
- * libpq would refuse (lengths that differ) or that have an empty entry are left to libpq as
- * they are. */
+static bool list_has_empty(const char *v)
+{
+	return v != NULL &&
+	       (*v == '\0' || *v == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,") != NULL);
+}
+
+/* A copy of list (malloc'd) with every empty entry replaced by dflt: what libpq makes of an
+ * empty entry (postgresql://h1,h2:5433/db has the ports ",5433"), said by a keyword after the
+ * conninfo, where an empty value would be ignored. NULL if out of memory. */
+static char *list_fill(const char *list, const char *dflt)
+{
+	size_t n = (size_t)list_len(list), len = strlen(list) + n * strlen(dflt) + 1, off = 0;
+	char *out = malloc(len);
+
+	if (out == NULL)
+		return NULL;
+	for (const char *e = list;; e += strcspn(e, ",") + 1) {
+		size_t el = strcspn(e, ",");
+
+		off += (size_t)snprintf(out + off, len - off, "%s%.*s", off > 0 ? "," : "",
+		                        (int)(el > 0 ? el : strlen(dflt)), el > 0 ? e : dflt);
+		if (e[el] == '\0')
+			break;
+	}
+	return out;
+}
+
+/* libpq's default for keyword (the environment's, else its own), or NULL if it has none. */
+static char *conn_default(const char *keyword)
+{
+	PQconninfoOption *d = PQconndefaults();
+	char *v = NULL;
+
+	for (PQconninfoOption *o = d; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, keyword) == 0 && o->val != NULL && o->val[0] != '\0')
+			v = strdup(o->val);
+	PQconninfoFree(d);
+	return v;
+}
+
+/* Keeps the lists of a conninfo that names several hosts, to try one per attempt; an empty
+ * host or port entry is libpq's default for it. Lists libpq would refuse (lengths that
+ * differ), an empty hostaddr entry, or an empty host entry with no default host but the
+ * socket directory libpq knows alone, leave the conninfo to libpq as it is (every host in one
+ * attempt; *whole says so, for a warning). */
 static int conninfo_hosts(struct pgasync *p, const char *host, const char *hostaddr,
-                          const char *port)
+                          const char *port, bool *whole)
 {
 	int nh = list_len(host), na = list_len(hostaddr), np = list_len(port);
 	int n = nh > na ? nh : na;
+	char *dhost = NULL, *dport = NULL;
+	int rc = EB_ERR_NOMEM;
 
-	if (n <= 1 || nh < 0 || na < 0 || np < 0 || (nh > 0 && nh != n) || (na > 0 && na != n) ||
-	    (np > 1 && np != n))
+	*whole = false;
+	if (n <= 1)
 		return 0;
-	p->host_list = host != NULL ? strdup(host) : NULL;
+	if ((nh > 0 && nh != n) || (na > 0 && na != n) || (np > 1 && np != n) ||
+	    list_has_empty(hostaddr)) {
+		*whole = true;
+		return 0;
+	}
+	if (list_has_empty(host) && (dhost = conn_default("host")) == NULL) {
+		*whole = true;
+		return 0;
+	}
+	if (list_has_empty(port) && (dport = conn_default("port")) == NULL) {
+		free(dhost);
+		*whole = true;
+		return 0;
+	}
+	p->host_list = host == NULL ? NULL : dhost != NULL ? list_fill(host, dhost) : strdup(host);
 	p->hostaddr_list = hostaddr != NULL ? strdup(hostaddr) : NULL;
-	p->port_list = port != NULL ? strdup(port) : NULL;
-	if ((host != NULL && p->host_list == NULL) ||
-	    (hostaddr != NULL && p->hostaddr_list == NULL) ||
-	    (port != NULL && p->port_list == NULL))
-		return EB_ERR_NOMEM;
-	p->nhosts = n;
-	return 0;
+	p->port_list = port == NULL ? NULL : dport != NULL ? list_fill(port, dport) : strdup(port);
+	if ((host == NULL || p->host_list != NULL) && (hostaddr == NULL || p->hostaddr_list != NULL) &&
+	    (port == NULL || p->port_list != NULL)) {
+		p->nhosts = n;
+		rc = 0;
+	}
+	free(dhost);
+	free(dport);
+	return rc;
 }
 
 /* The connect timeout (libpq's connect_timeout, which PQconnectPoll leaves to us) and the
@@ -854,7 +914,7 @@ static int conninfo_check(struct pgasync *p, const char *conninfo, char *err, si
 		else if (strcmp(o->keyword, "port") == 0)
 			port = o->val;
 	}
-	rc = conninfo_hosts(p, host, hostaddr, port);
+	rc = conninfo_hosts(p, host, hostaddr, port, &p->hosts_whole);
 	if (rc != 0)
 		snprintf(err, errlen, "out of memory");
 	PQconninfoFree(opts);
@@ -1000,6 +1060,11 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
                                     void *arg)
 {
 	return query_new(p, sql, nparams, params, deadline_ms, cb, arg, -1);
+}
+
+bool pgasync_hosts_whole(const struct pgasync *p)
+{
+	return p != NULL && p->hosts_whole;
 }
 
 bool pgasync_sqlstate_transient(const char *sqlstate)

@@ -79,6 +79,11 @@ struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int npar
  * Anything else is a refusal by the database that retrying will not change. */
 bool pgasync_sqlstate_transient(const char *sqlstate);
 
+/* Whether the conninfo lists several hosts that cannot be tried one per attempt (an empty
+ * hostaddr entry, lists of different lengths, an empty host entry with no default), so that
+ * libpq gets them all in every attempt and a first host that never answers holds it. */
+bool pgasync_hosts_whole(const struct pgasync *p);
+
 struct pgasync_query *pgasync_query_static(struct pgasync *p, const char *sql, int nparams,
                                            const char *const *params, long deadline_ms,
                                            pgasync_cb cb, void *arg);

@@ -297,6 +297,13 @@ int server_run(const struct config *cfg, const struct config_flags *flags, char 
 	rc = pgasync_new(s->base, cfg->database_url, cfg->db_connections, &s->api.db, err, errlen);
 	if (rc != 0)
 		goto out;
+	if (pgasync_hosts_whole(s->api.db))
+		log_kv(LOG_WARN,
+		       "database_url lists several hosts that cannot be tried one at a time (an empty "
+		       "hostaddr entry, lists of different lengths, or an empty host with no "
+		       "default): a first host that takes connections and never answers will hold "
+		       "every attempt",
+		       NULL);
 	rc = setup_signals(s, err, errlen);
 	if (rc != 0)
 		goto out;

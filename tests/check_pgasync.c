@@ -714,7 +714,9 @@ END_TEST
 /* A silent server listed before the real one: libpq's own connect gives each host
  * connect_timeout and goes on to the next, and so does the pool (one host per attempt, since
  * PQconnectPoll cannot be told to skip a host): the query runs once the silent host's time
- * is out, not never. */
+ * is out, not never. Three ways to say it: keyword lists, a port list whose second entry is
+ * empty (libpq's default port, the run's cluster's), and a URI whose second host has no
+ * port. */
 START_TEST(silent_first_host_is_passed_over_at_connect_timeout)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -732,9 +734,25 @@ START_TEST(silent_first_host_is_passed_over_at_connect_timeout)
 	ck_assert_int_eq(listen(fd, 16), 0);
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
 	ck_assert_int_eq(th_db_create(db, sizeof(db)), 0);
-	/* The keywords given last win: the list replaces the database's own host and port. */
-	snprintf(conninfo, sizeof(conninfo), "%s host=127.0.0.1,%s port=%d,5432 connect_timeout=2",
-	         db, th.pg.sockdir, ntohs(sa.sin_port));
+	if (_i == 0) {
+		/* The keywords given last win: the list replaces the database's own host and port. */
+		snprintf(conninfo, sizeof(conninfo),
+		         "%s host=127.0.0.1,%s port=%d,5432 connect_timeout=2", db, th.pg.sockdir,
+		         ntohs(sa.sin_port));
+	} else if (_i == 1) {
+		snprintf(conninfo, sizeof(conninfo), "%s host=127.0.0.1,%s port=%d, connect_timeout=2",
+		         db, th.pg.sockdir, ntohs(sa.sin_port));
+	} else {
+		char sock[256] = "", *dbname = strstr(db, "dbname=");
+		size_t n = 0;
+
+		ck_assert_ptr_nonnull(dbname);
+		for (const char *c = th.pg.sockdir; *c != '\0' && n + 4 < sizeof(sock); c++)
+			n += (size_t)snprintf(sock + n, sizeof(sock) - n, *c == '/' ? "%%2F" : "%c", *c);
+		snprintf(conninfo, sizeof(conninfo),
+		         "postgresql://127.0.0.1:%d,%s/%.*s?user=postgres&connect_timeout=2",
+		         ntohs(sa.sin_port), sock, (int)strcspn(dbname + 7, " "), dbname + 7);
+	}
 	tloop_init(&t);
 	t0 = now_s();
 	ck_assert_msg(pgasync_new(t.base, conninfo, 1, &p, err, sizeof(err)) == 0, "%s", err);
@@ -837,7 +855,7 @@ int main(void)
 	tcase_add_test(tc, queued_query_fails_at_its_deadline_when_all_busy);
 	tcase_add_test(tc, free_with_work_in_flight);
 	tcase_add_test(tc, silent_server_times_out_the_connect);
-	tcase_add_test(tc, silent_first_host_is_passed_over_at_connect_timeout);
+	tcase_add_loop_test(tc, silent_first_host_is_passed_over_at_connect_timeout, 0, 3);
 	/* Last: it stops the cluster, and a failure part-way would leave it stopped. */
 	tcase_add_test(tc, stopped_server_is_unavailable_then_reconnects);
 	suite_add_tcase(s, tc);
