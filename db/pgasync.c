@@ -595,6 +595,14 @@ static void conn_finish(struct conn *c)
 		result_error(res, line, sizeof(line), state);
 		PQclear(res);
 		query_fail(q, state, "%s", line);
+		if (strcmp(state, "25006") == 0) {
+			/* The server refuses writes (a standby, a primary fenced while another is
+			 * promoted): a new connection goes through the host list again, where
+			 * target_session_attrs=read-write finds the writable one. */
+			conn_lose(c, "the server is read-only");
+			pgasync_dispatch(c->p);
+			return;
+		}
 	} else {
 		query_fail(q, "", "the server sent no result");
 	}

@@ -768,6 +768,38 @@ START_TEST(silent_first_host_is_passed_over_at_connect_timeout)
 }
 END_TEST
 
+/* A write refused as read-only (25006: a standby, a fenced primary) fails as it is, and
+ * the connection is dropped: the next statement runs on a new one, which goes through the
+ * host list again (target_session_attrs=read-write finds the writable host). */
+START_TEST(read_only_refusal_drops_the_connection)
+{
+	struct tloop t;
+	struct pgasync *p;
+	struct outcome o;
+	char db[512], pid[160];
+
+	tloop_init(&t);
+	p = pool_up(&t, "pgasync_ro", 1, db, sizeof(db));
+	run_one(&t, p, "SELECT pg_backend_pid()", 0, NULL, &o);
+	ck_assert(o.ok);
+	snprintf(pid, sizeof(pid), "%s", o.cell[0]);
+	run_one(&t, p, "SET default_transaction_read_only = on", 0, NULL, &o);
+	ck_assert(o.ok);
+	run_one(&t, p, "CREATE TABLE ro_probe (x int)", 0, NULL, &o);
+	ck_assert(!o.ok);
+	ck_assert_str_eq(o.sqlstate, "25006");
+	ck_assert(pgasync_sqlstate_transient(o.sqlstate));
+	run_one(&t, p, "SELECT pg_backend_pid()", 0, NULL, &o);
+	ck_assert_msg(o.ok, "%s", o.error);
+	ck_assert_str_ne(o.cell[0], pid);
+	ck_assert_uint_eq(stats_of(p).conns_lost, 1);
+	run_one(&t, p, "CREATE TABLE ro_probe (x int)", 0, NULL, &o);
+	ck_assert_msg(o.ok, "%s", o.error);
+	pgasync_free(p);
+	tloop_free(&t);
+}
+END_TEST
+
 START_TEST(stopped_server_is_unavailable_then_reconnects)
 {
 	struct tloop t;
@@ -856,6 +888,7 @@ int main(void)
 	tcase_add_test(tc, free_with_work_in_flight);
 	tcase_add_test(tc, silent_server_times_out_the_connect);
 	tcase_add_loop_test(tc, silent_first_host_is_passed_over_at_connect_timeout, 0, 3);
+	tcase_add_test(tc, read_only_refusal_drops_the_connection);
 	/* Last: it stops the cluster, and a failure part-way would leave it stopped. */
 	tcase_add_test(tc, stopped_server_is_unavailable_then_reconnects);
 	suite_add_tcase(s, tc);
