@@ -80,7 +80,9 @@ void reload_settings(struct server *s)
 	char err[512];
 	int rc;
 
-	notify_reloading();
+	/* systemd heard STOPPING=1 when the broker began leaving: no RELOADING/READY after. */
+	if (s->state == SERVER_SERVING)
+		notify_reloading();
 	olds = realloc(s->old_cfgs, (s->nold_cfgs + 1) * sizeof(*olds));
 	if (n == NULL || olds == NULL) {
 		free(n);
@@ -121,5 +123,6 @@ fail:
 	config_free(n);
 	free(n);
 out:
-	notify_status(s, "READY=1\n");
+	if (s->state == SERVER_SERVING)
+		notify_status(s, "READY=1\n");
 }

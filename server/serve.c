@@ -196,8 +196,12 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->state == SERVER_SERVING)
+	/* Leaving still serves (a renewed certificate, say, is wanted until the listener
+	 * closes); draining and stopping keep what they have. */
+	if (s->state == SERVER_SERVING || s->state == SERVER_LEAVING)
 		reload_settings(s);
+	else
+		log_kv(LOG_WARN, "reload ignored: the broker is stopping", NULL);
 }
 
 static int setup_signals(struct server *s, char *err, size_t errlen)
