@@ -32,6 +32,7 @@
 #define UP_WAIT_MS 20000 /* HAProxy's checks: 1 s apart, 2 to change its mind */
 
 static struct kit_world W;
+static char tok_batch[64]; /* org acme: exec, batch */
 
 /* The brokers' settings in every test: leaving lasts longer than HAProxy's checks need to
  * take a broker out (2 s); a dead broker is noticed soon (heartbeats of 1 s). */
@@ -590,8 +591,40 @@ static void any_broker_reads(const struct fleet *f, const struct kit_resp *ran,
 	}
 }
 
+/* A batch run through HAProxy is read back, whole, from every broker. */
+static void any_broker_reads_a_batch(const struct fleet *f)
+{
+	const char *body = "{\"argv\":[\"true\"],\"target\":{\"workspaces\":[\"ws-a1\",\"ws-c0\","
+	                   "\"ws-c1\"]}}";
+	struct kit_req q = {
+	    .path = "/v1/batches", .token = tok_batch, .body = body, .accept = "application/json"};
+	struct kit_resp r;
+	char path[128];
+	json_t *o;
+
+	sv_http(f->port, &q, &r);
+	ck_assert_msg(r.status == 200, "batch: %d %s", r.status, r.body);
+	o = sv_json(&r);
+	ck_assert_str_eq(sv_str(o, "status"), "completed");
+	snprintf(path, sizeof(path), "/v1/batches/%s", sv_str(o, "batch_id"));
+	json_decref(o);
+	kit_resp_free(&r);
+	for (int i = 0; i < NB; i++) {
+		struct kit_req g = {.method = "GET", .path = path, .token = tok_batch};
+
+		sv_http(f->b[i].port, &g, &r);
+		ck_assert_msg(r.status == 200, "eb-fleet-%d: GET %s: %d %s", i + 1, path, r.status,
+		              r.body);
+		o = sv_json(&r);
+		ck_assert_str_eq(sv_str(o, "status"), "completed");
+		json_decref(o);
+		kit_resp_free(&r);
+	}
+}
+
 /* The shipped config hashes on the workspace id: one workspace's execs always reach the
- * same broker, and the workspaces spread over more than one; any broker reads any exec. */
+ * same broker, and the workspaces spread over more than one; any broker reads any exec and
+ * any batch. */
 START_TEST(one_workspace_reaches_one_broker_and_any_reads_it)
 {
 	struct fleet f;
@@ -627,6 +660,7 @@ START_TEST(one_workspace_reaches_one_broker_and_any_reads_it)
 		distinct += !seen;
 	}
 	ck_assert_msg(distinct >= 2, "seven workspaces all went to %s", first[0]);
+	any_broker_reads_a_batch(&f);
 	fleet_stop(&f);
 	free(body);
 }
@@ -637,13 +671,15 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("fleet");
+	const char *tok_args[] = {"token", "create", "--org", "acme", "--scope", "exec,batch", NULL};
 	int failed;
 
 	if (access(LB_CFG, R_OK) != 0) {
 		fprintf(stderr, "check_fleet: run from the source tree (%s)\n", LB_CFG);
 		return EXIT_FAILURE;
 	}
-	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0) {
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0 ||
+	    kit_cli_token(W.db, tok_args, tok_batch, sizeof(tok_batch)) != 0) {
 		th_teardown();
 		return EXIT_FAILURE;
 	}
