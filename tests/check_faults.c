@@ -1,0 +1,189 @@
+/* tests/check_faults.c: faults injected while execs run and new ones arrive, with the real
+ * binary, a real PostgreSQL and real sshds. Each asserts the same three things: the broker
+ * keeps serving; every exec it accepted has exactly one final audit row with the right
+ * outcome (none left 'running', no exit code invented); nothing it refused ran on the host.
+ * This is the start of the fault suite; the rest of its faults are listed in the README. */
+#include <check.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/kit/broker.h"
+#include "tests/kit/clock.h"
+#include "tests/kit/expect.h"
+#include "tests/kit/file.h"
+#include "tests/kit/frames.h"
+#include "tests/kit/harness.h"
+#include "tests/kit/http.h"
+#include "tests/kit/proc.h"
+#include "tests/kit/sql.h"
+#include "tests/kit/world.h"
+#include "tests/runner.h"
+
+#define NRUN 4 /* execs running when the fault strikes */
+#define NNEW 6 /* execs sent as it strikes */
+
+static struct kit_world W;
+
+/* The command: a marker that it started (in $0), then it waits for $0.go and says "ok". */
+#define MARKED                                                                                     \
+	"echo started > \"$0\"; while [ ! -e \"$0.go\" ]; do sleep 0.02; done; echo ok"
+
+static char *marked_body(const char *marker)
+{
+	const char *argv[] = {"sh", "-c", MARKED, marker, NULL};
+
+	return sv_body(argv, json_pack("{s:i}", "timeout_s", 30));
+}
+
+/* What a finished exec must show: 200, the whole stream, "ok", exit 0, its row exited 0. */
+static void assert_ran(const struct kit_resp *r, const char *what)
+{
+	struct kit_frames f;
+	char *v;
+
+	ck_assert_msg(r->status == 200, "%s: %d %s", what, r->status, r->body);
+	sv_stream(r, &f);
+	ck_assert_str_eq(f.out, "ok\n"); /* "started" went to the marker file */
+	ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+	v = sv_row(W.db, r->rid, "status || ' ' || exit_code");
+	ck_assert_str_eq(v, "exited 0");
+	free(v);
+	kit_frames_free(&f);
+}
+
+/* A child that terminates every backend of the broker every 30 ms for ms: a storm, so
+ * that statements in flight, connections being made and idle ones are all cut. */
+static pid_t terminate_storm(int ms)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		long long end = kit_now_ms() + ms;
+
+		while (kit_now_ms() < end) {
+			kit_sql(W.db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+			              "application_name = 'exec-broker' AND pid <> pg_backend_pid()");
+			kit_sleep_ms(30);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+/* Every connection the broker holds to PostgreSQL is terminated by the server (an
+ * operator's pg_terminate_backend, a failover's end of old sessions) while NRUN execs run
+ * and NNEW arrive: the running ones end well, their rows completed on new connections; each
+ * new one either runs whole or is refused 503 audit_unavailable with nothing run; then the
+ * broker serves as before. */
+START_TEST(pg_terminate_backend_of_the_brokers_connections)
+{
+	struct kit_broker b = {0};
+	struct kit_conn run[NRUN];
+	struct kit_req q[NNEW];
+	struct kit_resp r[NNEW], rr;
+	char *markers[NRUN + NNEW], *bodies[NRUN + NNEW], *v, name[160];
+	int ran = 0, refused = 0;
+	pid_t storm;
+
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fault-term", "db_connections = 4\n"), 0);
+	for (int i = 0; i < NRUN + NNEW; i++) {
+		snprintf(name, sizeof(name), "fault-m%d", i);
+		markers[i] = kit_tmp_path(name);
+		bodies[i] = marked_body(markers[i]);
+		if (i >= NRUN) { /* the new ones run straight through */
+			snprintf(name, sizeof(name), "%s.go", markers[i]);
+			sv_touch(name);
+		}
+	}
+	for (int i = 0; i < NRUN; i++) {
+		struct kit_req sq = {.ws = i % 2 ? "ws-a1" : "ws-c0", .token = W.tok_org,
+		                     .body = bodies[i]};
+
+		ck_assert_int_eq(kit_stream_open(&run[i], b.port, &sq), 0);
+	}
+	for (int i = 0; i < NRUN; i++) {
+		long long end = kit_now_ms() + KIT_WAIT_MS;
+
+		while (!kit_file_exists(markers[i])) {
+			ck_assert_msg(kit_now_ms() < end, "exec %d never started", i);
+			kit_sleep_ms(20);
+		}
+	}
+	/* The fault: every backend of the broker terminated, again and again for 2 s, while
+	 * the running commands end (their rows are completed then) and new execs arrive. */
+	v = sv_query(W.db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+	                   "'exec-broker'");
+	ck_assert_msg(atoi(v) >= 1, "no connection of the broker to terminate (%s)", v);
+	free(v);
+	storm = terminate_storm(2000);
+	for (int i = 0; i < NRUN; i++) {
+		snprintf(name, sizeof(name), "%s.go", markers[i]);
+		sv_touch(name);
+	}
+	for (int i = 0; i < NNEW; i++)
+		q[i] = (struct kit_req){.ws = i % 2 ? "ws-a2" : "ws-c1", .token = W.tok_org,
+		                        .body = bodies[NRUN + i]};
+	ck_assert_int_eq(kit_http_parallel(b.port, q, NNEW, r), 0);
+	for (int i = 0; i < NNEW; i++) {
+		if (r[i].status == 200) {
+			assert_ran(&r[i], "a new exec");
+			ck_assert(kit_file_exists(markers[NRUN + i]));
+			ran++;
+		} else {
+			sv_error(W.db, &r[i], 503, "audit_unavailable", NULL, NULL);
+			ck_assert_msg(!kit_file_exists(markers[NRUN + i]),
+			              "a command refused with 503 ran anyway");
+			refused++;
+		}
+		kit_resp_free(&r[i]);
+	}
+	for (int i = 0; i < NRUN; i++) {
+		kit_stream_finish(&run[i], &rr);
+		assert_ran(&rr, "an exec running at the fault");
+		kit_resp_free(&rr);
+	}
+	ck_assert_int_eq(kit_wait(storm, 10000, NULL), 0);
+	/* It serves on as before. */
+	q[0] = (struct kit_req){.ws = "ws-a1", .token = W.tok_org, .body = bodies[0]};
+	unlink(markers[0]);
+	sv_http(b.port, &q[0], &rr);
+	assert_ran(&rr, "an exec after the fault");
+	kit_resp_free(&rr);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	v = sv_query(W.db, "SELECT count(*) FROM exec_audit WHERE broker_instance = "
+	                   "'eb-fault-term' AND status = 'running'");
+	ck_assert_str_eq(v, "0");
+	free(v);
+	fprintf(stderr, "faults: pg_terminate_backend: %d new execs ran, %d refused 503\n", ran,
+	        refused);
+	for (int i = 0; i < NRUN + NNEW; i++) {
+		snprintf(name, sizeof(name), "%s.go", markers[i]);
+		unlink(name);
+		unlink(markers[i]);
+		free(markers[i]);
+		free(bodies[i]);
+	}
+}
+END_TEST
+
+#define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 120)
+
+int main(void)
+{
+	Suite *s = suite_create("faults");
+	int failed;
+
+	if (th_setup(TH_PG | TH_SSHD) != 0 || kit_world_setup(&W) != 0) {
+		th_teardown();
+		return EXIT_FAILURE;
+	}
+	ADD(s, pg_terminate_backend_of_the_brokers_connections);
+	failed = tu_run_suite(s);
+	th_teardown();
+	return failed;
+}
