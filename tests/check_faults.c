@@ -28,15 +28,17 @@
 
 static struct kit_world W;
 
-/* The command: a marker that it started (in $0), then it waits for $0.go and says "ok". */
+/* The command: its pid in $0 (the marker that it started), then it waits for $0.go and
+ * says "ok". */
 #define MARKED                                                                                     \
-	"echo started > \"$0\"; while [ ! -e \"$0.go\" ]; do sleep 0.02; done; echo ok"
+	"echo $$ > \"$0.tmp\"; mv \"$0.tmp\" \"$0\"; while [ ! -e \"$0.go\" ]; do sleep 0.02; "   \
+	"done; echo ok"
 
-static char *marked_body(const char *marker)
+static char *marked_body(const char *marker, int timeout_s)
 {
 	const char *argv[] = {"sh", "-c", MARKED, marker, NULL};
 
-	return sv_body(argv, json_pack("{s:i}", "timeout_s", 30));
+	return sv_body(argv, json_pack("{s:i}", "timeout_s", timeout_s));
 }
 
 /* What a finished exec must show: 200, the whole stream, "ok", exit 0, its row exited 0. */
@@ -94,7 +96,7 @@ START_TEST(pg_terminate_backend_of_the_brokers_connections)
 	for (int i = 0; i < NRUN + NNEW; i++) {
 		snprintf(name, sizeof(name), "fault-m%d", i);
 		markers[i] = kit_tmp_path(name);
-		bodies[i] = marked_body(markers[i]);
+		bodies[i] = marked_body(markers[i], 30);
 		if (i >= NRUN) { /* the new ones run straight through */
 			snprintf(name, sizeof(name), "%s.go", markers[i]);
 			sv_touch(name);
@@ -171,6 +173,80 @@ START_TEST(pg_terminate_backend_of_the_brokers_connections)
 }
 END_TEST
 
+/* The host's sshd kills the processes serving the broker's connections (busy and idle
+ * sessions) while NRUN execs run there: each of those ends with its stream's last frame
+ * transport_error and its row transport_error with no exit code (the outcome is unknown,
+ * none is invented); execs sent after it run on new sessions. */
+START_TEST(sshd_sessions_killed_under_running_execs)
+{
+	struct kit_broker b = {0};
+	struct kit_conn run[NRUN];
+	struct kit_req q[NNEW];
+	struct kit_resp r[NNEW], rr;
+	struct kit_frames f;
+	char *markers[NRUN], *bodies[NRUN], *v, name[160];
+	const char *argv[] = {"echo", "ok", NULL};
+	pid_t pids[NRUN];
+	char *after = sv_body(argv, NULL);
+
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fault-cut", NULL), 0);
+	for (int i = 0; i < NRUN; i++) {
+		struct kit_req sq = {.ws = "ws-cut", .token = W.tok_org};
+		long long end = kit_now_ms() + KIT_WAIT_MS;
+
+		snprintf(name, sizeof(name), "fault-cut%d", i);
+		markers[i] = kit_tmp_path(name);
+		bodies[i] = marked_body(markers[i], 5);
+		sq.body = bodies[i];
+		ck_assert_int_eq(kit_stream_open(&run[i], b.port, &sq), 0);
+		while (!kit_file_exists(markers[i])) {
+			ck_assert_msg(kit_now_ms() < end, "exec %d never started", i);
+			kit_sleep_ms(20);
+		}
+	}
+	for (int i = 0; i < NRUN; i++)
+		pids[i] = sv_pid_wait(markers[i]);
+	ck_assert_int_eq(th_sshd_cut_sessions(&W.cut), 0);
+	for (int i = 0; i < NRUN; i++) {
+		kit_stream_finish(&run[i], &rr);
+		sv_stream(&rr, &f);
+		ck_assert_msg(sv_str(sv_last(&f), "error.code") != NULL &&
+		                  strcmp(sv_str(sv_last(&f), "error.code"), "transport_error") == 0,
+		              "exec %d's last frame: %s", i, rr.body);
+		v = sv_row(W.db, rr.rid, "status || ' ' || coalesce(exit_code::text, 'none')");
+		ck_assert_str_eq(v, "transport_error none");
+		free(v);
+		kit_frames_free(&f);
+		kit_resp_free(&rr);
+	}
+	for (int i = 0; i < NNEW; i++)
+		q[i] = (struct kit_req){.ws = "ws-cut", .token = W.tok_org, .body = after};
+	ck_assert_int_eq(kit_http_parallel(b.port, q, NNEW, r), 0);
+	for (int i = 0; i < NNEW; i++) {
+		ck_assert_msg(r[i].status == 200, "an exec after the cut: %d %s", r[i].status,
+		              r[i].body);
+		sv_stream(&r[i], &f);
+		ck_assert_str_eq(f.out, "ok\n");
+		kit_frames_free(&f);
+		kit_resp_free(&r[i]);
+	}
+	/* the commands whose sessions were cut are gone by their deadline (5 s) */
+	for (int i = 0; i < NRUN; i++)
+		sv_pid_gone(pids[i], "a command whose SSH session was cut");
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	v = sv_query(W.db, "SELECT count(*) FROM exec_audit WHERE broker_instance = "
+	                   "'eb-fault-cut' AND status = 'running'");
+	ck_assert_str_eq(v, "0");
+	free(v);
+	for (int i = 0; i < NRUN; i++) {
+		unlink(markers[i]);
+		free(markers[i]);
+		free(bodies[i]);
+	}
+	free(after);
+}
+END_TEST
+
 #define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 120)
 
 int main(void)
@@ -183,6 +259,7 @@ int main(void)
 		return EXIT_FAILURE;
 	}
 	ADD(s, pg_terminate_backend_of_the_brokers_connections);
+	ADD(s, sshd_sessions_killed_under_running_execs);
 	failed = tu_run_suite(s);
 	th_teardown();
 	return failed;
