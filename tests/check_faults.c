@@ -247,6 +247,59 @@ START_TEST(sshd_sessions_killed_under_running_execs)
 }
 END_TEST
 
+/* The host's sshd comes back with a new host key (a reinstalled machine, or someone in the
+ * middle): execs to it get 502 host_key_mismatch, their rows say so, and nothing runs;
+ * other workspaces are served as ever. Last: ws-c2's sshd keeps its new key. */
+START_TEST(sshd_back_with_a_new_host_key_runs_nothing)
+{
+	struct kit_broker b = {0};
+	struct th_sshd *h = &W.conc[1]; /* ws-c2 */
+	const char *keygen[] = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", h->host_key,
+	                        NULL};
+	const char *argv[] = {"echo", "ok", NULL};
+	char *ok = sv_body(argv, NULL), *markers[NNEW], *bodies[NNEW], name[200];
+	struct kit_req q[NNEW], one = {.ws = "ws-c2", .token = W.tok_other, .body = ok};
+	struct kit_resp r[NNEW], rr;
+	int status = -1;
+
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fault-key", NULL), 0);
+	sv_http(b.port, &one, &rr); /* a warm session with the old key */
+	ck_assert_int_eq(rr.status, 200);
+	kit_resp_free(&rr);
+	ck_assert_int_eq(th_sshd_stop(h), 0);
+	unlink(h->host_key);
+	snprintf(name, sizeof(name), "%s.pub", h->host_key);
+	unlink(name);
+	ck_assert_int_eq(kit_run(keygen, NULL, NULL, NULL, NULL, &status), 0);
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(th_sshd_restart(h), 0);
+	for (int i = 0; i < NNEW; i++) {
+		snprintf(name, sizeof(name), "fault-key%d", i);
+		markers[i] = kit_tmp_path(name);
+		bodies[i] = marked_body(markers[i], 10);
+		q[i] = (struct kit_req){.ws = "ws-c2", .token = W.tok_other, .body = bodies[i]};
+	}
+	ck_assert_int_eq(kit_http_parallel(b.port, q, NNEW, r), 0);
+	for (int i = 0; i < NNEW; i++) {
+		sv_error(W.db, &r[i], 502, "host_key_mismatch", "failed_to_start", "host_key_mismatch");
+		ck_assert_msg(!kit_file_exists(markers[i]), "a command ran on a host with a new key");
+		kit_resp_free(&r[i]);
+	}
+	one.ws = "ws-c0";
+	one.token = W.tok_org;
+	sv_http(b.port, &one, &rr);
+	ck_assert_msg(rr.status == 200, "another workspace after the key change: %d", rr.status);
+	kit_resp_free(&rr);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	for (int i = 0; i < NNEW; i++) {
+		unlink(markers[i]);
+		free(markers[i]);
+		free(bodies[i]);
+	}
+	free(ok);
+}
+END_TEST
+
 #define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 120)
 
 int main(void)
@@ -260,6 +313,7 @@ int main(void)
 	}
 	ADD(s, pg_terminate_backend_of_the_brokers_connections);
 	ADD(s, sshd_sessions_killed_under_running_execs);
+	ADD(s, sshd_back_with_a_new_host_key_runs_nothing); /* last: the key stays new */
 	failed = tu_run_suite(s);
 	th_teardown();
 	return failed;
