@@ -207,10 +207,69 @@ run-fleet: deps
 	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) $(BUILD)/exec-broker
 	$(Q)EB_DEMO_BROKERS=3 exec scripts/demo $(abspath $(BUILD)/exec-broker)
 
+# libFuzzer targets (fuzz/fuzz_*.c): clang with ASan + UBSan into build/fuzz, the
+# product library compiled again there with coverage. `make fuzz` runs each target
+# FUZZ_SECONDS; `make fuzz-ci` each FUZZ_CI_SECONDS (8 targets: 4 minutes), as CI will.
+# scripts/fuzz-run reads the seeds of fuzz/corpus/ without writing there and keeps what
+# fails in build/fuzz/crashes/.
+FUZZ := build/fuzz
+FUZZ_CC := clang
+FUZZ_SECONDS ?= 300
+FUZZ_CI_SECONDS ?= 30
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# clang's -Wformat=2 also wants a format attribute on every va_list wrapper; gcc does not.
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DEB_VERSION='"$(VERSION)"' $(WARN) -Wno-format-nonliteral \
+	-O1 -g $(FUZZ_SAN) \
+	-I. -I$(FUZZ)/gen $(PKG_CFLAGS)
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+# What the targets share (fuzz.c, audit_check.c); argv_helper is a program of its own.
+FUZZ_SUPPORT := $(patsubst %.c,$(FUZZ)/obj/%.o,$(filter-out fuzz/fuzz_%.c fuzz/argv_helper.c,$(wildcard fuzz/*.c)))
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%) $(FUZZ)/argv_helper
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ)/obj/%.o) $(FUZZ)/obj/gen/migrations_data.o \
+	$(FUZZ)/obj/gen/openapi_data.o
+
+.PHONY: fuzz fuzz-ci fuzz-build
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	$(Q)scripts/fuzz-run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci: fuzz-build
+	$(Q)scripts/fuzz-run $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
+
+$(FUZZ)/fuzz_%: $(FUZZ)/obj/fuzz/fuzz_%.o $(FUZZ_SUPPORT) $(FUZZ)/libeb.a
+	$(say) LINK $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ $(PKG_LIBS) -o $@
+
+$(FUZZ)/libeb.a: $(FUZZ_LIB_OBJ)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# What fuzz_argv runs behind /bin/sh: plain, so that nothing of the sanitizers' runtime
+# reads the environment the target sets.
+$(FUZZ)/argv_helper: fuzz/argv_helper.c
+	$(say) LINK $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 $< -o $@
+
+$(FUZZ)/obj/%.o: %.c
+	$(say) CC $<
+	$(Q)mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ)/gen/%.c: $(BUILD)/gen/%.c
+	$(Q)mkdir -p $(@D)
+	$(Q)cp $< $@
+
+$(FUZZ)/obj/gen/%.o: $(FUZZ)/gen/%.c
+	$(say) CC $<
+	$(Q)mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
 format:
 	clang-format -i $(SOURCES)
 
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ)/obj -name '*.d' 2>/dev/null)

@@ -77,7 +77,7 @@ static long long days_from_civil(int y, int m, int d)
 int audit_time_parse(const char *s, long long *us)
 {
 	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
-	long long frac = 0;
+	long long frac = 0, t;
 	const char *p;
 
 	if (strlen(s) < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
@@ -116,10 +116,14 @@ int audit_time_parse(const char *s, long long *us)
 	}
 	if (*p != '\0')
 		return EB_ERR_INVAL;
-	*us = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
-	       sign * (oh * 3600 + om * 60)) *
-	          1000000LL +
-	      frac;
+	t = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
+	     sign * (oh * 3600 + om * 60)) *
+	        1000000LL +
+	    frac;
+	/* An offset can move a time of year 9999 past the end of the range (filter.h). */
+	if (t < AUDIT_TIME_MIN_US || t > AUDIT_TIME_MAX_US)
+		return EB_ERR_INVAL;
+	*us = t;
 	return 0;
 }
 

@@ -47,7 +47,8 @@ const char *audit_status_name(unsigned long i);
 /* RFC 3339 date-time ("2026-11-23T10:00:00Z", "...T10:00:00.25+01:00"; 'T'/'Z' in either
  * case; at most 9 fraction digits, kept to the microsecond) to µs since the epoch. A space
  * in place of the offset's '+' is read as '+': form decoding turns a '+' that a person
- * typed into a query string unencoded into a space. 0 or EB_ERR_INVAL. */
+ * typed into a query string unencoded into a space. 0 or EB_ERR_INVAL, also for a time
+ * outside AUDIT_TIME_MIN_US..AUDIT_TIME_MAX_US. */
 int audit_time_parse(const char *s, long long *us);
 /* µs since the epoch as RFC 3339 UTC with microseconds ("2026-11-23T10:00:00.000000Z"). */
 void audit_time_format(long long us, char out[32]);

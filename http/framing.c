@@ -265,6 +265,10 @@ int framing_check(struct framing_head *h, uint64_t max_body, struct framing_erro
 	}
 	if (h->body == FRAMING_BODY_LENGTH && h->length == 0)
 		h->body = FRAMING_BODY_NONE;
+	/* http-parser reads no body after a CONNECT's head (what follows is the tunnel's): a
+	 * body would be read by the broker as the next request, by a proxy as this one's. */
+	if (h->verb == HTTP_VERB_CONNECT && h->body != FRAMING_BODY_NONE)
+		return malformed(e, "a CONNECT request with a body");
 	if (h->body == FRAMING_BODY_LENGTH && h->length > max_body)
 		return fail(e, 413, "payload_too_large",
 		            "the body is %llu bytes; this broker takes at most %llu",

@@ -48,6 +48,11 @@ static const struct {
     {"POST /x HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
      501, "not_implemented", 0, 0},
     {"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "malformed_request", 0, 0},
+    /* http-parser reads no body after a CONNECT's head: its body would be another request. */
+    {"CONNECT b:443 HTTP/1.1\r\n" H "Content-Length: 3\r\n\r\n", 400, "malformed_request", 0, 0},
+    {"CONNECT b:443 HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n", 400, "malformed_request",
+     0, 0},
+    {"CONNECT b:443 HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", 0, NULL, FRAMING_BODY_NONE, 0},
     {"POST /x HTTP/1.1\r\n" H "Content-Length: 99999999999999999999999\r\n\r\n", 413,
      "payload_too_large", 0, 0},
     {"POST /x HTTP/1.1\r\n" H "Content-Length: 1001\r\n\r\n", 413, "payload_too_large", 0, 0},
