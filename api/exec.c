@@ -178,8 +178,7 @@ static void fill_audit(struct exec_job *j, struct audit_begin *b, const char *or
 	b->batch_id = j->batch != NULL ? j->batch_id : NULL;
 	b->max_detached = j->api->cfg->workspace_max_detached_execs;
 	b->max_org_execs = j->api->cfg->org_max_concurrent_execs;
-	b->dead_after_s =
-	    AUDIT_DEAD_AFTER_BEATS * j->api->cfg->broker_heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S;
+	b->dead_after_s = audit_dead_after_s(j->api->cfg->broker_heartbeat_s);
 }
 
 static void begin_step(struct exec_job *j);

@@ -110,12 +110,12 @@ const char *exec_reply_outcome_error(const struct exec_job *j, const char **mess
 /* The API code of an outcome when it is told in a plain reply rather than a last frame:
  * nobody is left to read "cancelled", and a request refused before its command started says
  * "shutting_down" (503: nothing ran, retry elsewhere). A command that ran and was killed at
- * shutdown is "shutdown" (send_document), never a 503 a balancer or a client would retry. */
+ * shutdown stays "shutdown" (502), never a 503 a balancer or a client would retry. */
 const char *exec_reply_code(const struct exec_job *j)
 {
 	const char *msg, *code = exec_reply_outcome_error(j, &msg);
 
-	if (strcmp(code, "shutdown") == 0)
+	if (strcmp(code, "shutdown") == 0 && !j->started)
 		return "shutting_down";
 	if (strcmp(code, "cancelled") == 0)
 		return "transport_error";
@@ -200,9 +200,8 @@ static void send_document(struct exec_job *j)
 	int status = 200;
 
 	if (j->outcome.kind != POOL_EXITED && j->outcome.kind != POOL_SIGNALED) {
-		code = exec_reply_outcome_error(j, &msg);
-		if (strcmp(code, "shutdown") != 0) /* it ran: "shutdown", 502, not 503 */
-			code = exec_reply_code(j);
+		exec_reply_outcome_error(j, &msg);
+		code = exec_reply_code(j);
 		status = apierr_status(code);
 		o = counts(j, json_pack("{s:{s:s, s:s}, s:s}", "error", "code", code, "message",
 		                        msg, "exec_id", j->exec_id));

@@ -70,6 +70,11 @@ struct audit_end {
  * gone: the sweeps abandon its rows, and its execs no longer count against their org. */
 #define AUDIT_DEAD_AFTER_BEATS   3
 #define AUDIT_DEAD_AFTER_EXTRA_S 10
+/* That time in seconds, for a fleet whose brokers beat every heartbeat_s. */
+static inline int audit_dead_after_s(int heartbeat_s)
+{
+	return AUDIT_DEAD_AFTER_BEATS * heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S;
+}
 #define AUDIT_REFUSE_NPARAMS     2 /* audit_refuse_sql: exec_id, error_code */
 #define AUDIT_SEAL_NPARAMS       2 /* audit_seal_sql */
 

@@ -328,7 +328,7 @@ static int clients_setup(struct bench *b)
 		bench_problem("the default settings: %s", err);
 		return -1;
 	}
-	b->dead_s = AUDIT_DEAD_AFTER_BEATS * cfg.broker_heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S;
+	b->dead_s = audit_dead_after_s(cfg.broker_heartbeat_s);
 	b->begin =
 	    (struct replay){.sql = audit_authz_begin_sql, .nparams = AUDIT_AUTHZ_BEGIN_NPARAMS};
 	b->end = (struct replay){.sql = audit_end_sql, .nparams = AUDIT_END_NPARAMS};

@@ -132,8 +132,7 @@ static void on_beat(const PGresult *res, const char *error, const char *sqlstate
 		return;
 	}
 	snprintf(grace, sizeof(grace), "%d", cfg->pool_kill_grace_s);
-	snprintf(dead, sizeof(dead), "%d",
-	         AUDIT_DEAD_AFTER_BEATS * cfg->broker_heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S);
+	snprintf(dead, sizeof(dead), "%d", audit_dead_after_s(cfg->broker_heartbeat_s));
 	j->q = pgasync_query_static(j->api->db, audit_sweep_sql, 3, params,
 	                            cfg->broker_heartbeat_s * 1000L, on_swept, j);
 	if (j->q == NULL)

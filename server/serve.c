@@ -165,14 +165,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	char n[16];
 
 	(void)what;
-	if (s->state == SERVER_LEAVING) {
-		log_kv(LOG_INFO, "second signal: stopping now", NULL);
-		begin_drain(s, sig == SIGTERM ? "TERM" : "INT");
-		begin_stop(s);
-		return;
-	}
 	if (s->state != SERVER_SERVING) {
 		log_kv(LOG_INFO, "second signal: stopping now", NULL);
+		if (s->state == SERVER_LEAVING)
+			begin_drain(s, sig == SIGTERM ? "TERM" : "INT");
 		begin_stop(s);
 		return;
 	}
