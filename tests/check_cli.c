@@ -570,7 +570,7 @@ START_TEST(token_secret_never_reaches_the_database)
 	                                     "--expires-in", "30d",    NULL};
 	const char *pg_dump_argv[] = {"pg_dump", "--data-only", "--inserts", db, NULL};
 	char pg_dump[256], sql[512], hash[TOKEN_HASH_HEX_LEN + 1], *dump, *dump_err, *v;
-	const char *bindir = getenv("EB_TEST_PG_BINDIR");
+	const char *bindir = th_pg_bindir();
 	int status;
 	char *tok;
 
@@ -588,8 +588,8 @@ START_TEST(token_secret_never_reaches_the_database)
 	ck_assert_str_eq(v, want);
 	free(v);
 
-	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump",
-	         bindir ? bindir : "/usr/lib/postgresql/15/bin");
+	ck_assert_ptr_nonnull(bindir);
+	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump", bindir);
 	pg_dump_argv[0] = pg_dump;
 	ck_assert_int_eq(kit_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pg_dump: %s", dump_err);

@@ -1409,7 +1409,7 @@ START_TEST(secrets_reach_neither_database_nor_log)
 	const char *toks[] = {W.tok_ws,    W.tok_org,     W.tok_other,
 	                      W.tok_admin, W.tok_expired, W.tok_revoked};
 	const char *pg_dump_argv[] = {"pg_dump", "--inserts", W.db, NULL};
-	const char *bindir = getenv("EB_TEST_PG_BINDIR");
+	const char *bindir = th_pg_bindir();
 	char pg_dump[300], *dump, *dump_err, *log;
 	struct kit_resp r;
 	struct kit_frames f;
@@ -1430,8 +1430,8 @@ START_TEST(secrets_reach_neither_database_nor_log)
 		}
 		kit_resp_free(&r);
 	}
-	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump",
-	         bindir ? bindir : "/usr/lib/postgresql/15/bin");
+	ck_assert_ptr_nonnull(bindir);
+	snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump", bindir);
 	pg_dump_argv[0] = pg_dump;
 	ck_assert_int_eq(kit_run(pg_dump_argv, NULL, NULL, &dump, &dump_err, &status), 0);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pg_dump: %s", dump_err);

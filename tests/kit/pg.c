@@ -338,6 +338,13 @@ int th_pg_cluster(struct th_pg *pg, const char *name, int port, bool initdb)
 	return initdb ? th_run_ok(&c, pg->dir, argv, NULL) : 0;
 }
 
+const char *th_pg_bindir(void)
+{
+	if (pg_bindir[0] == '\0' && find_pg_bindir() != 0)
+		return NULL;
+	return pg_bindir;
+}
+
 int th_pg_tool(const char *tool, const char *const args[], char **out)
 {
 	const char *argv[32];

@@ -32,6 +32,9 @@ int th_pg_stop(struct th_pg *pg);
 /* th_pg_stop with the immediate shutdown (SIGQUIT): no checkpoint, every session cut at
  * once, as clients see a server that crashed. */
 int th_pg_stop_immediate(struct th_pg *pg);
+/* The directory of PostgreSQL's programs the run uses (EB_TEST_PG_BINDIR, or the newest
+ * /usr/lib/postgresql/N/bin), or NULL if there is none. */
+const char *th_pg_bindir(void);
 /* The running postmaster's pid from postmaster.pid, or 0. */
 int th_pg_pid(const struct th_pg *pg);
 /* "host=<sockdir> port=5432 user=postgres dbname=<dbname>" of th.pg into buf. */
