@@ -44,8 +44,8 @@ enum conn_state {
 	CONN_DOWN,       /* no PGconn; the timer starts the next attempt */
 	CONN_CONNECTING, /* PQconnectPoll steps; the timer is the connect timeout */
 	CONN_IDLE,       /* connected, no statement; read only to see the server go away */
-	CONN_SENDING,    /* statement handed to libpq, PQflush returned 1 */
-	CONN_READING,    /* statement sent: PQconsumeInput, PQgetResult until NULL */
+	CONN_SENDING,    /* statement handed to libpq, PQflush returned 1; the timer: its answer */
+	CONN_READING,    /* statement sent: PQconsumeInput, PQgetResult until NULL; the timer */
 };
 
 enum query_state {
@@ -560,6 +560,7 @@ static void conn_send(struct conn *c, struct pgasync_query *q)
 		return;
 	}
 	conn_set_state(c, CONN_SENDING);
+	timer_in_ms(c->timer, PGASYNC_ANSWER_TIMEOUT_MS);
 	conn_flush(c, false);
 }
 
@@ -581,6 +582,7 @@ static void conn_finish(struct conn *c)
 		c->preparing = 0;
 		if (res != NULL && result_ok(res) && q != NULL) {
 			PQclear(res);
+			evtimer_del(c->timer);
 			conn_set_state(c, CONN_IDLE);
 			conn_send(c, q);
 			return;
@@ -606,6 +608,7 @@ static void conn_finish(struct conn *c)
 	} else {
 		query_fail(q, "", "the server sent no result");
 	}
+	evtimer_del(c->timer);
 	conn_set_state(c, CONN_IDLE);
 	if (conn_watch(c, EV_READ, false) != 0) {
 		conn_lose(c, "cannot watch the connection's socket");
@@ -693,8 +696,16 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(why, sizeof(why), "no connection within %d s", c->p->connect_timeout_s);
 		conn_connect_fail(c, why);
 		break;
+	case CONN_SENDING:
+	case CONN_READING:
+		/* Not even the server's statement_timeout came back: nobody answers there. */
+		snprintf(why, sizeof(why), "no answer within %d s of a statement",
+		         PGASYNC_ANSWER_TIMEOUT_MS / 1000);
+		conn_lose(c, why);
+		pgasync_dispatch(c->p);
+		break;
 	default:
-		abort(); /* the timer only runs while down or connecting */
+		abort(); /* the timer does not run while idle */
 	}
 }
 
@@ -876,7 +887,8 @@ static int conninfo_hosts(struct pgasync *p, const char *host, const char *hosta
 	p->host_list = host == NULL ? NULL : dhost != NULL ? list_fill(host, dhost) : strdup(host);
 	p->hostaddr_list = hostaddr != NULL ? strdup(hostaddr) : NULL;
 	p->port_list = port == NULL ? NULL : dport != NULL ? list_fill(port, dport) : strdup(port);
-	if ((host == NULL || p->host_list != NULL) && (hostaddr == NULL || p->hostaddr_list != NULL) &&
+	if ((host == NULL || p->host_list != NULL) &&
+	    (hostaddr == NULL || p->hostaddr_list != NULL) &&
 	    (port == NULL || p->port_list != NULL)) {
 		p->nhosts = n;
 		rc = 0;

@@ -26,6 +26,12 @@ struct pgasync_query;
 /* Every connection's statement_timeout unless conninfo sets "options" itself: a statement
  * that runs longer fails on the server (SQLSTATE 57014). */
 #define PGASYNC_STATEMENT_TIMEOUT "10s"
+/* How long after a statement is sent its answer may take before the server is taken for
+ * gone silent (a backend stopped, a machine vanished without closing its connections: the
+ * kernel may even acknowledge what is sent): the statement_timeout above and 5 s for the way
+ * back. The connection is then dropped and the query fails with PGASYNC_SQLSTATE_LOST;
+ * whether the statement ran is unknown, as with any lost connection. */
+#define PGASYNC_ANSWER_TIMEOUT_MS 15000
 
 /* SQLSTATEs of failures that did not come from a statement (class 08, as JDBC drivers use
  * them). UNAVAILABLE: the statement was never sent, no connection was free before its
@@ -56,8 +62,9 @@ void pgasync_free(struct pgasync *p);
  * copied); results come back as text. Queries run in order of arrival on the first free
  * connection. One that is still queued deadline_ms (> 0) from now fails with
  * PGASYNC_SQLSTATE_UNAVAILABLE. Once sent, a statement runs to completion, until its
- * connection breaks, or until the server's statement_timeout (PGASYNC_STATEMENT_TIMEOUT
- * unless conninfo sets options). Invalid
+ * connection breaks, until the server's statement_timeout (PGASYNC_STATEMENT_TIMEOUT
+ * unless conninfo sets options), or until no answer came for PGASYNC_ANSWER_TIMEOUT_MS.
+ * Invalid
  * arguments are reported through cb. Returns a handle for pgasync_cancel, or NULL if out
  * of memory, if cb is NULL or if p is being freed. */
 struct pgasync_query *pgasync_query(struct pgasync *p, const char *sql, int nparams,

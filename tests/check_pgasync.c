@@ -8,12 +8,14 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -735,20 +737,23 @@ START_TEST(silent_first_host_is_passed_over_at_connect_timeout)
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
 	ck_assert_int_eq(th_db_create(db, sizeof(db)), 0);
 	if (_i == 0) {
-		/* The keywords given last win: the list replaces the database's own host and port. */
+		/* The keywords given last win: the list replaces the database's own host and port.
+		 */
 		snprintf(conninfo, sizeof(conninfo),
 		         "%s host=127.0.0.1,%s port=%d,5432 connect_timeout=2", db, th.pg.sockdir,
 		         ntohs(sa.sin_port));
 	} else if (_i == 1) {
-		snprintf(conninfo, sizeof(conninfo), "%s host=127.0.0.1,%s port=%d, connect_timeout=2",
-		         db, th.pg.sockdir, ntohs(sa.sin_port));
+		snprintf(conninfo, sizeof(conninfo),
+		         "%s host=127.0.0.1,%s port=%d, connect_timeout=2", db, th.pg.sockdir,
+		         ntohs(sa.sin_port));
 	} else {
 		char sock[256] = "", *dbname = strstr(db, "dbname=");
 		size_t n = 0;
 
 		ck_assert_ptr_nonnull(dbname);
 		for (const char *c = th.pg.sockdir; *c != '\0' && n + 4 < sizeof(sock); c++)
-			n += (size_t)snprintf(sock + n, sizeof(sock) - n, *c == '/' ? "%%2F" : "%c", *c);
+			n += (size_t)snprintf(sock + n, sizeof(sock) - n, *c == '/' ? "%%2F" : "%c",
+			                      *c);
 		snprintf(conninfo, sizeof(conninfo),
 		         "postgresql://127.0.0.1:%d,%s/%.*s?user=postgres&connect_timeout=2",
 		         ntohs(sa.sin_port), sock, (int)strcspn(dbname + 7, " "), dbname + 7);
@@ -771,6 +776,54 @@ END_TEST
 /* A write refused as read-only (25006: a standby, a fenced primary) fails as it is, and
  * the connection is dropped: the next statement runs on a new one, which goes through the
  * host list again (target_session_attrs=read-write finds the writable host). */
+/* A backend that stops answering (SIGSTOP: its machine frozen, or gone with the kernel
+ * still acknowledging) gets no chance to run its statement_timeout: the statement sent to
+ * it fails with LOST once PGASYNC_ANSWER_TIMEOUT_MS passed, and the next query runs on a
+ * new connection. Without that deadline the query, and every exec waiting on it, would wait
+ * for ever. */
+START_TEST(a_silent_backend_fails_its_statement_and_is_replaced)
+{
+	struct tloop t;
+	struct pgasync *p;
+	struct outcome o, stuck = {0};
+	char db[512], pid[160], sql[200];
+	pid_t backend, waker;
+
+	tloop_init(&t);
+	p = pool_up(&t, "pgasync_silent", 1, db, sizeof(db));
+	run_one(&t, p, "SELECT pg_backend_pid()", 0, NULL, &o);
+	ck_assert(o.ok);
+	snprintf(pid, sizeof(pid), "%s", o.cell[0]);
+	backend = (pid_t)atoi(pid);
+	ck_assert_int_gt(backend, 1);
+	ck_assert_int_eq(kill(backend, SIGSTOP), 0); /* a backend of this run's cluster */
+	/* Whatever happens here, the backend runs again after 25 s: it would answer then. */
+	waker = fork();
+	ck_assert_int_ge(waker, 0);
+	if (waker == 0) {
+		sleep(25);
+		kill(backend, SIGCONT);
+		_exit(0);
+	}
+	issue(p, "SELECT 1", 0, NULL, DEADLINE, &stuck);
+	RUN_UNTIL(&t, stuck.calls > 0);
+	kill(backend, SIGCONT);
+	kill(waker, SIGKILL);
+	waitpid(waker, NULL, 0);
+	ck_assert(!stuck.ok);
+	ck_assert_str_eq(stuck.sqlstate, PGASYNC_SQLSTATE_LOST);
+	ck_assert_msg(strstr(stuck.error, "no answer within") != NULL, "%s", stuck.error);
+	ck_assert_uint_eq(stats_of(p).conns_lost, 1);
+	run_one(&t, p, "SELECT pg_backend_pid()", 0, NULL, &o);
+	ck_assert_msg(o.ok, "%s", o.error);
+	ck_assert_str_ne(o.cell[0], pid);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", (int)backend);
+	run_one(&t, p, sql, 0, NULL, &o); /* it may have gone already, on its closed socket */
+	pgasync_free(p);
+	tloop_free(&t);
+}
+END_TEST
+
 START_TEST(read_only_refusal_drops_the_connection)
 {
 	struct tloop t;
@@ -889,6 +942,7 @@ int main(void)
 	tcase_add_test(tc, silent_server_times_out_the_connect);
 	tcase_add_loop_test(tc, silent_first_host_is_passed_over_at_connect_timeout, 0, 3);
 	tcase_add_test(tc, read_only_refusal_drops_the_connection);
+	tcase_add_test(tc, a_silent_backend_fails_its_statement_and_is_replaced);
 	/* Last: it stops the cluster, and a failure part-way would leave it stopped. */
 	tcase_add_test(tc, stopped_server_is_unavailable_then_reconnects);
 	suite_add_tcase(s, tc);
