@@ -3,7 +3,9 @@
 #include "api/api.h"
 
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 void api_free(struct api *a)
@@ -13,6 +15,28 @@ void api_free(struct api *a)
 	a->reap = NULL;
 	free(a->leases);
 	a->leases = NULL;
+	free(a->doubts);
+	a->doubts = NULL;
+}
+
+void api_exec_doubt(struct api *a, const char *exec_id)
+{
+	if (a->doubts == NULL)
+		a->doubts = calloc(API_DOUBTS, sizeof(*a->doubts));
+	if (a->doubts == NULL)
+		return;
+	snprintf(a->doubts[a->doubts_next], sizeof(*a->doubts), "%s", exec_id);
+	a->doubts_next = (a->doubts_next + 1) % API_DOUBTS;
+}
+
+bool api_exec_doubtful(const struct api *a, const char *exec_id)
+{
+	if (a->doubts == NULL)
+		return false;
+	for (unsigned i = 0; i < API_DOUBTS; i++)
+		if (strcmp(a->doubts[i], exec_id) == 0)
+			return true;
+	return false;
 }
 
 bool api_completions_given_up(const struct api *a)

@@ -12,6 +12,7 @@
 #include "api/metrics.h"
 #include "api/orgs.h"
 #include "api/seal.h"
+#include "audit/writer.h"
 #include "config/config.h"
 #include "http/router.h"
 #include "pool/pool.h"
@@ -57,7 +58,13 @@ struct api {
 	struct seal_queue seal;
 	/* Where tokens last ran on workspaces (api/leasecache.c), made with the first exec. */
 	struct leasecache *leases;
+	/* The last API_DOUBTS execs refused after their row's insert was sent but its answer
+	 * lost: the insert may commit later (api_exec_doubt). A ring, made with the first. */
+	char (*doubts)[AUDIT_EXEC_ID_LEN + 1];
+	unsigned doubts_next;
 };
+
+#define API_DOUBTS 1024
 
 /* The API code of a reason the pool gives for an exec that never started
  * ("ssh_connect_failed", "host_key_mismatch", ...). */
@@ -78,6 +85,15 @@ bool api_completions_given_up(const struct api *a);
  * at 0). */
 void api_hold(struct api *a);
 void api_release(struct api *a);
+
+/* Whether this broker has a job for exec_id (an exec or a batch target from its request
+ * to its reclaim): its row is accounted for (api/exec.c). */
+bool api_exec_known(const struct api *a, const char *exec_id);
+/* Remembers exec_id as refused while its row's insert may still commit (the answer was
+ * lost), so that such a row is ended if it turns up (server/janitor.c); and whether it is
+ * remembered. Out of memory, it is not. */
+void api_exec_doubt(struct api *a, const char *exec_id);
+bool api_exec_doubtful(const struct api *a, const char *exec_id);
 
 /* Handlers, one per resource (api/<resource>.c). */
 void api_exec_post(struct http_request *r, void *arg);

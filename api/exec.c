@@ -743,6 +743,8 @@ static void on_authz_begun(const PGresult *res, const char *error, const char *s
 		j->audit_done = j->lease_done = true;
 		j->audit_ok = false;
 		j->audit_maybe = strcmp(sqlstate, PGASYNC_SQLSTATE_LOST) == 0;
+		if (j->audit_maybe)
+			api_exec_doubt(j->api, j->exec_id);
 		begin_step(j);
 		return;
 	}
@@ -912,6 +914,14 @@ bool exec_wants_buffered(const char *accept)
 
 /* A new job on the API's list, holding the broker open: every path from here ends in
  * job_done(). NULL when out of memory. */
+bool api_exec_known(const struct api *a, const char *exec_id)
+{
+	for (const struct exec_job *j = a->jobs; j != NULL; j = j->next)
+		if (strcmp(j->exec_id, exec_id) == 0)
+			return true;
+	return false;
+}
+
 static struct exec_job *job_new(struct api *a)
 {
 	struct exec_job *j;

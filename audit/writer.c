@@ -150,6 +150,20 @@ const char audit_sweep_sql[] = ABANDON_BATCHES(DEAD_BROKER("batches.broker_insta
     "  AND " DEAD_BROKER("a.broker_instance") " ORDER BY a.started_at LIMIT 1000)";
 /* clang-format on */
 
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+const char audit_strays_sql[] =
+    "SELECT exec_id FROM exec_audit WHERE status = 'running' AND broker_instance = $1"
+    " AND NOT detached AND started_at < now() - interval '" STR(
+        AUDIT_STRAY_AGE_S) " seconds'"
+                           " ORDER BY started_at LIMIT 1000";
+
+const char audit_stray_end_sql[] =
+    "UPDATE exec_audit SET status = 'failed_to_start', error_code = 'audit_unavailable', "
+    "finished_at = greatest(now(), started_at), duration_ms = 0, seal_pending = true "
+    "WHERE exec_id = ANY($1::uuid[]) AND status = 'running' AND broker_instance = $2 "
+    "AND NOT detached";
+
 const char audit_heartbeat_sql[] =
     "INSERT INTO broker_instances AS b (instance) VALUES ($1) "
     "ON CONFLICT (instance) DO UPDATE SET "

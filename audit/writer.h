@@ -75,8 +75,8 @@ static inline int audit_dead_after_s(int heartbeat_s)
 {
 	return AUDIT_DEAD_AFTER_BEATS * heartbeat_s + AUDIT_DEAD_AFTER_EXTRA_S;
 }
-#define AUDIT_REFUSE_NPARAMS     2 /* audit_refuse_sql: exec_id, error_code */
-#define AUDIT_SEAL_NPARAMS       2 /* audit_seal_sql */
+#define AUDIT_REFUSE_NPARAMS 2 /* audit_refuse_sql: exec_id, error_code */
+#define AUDIT_SEAL_NPARAMS   2 /* audit_seal_sql */
 
 extern const char audit_begin_sql[]; /* INSERT ... 'running' */
 /* The one statement before a command runs: the token and the workspace are looked up (the
@@ -110,6 +110,15 @@ extern const char audit_abandon_sql[];
  * continuously for $3 (after an outage every live broker gets the time to speak first).
  * At most 1000 rows a time. */
 extern const char audit_sweep_sql[];
+/* This broker's own running rows ($1: instance) started over AUDIT_STRAY_AGE_S ago, not
+ * detached: exec_id, at most 1000. A row among them that the broker refused after its
+ * insert was sent but the answer lost (a server gone silent, a connection lost after the
+ * statement was sent), and has no job for now, is a stray: the insert ran after all. */
+extern const char audit_strays_sql[];
+#define AUDIT_STRAY_AGE_S 10
+/* The strays ($1: a uuid[] literal; $2: this broker's instance) made final as what the
+ * client was told: failed_to_start, audit_unavailable, nothing run. */
+extern const char audit_stray_end_sql[];
 /* This broker is alive ($1: instance). $2: seconds of silence after which its continuous
  * presence (up_since) starts again. */
 extern const char audit_heartbeat_sql[];

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/api.h"
 #include "audit/writer.h"
@@ -39,6 +40,84 @@ static const char detached_sweep_sql[] =
 #define CURSOR_START_AT "-infinity"
 #define CURSOR_START_ID "00000000-0000-0000-0000-000000000000"
 
+static void on_strays_ended(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct janitor *j = arg;
+
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL)
+		log_kv(LOG_WARN, "could not end this broker's stray audit rows", "error", error,
+		       NULL);
+	else if (atoi(PQcmdTuples((PGresult *)res)) > 0)
+		log_kv(LOG_WARN,
+		       "audit rows inserted after their exec was refused ended as failed_to_start",
+		       "rows", PQcmdTuples((PGresult *)res), NULL);
+	arm(j, j->api->cfg->broker_heartbeat_s);
+}
+
+/* The uuid[] literal of the rows of res that are strays: refused with their insert's
+ * answer lost (api_exec_doubt), and with no job now; NULL if none (or out of memory: the
+ * next turn tries again). */
+static char *strays_of(const struct api *api, const PGresult *res)
+{
+	int n = PQntuples(res), k = 0;
+	char *list = malloc((size_t)n * (AUDIT_EXEC_ID_LEN + 1) + 3), *p = list;
+
+	if (list == NULL)
+		return NULL;
+	*p++ = '{';
+	for (int i = 0; i < n; i++) {
+		const char *id = PQgetvalue(res, i, 0);
+
+		if (strlen(id) != AUDIT_EXEC_ID_LEN || !api_exec_doubtful(api, id) ||
+		    api_exec_known(api, id))
+			continue;
+		p += sprintf(p, "%s%s", k++ ? "," : "", id);
+	}
+	*p++ = '}';
+	*p = '\0';
+	if (k == 0) {
+		free(list);
+		return NULL;
+	}
+	return list;
+}
+
+static void on_strays(const PGresult *res, const char *error, const char *sqlstate, void *arg)
+{
+	struct janitor *j = arg;
+	char *list;
+
+	(void)sqlstate;
+	j->q = NULL;
+	if (error != NULL) {
+		log_kv(LOG_WARN, "could not list this broker's running audit rows", "error", error,
+		       NULL);
+	} else if ((list = strays_of(j->api, res)) != NULL) {
+		const char *params[2] = {list, j->api->instance};
+
+		j->q = pgasync_query_static(j->api->db, audit_stray_end_sql, 2, params,
+		                            j->api->cfg->broker_heartbeat_s * 1000L,
+		                            on_strays_ended, j);
+		free(list);
+	}
+	if (j->q == NULL)
+		arm(j, j->api->cfg->broker_heartbeat_s);
+}
+
+/* The next step: this broker's own strays (audit_strays_sql), while it serves. */
+static void strays_next(struct janitor *j)
+{
+	const char *params[1] = {j->api->instance};
+
+	if (j->api->phase == API_SERVING)
+		j->q = pgasync_query_static(j->api->db, audit_strays_sql, 1, params,
+		                            j->api->cfg->broker_heartbeat_s * 1000L, on_strays, j);
+	if (j->q == NULL)
+		arm(j, j->api->cfg->broker_heartbeat_s);
+}
+
 static void on_detached(const PGresult *res, const char *error, const char *sqlstate, void *arg)
 {
 	struct janitor *j = arg;
@@ -62,7 +141,7 @@ static void on_detached(const PGresult *res, const char *error, const char *sqls
 			snprintf(j->cursor_id, sizeof(j->cursor_id), CURSOR_START_ID);
 		}
 	}
-	arm(j, j->api->cfg->broker_heartbeat_s);
+	strays_next(j);
 }
 
 static void on_sealed(const PGresult *res, const char *error, const char *sqlstate, void *arg)
@@ -90,7 +169,7 @@ static void on_sealed(const PGresult *res, const char *error, const char *sqlsta
 		                         j->api->cfg->broker_heartbeat_s * 1000L, on_detached, j);
 	}
 	if (j->q == NULL)
-		arm(j, j->api->cfg->broker_heartbeat_s);
+		strays_next(j);
 }
 
 static void on_swept(const PGresult *res, const char *error, const char *sqlstate, void *arg)
