@@ -108,6 +108,7 @@ struct http_request {
 	struct http_log_fields log;
 	struct evkeyvalq query_pairs; /* decoded, once asked for */
 	bool query_parsed;
+	bool query_bad;                    /* the query string did not parse: every call says so */
 	struct http_header out_headers[8]; /* added by the handler (copies) */
 	unsigned nout;
 	void (*on_close)(struct http_request *r, void *arg);

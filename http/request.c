@@ -158,9 +158,11 @@ int http_request_query_pairs(struct http_request *r, const char **names, const c
 	*n = 0;
 	if (!r->query_parsed) {
 		r->query_parsed = true;
-		if (r->query != NULL && evhttp_parse_query_str(r->query, &r->query_pairs) != 0)
-			return -1;
+		r->query_bad =
+		    r->query != NULL && evhttp_parse_query_str(r->query, &r->query_pairs) != 0;
 	}
+	if (r->query_bad)
+		return -1;
 	for (kv = r->query_pairs.tqh_first; kv != NULL; kv = kv->next.tqe_next) {
 		if (*n == max) {
 			*n = max + 1;
@@ -187,10 +189,10 @@ void http_request_log_line(struct http_request *r)
 	log_kv(r->status >= 500                       ? LOG_WARN
 	       : r->log.probe && r->status / 100 == 2 ? LOG_DEBUG
 	                                              : LOG_INFO,
-	       "request", "method", method, "path", r->path,
-	       "status", status, "request_id", r->id, "client", r->client, "duration_ms", ms,
-	       "workspace_id", r->log.workspace_id, "actor", r->log.actor, "exec_id",
-	       r->log.exec_id, "outcome", r->log.outcome, "error", r->log.error, NULL);
+	       "request", "method", method, "path", r->path, "status", status, "request_id", r->id,
+	       "client", r->client, "duration_ms", ms, "workspace_id", r->log.workspace_id, "actor",
+	       r->log.actor, "exec_id", r->log.exec_id, "outcome", r->log.outcome, "error",
+	       r->log.error, NULL);
 }
 
 void http_request_free(struct http_request *r)
