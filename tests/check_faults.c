@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/kit/broker.h"
@@ -685,6 +686,48 @@ START_TEST(sshd_listener_killed_under_running_execs)
 }
 END_TEST
 
+/* SIGTERM while execs run and new ones arrive: the running ones finish whole (the grace is
+ * theirs), each new one is refused (503 shutting_down while the broker still answers, or no
+ * connection once its listener closed) and never runs; the broker exits 0 once the running
+ * ones are done, no row left running, and a new process serves. */
+START_TEST(broker_sigterm_with_execs_running)
+{
+	struct kit_broker b = {0};
+	struct load l = LOAD_PG(30);
+	int answered = 0, unreachable = 0;
+
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fault-term2", "shutdown_grace_s = 60\n"),
+	                 0);
+	load_begin(&l, b.port, "fault-sigterm");
+	ck_assert_int_eq(kill(b.pid, SIGTERM), 0);
+	load_send(&l);
+	for (int i = 0; i < NNEW; i++) {
+		if (l.r[i].status == 0) {
+			unreachable++;
+		} else {
+			sv_error(W.db, &l.r[i], 503, "shutting_down", NULL, NULL);
+			answered++;
+		}
+		ck_assert_msg(!kit_file_exists(l.markers[NRUN + i]), "a refused exec ran");
+		kit_resp_free(&l.r[i]);
+	}
+	ck_assert_int_eq(kit_broker_wait(&b, 1000), -1); /* still running: its execs are */
+	load_release(&l);
+	load_end(&l);
+	ck_assert_int_eq(kit_broker_wait(&b, KIT_WAIT_MS), 0);
+	ck_assert(WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0);
+	none_running("eb-fault-term2");
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fault-term2", NULL), 0);
+	load_serves_on(&l);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	fprintf(stderr,
+	        "faults: SIGTERM: %d running execs finished, %d new ones refused 503, %d found no "
+	        "listener\n",
+	        NRUN, answered, unreachable);
+	load_free(&l);
+}
+END_TEST
+
 /* A detached exec on port that waits for the file gate, then exits with code: its exec_id
  * (static), after the 202. */
 static const char *detach(int port, const char *ws, const char *gate, int code)
@@ -824,6 +867,7 @@ int main(void)
 	ADD(s, sshd_sessions_killed_under_running_execs);
 	ADD(s, sshd_listener_killed_under_running_execs);
 	ADD(s, broker_sigkilled_with_attached_and_detached_then_restarted);
+	ADD(s, broker_sigterm_with_execs_running);
 	ADD(s, sshd_back_with_a_new_host_key_runs_nothing); /* last: the key stays new */
 	failed = tu_run_suite(s);
 	kit_detached_end_all();
