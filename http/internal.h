@@ -73,6 +73,9 @@ struct http_conn {
 	struct http_request *req; /* being read, or with its handler */
 	bool keep_alive;          /* after the current reply */
 	struct event *linger;     /* ends the lingering close */
+	/* The whole head must arrive within the idle timeout of its first byte: a client
+	 * sending a byte now and then is never silent long enough for the idle timeout. */
+	struct event *head_deadline;
 	TAILQ_ENTRY(http_conn) link;
 };
 
