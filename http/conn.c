@@ -428,8 +428,7 @@ static void conn_refuse_late(struct http_conn *c, const char *what)
 {
 	struct framing_error e = {408, "request_timeout", ""};
 
-	snprintf(e.message, sizeof(e.message), "%s within %d s", what,
-	         c->srv->lim.idle_timeout_s);
+	snprintf(e.message, sizeof(e.message), "%s within %d s", what, c->srv->lim.idle_timeout_s);
 	conn_refuse(c, &e);
 }
 
@@ -477,7 +476,7 @@ static void peer_name(const struct sockaddr *sa, char *out, size_t len)
 		out[0] = '\0';
 }
 
-void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int salen)
+int conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int salen)
 {
 	struct http_conn *c = calloc(1, sizeof(*c));
 	int one = 1;
@@ -485,7 +484,7 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 	(void)salen;
 	if (c == NULL) {
 		close(fd);
-		return;
+		return -1;
 	}
 	/* Frames are small and written as they come: without this, a last frame waits for the
 	 * client's delayed ACK (about 40 ms). */
@@ -514,7 +513,7 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 		else
 			close(fd);
 		free(c);
-		return;
+		return -1;
 	}
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
@@ -522,4 +521,5 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 	conn_set_timeouts(c);
 	bufferevent_enable(c->bev, EV_READ);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	return 0;
 }
