@@ -279,6 +279,7 @@ void http_server_free(struct http_server *s)
 		return;
 	if (s->listener != NULL)
 		evconnlistener_free(s->listener);
+	s->listener = NULL; /* on_reclaim below must not touch it */
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL)
 		conn_close(c, "the broker stopped");
 	on_reclaim(-1, 0, s);
