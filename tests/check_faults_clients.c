@@ -1,6 +1,7 @@
 /* tests/check_faults_clients.c: the fault suite's client faults, with the real binary, a real
  * PostgreSQL and real sshds: clients that vanish mid-stream, half-close after their request,
- * trickle or stall their heads (slowloris), or hold thousands of idle connections, also
+ * never read, trickle or stall their heads (slowloris), or hold thousands of idle
+ * connections, also
  * against a broker limited to 1,024 file descriptors. As in check_faults.c, each asserts that
  * the broker keeps serving the execs that arrive meanwhile, that every exec it accepted has
  * one final row with its real outcome (none left 'running'), and that no command outlives
@@ -648,6 +649,82 @@ START_TEST(half_close_after_the_request_cancels_the_exec)
 }
 END_TEST
 
+#define NNOREAD    16
+#define NOREAD_MIB 4
+
+/* 16 clients at once that read nothing while their commands each write 4 MiB: the broker
+ * buffers a little of each (their commands pause: the SSH windows close) rather than 64
+ * MiB, serves other execs meanwhile, and once the clients read, each gets every byte and
+ * its row the real exit code. One such client alone is check_serve_life's
+ * slow_client_is_backpressure_not_memory. */
+START_TEST(many_clients_that_never_read_while_others_are_served)
+{
+	enum { MIB = 1024 * 1024, OUT = NOREAD_MIB * MIB };
+	static const char *const argv[] = {"sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' y",
+	                                   NULL};
+	struct kit_broker b = {0};
+	struct kit_conn c[NNOREAD];
+	struct kit_resp r;
+	struct kit_frames f;
+	char *body = sv_body(argv, json_pack("{s:i}", "timeout_s", 100)), rid[NNOREAD][80], *v;
+	long base, peak = 0;
+	long long end;
+	int ran;
+
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fc-noread", "output_cap_bytes = 8388608\n"),
+	                 0);
+	burst(b.port, NNEW, 0); /* warm: sessions exist, the loop has run execs */
+	base = kit_proc_status_kib(b.pid, "VmRSS");
+	ck_assert_int_gt(base, 0);
+	for (int i = 0; i < NNOREAD; i++) {
+		struct kit_req q = {
+		    .ws = NEW_WS(i), .token = TOK(NEW_WS(i)), .body = body, .rcvbuf = 4096};
+
+		ck_assert_int_eq(kit_stream_open(&c[i], b.port, &q), 0);
+		snprintf(rid[i], sizeof(rid[i]), "%s", c[i].r.rid);
+	}
+	/* Two seconds of reading nothing, with other execs served meanwhile. */
+	end = kit_now_ms() + 2000;
+	ran = burst(b.port, NNEW, 0);
+	while (kit_now_ms() < end) {
+		long kib = kit_proc_status_kib(b.pid, "VmRSS");
+
+		peak = kib > peak ? kib : peak;
+		kit_sleep_ms(50);
+	}
+	for (int i = 0; i < NNOREAD; i++) {
+		v = sv_row(W.db, rid[i], "status");
+		ck_assert_msg(strcmp(v, "running") == 0,
+		              "an exec ended (%s) with its client not reading", v);
+		free(v);
+	}
+	/* Well under what the commands wrote (ASan alone adds some 16 MiB). */
+	ck_assert_msg(peak - base < (long)NNOREAD * OUT / 2 / 1024,
+	              "the broker grew by %ld KiB for %d clients that read nothing", peak - base,
+	              NNOREAD);
+	for (int i = 0; i < NNOREAD; i++) {
+		kit_stream_finish(&c[i], &r);
+		ck_assert_msg(r.complete, "a response stopped after %zu body bytes (status %d)",
+		              r.body_len, r.status);
+		sv_stream(&r, &f);
+		ck_assert_int_eq(f.out_len, OUT);
+		ck_assert_int_eq(sv_int(sv_last(&f), "exit_code"), 0);
+		v = sv_row(W.db, rid[i], "status || ' ' || stdout_bytes");
+		ck_assert_str_eq(v, "exited 4194304");
+		free(v);
+		kit_frames_free(&f);
+		kit_resp_free(&r);
+	}
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	assert_no_running_rows("eb-fc-noread");
+	fprintf(stderr,
+	        "faults_clients: never read: %d clients not reading %d MiB each, broker RSS +%ld "
+	        "KiB; %d execs served meanwhile; then every byte read\n",
+	        NNOREAD, NOREAD_MIB, peak - base, ran);
+	free(body);
+}
+END_TEST
+
 #define NSLOW       1000
 #define SLOW_IDLE_S 2
 
@@ -824,6 +901,7 @@ int main(void)
 	}
 	ADD(s, disconnect_mid_stream_while_others_run);
 	SV_ADD_LOOP(s, half_close_after_the_request_cancels_the_exec, 2, 120);
+	ADD(s, many_clients_that_never_read_while_others_are_served);
 	ADD(s, slowloris_connections_are_dropped_while_execs_run);
 	ADD(s, ten_thousand_idle_connections_while_execs_run);
 	SV_ADD_LOOP(s, fd_limit_1024_under_an_idle_flood, 2, 120);
