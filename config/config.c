@@ -110,7 +110,13 @@ static const struct setting settings[] = {
     {"http_idle_timeout_s", SETTING_INT, "60", 1, 86400, NULL, FIELD(http_idle_timeout_s), NULL,
      NULL,
      "seconds a client may stay silent while sending a request, idle between requests, or "
-     "not reading a response, before its connection is closed"},
+     "not reading a response, before its connection is closed; a request's head must also "
+     "arrive whole within this time of its first byte"},
+    {"max_connections", SETTING_INT, "0", 0, 1000000, NULL, FIELD(max_connections), NULL, NULL,
+     "client connections open at once; at the cap the broker accepts no more until one "
+     "closes (new ones wait in the listen queue), so that PostgreSQL, SSH sessions and files "
+     "still get descriptors (0: the open-files limit less a quarter of it, at least 64, kept "
+     "for those)"},
     {"db_connections", SETTING_INT, "4", 1, 64, NULL, FIELD(db_connections), NULL, NULL,
      "PostgreSQL connections the server keeps for tokens and audit rows"},
     {"instance_name", SETTING_STRING, "", 0, 0, NULL, FIELD(instance_name), NULL, NULL,

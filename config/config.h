@@ -40,6 +40,7 @@ struct config {
 	int shutdown_delay_s;
 	int shutdown_grace_s;
 	int http_idle_timeout_s;
+	int max_connections;
 	int db_connections;
 	char *instance_name;
 	int broker_heartbeat_s;

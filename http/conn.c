@@ -51,6 +51,13 @@ static void conn_set_state(struct http_conn *c, enum conn_state to)
 	enum conn_state from = c->state;
 
 	FSM_SET(&conn_fsm, c->state, to, c->peer);
+	if (to == CONN_HEAD) {
+		struct timeval t = {s->lim.idle_timeout_s, 0};
+
+		evtimer_add(c->head_deadline, &t);
+	} else if (from == CONN_HEAD) {
+		evtimer_del(c->head_deadline);
+	}
 	if (to == CONN_WRITING)
 		s->flushing++;
 	if (to != CONN_CLOSED)
@@ -91,6 +98,7 @@ void conn_free(struct http_conn *c)
 {
 	if (c->linger != NULL)
 		event_free(c->linger);
+	event_free(c->head_deadline);
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -415,20 +423,35 @@ static void on_write(struct bufferevent *bev, void *arg)
 		conn_drive(c);
 }
 
+/* The request is late: 408, and the connection closes. */
+static void conn_refuse_late(struct http_conn *c, const char *what)
+{
+	struct framing_error e = {408, "request_timeout", ""};
+
+	snprintf(e.message, sizeof(e.message), "%s within %d s", what, c->srv->lim.idle_timeout_s);
+	conn_refuse(c, &e);
+}
+
+static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state == CONN_HEAD)
+		conn_refuse_late(c, "the request's head did not arrive whole");
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct http_conn *c = arg;
-	struct framing_error e = {408, "request_timeout", ""};
 
 	(void)bev;
 	if (what == BEV_EVENT_CONNECTED)
 		return; /* a TLS connection's handshake is over */
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    (c->state == CONN_HEAD || c->state == CONN_BODY)) {
-		snprintf(e.message, sizeof(e.message),
-		         "the request did not arrive whole within %d s",
-		         c->srv->lim.idle_timeout_s);
-		conn_refuse(c, &e);
+		conn_refuse_late(c, "the request did not arrive whole");
 		return;
 	}
 	if (what & BEV_EVENT_EOF)
@@ -453,7 +476,7 @@ static void peer_name(const struct sockaddr *sa, char *out, size_t len)
 		out[0] = '\0';
 }
 
-void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int salen)
+int conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int salen)
 {
 	struct http_conn *c = calloc(1, sizeof(*c));
 	int one = 1;
@@ -461,7 +484,7 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 	(void)salen;
 	if (c == NULL) {
 		close(fd);
-		return;
+		return -1;
 	}
 	/* Frames are small and written as they come: without this, a last frame waits for the
 	 * client's delayed ACK (about 40 ms). */
@@ -483,10 +506,14 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 	} else {
 		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	}
-	if (c->bev == NULL) {
-		close(fd);
+	c->head_deadline = c->bev != NULL ? evtimer_new(s->base, on_head_deadline, c) : NULL;
+	if (c->head_deadline == NULL) {
+		if (c->bev != NULL)
+			bufferevent_free(c->bev); /* closes fd */
+		else
+			close(fd);
 		free(c);
-		return;
+		return -1;
 	}
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
@@ -494,4 +521,5 @@ void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int sal
 	conn_set_timeouts(c);
 	bufferevent_enable(c->bev, EV_READ);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	return 0;
 }

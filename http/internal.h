@@ -46,6 +46,11 @@ struct http_server {
 	const char *instance;           /* X-Exec-Broker-Instance, or NULL */
 	struct ssl_ctx_st *tls;         /* new connections are TLS with it, or NULL (http/tls.c) */
 	bool closing;                   /* not listening: replies ask the client to close */
+	unsigned nconns;                /* open or closed and not yet freed: descriptors held */
+	unsigned max_conns;             /* lim.max_connections, resolved */
+	bool full;                      /* accepting paused: nconns reached max_conns */
+	time_t full_warned;             /* when that was last logged as a warning */
+	bool out_of_fds;                /* accepting paused by accept() failing, until resume */
 	unsigned flushing;              /* connections writing the last bytes of a reply */
 	TAILQ_HEAD(, http_conn) conns;  /* open */
 	TAILQ_HEAD(, http_conn) closed; /* to free after the loop turn */
@@ -73,6 +78,9 @@ struct http_conn {
 	struct http_request *req; /* being read, or with its handler */
 	bool keep_alive;          /* after the current reply */
 	struct event *linger;     /* ends the lingering close */
+	/* The whole head must arrive within the idle timeout of its first byte: a client
+	 * sending a byte now and then is never silent long enough for the idle timeout. */
+	struct event *head_deadline;
 	TAILQ_ENTRY(http_conn) link;
 };
 
@@ -137,8 +145,8 @@ void conn_reply_done(struct http_conn *c);
 void conn_close(struct http_conn *c, const char *why);
 struct evbuffer *conn_output(struct http_conn *c);
 
-/* Opens a connection on an accepted socket. */
-void conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int salen);
+/* Opens a connection on an accepted socket: 0, or -1 (out of memory; fd closed). */
+int conn_open(struct http_server *s, int fd, const struct sockaddr *sa, int salen);
 /* Sets a connection's timeouts for its state (after a change of limits too). */
 void conn_set_timeouts(struct http_conn *c);
 /* Frees what conn_close left (after the loop turn). */

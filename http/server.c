@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "common/err.h"
@@ -20,6 +21,10 @@
 #include "http/tls.h"
 
 #define LISTEN_BACKLOG 1024
+/* max_connections 0: the open-files limit (at most this) less a quarter, at least
+ * FD_RESERVE_MIN, left to the rest of the process. */
+#define MAX_CONNS_AUTO 1000000
+#define FD_RESERVE_MIN 64
 
 /* A whole request goes to its route's handler, or is answered here (404, 405). */
 static void dispatch(struct http_server *s, struct http_request *r)
@@ -58,6 +63,52 @@ unsigned http_server_flushing(const struct http_server *s)
 	return s->flushing;
 }
 
+/* Accepting runs unless the connections are at their cap or accept() failed a moment
+ * ago; the only place the listener is enabled or disabled while it lives. */
+static void accepting_update(struct http_server *s)
+{
+	bool full = s->nconns >= s->max_conns;
+	char n[16];
+
+	if (s->listener == NULL)
+		return;
+	if (full != s->full) {
+		/* under a flood it comes and goes with every connection: warn once a minute */
+		time_t now = time(NULL);
+		enum log_level l = full && now - s->full_warned >= 60 ? LOG_WARN : LOG_DEBUG;
+
+		if (l == LOG_WARN)
+			s->full_warned = now;
+		snprintf(n, sizeof(n), "%u", s->max_conns);
+		log_kv(l,
+		       full ? "connections at max_connections; accepting none until one closes"
+		            : "accepting connections again",
+		       "max_connections", n, NULL);
+	}
+	s->full = full;
+	if (full || s->out_of_fds)
+		evconnlistener_disable(s->listener);
+	else
+		evconnlistener_enable(s->listener);
+}
+
+/* lim->max_connections, or its default from the open-files limit. */
+static unsigned max_conns_of(const struct http_limits *lim)
+{
+	struct rlimit rl;
+	rlim_t n, reserve;
+
+	if (lim->max_connections > 0)
+		return lim->max_connections;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > MAX_CONNS_AUTO)
+		n = MAX_CONNS_AUTO;
+	else
+		n = rl.rlim_cur;
+	reserve = n / 4 > FD_RESERVE_MIN ? n / 4 : FD_RESERVE_MIN;
+	return n > reserve ? (unsigned)(n - reserve) : 1;
+}
+
 static void on_reclaim(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
@@ -68,14 +119,21 @@ static void on_reclaim(evutil_socket_t fd, short what, void *arg)
 	while ((c = TAILQ_FIRST(&s->closed)) != NULL) {
 		TAILQ_REMOVE(&s->closed, c, link);
 		conn_free(c);
+		s->nconns--;
 	}
+	accepting_update(s);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
+	struct http_server *s = arg;
+
 	(void)l;
-	conn_open(arg, fd, sa, salen);
+	if (conn_open(s, fd, sa, salen) == 0)
+		s->nconns++;
+	if (s->nconns >= s->max_conns)
+		accepting_update(s); /* libevent's accept loop stops once disabled */
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -84,8 +142,8 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->listener != NULL)
-		evconnlistener_enable(s->listener);
+	s->out_of_fds = false;
+	accepting_update(s);
 }
 
 /* accept() failed, typically EMFILE: out of file descriptors (LimitNOFILE). The listening
@@ -97,8 +155,10 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	struct timeval pause = {1, 0};
 	int e = EVUTIL_SOCKET_ERROR();
 
+	(void)l;
 	log_kv(LOG_WARN, "cannot accept connections; pausing for 1 s", "error", strerror(e), NULL);
-	evconnlistener_disable(l);
+	s->out_of_fds = true;
+	accepting_update(s);
 	evtimer_add(s->resume, &pause);
 }
 
@@ -135,6 +195,7 @@ int http_server_new(struct event_base *base, const struct http_route *routes, si
 	s->nroutes = n;
 	s->route_arg = route_arg;
 	s->lim = *lim;
+	s->max_conns = max_conns_of(lim);
 	if (hooks != NULL)
 		s->hooks = *hooks;
 	TAILQ_INIT(&s->conns);
@@ -177,6 +238,8 @@ int http_server_listen(struct http_server *s, const char *host, int port, char *
 		return EB_ERR_IO;
 	}
 	evconnlistener_set_error_cb(s->listener, on_accept_error);
+	snprintf(portname, sizeof(portname), "%u", s->max_conns);
+	log_kv(LOG_INFO, "accepting connections", "max_connections", portname, NULL);
 	return 0;
 }
 
@@ -202,8 +265,10 @@ void http_server_set_limits(struct http_server *s, const struct http_limits *lim
 	struct http_conn *c;
 
 	s->lim = *lim;
+	s->max_conns = max_conns_of(lim);
 	TAILQ_FOREACH(c, &s->conns, link)
 	conn_set_timeouts(c);
+	accepting_update(s);
 }
 
 void http_server_free(struct http_server *s)
@@ -214,6 +279,7 @@ void http_server_free(struct http_server *s)
 		return;
 	if (s->listener != NULL)
 		evconnlistener_free(s->listener);
+	s->listener = NULL; /* on_reclaim below must not touch it */
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL)
 		conn_close(c, "the broker stopped");
 	on_reclaim(-1, 0, s);

@@ -15,6 +15,10 @@ struct http_server;
 struct http_limits {
 	size_t max_body_bytes; /* larger bodies are refused with 413 */
 	int idle_timeout_s;    /* a client silent this long (sending, idle, not reading) is cut */
+	/* Connections open at once; at the cap accepting pauses until one closes. 0: the
+	 * open-files limit (RLIMIT_NOFILE) less a quarter of it, at least 64, kept for the
+	 * process's other descriptors (PostgreSQL, SSH sessions, files). */
+	unsigned max_connections;
 };
 
 struct http_server_hooks {

@@ -97,6 +97,9 @@ static void timer_at(struct event *ev, const struct timeval *deadline)
  * session is gone without a word (a silent network). */
 #define WATCH_IDLE_EXIT_S (6 * COMMAND_WATCH_BEAT_S)
 
+/* How long a target opens no new session after one failed to connect while others live. */
+#define TARGET_RETRY_S 1
+
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
 static void target_dispatch(struct target *t);
 
@@ -208,6 +211,17 @@ int pool_reconfigure(struct pool *p, const struct pool_config *cfg, char *err, s
 	return 1;
 }
 
+/* The pause after a failed connect is over: waiters still waiting may get new sessions. */
+static void target_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct target *t = arg;
+
+	(void)fd;
+	(void)what;
+	t->backoff = false;
+	target_dispatch(t);
+}
+
 static struct target *target_get(struct pool *p, const struct pool_target *pt)
 {
 	struct target *t;
@@ -226,9 +240,12 @@ static struct target *target_get(struct pool *p, const struct pool_target *pt)
 	t->host = strdup(pt->host);
 	t->user = strdup(pt->user);
 	t->fp_text = strdup(pt->host_key_fp);
+	t->retry = evtimer_new(p->base, target_retry_cb, t);
 	TAILQ_INIT(&t->sessions);
 	TAILQ_INIT(&t->waiters);
-	if (t->host == NULL || t->user == NULL || t->fp_text == NULL) {
+	if (t->host == NULL || t->user == NULL || t->fp_text == NULL || t->retry == NULL) {
+		if (t->retry != NULL)
+			event_free(t->retry);
 		free(t->host);
 		free(t->user);
 		free(t->fp_text);
@@ -353,9 +370,15 @@ static void pool_fail_waiters(struct session *s, enum pool_fail_reason why, cons
 	 * why now, before the break that follows could open a new session for them. */
 	TAILQ_FOREACH(other, &t->sessions, link)
 	alive |= other != s;
-	if (!alive)
+	if (!alive) {
 		while (!TAILQ_EMPTY(&t->waiters))
 			acquire_complete(TAILQ_FIRST(&t->waiters), NULL, why, detail);
+	} else if (!t->backoff) {
+		struct timeval pause = {TARGET_RETRY_S, 0};
+
+		t->backoff = true;
+		evtimer_add(t->retry, &pause);
+	}
 }
 
 static void pool_reclaim_session(struct session *s)
@@ -498,7 +521,7 @@ static void target_dispatch(struct target *t)
 	target_free_session(t, &connecting_slots);
 	/* Sessions being set up will take as many waiters as they have slots: open more only
 	 * for the rest, and only up to the per-host cap. */
-	while (waiting > connecting_slots &&
+	while (waiting > connecting_slots && !t->backoff &&
 	       target_nsessions(t) < (unsigned)p->cfg.max_sessions_per_host) {
 		if (p->nsessions >= (unsigned)p->cfg.max_sessions_total && !pool_evict_one(p))
 			break;
@@ -759,6 +782,7 @@ void pool_free(struct pool *p)
 			TAILQ_REMOVE(&t->waiters, a, link);
 			acquire_free(a);
 		}
+		event_free(t->retry);
 		free(t->host);
 		free(t->user);
 		free(t->fp_text);

@@ -90,6 +90,11 @@ struct target {
 	int learned_max;                /* channel limit learned from a refused open; 0: unknown */
 	TAILQ_HEAD(, session) sessions; /* every session not yet broken or closed */
 	TAILQ_HEAD(, pool_acquire) waiters; /* FIFO */
+	/* A session failed to connect while others live on: waiters wait for those, and no new
+	 * session is opened until retry fires (out of descriptors, socket() fails at once:
+	 * opening again straight away would spin). */
+	bool backoff;
+	struct event *retry;
 	TAILQ_ENTRY(target) link;
 };
 

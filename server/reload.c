@@ -112,7 +112,8 @@ void reload_settings(struct server *s)
 	}
 	warn_restart_only(s->cfg, n);
 	log_set_level((enum log_level)log_level_parse(n->log_level));
-	lim = (struct http_limits){(size_t)n->max_body_bytes, n->http_idle_timeout_s};
+	lim = (struct http_limits){(size_t)n->max_body_bytes, n->http_idle_timeout_s,
+	                           (unsigned)n->max_connections};
 	http_server_set_limits(s->http, &lim);
 	s->old_cfgs[s->nold_cfgs++] = n; /* freed when the server ends */
 	s->cfg = n;

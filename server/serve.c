@@ -219,8 +219,8 @@ static int setup_signals(struct server *s, char *err, size_t errlen)
 
 static int setup_http(struct server *s, char *err, size_t errlen)
 {
-	const struct http_limits lim = {(size_t)s->cfg->max_body_bytes,
-	                                s->cfg->http_idle_timeout_s};
+	const struct http_limits lim = {(size_t)s->cfg->max_body_bytes, s->cfg->http_idle_timeout_s,
+	                                (unsigned)s->cfg->max_connections};
 	const struct http_server_hooks hooks = {on_reply, on_flushed, s};
 	char host[256];
 	int port, rc;

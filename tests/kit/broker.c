@@ -39,8 +39,11 @@ int kit_broker_start(struct kit_broker *b, const char *db, const char *instance,
                      const char *extra_conf)
 {
 	const char *argv[] = {kit_broker_bin(), "--config", b->conf, "serve", NULL};
-	struct kit_spawn sp = {
-	    .argv = argv, .log = b->log, .unset_prefix = "EXEC_BROKER_", .die_with_parent = true};
+	struct kit_spawn sp = {.argv = argv,
+	                       .log = b->log,
+	                       .unset_prefix = "EXEC_BROKER_",
+	                       .die_with_parent = true,
+	                       .nofile = b->nofile};
 	struct stat sb;
 	long long end;
 	off_t from = 0;

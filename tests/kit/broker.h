@@ -12,6 +12,7 @@ struct kit_broker {
 	int status; /* wait status once it ended */
 	char conf[160], log[160];
 	char instance[64];
+	unsigned long nofile; /* its RLIMIT_NOFILE if set before starting; 0: ours */
 };
 
 /* The binary under test: $EB_BIN (the Makefile sets it), else exec-broker in the directory

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -224,6 +225,12 @@ pid_t kit_spawn(const struct kit_spawn *o)
 		if (o->die_with_parent) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			if (getppid() != parent)
+				_exit(127);
+		}
+		if (o->nofile > 0) {
+			struct rlimit rl = {o->nofile, o->nofile};
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 				_exit(127);
 		}
 		child_exec(&ch);

@@ -38,6 +38,8 @@ struct kit_spawn {
 	bool new_session;
 	/* SIGKILL when the spawning process dies, so that no test leaves it running. */
 	bool die_with_parent;
+	/* RLIMIT_NOFILE (soft and hard) set in the child before exec; 0: ours. */
+	unsigned long nofile;
 };
 
 /* Starts the program and returns its pid once it runs (exec succeeded), or -1 with a
