@@ -238,8 +238,12 @@ int http_server_listen(struct http_server *s, const char *host, int port, char *
 		return EB_ERR_IO;
 	}
 	evconnlistener_set_error_cb(s->listener, on_accept_error);
-	snprintf(portname, sizeof(portname), "%u", s->max_conns);
-	log_kv(LOG_INFO, "accepting connections", "max_connections", portname, NULL);
+	{
+		char cap[16];
+
+		snprintf(cap, sizeof(cap), "%u", s->max_conns);
+		log_kv(LOG_INFO, "accepting connections", "max_connections", cap, NULL);
+	}
 	return 0;
 }
 
