@@ -523,6 +523,7 @@ static void job_spec(const struct exec_job *j, struct command_spec *spec)
 	if (j->req.detach) {
 		spec->argv = j->launch_argv;
 		spec->argc = DETACHED_LAUNCH_ARGC;
+		spec->broker_script = true;
 		return;
 	}
 	spec->argv = j->req.argv;

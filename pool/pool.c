@@ -560,6 +560,7 @@ static struct pool_exec *exec_start(struct pool_lease *l, const struct command_s
 		return NULL;
 	}
 	e->held = held;
+	e->noise_dropped = spec->broker_script;
 	e->cb = *cb;
 	e->arg = arg;
 	e->refs = 2; /* the consumer and the state machine */

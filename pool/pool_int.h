@@ -177,6 +177,11 @@ struct pool_exec {
 	char pgid_line[256]; /* the first line: pgid, or the watcher's FIFO */
 	size_t pgid_len;
 	bool pgid_done;
+	/* stdout before the pgid line: the login shell's startup files printed it (the host's
+	 * output), handed on once the command is known to run; at most CHANNEL_NOISE_MAX */
+	char *noise;
+	size_t noise_len;
+	bool noise_dropped; /* command_spec.broker_script: the noise is not output */
 	struct timeval deadline;
 	struct event *deadline_ev; /* the deadline, then the kill safety net; the watcher's beat */
 	struct pool_acquire *reacquire;
