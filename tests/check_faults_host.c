@@ -401,6 +401,298 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 }
 END_TEST
 
+/* Something set up as root that must be undone however the test ends (a failed assertion
+ * _exits its process, a timeout kills it): a keeper, in a session of its own, waits for
+ * the test's process to go (the pipe's end closes) and then undoes it. The test closes the
+ * pipe itself at its end and waits for the keeper. */
+struct keeper {
+	pid_t pid;
+	int fd; /* the write end, held by the test */
+};
+
+static void keeper_start(struct keeper *k, void (*undo)(const char *arg), const char *arg)
+{
+	int p[2];
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	k->pid = fork();
+	ck_assert_int_ge(k->pid, 0);
+	if (k->pid == 0) {
+		char c;
+
+		setsid(); /* out of reach of Check's killpg of the test */
+		close(p[1]);
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		undo(arg);
+		_exit(0);
+	}
+	close(p[0]);
+	k->fd = p[1];
+}
+
+/* Undoes now (the keeper does it) and waits for that. */
+static void keeper_finish(struct keeper *k)
+{
+	int st = -1;
+
+	close(k->fd);
+	ck_assert_int_eq(kit_wait(k->pid, KIT_WAIT_MS, &st), 0);
+	ck_assert_int_eq(st, 0);
+}
+
+#define PIDS_ROOT "/sys/fs/cgroup/pids"
+
+/* The cgroup (v1 pids controller) this process runs in, as a directory. */
+static void pids_own_group(char *dir, size_t len)
+{
+	char *t = kit_file_read("/proc/self/cgroup", NULL), *l;
+
+	ck_assert_ptr_nonnull(t);
+	l = strstr(t, ":pids:");
+	ck_assert_msg(l != NULL, "no pids controller in /proc/self/cgroup:\n%s", t);
+	l += strlen(":pids:");
+	l[strcspn(l, "\n")] = '\0';
+	snprintf(dir, len, PIDS_ROOT "%s", l);
+	free(t);
+}
+
+static void cg_write(const char *group, const char *file, const char *val)
+{
+	char path[300];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/%s", group, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+	n = (int)write(fd, val, strlen(val));
+	ck_assert_msg(n == (int)strlen(val), "write %s to %s: %s", val, path, strerror(errno));
+	close(fd);
+}
+
+static long cg_read(const char *group, const char *file)
+{
+	char path[300], buf[64];
+
+	snprintf(path, sizeof(path), "%s/%s", group, file);
+	ck_assert_msg(kit_file_read_into(path, buf, sizeof(buf)) > 0, "read %s", path);
+	return atol(buf);
+}
+
+/* The keeper's undo of a pids group: its processes (the sshd, if the test failed before
+ * stopping it) back to the group the test ran in, then the group removed. arg is
+ * "GROUP\nHOME_GROUP". */
+static void cg_undo(const char *arg)
+{
+	char group[256], home[256], path[300], *t, *l;
+	int fd;
+
+	if (sscanf(arg, "%255[^\n]\n%255s", group, home) != 2)
+		return;
+	snprintf(path, sizeof(path), "%s/pids.max", group);
+	if ((fd = open(path, O_WRONLY)) >= 0) {
+		if (write(fd, "max", 3) < 0) {
+		}
+		close(fd);
+	}
+	for (int i = 0; i < 50; i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", group);
+		t = kit_file_read(path, NULL);
+		if (t == NULL)
+			return;
+		snprintf(path, sizeof(path), "%s/cgroup.procs", home);
+		for (l = strtok(t, "\n"); l != NULL; l = strtok(NULL, "\n"))
+			if ((fd = open(path, O_WRONLY)) >= 0) {
+				if (write(fd, l, strlen(l)) < 0) {
+				} /* gone meanwhile */
+				close(fd);
+			}
+		free(t);
+		if (rmdir(group) == 0 || errno == ENOENT)
+			return;
+		kit_sleep_ms(100); /* a fork raced the move */
+	}
+	fprintf(stderr, "faults_host: could not remove cgroup %s: %s\n", group, strerror(errno));
+}
+
+/* pids.max of a group: the number, or "max". */
+static void cg_set_max(const char *group, long n)
+{
+	char v[32];
+
+	if (n < 0)
+		snprintf(v, sizeof(v), "max");
+	else
+		snprintf(v, sizeof(v), "%ld", n);
+	cg_write(group, "pids.max", v);
+}
+
+/* Waits (KIT_WAIT_MS) until the group holds the sshd listener alone: nothing the broker
+ * started stays on the host, also what left sshd's tree (a daemon, an orphan). */
+static void cg_quiet(const char *group, const char *what)
+{
+	long long end = kit_now_ms() + KIT_WAIT_MS;
+	char path[300], line[300], *t = NULL;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", group);
+	for (;;) {
+		free(t);
+		t = kit_file_read(path, NULL);
+		ck_assert_ptr_nonnull(t);
+		if (strchr(t, '\n') == strrchr(t, '\n'))
+			break;
+		if (kit_now_ms() > end) {
+			for (char *l = strtok(t, "\n"); l != NULL; l = strtok(NULL, "\n")) {
+				char cmd[200] = "";
+				ssize_t n;
+
+				snprintf(line, sizeof(line), "/proc/%s/cmdline", l);
+				n = kit_file_read_into(line, cmd, sizeof(cmd));
+				for (ssize_t i = 0; i + 1 < n; i++)
+					cmd[i] = cmd[i] == '\0' ? ' ' : cmd[i];
+				fprintf(stderr, "faults_host: %s: left on the host: %s %s\n", what,
+				        l, cmd);
+			}
+			ck_abort_msg("%s: processes left in %s (above)", what, group);
+		}
+		kit_sleep_ms(100);
+	}
+	free(t);
+}
+
+#define NSLOT 6
+
+/* The command of the slots test: it forks once (the inner sh) and says how that went. */
+#define SLOT_CMD "sh -c 'exit 7'; echo \"inner=$?\"; exit 3"
+/* One that forks short sleepers until it cannot. */
+#define HOG_CMD "while :; do sleep 2 </dev/null >/dev/null 2>&1 & done"
+
+/* The host runs out of process slots for the login account (what `ulimit -u` does, done
+ * here with a pids cgroup around one sshd, so that only that host's processes count and
+ * other suites running as the same account are not touched). Execs sent while no process
+ * can be made end with a real outcome: the command's shell failing its fork (exit 2, its
+ * message on stderr), or failed_to_start when sshd cannot start the shell at all, never an
+ * exit code the host did not give and never a row left running; another workspace is
+ * served meanwhile, and this one again once slots are free. */
+START_TEST(no_process_slots_left_on_the_host)
+{
+	struct kit_broker b = {0};
+	struct th_sshd s;
+	struct keeper k;
+	struct kit_req q[NSLOT + 2];
+	struct kit_resp r[NSLOT + 2];
+	const char *argv[] = {"sh", "-c", SLOT_CMD, NULL};
+	const char *hog_argv[] = {"sh", "-c", HOG_CMD, NULL};
+	char group[256], home[128], arg[400], pid[16], *body, *hog, *v;
+	int whole = 0, nofork = 0, nostart = 0, after = 0;
+	long limit;
+	struct stat sb;
+
+	ck_assert_msg(stat(PIDS_ROOT "/cgroup.procs", &sb) == 0 && access(PIDS_ROOT, W_OK) == 0,
+	              "this test needs the cgroup v1 pids controller writable at " PIDS_ROOT
+	              " (run as root); it is not there, so the fault cannot be made");
+	host_start(&s, "ws-slots", NULL);
+	pids_own_group(home, sizeof(home));
+	snprintf(group, sizeof(group), "%s/eb-test-%d-slots", home, (int)getpid());
+	ck_assert_msg(mkdir(group, 0755) == 0, "mkdir %s: %s", group, strerror(errno));
+	snprintf(arg, sizeof(arg), "%s\n%s", group, home);
+	keeper_start(&k, cg_undo, arg);
+	/* The listener only: its children from now on count, nothing else of the account. */
+	snprintf(pid, sizeof(pid), "%d", th_sshd_pid(&s));
+	cg_write(group, "cgroup.procs", pid);
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fh-slots", NULL), 0);
+	body = sv_body(argv, json_pack("{s:i}", "timeout_s", 20));
+	hog = sv_body(hog_argv, json_pack("{s:i}", "timeout_s", 20));
+	for (int i = 0; i < NSLOT + 2; i++)
+		q[i] = (struct kit_req){
+		    .ws = i < NSLOT ? "ws-slots" : "ws-c0", .token = W.tok_org, .body = body};
+	/* A session to the host, with its watcher: then not one more process. */
+	sv_http(b.port, &q[0], &r[0]);
+	assert_exact(&r[0], "inner=7\n", "", 3, "an exec before the fault");
+	kit_resp_free(&r[0]);
+	/* A few slots left, which the command itself uses up: its shell cannot fork. */
+	limit = cg_read(group, "pids.current") + 4;
+	cg_set_max(group, limit);
+	sv_http(b.port, &(struct kit_req){.ws = "ws-slots", .token = W.tok_org, .body = hog},
+	        &r[0]);
+	{
+		struct kit_frames f;
+
+		ck_assert_msg(r[0].status == 200, "a command using up the slots: %d %s",
+		              r[0].status, r[0].body);
+		sv_stream(&r[0], &f);
+		ck_assert_msg(strstr(f.err, "fork") != NULL, "the shell's fork did not fail: [%s]",
+		              f.err);
+		assert_exact(&r[0], "", f.err, 2, "a command using up the slots");
+		kit_frames_free(&f);
+		kit_resp_free(&r[0]);
+	}
+	/* None left at all (what the host has running stays): sshd cannot start a shell. */
+	limit = cg_read(group, "pids.current");
+	cg_set_max(group, limit);
+	ck_assert_int_eq(kit_http_parallel(b.port, q, NSLOT + 2, r), 0);
+	for (int i = 0; i < NSLOT; i++) {
+		struct kit_frames f;
+
+		if (r[i].status != 200) {
+			/* Nothing ran: a plain error, its row failed_to_start without an exit code.
+			 */
+			v = sv_row(W.db, r[i].rid,
+			           "status || ' ' || coalesce(exit_code::text, 'none')");
+			ck_assert_msg(r[i].status == 502 && strcmp(v, "failed_to_start none") == 0,
+			              "an exec without slots: %d %s, row %s", r[i].status,
+			              r[i].body, v);
+			free(v);
+			nostart++;
+			kit_resp_free(&r[i]);
+			continue;
+		}
+		sv_stream(&r[i], &f);
+		if (sv_last(&f) != NULL && json_object_get(sv_last(&f), "exit_code") != NULL &&
+		    sv_int(sv_last(&f), "exit_code") == 3) {
+			assert_exact(&r[i], "inner=7\n", "", 3, "an exec that found a slot");
+			whole++;
+		} else {
+			/* The shell ran and could not fork: dash's message and its status 2. */
+			ck_assert_msg(strstr(f.err, "fork") != NULL,
+			              "an exec without slots: stdout [%s] stderr [%s] last %s",
+			              f.out, f.err, r[i].body);
+			assert_exact(&r[i], "", f.err, 2, "an exec whose shell could not fork");
+			nofork++;
+		}
+		kit_frames_free(&f);
+		kit_resp_free(&r[i]);
+	}
+	for (int i = NSLOT; i < NSLOT + 2; i++) {
+		assert_exact(&r[i], "inner=7\n", "", 3, "another workspace during the fault");
+		kit_resp_free(&r[i]);
+	}
+	ck_assert_msg(whole < NSLOT, "all %d execs ran whole with pids.max %ld: no fault made",
+	              NSLOT, limit);
+	/* Slots free again: this workspace is served. */
+	cg_set_max(group, -1);
+	for (int i = 0; i < 3; i++, after++) {
+		sv_http(b.port, &q[0], &r[0]);
+		assert_exact(&r[0], "inner=7\n", "", 3, "an exec once slots are free");
+		kit_resp_free(&r[0]);
+	}
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	no_row_running("eb-fh-slots");
+	host_quiet(&s, "no process slots");
+	cg_quiet(group, "no process slots");
+	ck_assert_int_eq(th_sshd_stop(&s), 0);
+	keeper_finish(&k);
+	ck_assert_msg(access(group, F_OK) != 0, "cgroup %s still there", group);
+	fprintf(stderr,
+	        "faults_host: no process slots: a command forking past pids.max exited 2 (cannot "
+	        "fork); at pids.max %ld, of %d execs %d ran whole, %d exited 2, %d "
+	        "failed_to_start; ws-c0 served; %d ran after\n",
+	        limit, NSLOT, whole, nofork, nostart, after);
+	free(body);
+	free(hog);
+}
+END_TEST
+
 #define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 120)
 
 int main(void)
@@ -415,6 +707,7 @@ int main(void)
 	ADD(s, max_sessions_1_runs_every_exec);
 	ADD(s, a_login_that_prints_stays_out_of_the_output);
 	ADD(s, a_startup_file_that_prints_is_the_hosts_output);
+	ADD(s, no_process_slots_left_on_the_host);
 	failed = tu_run_suite(s);
 	kit_detached_end_all();
 	th_teardown();
