@@ -6,6 +6,7 @@
  * serves on, every exec it accepted has one final row with its real outcome (no exit code
  * invented, none left running), and nothing of it stays on the host. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -693,6 +694,186 @@ START_TEST(no_process_slots_left_on_the_host)
 }
 END_TEST
 
+/* The keeper's undo of the full disk: arg is the mount point, the detached-exec directory
+ * of a private home. The supervisors there wait out their retention: their groups (and
+ * their commands', if any is left) are killed by the pids they wrote, then the tmpfs is
+ * unmounted (lazily: a process may still hold a file there) and its mount point removed. */
+static void disk_undo(const char *execs)
+{
+	char path[600];
+	DIR *d = opendir(execs);
+	struct dirent *de;
+
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		static const char *const files[] = {"pgid", "pid"};
+
+		if (de->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < 2; i++) {
+			pid_t pid;
+
+			snprintf(path, sizeof(path), "%s/%s/%s", execs, de->d_name, files[i]);
+			pid = kit_file_pid(path);
+			if (pid > 1)
+				kill(-pid, SIGKILL); /* the group it leads */
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+	if (umount2(execs, MNT_DETACH) != 0)
+		fprintf(stderr, "faults_host: umount %s: %s\n", execs, strerror(errno));
+	rmdir(execs);
+}
+
+/* Whether the command of detached exec id (its group, by the pgid its supervisor wrote)
+ * still has a process. */
+static bool detached_group_alive(const char *execs, const char *id)
+{
+	char path[400];
+	pid_t pg;
+
+	snprintf(path, sizeof(path), "%s/%s/pgid", execs, id);
+	pg = kit_file_pid(path);
+	return pg > 1 && kill(-pg, 0) == 0;
+}
+
+/* Fills the file system of dir to its last byte (as root: tmpfs keeps nothing back). */
+static long long disk_fill(const char *dir)
+{
+	static char block[4096];
+	char path[400];
+	long long n = 0;
+	ssize_t w;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/fill", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0, "create %s: %s", path, strerror(errno));
+	while ((w = write(fd, block, sizeof(block))) > 0)
+		n += w;
+	ck_assert_msg(w < 0 && errno == ENOSPC, "filling %s: %s", path, strerror(errno));
+	close(fd);
+	return n;
+}
+
+/* The row of exec id: status and exit code, one of two. */
+static void disk_row_is(const char *id, const char *one, const char *other)
+{
+	char sql[300], *v;
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT status || ' ' || coalesce(exit_code::text, 'none') FROM exec_audit "
+	         "WHERE exec_id = '%s'",
+	         id);
+	v = sv_query(W.db, sql);
+	ck_assert_msg(strcmp(v, one) == 0 || strcmp(v, other) == 0,
+	              "detached exec %s running as the disk filled: row %s, want %s or %s", id, v,
+	              one, other);
+	free(v);
+}
+
+#define DISK_CONF                                                                                  \
+	"exec_detached_output_cap_bytes = 65536\nexec_retain_s = 600\npool_kill_grace_s = 1\n"
+
+/* The disk under the host's detached-exec directory fills up (a tmpfs mounted there, in a
+ * private home: ebtest's own is every suite's). A detached exec already running ends with
+ * a final status, no hang; one started while the disk is full is refused 502 detach_failed,
+ * its row final and its command never run; attached execs to the host run on; once there
+ * is room again detached execs start as before. */
+START_TEST(a_full_disk_under_the_detached_exec_directory)
+{
+	struct kit_broker b = {0};
+	struct th_sshd s;
+	struct keeper k;
+	struct passwd *pw = getpwnam(th.user);
+	char *home = kit_tmp_path("fh-home-disk"), *mark = kit_tmp_path("fh-disk-mark"),
+	     *gate = kit_tmp_path("fh-disk-go"), dir[200], execs[240], fill[300], opts[128],
+	     extra[400], running[64], *v;
+	const char *ticker[] = {"sh", "-c",
+	                        "while [ ! -e \"$0\" ]; do echo tick; sleep 0.05; done; echo end",
+	                        gate, NULL};
+	const char *marker[] = {"sh", "-c", "echo ran > \"$0\"", mark, NULL};
+	const char *silent[] = {"sh", "-c", "while [ ! -e \"$0\" ]; do sleep 0.05; done; exit 4",
+	                        gate, NULL};
+	const char *echo[] = {"echo", "ok", NULL};
+	char quiet[64], status_q[32];
+	struct kit_resp r;
+	json_t *x;
+	long long filled;
+	char status_a[32];
+
+	ck_assert_ptr_nonnull(pw);
+	home_make(home);
+	snprintf(dir, sizeof(dir), "%s/.exec-broker", home);
+	snprintf(execs, sizeof(execs), "%s/execs", dir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(chown(dir, pw->pw_uid, pw->pw_gid), 0);
+	ck_assert_int_eq(mkdir(execs, 0700), 0);
+	keeper_start(&k, disk_undo, execs);
+	snprintf(opts, sizeof(opts), "size=1m,mode=0700,uid=%d,gid=%d", (int)pw->pw_uid,
+	         (int)pw->pw_gid);
+	ck_assert_msg(mount("eb-test-disk", execs, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0,
+	              "this test mounts a tmpfs (as root): mount %s: %s", execs, strerror(errno));
+	snprintf(extra, sizeof(extra), "SetEnv HOME=%s\n", home);
+	host_start(&s, "ws-disk", &(struct th_sshd_opts){.extra_config = extra});
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fh-disk", DISK_CONF), 0);
+	/* Running when the disk fills: one prints on until its gate opens, one is silent (it
+	 * has no output whose room its status could take) and exits 4. */
+	detached_post(b.port, "ws-disk", ticker, 15, &r);
+	snprintf(running, sizeof(running), "%s", detached_started(&r));
+	kit_resp_free(&r);
+	detached_post(b.port, "ws-disk", silent, 15, &r);
+	snprintf(quiet, sizeof(quiet), "%s", detached_started(&r));
+	kit_resp_free(&r);
+	filled = disk_fill(execs);
+	/* Started on a full disk: refused, its row final, nothing run. */
+	detached_post(b.port, "ws-disk", marker, 15, &r);
+	sv_error(W.db, &r, 502, "detach_failed", "failed_to_start", "detach_failed");
+	v = sv_row(W.db, r.rid, "coalesce(exit_code::text, 'none')");
+	ck_assert_str_eq(v, "none");
+	free(v);
+	kit_resp_free(&r);
+	ck_assert_msg(!kit_file_exists(mark), "a detached exec refused on a full disk ran");
+	/* Attached execs need no disk there. */
+	exec_exact(b.port, "ws-disk", echo, "ok\n", "", 0, "an attached exec on a full disk");
+	/* The running one ends, and says how: never a hang. */
+	sv_touch(gate);
+	x = detached_end(b.port, running, 90);
+	snprintf(status_a, sizeof(status_a), "%s", sv_str(x, "status"));
+	json_decref(x);
+	x = detached_end(b.port, quiet, 90);
+	snprintf(status_q, sizeof(status_q), "%s", sv_str(x, "status"));
+	json_decref(x);
+	/* Each row final with a real outcome: the printer exits 0, or dies of SIGPIPE once its
+	 * output can no longer be stored; the silent one exits 4, or is lost if even its
+	 * status found no room. Never an exit code the command did not give. */
+	disk_row_is(running, "exited 0", "signaled none");
+	disk_row_is(quiet, "exited 4", "lost none");
+	ck_assert_msg(!detached_group_alive(execs, running), "the detached command still runs");
+	ck_assert_msg(!detached_group_alive(execs, quiet), "the silent command still runs");
+	/* Room again: detached execs start and end as ever. */
+	snprintf(fill, sizeof(fill), "%s/fill", execs);
+	ck_assert_int_eq(unlink(fill), 0);
+	detached_exact(b.port, "ws-disk", "dout", "derr",
+	               "a detached exec after the disk had room");
+	ck_assert_msg(!kit_file_exists(mark), "a detached exec refused on a full disk ran");
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	no_row_running("eb-fh-disk");
+	keeper_finish(&k);
+	ck_assert_int_eq(th_sshd_stop(&s), 0);
+	fprintf(stderr,
+	        "faults_host: full disk (%lld bytes filled): detached execs running ended %s "
+	        "(printing) and %s (silent), rows final, a start refused 502 detach_failed with "
+	        "nothing run, "
+	        "attached and later detached execs ran\n",
+	        filled, status_a, status_q);
+	unlink(gate);
+	free(home);
+	free(mark);
+	free(gate);
+}
+END_TEST
+
 #define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 120)
 
 int main(void)
@@ -708,6 +889,7 @@ int main(void)
 	ADD(s, a_login_that_prints_stays_out_of_the_output);
 	ADD(s, a_startup_file_that_prints_is_the_hosts_output);
 	ADD(s, no_process_slots_left_on_the_host);
+	ADD(s, a_full_disk_under_the_detached_exec_directory);
 	failed = tu_run_suite(s);
 	kit_detached_end_all();
 	th_teardown();
