@@ -106,10 +106,16 @@ void channel_attach_watcher(struct pool_exec *w, struct session *s)
 
 int channel_watcher_say(struct session *s, const char *fmt, ...)
 {
-	struct pool_exec *w = s->watch;
+	struct pool_exec *w;
 	va_list ap;
 	int n;
 
+	if (s->lender != NULL) {
+		if (!s->watch_ready)
+			return EB_ERR_INVAL;
+		s = s->lender; /* the watcher its commands registered with */
+	}
+	w = s->watch;
 	if (w == NULL || !s->watch_ready || w->state != EXEC_RUNNING)
 		return EB_ERR_INVAL;
 	if (w->in_off == w->in_len)
@@ -624,7 +630,14 @@ bool channel_step(struct pool_exec *e)
 					 * frees it a loop later), so this says nothing new of
 					 * the limit. */
 					int open = channel_open_count(s);
-					if (open >= s->peak_open) {
+					if (open == 0 && s->peak_open == 0 && s->lender == NULL) {
+						/* Not even one beside the watcher (MaxSessions
+						 * 1): this session keeps its watcher for the
+						 * host's other connections, one exec each. */
+						s->max_slots = 0;
+						s->t->one_channel = true;
+						s->t->learned_max = 1;
+					} else if (open >= s->peak_open) {
 						s->max_slots = open > 0 ? open : 1;
 						s->t->learned_max = s->max_slots;
 					}

@@ -87,8 +87,9 @@ struct target {
 	char *host, *user, *fp_text;
 	int port;
 	unsigned char fp[FP_SHA256_LEN];
-	int learned_max;                /* channel limit learned from a refused open; 0: unknown */
-	TAILQ_HEAD(, session) sessions; /* every session not yet broken or closed */
+	int learned_max;  /* channel limit learned from a refused open; 0: unknown */
+	bool one_channel; /* the host refused a channel beside the watcher: see session.lender */
+	TAILQ_HEAD(, session) sessions;     /* every session not yet broken or closed */
 	TAILQ_HEAD(, pool_acquire) waiters; /* FIFO */
 	TAILQ_ENTRY(target) link;
 };
@@ -124,6 +125,13 @@ struct session {
 	struct pool_exec *watch;
 	bool watch_ready;
 	char fifo[256];
+	/* On a host that allows one channel per connection (sshd MaxSessions 1; target
+	 * one_channel) the watcher needs a connection of its own: lender is the session whose
+	 * watcher this one's commands register with and are killed through (a reference is
+	 * held), and borrowers counts the sessions using this one's watcher (listed ones; it
+	 * is not closed idle while any is). */
+	struct session *lender;
+	int borrowers;
 	TAILQ_HEAD(, pool_exec) execs;
 	TAILQ_ENTRY(session) link; /* target->sessions or p->dead_sessions */
 	char detail[160];

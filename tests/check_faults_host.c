@@ -195,14 +195,19 @@ static void detached_output(int port, const char *id, char *out, char *err, size
 
 /* An sshd with MaxSessions 1 lets a connection have one channel, which the session's
  * watcher would take: NMS1 execs sent at once to that host must all run, on more
- * connections or one after another, never fail for want of a channel. */
+ * connections or one after another, never fail for want of a channel; and a command whose
+ * client goes is still killed, with its child. */
 START_TEST(max_sessions_1_runs_every_exec)
 {
 	struct kit_broker b = {0};
 	struct th_sshd s;
 	struct kit_req q[NMS1];
 	struct kit_resp r[NMS1];
-	char *bodies[NMS1], want[32], *m;
+	char *bodies[NMS1], want[32], *m, rid[80], *pidf = kit_tmp_path("fh-ms1.pid");
+	const char *sargv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
+	char *sleeper = sv_body(sargv, json_pack("{s:i}", "timeout_s", 100));
+	struct kit_conn c;
+	pid_t pids[2];
 
 	host_start(&s, "ws-ms1", &(struct th_sshd_opts){.max_sessions = 1});
 	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fh-ms1", NULL), 0);
@@ -220,10 +225,23 @@ START_TEST(max_sessions_1_runs_every_exec)
 		assert_exact(&r[i], want, "", 0, "an exec on a MaxSessions 1 host");
 		kit_resp_free(&r[i]);
 	}
+	/* A command whose client goes is killed, through a watcher on another connection. */
+	ck_assert_int_eq(
+	    kit_stream_open(&c, b.port,
+	                    &(struct kit_req){.ws = "ws-ms1", .token = W.tok_org, .body = sleeper}),
+	    0);
+	snprintf(rid, sizeof(rid), "%s", c.r.rid);
+	sv_wait_sleeper(&c, pidf, pids);
+	kit_stream_abort(&c);
+	m = sv_row_final(W.db, rid);
+	ck_assert_str_eq(m, "cancelled");
+	free(m);
+	sv_pid_gone(pids[0], "the command of a client that went away (MaxSessions 1)");
+	sv_pid_gone(pids[1], "its child");
 	m = sv_metrics(b.port);
 	fprintf(stderr,
 	        "faults_host: MaxSessions 1: %d of %d concurrent execs exited 0 with their output, "
-	        "%.0f sessions open after\n",
+	        "a cancelled one killed with its child, %.0f sessions open after\n",
 	        NMS1, NMS1,
 	        kit_metric(m, "exec_broker_pool_sessions{state=\"idle\"}") +
 	            kit_metric(m, "exec_broker_pool_sessions{state=\"busy\"}"));
@@ -234,6 +252,9 @@ START_TEST(max_sessions_1_runs_every_exec)
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	for (int i = 0; i < NMS1; i++)
 		free(bodies[i]);
+	free(sleeper);
+	unlink(pidf);
+	free(pidf);
 }
 END_TEST
 
