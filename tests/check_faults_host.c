@@ -777,8 +777,8 @@ static long long disk_fill(const char *dir)
 	return n;
 }
 
-/* The row of exec id: status and exit code, one of two. */
-static void disk_row_is(const char *id, const char *one, const char *other)
+/* The row of exec id: status and exit code, one of two; which, into got. */
+static void disk_row_is(const char *id, const char *one, const char *other, char *got, size_t len)
 {
 	char sql[300], *v;
 
@@ -790,6 +790,7 @@ static void disk_row_is(const char *id, const char *one, const char *other)
 	ck_assert_msg(strcmp(v, one) == 0 || strcmp(v, other) == 0,
 	              "detached exec %s running as the disk filled: row %s, want %s or %s", id, v,
 	              one, other);
+	snprintf(got, len, "%s", v);
 	free(v);
 }
 
@@ -868,8 +869,8 @@ START_TEST(a_full_disk_under_the_detached_exec_directory)
 	/* Each row final with a real outcome: the printer exits 0, or dies of SIGPIPE once its
 	 * output can no longer be stored; the silent one exits 4, or is lost if even its
 	 * status found no room. Never an exit code the command did not give. */
-	disk_row_is(running, "exited 0", "signaled none");
-	disk_row_is(quiet, "exited 4", "lost none");
+	disk_row_is(running, "exited 0", "signaled none", status_a, sizeof(status_a));
+	disk_row_is(quiet, "exited 4", "lost none", status_q, sizeof(status_q));
 	ck_assert_msg(!detached_group_alive(execs, running), "the detached command still runs");
 	ck_assert_msg(!detached_group_alive(execs, quiet), "the silent command still runs");
 	/* Room again: detached execs start and end as ever. */
