@@ -400,6 +400,11 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	char *home = kit_tmp_path("fh-home-bashenv"), extra[1024];
 	const char *printf7[] = {"sh", "-c", "printf out; printf err >&2; exit 7", NULL};
 	const char *tru[] = {"true", NULL};
+	char *pidf = kit_tmp_path("fh-bashrc.pid"), rid[80], *st;
+	const char *sargv[] = {"sh", "-c", SV_SLEEPER, pidf, NULL};
+	char *sleeper = sv_body(sargv, json_pack("{s:i}", "timeout_s", 100));
+	struct kit_conn c;
+	pid_t pids[2];
 
 	home_make(home);
 	home_file(home, ".bashrc", "echo STARTUP-OUT; echo STARTUP-ERR >&2\n");
@@ -413,13 +418,30 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	           "true under a printing ~/.bashrc");
 	detached_exact(b.port, "ws-bashenv", "dout", "derr",
 	               "a detached exec under a printing ~/.bashrc");
+	/* The command's process group is still known: a client that goes has it killed. */
+	ck_assert_int_eq(
+	    kit_stream_open(
+	        &c, b.port,
+	        &(struct kit_req){.ws = "ws-bashenv", .token = W.tok_org, .body = sleeper}),
+	    0);
+	snprintf(rid, sizeof(rid), "%s", c.r.rid);
+	sv_wait_sleeper(&c, pidf, pids);
+	kit_stream_abort(&c);
+	st = sv_row_final(W.db, rid);
+	ck_assert_str_eq(st, "cancelled");
+	free(st);
+	sv_pid_gone(pids[0], "the command of a client that went away (~/.bashrc)");
+	sv_pid_gone(pids[1], "its child");
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	no_row_running("eb-fh-bashenv");
 	host_quiet(&s, "a startup file that prints");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	fprintf(stderr, "faults_host: a ~/.bashrc that prints: its lines lead stdout and stderr, "
-	                "exit codes 7, 0 and the detached 5 exact\n");
+	                "exit codes 7, 0 and the detached 5 exact, a cancelled command killed\n");
 	free(home);
+	free(sleeper);
+	unlink(pidf);
+	free(pidf);
 }
 END_TEST
 
