@@ -191,6 +191,73 @@ static void detached_output(int port, const char *id, char *out, char *err, size
 	kit_resp_free(&r);
 }
 
+/* Something set up as root that must be undone however the test ends (a failed assertion
+ * _exits its process, a timeout kills it): a keeper, in a session of its own, waits for
+ * the test's process to go (the pipe's end closes) and then undoes it. The test closes the
+ * pipe itself at its end and waits for the keeper. */
+struct keeper {
+	pid_t pid;
+	int fd; /* the write end, held by the test */
+};
+
+static void keeper_start(struct keeper *k, void (*undo)(const char *arg), const char *arg)
+{
+	int p[2];
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	k->pid = fork();
+	ck_assert_int_ge(k->pid, 0);
+	if (k->pid == 0) {
+		char c;
+
+		setsid(); /* out of reach of Check's killpg of the test */
+		close(p[1]);
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		undo(arg);
+		_exit(0);
+	}
+	close(p[0]);
+	k->fd = p[1];
+}
+
+/* Undoes now (the keeper does it) and waits for that. */
+static void keeper_finish(struct keeper *k)
+{
+	int st = -1;
+
+	close(k->fd);
+	ck_assert_int_eq(kit_wait(k->pid, KIT_WAIT_MS, &st), 0);
+	ck_assert_int_eq(st, 0);
+}
+
+/* Kills the groups of the supervisors (and commands) of every detached exec under execs,
+ * by the pids they wrote: a supervisor waits out its exec's retention, which must not
+ * outlive the test (kit_detached_end_all looks in the account's real home only). */
+static void detached_end_under(const char *execs)
+{
+	char path[600];
+	DIR *d = opendir(execs);
+	struct dirent *de;
+
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		static const char *const files[] = {"pgid", "pid"};
+
+		if (de->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < 2; i++) {
+			pid_t pid;
+
+			snprintf(path, sizeof(path), "%s/%s/%s", execs, de->d_name, files[i]);
+			pid = kit_file_pid(path);
+			if (pid > 1)
+				kill(-pid, SIGKILL); /* the group it leads */
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+}
+
 #define NMS1 12
 
 /* An sshd with MaxSessions 1 lets a connection have one channel, which the session's
@@ -278,6 +345,19 @@ static void home_file(const char *home, const char *name, const char *text)
 	ck_assert_int_eq(kit_file_write(path, text, 0644), 0);
 }
 
+/* The keeper's undo of a private home: what detached execs left there ended, the home
+ * removed. */
+static void home_undo(const char *home)
+{
+	const char *rm[] = {"rm", "-rf", home, NULL};
+	char execs[400];
+	int st;
+
+	snprintf(execs, sizeof(execs), "%s/.exec-broker/execs", home);
+	detached_end_under(execs);
+	kit_run(rm, NULL, NULL, NULL, NULL, &st);
+}
+
 /* Runs argv on ws and asserts the exact outcome. */
 static void exec_exact(int port, const char *ws, const char *const argv[], const char *out,
                        const char *err, int code, const char *what)
@@ -326,6 +406,7 @@ START_TEST(a_login_that_prints_stays_out_of_the_output)
 	struct kit_broker b = {0};
 	struct th_sshd s;
 	char *home = kit_tmp_path("fh-home-login"), extra[1024], *motd;
+	struct keeper k;
 	const char *printf7[] = {"sh", "-c", "printf out; printf err >&2; exit 7", NULL};
 	const char *tru[] = {"true", NULL};
 	const char *login[] = {"sh", "-lc", "echo in", NULL};
@@ -349,6 +430,7 @@ START_TEST(a_login_that_prints_stays_out_of_the_output)
 	int st;
 
 	home_make(home);
+	keeper_start(&k, home_undo, home);
 	home_file(home, "banner", "BANNER: authorized use only\n");
 	home_file(home, ".profile", "echo PROFILE-OUT; echo PROFILE-ERR >&2\n");
 	home_file(home, ".shrc", "echo SHRC-OUT; echo SHRC-ERR >&2\n");
@@ -383,6 +465,8 @@ START_TEST(a_login_that_prints_stays_out_of_the_output)
 	        "output exact, exit codes 7, 0, 5; sh -l got the profile's text\n",
 	        motd != NULL ? strlen(motd) : 0);
 	free(motd);
+	keeper_finish(&k);
+	ck_assert_msg(access(home, F_OK) != 0, "%s still there", home);
 	free(home);
 }
 END_TEST
@@ -397,7 +481,8 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 {
 	struct kit_broker b = {0};
 	struct th_sshd s;
-	char *home = kit_tmp_path("fh-home-bashenv"), extra[1024];
+	char *home = kit_tmp_path("fh-home-bashrc"), extra[1024];
+	struct keeper k;
 	const char *printf7[] = {"sh", "-c", "printf out; printf err >&2; exit 7", NULL};
 	const char *tru[] = {"true", NULL};
 	char *pidf = kit_tmp_path("fh-bashrc.pid"), rid[80], *st;
@@ -407,6 +492,7 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	pid_t pids[2];
 
 	home_make(home);
+	keeper_start(&k, home_undo, home);
 	home_file(home, ".bashrc", "echo STARTUP-OUT; echo STARTUP-ERR >&2\n");
 	snprintf(extra, sizeof(extra),
 	         "SetEnv HOME=%s\nForceCommand exec bash -c \"$SSH_ORIGINAL_COMMAND\"\n", home);
@@ -438,52 +524,14 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	fprintf(stderr, "faults_host: a ~/.bashrc that prints: its lines lead stdout and stderr, "
 	                "exit codes 7, 0 and the detached 5 exact, a cancelled command killed\n");
+	keeper_finish(&k);
+	ck_assert_msg(access(home, F_OK) != 0, "%s still there", home);
 	free(home);
 	free(sleeper);
 	unlink(pidf);
 	free(pidf);
 }
 END_TEST
-
-/* Something set up as root that must be undone however the test ends (a failed assertion
- * _exits its process, a timeout kills it): a keeper, in a session of its own, waits for
- * the test's process to go (the pipe's end closes) and then undoes it. The test closes the
- * pipe itself at its end and waits for the keeper. */
-struct keeper {
-	pid_t pid;
-	int fd; /* the write end, held by the test */
-};
-
-static void keeper_start(struct keeper *k, void (*undo)(const char *arg), const char *arg)
-{
-	int p[2];
-
-	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	k->pid = fork();
-	ck_assert_int_ge(k->pid, 0);
-	if (k->pid == 0) {
-		char c;
-
-		setsid(); /* out of reach of Check's killpg of the test */
-		close(p[1]);
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
-			;
-		undo(arg);
-		_exit(0);
-	}
-	close(p[0]);
-	k->fd = p[1];
-}
-
-/* Undoes now (the keeper does it) and waits for that. */
-static void keeper_finish(struct keeper *k)
-{
-	int st = -1;
-
-	close(k->fd);
-	ck_assert_int_eq(kit_wait(k->pid, KIT_WAIT_MS, &st), 0);
-	ck_assert_int_eq(st, 0);
-}
 
 #define PIDS_ROOT "/sys/fs/cgroup/pids"
 
@@ -738,34 +786,21 @@ START_TEST(no_process_slots_left_on_the_host)
 END_TEST
 
 /* The keeper's undo of the full disk: arg is the mount point, the detached-exec directory
- * of a private home. The supervisors there wait out their retention: their groups (and
- * their commands', if any is left) are killed by the pids they wrote, then the tmpfs is
- * unmounted (lazily: a process may still hold a file there) and its mount point removed. */
+ * of a private home. The tmpfs is unmounted lazily (a process may still hold a file
+ * there), then the home removed. */
 static void disk_undo(const char *execs)
 {
-	char path[600];
-	DIR *d = opendir(execs);
-	struct dirent *de;
+	char home[400];
+	size_t n = strlen(execs), tail = strlen("/.exec-broker/execs");
 
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		static const char *const files[] = {"pgid", "pid"};
-
-		if (de->d_name[0] == '.')
-			continue;
-		for (size_t i = 0; i < 2; i++) {
-			pid_t pid;
-
-			snprintf(path, sizeof(path), "%s/%s/%s", execs, de->d_name, files[i]);
-			pid = kit_file_pid(path);
-			if (pid > 1)
-				kill(-pid, SIGKILL); /* the group it leads */
-		}
-	}
-	if (d != NULL)
-		closedir(d);
+	detached_end_under(execs);
 	if (umount2(execs, MNT_DETACH) != 0)
 		fprintf(stderr, "faults_host: umount %s: %s\n", execs, strerror(errno));
 	rmdir(execs);
+	if (n > tail && n - tail < sizeof(home)) {
+		snprintf(home, sizeof(home), "%.*s", (int)(n - tail), execs);
+		home_undo(home);
+	}
 }
 
 /* Whether the command of detached exec id (its group, by the pgid its supervisor wrote)
@@ -904,6 +939,7 @@ START_TEST(a_full_disk_under_the_detached_exec_directory)
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	no_row_running("eb-fh-disk");
 	keeper_finish(&k);
+	ck_assert_msg(access(home, F_OK) != 0, "%s still there", home);
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	fprintf(stderr,
 	        "faults_host: full disk (%lld bytes filled): detached execs running ended %s "
