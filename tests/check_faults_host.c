@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <jansson.h>
 #include <pwd.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 #include "tests/kit/http.h"
 #include "tests/kit/proc.h"
 #include "tests/kit/world.h"
+#include "pool/command.h"
 #include "tests/runner.h"
 
 static struct kit_world W;
@@ -305,10 +307,21 @@ START_TEST(max_sessions_1_runs_every_exec)
 	free(m);
 	sv_pid_gone(pids[0], "the command of a client that went away (MaxSessions 1)");
 	sv_pid_gone(pids[1], "its child");
+	/* Every connection cut, the one whose watcher the others used too: the next execs find
+	 * a new one. */
+	ck_assert_int_eq(th_sshd_cut_sessions(&s), 0);
+	ck_assert_int_eq(kit_http_parallel(b.port, q, 4, r), 0);
+	for (int i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "ok %d\n", i);
+		fprintf(stderr, "DEBUG %d %s\n", r[i].status, r[i].body);
+		assert_exact(&r[i], want, "", 0, "an exec on a MaxSessions 1 host after a cut");
+		kit_resp_free(&r[i]);
+	}
 	m = sv_metrics(b.port);
 	fprintf(stderr,
 	        "faults_host: MaxSessions 1: %d of %d concurrent execs exited 0 with their output, "
-	        "a cancelled one killed with its child, %.0f sessions open after\n",
+	        "a cancelled one killed with its child, 4 more after every connection was cut, "
+	        "%.0f sessions open after\n",
 	        NMS1, NMS1,
 	        kit_metric(m, "exec_broker_pool_sessions{state=\"idle\"}") +
 	            kit_metric(m, "exec_broker_pool_sessions{state=\"busy\"}"));
@@ -954,6 +967,147 @@ START_TEST(a_full_disk_under_the_detached_exec_directory)
 }
 END_TEST
 
+/* Whether pid is a watcher shell (its script has the tag in it) whose parent is not one. */
+static bool is_watcher_shell(pid_t pid)
+{
+	char path[64], cmd[8192];
+	pid_t ppid;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	n = kit_file_read_into(path, cmd, sizeof(cmd));
+	for (ssize_t k = 0; k < n; k++)
+		cmd[k] = cmd[k] == '\0' ? ' ' : cmd[k];
+	if (n <= 0 || strstr(cmd, COMMAND_WATCH_TAG) == NULL)
+		return false;
+	if (kit_proc_stat(pid, NULL, &ppid, NULL) != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)ppid);
+	n = kit_file_read_into(path, cmd, sizeof(cmd));
+	for (ssize_t k = 0; k < n; k++)
+		cmd[k] = cmd[k] == '\0' ? ' ' : cmd[k];
+	return n <= 0 || strstr(cmd, COMMAND_WATCH_TAG) == NULL;
+}
+
+/* The watcher shell of sshd s's sessions (the first found), or 0. */
+static pid_t watcher_of(const struct th_sshd *s)
+{
+	struct kit_procs tree = {0};
+	pid_t w = 0;
+
+	kit_procs_add_tree(&tree, th_sshd_pid(s), 0);
+	for (size_t i = 0; i < tree.n && w == 0; i++)
+		if (is_watcher_shell(tree.v[i].pid))
+			w = tree.v[i].pid;
+	kit_procs_free(&tree);
+	ck_assert_msg(w > 1, "no watcher below sshd %d", th_sshd_pid(s));
+	return w;
+}
+
+/* Removes the directory of watcher w's FIFO, as a cleaner of /tmp would: the one whose pid
+ * file names w. */
+static void watcher_fifo_remove(pid_t w)
+{
+	glob_t g;
+	int found = 0;
+
+	ck_assert_int_eq(glob("/tmp/exec-broker-watch.*/pid", 0, NULL, &g), 0);
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		if (kit_file_pid(g.gl_pathv[i]) != w)
+			continue;
+		char dir[256];
+		const char *rm[] = {"rm", "-rf", dir, NULL};
+		int st;
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)(strlen(g.gl_pathv[i]) - strlen("/pid")),
+		         g.gl_pathv[i]);
+		ck_assert_int_eq(kit_run(rm, NULL, NULL, NULL, NULL, &st), 0);
+		found++;
+	}
+	globfree(&g);
+	ck_assert_msg(found == 1, "%d FIFO directories of watcher %d", found, (int)w);
+}
+
+/* One exec of echo ok after the watcher was harmed: it ran (1), or found no watcher to
+ * register with and did not run (0): a last frame with an error, its row failed_to_start
+ * with an error code and no exit code, never left running. */
+static int exec_after_watcher(int port, const struct kit_req *q)
+{
+	struct kit_frames f;
+	struct kit_resp r;
+	int ran;
+	char *v;
+
+	sv_http(port, q, &r);
+	ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+	sv_stream(&r, &f);
+	v = sv_row_final(W.db, r.rid);
+	ran = strcmp(v, "exited") == 0;
+	free(v);
+	if (ran) {
+		assert_exact(&r, "ok\n", "", 0, "an exec after the watcher was harmed");
+	} else {
+		v = sv_row(W.db, r.rid,
+		           "status || ' ' || coalesce(exit_code::text, 'none') || ' ' || "
+		           "coalesce(error_code, 'none')");
+		ck_assert_msg(strncmp(v, "failed_to_start none ", 21) == 0 &&
+		                  strcmp(v + 21, "none"),
+		              "an exec finding no watcher: row %s, last frame %s", v, r.body);
+		ck_assert_ptr_nonnull(sv_str(sv_last(&f), "error.code"));
+		free(v);
+	}
+	kit_frames_free(&f);
+	kit_resp_free(&r);
+	return ran;
+}
+
+/* The broker's watcher on the host is harmed while its session is idle: its FIFO removed
+ * (a cleaner of /tmp), then the next session's watcher killed (an administrator, the OOM
+ * killer). The session still looks alive, so an exec may be sent on it and find no watcher
+ * to register with: it did not run, its stream ends with a last frame and its row is final
+ * (failed_to_start with an error code), never left running; the next execs run on a new
+ * session with a watcher of its own. */
+START_TEST(a_watcher_harmed_on_the_host)
+{
+	struct kit_broker b = {0};
+	struct th_sshd s;
+	const char *argv[] = {"echo", "ok", NULL};
+	char *body = sv_body(argv, NULL);
+	struct kit_req q = {.ws = "ws-watch", .token = W.tok_org, .body = body};
+	int fifo_ran, fifo_after = 0, term_ran = 0;
+	pid_t w;
+
+	host_start(&s, "ws-watch", NULL);
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fh-watch", NULL), 0);
+	exec_exact(b.port, "ws-watch", argv, "ok\n", "", 0, "an exec before the watcher ended");
+	w = watcher_of(&s);
+	watcher_fifo_remove(w);
+	/* The watcher runs on and says nothing: the first exec cannot tell, the next can. */
+	fifo_ran = exec_after_watcher(b.port, &q);
+	for (int i = 0; i < 2; i++)
+		fifo_after += exec_after_watcher(b.port, &q);
+	ck_assert_int_eq(fifo_ran, 0);
+	ck_assert_int_eq(fifo_after, 2);
+	/* Now the watcher of the new session, killed: it removes its FIFO as it goes. */
+	w = watcher_of(&s);
+	ck_assert_int_eq(kill(w, SIGTERM), 0);
+	sv_pid_gone(w, "the watcher");
+	for (int i = 0; i < 3; i++)
+		term_ran += exec_after_watcher(b.port, &q);
+	ck_assert_msg(term_ran >= 2, "%d of 3 execs ran after the watcher was killed", term_ran);
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	no_row_running("eb-fh-watch");
+	host_quiet(&s, "a watcher harmed");
+	ck_assert_int_eq(th_sshd_stop(&s), 0);
+	fprintf(
+	    stderr,
+	    "faults_host: the watcher's FIFO removed: the next exec failed_to_start (row final, "
+	    "nothing run), 2 ran after; the watcher killed: %d of 3 ran after\n",
+	    term_ran);
+	free(body);
+}
+END_TEST
+
 #define ADD(s, fn) SV_ADD_LOOP(s, fn, 1, 120)
 
 int main(void)
@@ -970,6 +1124,7 @@ int main(void)
 	ADD(s, a_startup_file_that_prints_is_the_hosts_output);
 	ADD(s, no_process_slots_left_on_the_host);
 	ADD(s, a_full_disk_under_the_detached_exec_directory);
+	ADD(s, a_watcher_harmed_on_the_host);
 	failed = tu_run_suite(s);
 	kit_detached_end_all();
 	th_teardown();
