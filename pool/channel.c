@@ -837,7 +837,8 @@ bool channel_step(struct pool_exec *e)
 				    e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
 				    "the command could not register with the session's "
 				    "watcher on the host; it did not run");
-				session_watcher_gone(s, "a command could not register with it");
+				session_watcher_gone(s->lender != NULL ? s->lender : s,
+				                     "a command could not register with it");
 			} else if (e->out.kind == POOL_EXITED &&
 			           e->out.fail_reason == POOL_FAIL_NONE &&
 			           e->cancel_kind == POOL_EXITED && e->sent) {

@@ -374,8 +374,8 @@ static struct session *target_lender(struct target *t)
 
 	TAILQ_FOREACH(s, &t->sessions, link)
 	if (s->state == SESS_READY && s->watch_ready && !s->retiring && s->lender == NULL &&
-	    s->max_slots == 0)
-		return s;
+	    s->max_slots == 0 && session_alive(s))
+		return s; /* idle, so asked the kernel: sshd may have closed it */
 	return NULL;
 }
 

@@ -313,7 +313,6 @@ START_TEST(max_sessions_1_runs_every_exec)
 	ck_assert_int_eq(kit_http_parallel(b.port, q, 4, r), 0);
 	for (int i = 0; i < 4; i++) {
 		snprintf(want, sizeof(want), "ok %d\n", i);
-		fprintf(stderr, "DEBUG %d %s\n", r[i].status, r[i].body);
 		assert_exact(&r[i], want, "", 0, "an exec on a MaxSessions 1 host after a cut");
 		kit_resp_free(&r[i]);
 	}
