@@ -1,8 +1,9 @@
 /* tests/check_faults_host.c: the fault suite's host faults, with the real binary, a real
  * PostgreSQL and real sshds, each on a host of its own (a private sshd and workspace):
  * `MaxSessions 1`, a login that prints (banner, motd, profile, a startup file read by
- * non-interactive shells), no process slots left (a cgroup's pids.max), and a full disk
- * under the detached-exec directory. Each asserts what check_faults.c asserts: the broker
+ * non-interactive shells), no process slots left (a cgroup's pids.max), a full disk
+ * under the detached-exec directory, and the broker's watcher harmed on the host (its FIFO
+ * removed, the shell killed). Each asserts what check_faults.c asserts: the broker
  * serves on, every exec it accepted has one final row with its real outcome (no exit code
  * invented, none left running), and nothing of it stays on the host. */
 #include <check.h>
