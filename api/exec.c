@@ -509,6 +509,10 @@ static void on_finished(struct pool_exec *e, const struct pool_outcome *o, void 
 			j->fail_code = j->error_code = api_fail_code(o->fail_reason);
 		else
 			j->fail_code = exec_reply_code(j);
+	} else if (o->kind == POOL_FAILED_TO_START) {
+		/* Its channel started but its command did not (no watcher to register with on the
+		 * host): nothing ran, and the row needs the reason every failed start has. */
+		j->error_code = api_fail_code(o->fail_reason);
 	}
 	if (o->detail[0] != '\0')
 		log_kv(o->kind == POOL_EXITED ? LOG_DEBUG : LOG_INFO, "exec ended", "request_id",
@@ -523,6 +527,7 @@ static void job_spec(const struct exec_job *j, struct command_spec *spec)
 	if (j->req.detach) {
 		spec->argv = j->launch_argv;
 		spec->argc = DETACHED_LAUNCH_ARGC;
+		spec->broker_script = true;
 		return;
 	}
 	spec->argv = j->req.argv;

@@ -99,6 +99,10 @@ const char *exec_reply_outcome_error(const struct exec_job *j, const char **mess
 	case POOL_CANCELLED:
 		*message = "the client went away; the command was killed";
 		return "cancelled";
+	case POOL_FAILED_TO_START:
+		/* Started on its channel, then refused by the host before the program ran. */
+		*message = "the command could not start on the workspace host; it was not run";
+		return j->error_code != NULL ? j->error_code : "transport_error";
 	case POOL_TRANSPORT_ERROR:
 	default:
 		*message = "the SSH connection to the workspace host broke while the command ran; "

@@ -619,7 +619,7 @@ static void on_leased(struct pool_lease *lease, enum pool_fail_reason why, const
                       void *arg)
 {
 	struct xop *x = arg;
-	struct command_spec spec = {.argv = x->argv, .argc = x->argc};
+	struct command_spec spec = {.argv = x->argv, .argc = x->argc, .broker_script = true};
 	struct timeval deadline;
 	struct pool_outcome o = {.kind = POOL_FAILED_TO_START, .fail_reason = why};
 	long limit_s = XOP_HOST_SLACK + (x->kind == XK_GET ? x->wait_s : 0);

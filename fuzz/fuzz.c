@@ -84,8 +84,12 @@ void fuzz_check_exec_request(const struct exec_request *req, const struct reques
 		FUZZ_CHECK(n >= 1 && n <= REQ_MAX_NAME, "name of %zu bytes", n);
 	}
 	/* Whatever the request accepts, the pool can quote for the host. */
-	struct command_spec spec = {req->argv,       req->argc, req->env_names,
-	                            req->env_values, req->nenv, req->cwd};
+	struct command_spec spec = {.argv = req->argv,
+	                            .argc = req->argc,
+	                            .env_names = req->env_names,
+	                            .env_values = req->env_values,
+	                            .nenv = req->nenv,
+	                            .cwd = req->cwd};
 	int rc = command_build(&spec, &body, &blen, err, sizeof(err));
 	FUZZ_CHECK(rc == 0, "command_build refused an accepted request: %s", err);
 	FUZZ_CHECK(blen + 1 <= COMMAND_MAX_LEN && strlen(body) == blen, "command of %zu bytes",

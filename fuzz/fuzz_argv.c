@@ -197,7 +197,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		argv[argc - 1].len++;
 		refuse = true;
 	}
-	struct command_spec spec = {argv, argc, names, values, nenv, flags & 1 ? odd_dir : NULL};
+	struct command_spec spec = {.argv = argv,
+	                            .argc = argc,
+	                            .env_names = names,
+	                            .env_values = values,
+	                            .nenv = nenv,
+	                            .cwd = flags & 1 ? odd_dir : NULL};
 	rc = command_build(&spec, &body, &body_len, err, sizeof(err));
 	if (refuse) {
 		FUZZ_CHECK(rc == EB_ERR_INVAL && body == NULL && err[0] != '\0',

@@ -25,8 +25,10 @@
 #define WRITE_LEN    32768
 #define PACKET_LEN   32768
 #define KILL_SLACK_S 10
-/* Output the login shell may print before the watcher says where it listens. */
-#define WATCH_NOISE_MAX 8192
+/* Output the login shell may print before the watcher says where it listens, or before a
+ * command's pgid line. */
+#define WATCH_NOISE_MAX   8192
+#define CHANNEL_NOISE_MAX 8192
 
 static const char *const exec_state_names[] = {
     "waiting", "opening", "held", "starting", "running", "closing", "freeing", "done",
@@ -76,6 +78,7 @@ void channel_free(struct pool_exec *e)
 		explicit_bzero(e->in, e->in_len);
 	free(e->in);
 	free(e->cmd);
+	free(e->noise);
 	free(e);
 }
 
@@ -103,10 +106,16 @@ void channel_attach_watcher(struct pool_exec *w, struct session *s)
 
 int channel_watcher_say(struct session *s, const char *fmt, ...)
 {
-	struct pool_exec *w = s->watch;
+	struct pool_exec *w;
 	va_list ap;
 	int n;
 
+	if (s->lender != NULL) {
+		if (!s->watch_ready)
+			return EB_ERR_INVAL;
+		s = s->lender; /* the watcher its commands registered with */
+	}
+	w = s->watch;
 	if (w == NULL || !s->watch_ready || w->state != EXEC_RUNNING)
 		return EB_ERR_INVAL;
 	if (w->in_off == w->in_len)
@@ -475,6 +484,98 @@ static void channel_watcher_output(struct pool_exec *e, enum pool_stream st, con
 	}
 }
 
+static void channel_pass_output(struct pool_exec *e, enum pool_stream st, const char *buf, size_t n)
+{
+	if (n == 0)
+		return;
+	if (st == POOL_STDOUT)
+		e->out.stdout_bytes += n;
+	else
+		e->out.stderr_bytes += n;
+	if (!e->released && e->cancel_kind == POOL_EXITED && e->cb.data != NULL)
+		e->cb.data(e, st, buf, n, e->arg);
+}
+
+/* Keeps n bytes of what came before the pgid line; false past CHANNEL_NOISE_MAX. */
+static bool channel_keep_noise(struct pool_exec *e, const char *p, size_t n)
+{
+	char *v;
+
+	if (n == 0)
+		return true;
+	if (e->noise_len + n > CHANNEL_NOISE_MAX ||
+	    (v = realloc(e->noise, e->noise_len + n)) == NULL)
+		return false;
+	e->noise = v;
+	memcpy(e->noise + e->noise_len, p, n);
+	e->noise_len += n;
+	return true;
+}
+
+/* The pgid line is over (found, or given up on with pgid 0): what came before it is the
+ * host's output, and a cancel that came meanwhile can be sent now. */
+static void channel_pgid_known(struct pool_exec *e)
+{
+	e->pgid_done = true;
+	if (!e->noise_dropped)
+		channel_pass_output(e, POOL_STDOUT, e->noise, e->noise_len);
+	free(e->noise);
+	e->noise = NULL;
+	e->noise_len = 0;
+	if (e->cancel_kind != POOL_EXITED)
+		channel_send_kill(e);
+}
+
+/* Looks for the pgid line in stdout: the command's first line of its own is its process
+ * group, not output. A login shell whose startup files print (bash reads ~/.bashrc when
+ * sshd runs it) puts lines, or the start of a line, before it: those are the host's output,
+ * kept until the command is known to have run. Returns how much of buf it took. */
+static size_t channel_find_pgid(struct pool_exec *e, const char *buf, size_t n)
+{
+	const size_t tag = strlen(COMMAND_PGID_TAG);
+	size_t k = 0;
+
+	while (k < n && !e->pgid_done) {
+		char c = buf[k++];
+		const char *at;
+
+		if (c != '\n') {
+			e->pgid_line[e->pgid_len++] = c;
+			if (e->pgid_len + 1 < sizeof(e->pgid_line))
+				continue;
+			/* A long line without the tag yet: keep all but what could be the start
+			 * of a tag. */
+			if (!channel_keep_noise(e, e->pgid_line, e->pgid_len - tag)) {
+				e->pgid_len = 0;
+				channel_pgid_known(e); /* too much: the group stays unknown */
+				break;
+			}
+			memmove(e->pgid_line, e->pgid_line + e->pgid_len - tag, tag);
+			e->pgid_len = tag;
+			continue;
+		}
+		e->pgid_line[e->pgid_len] = '\0';
+		at = memmem(e->pgid_line, e->pgid_len, COMMAND_PGID_TAG, tag);
+		if (at != NULL) {
+			size_t before = (size_t)(at - e->pgid_line);
+
+			e->pgid = atol(at + tag);
+			if (!channel_keep_noise(e, e->pgid_line, before))
+				e->pgid = 0;
+			channel_pgid_known(e);
+			break;
+		}
+		e->pgid_line[e->pgid_len++] = '\n';
+		if (!channel_keep_noise(e, e->pgid_line, e->pgid_len)) {
+			e->pgid_len = 0;
+			channel_pgid_known(e);
+			break;
+		}
+		e->pgid_len = 0;
+	}
+	return k;
+}
+
 static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char *buf, size_t n)
 {
 	if (e->watcher) {
@@ -482,33 +583,12 @@ static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char
 		return;
 	}
 	if (st == POOL_STDOUT && !e->pgid_done) {
-		/* The first line is the command's process group, not output. */
-		size_t k = 0;
-		while (k < n && !e->pgid_done) {
-			char c = buf[k++];
-			if (c == '\n' || e->pgid_len + 1 >= sizeof(e->pgid_line)) {
-				e->pgid_line[e->pgid_len] = '\0';
-				e->pgid_done = true;
-				if (strncmp(e->pgid_line, COMMAND_PGID_TAG,
-				            strlen(COMMAND_PGID_TAG)) == 0)
-					e->pgid = atol(e->pgid_line + strlen(COMMAND_PGID_TAG));
-				if (e->cancel_kind != POOL_EXITED)
-					channel_send_kill(e);
-			} else {
-				e->pgid_line[e->pgid_len++] = c;
-			}
-		}
+		size_t k = channel_find_pgid(e, buf, n);
+
 		buf += k;
 		n -= k;
-		if (n == 0)
-			return;
 	}
-	if (st == POOL_STDOUT)
-		e->out.stdout_bytes += n;
-	else
-		e->out.stderr_bytes += n;
-	if (!e->released && e->cancel_kind == POOL_EXITED && e->cb.data != NULL)
-		e->cb.data(e, st, buf, n, e->arg);
+	channel_pass_output(e, st, buf, n);
 }
 
 bool channel_step(struct pool_exec *e)
@@ -550,7 +630,14 @@ bool channel_step(struct pool_exec *e)
 					 * frees it a loop later), so this says nothing new of
 					 * the limit. */
 					int open = channel_open_count(s);
-					if (open >= s->peak_open) {
+					if (open == 0 && s->peak_open == 0 && s->lender == NULL) {
+						/* Not even one beside the watcher (MaxSessions
+						 * 1): this session keeps its watcher for the
+						 * host's other connections, one exec each. */
+						s->max_slots = 0;
+						s->t->one_channel = true;
+						s->t->learned_max = 1;
+					} else if (open >= s->peak_open) {
 						s->max_slots = open > 0 ? open : 1;
 						s->t->learned_max = s->max_slots;
 					}
@@ -750,7 +837,8 @@ bool channel_step(struct pool_exec *e)
 				    e, POOL_FAILED_TO_START, POOL_FAIL_CHANNEL,
 				    "the command could not register with the session's "
 				    "watcher on the host; it did not run");
-				session_watcher_gone(s, "a command could not register with it");
+				session_watcher_gone(s->lender != NULL ? s->lender : s,
+				                     "a command could not register with it");
 			} else if (e->out.kind == POOL_EXITED &&
 			           e->out.fail_reason == POOL_FAIL_NONE &&
 			           e->cancel_kind == POOL_EXITED && e->sent) {

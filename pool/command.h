@@ -9,6 +9,7 @@
 #ifndef EB_POOL_COMMAND_H
 #define EB_POOL_COMMAND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/bytes.h"
@@ -20,6 +21,10 @@ struct command_spec {
 	const struct eb_bytes *env_values;
 	size_t nenv;
 	const char *cwd; /* absolute path, or NULL */
+	/* One of the broker's own scripts (a detached exec's launcher, reader, signaller), whose
+	 * output the broker parses: what the login shell prints before the command's first line
+	 * is dropped. For a client's command it is the host's output, and passed on. */
+	bool broker_script;
 };
 
 /* The longest command an exec request carries itself: the string travels in one SSH packet,

@@ -19,7 +19,10 @@
  * launcher's channel (where the started line goes, after which it lets the channel go).
  * One line per event arrives on the FIFO ctl (fd 3): p PGID (the command runs), x STATUS
  * (it exited), o BYTES / e BYTES (a stream ended), t (the clock), s SIG and c (a broker).
- * The deadline uses /proc/uptime in centiseconds, a clock no wall-clock step moves. */
+ * The deadline uses /proc/uptime in centiseconds, a clock no wall-clock step moves.
+ * On a full disk the status goes first: the exec's own output is removed to make room for
+ * it, and a status that still cannot be written ends the supervisor at once (the exec
+ * reads as lost) rather than leaving it running, silent, until its retention is over. */
 #define SUPERVISOR                                                                                 \
 	"d=$1 g=$3 C=$4 K=$5 R=$6\n"                                                               \
 	"trap '' HUP PIPE INT QUIT\n"                                                              \
@@ -79,7 +82,8 @@
 	"if [ -n \"$w\" ]; then s=\"$w -\"\n"                                                      \
 	"elif [ \"$st\" -gt 128 ] && [ \"$st\" -le 192 ]; then s=\"signaled $(kill -l $((st - 128)))\"\n" \
 	"else s=\"exited $st\"; fi\n"                                                              \
-	"echo \"$s $o $f $(((n - t0) * 10))\" >status.new && mv status.new status\n"               \
+	"put() { echo \"$s $o $f $(((n - t0) * 10))\" >status.new && mv status.new status; }\n"  \
+	"put || { rm -f o.[0-9]* e.[0-9]* cmd stdin; put; } || { rm -f status.new; exit 1; }\n"   \
 	"rm -f cmd stdin\n"                                                                        \
 	"exec 3<&-\n"                                                                              \
 	"sleep \"$R\"\n"                                                                           \

@@ -389,11 +389,32 @@ static void pool_reclaim_session(struct session *s)
 
 static const struct channel_hooks pool_channel_hooks;
 
-/* Every session runs one watcher, so that no command outlives its deadline (command.h). */
+/* A session of a one-channel host whose watcher others may use: ready, with its watcher,
+ * and no room for execs of its own. */
+static struct session *target_lender(struct target *t)
+{
+	struct session *s;
+
+	TAILQ_FOREACH(s, &t->sessions, link)
+	if (s->state == SESS_READY && s->watch_ready && !s->retiring && s->lender == NULL &&
+	    s->max_slots == 0 && session_alive(s))
+		return s; /* idle, so asked the kernel: sshd may have closed it */
+	return NULL;
+}
+
+/* Every session runs one watcher, so that no command outlives its deadline (command.h);
+ * on a host that allows one channel per connection, one session's watcher serves the
+ * others. */
 static int pool_start_watcher(struct session *s)
 {
-	struct pool_exec *w = channel_new(s->p, s->t, &pool_channel_hooks);
+	struct session *l = s->t->one_channel ? target_lender(s->t) : NULL;
+	struct pool_exec *w;
 
+	if (l != NULL) {
+		session_borrow_watcher(s, l);
+		return 0;
+	}
+	w = channel_new(s->p, s->t, &pool_channel_hooks);
 	if (w == NULL)
 		return EB_ERR_NOMEM;
 	if (command_watcher(s->p->cfg.kill_grace_s, WATCH_IDLE_EXIT_S, &w->cmd) != 0) {
@@ -478,6 +499,7 @@ static bool pool_evict_one(struct pool *p)
 	TAILQ_FOREACH(s, &t->sessions, link)
 	{
 		if (s->state == SESS_READY && s->slots == 0 && TAILQ_EMPTY(&s->execs) &&
+		    s->borrowers == 0 &&
 		    (lru == NULL || timercmp(&s->idle_since, &lru->idle_since, <)))
 			lru = s;
 	}
@@ -583,6 +605,7 @@ static struct pool_exec *exec_start(struct pool_lease *l, const struct command_s
 		return NULL;
 	}
 	e->held = held;
+	e->noise_dropped = spec->broker_script;
 	e->cb = *cb;
 	e->arg = arg;
 	e->refs = 2; /* the consumer and the state machine */

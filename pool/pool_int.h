@@ -87,8 +87,9 @@ struct target {
 	char *host, *user, *fp_text;
 	int port;
 	unsigned char fp[FP_SHA256_LEN];
-	int learned_max;                /* channel limit learned from a refused open; 0: unknown */
-	TAILQ_HEAD(, session) sessions; /* every session not yet broken or closed */
+	int learned_max;  /* channel limit learned from a refused open; 0: unknown */
+	bool one_channel; /* the host refused a channel beside the watcher: see session.lender */
+	TAILQ_HEAD(, session) sessions;     /* every session not yet broken or closed */
 	TAILQ_HEAD(, pool_acquire) waiters; /* FIFO */
 	/* A session failed to connect while others live on: waiters wait for those, and no new
 	 * session is opened until retry fires (out of descriptors, socket() fails at once:
@@ -129,6 +130,13 @@ struct session {
 	struct pool_exec *watch;
 	bool watch_ready;
 	char fifo[256];
+	/* On a host that allows one channel per connection (sshd MaxSessions 1; target
+	 * one_channel) the watcher needs a connection of its own: lender is the session whose
+	 * watcher this one's commands register with and are killed through (a reference is
+	 * held), and borrowers counts the sessions using this one's watcher (listed ones; it
+	 * is not closed idle while any is). */
+	struct session *lender;
+	int borrowers;
 	TAILQ_HEAD(, pool_exec) execs;
 	TAILQ_ENTRY(session) link; /* target->sessions or p->dead_sessions */
 	char detail[160];
@@ -182,6 +190,11 @@ struct pool_exec {
 	char pgid_line[256]; /* the first line: pgid, or the watcher's FIFO */
 	size_t pgid_len;
 	bool pgid_done;
+	/* stdout before the pgid line: the login shell's startup files printed it (the host's
+	 * output), handed on once the command is known to run; at most CHANNEL_NOISE_MAX */
+	char *noise;
+	size_t noise_len;
+	bool noise_dropped; /* command_spec.broker_script: the noise is not output */
 	struct timeval deadline;
 	struct event *deadline_ev; /* the deadline, then the kill safety net; the watcher's beat */
 	struct pool_acquire *reacquire;

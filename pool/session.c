@@ -45,6 +45,7 @@ static const struct fsm sess_fsm = {"pool session", sess_state_names, sess_legal
 
 static void session_event_cb(evutil_socket_t fd, short what, void *arg);
 static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void session_borrowers_lose_watcher(struct session *l, const char *why);
 
 static void timer_in(struct event *ev, int seconds)
 {
@@ -86,6 +87,8 @@ void session_free(struct session *s)
 	if (s->fd >= 0)
 		evutil_closesocket(s->fd);
 	s->p->nsessions--;
+	if (s->lender != NULL)
+		session_unref(s->lender);
 	free(s);
 }
 
@@ -95,6 +98,11 @@ static void session_unlist(struct session *s)
 		return;
 	TAILQ_REMOVE(&s->t->sessions, s, link);
 	s->listed = false;
+	if (s->lender != NULL) {
+		s->lender->borrowers--;
+		session_check_idle(s->lender);
+	}
+	session_borrowers_lose_watcher(s, "the connection of the watcher it used closed");
 	session_unref(s);
 }
 
@@ -151,7 +159,7 @@ bool session_alive(const struct session *s)
 
 void session_check_idle(struct session *s)
 {
-	if (s->state != SESS_READY || s->slots > 0 || !TAILQ_EMPTY(&s->execs))
+	if (s->state != SESS_READY || s->slots > 0 || !TAILQ_EMPTY(&s->execs) || s->borrowers > 0)
 		return;
 	event_base_gettimeofday_cached(s->p->base, &s->idle_since);
 	if (s->retiring) {
@@ -170,6 +178,28 @@ static void session_connect_failed(struct session *s, enum pool_fail_reason why,
 	session_break(s, detail);
 }
 
+void session_borrow_watcher(struct session *s, struct session *lender)
+{
+	s->lender = lender;
+	session_ref(lender); /* dropped in session_free */
+	lender->borrowers++;
+	snprintf(s->fifo, sizeof(s->fifo), "%s", lender->fifo);
+	session_watcher_ready(s);
+}
+
+/* The lender's watcher is gone (or its session): its borrowers' commands can no longer
+ * be killed through it, so they take no new ones. */
+static void session_borrowers_lose_watcher(struct session *l, const char *why)
+{
+	struct session *b;
+
+	if (l->borrowers == 0)
+		return;
+	TAILQ_FOREACH(b, &l->t->sessions, link)
+	if (b->lender == l)
+		session_watcher_gone(b, why);
+}
+
 void session_watcher_ready(struct session *s)
 {
 	s->watch_ready = true;
@@ -186,6 +216,7 @@ void session_watcher_gone(struct session *s, const char *why)
 	char detail[160];
 
 	s->watch_ready = false;
+	session_borrowers_lose_watcher(s, "the watcher of the connection it used ended");
 	if (s->state == SESS_WATCHING) {
 		snprintf(detail, sizeof(detail),
 		         "%s@%s port %d did not start the broker's watcher: %s", s->t->user,
@@ -342,7 +373,7 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_connect_failed(s, POOL_FAIL_CONNECT, detail);
 		return;
 	}
-	if (s->slots > 0 || !TAILQ_EMPTY(&s->execs))
+	if (s->slots > 0 || !TAILQ_EMPTY(&s->execs) || s->borrowers > 0)
 		return; /* in use: the timer is re-armed when it goes idle */
 	if (s->retiring) {
 		session_close(s, "the SSH key was replaced");

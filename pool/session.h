@@ -54,6 +54,9 @@ static inline bool session_usable(const struct session *s)
 }
 /* The watcher printed where it listens (s->fifo): the session becomes ready. */
 void session_watcher_ready(struct session *s);
+/* On a one-channel host, s (authenticated) uses lender's watcher instead of its own, and is
+ * ready at once. */
+void session_borrow_watcher(struct session *s, struct session *lender);
 /* The watcher's channel ended (why, for logs): a session starting it fails to connect
  * (POOL_FAIL_CHANNEL); a ready one takes no new lease and closes once idle, since nothing
  * would end its commands at their deadlines if the broker went. */
