@@ -36,7 +36,7 @@
 /* How long a quiet moment before a sample waits for the clients' operations to end. */
 #define QUIET_WAIT_MS 60000
 #define CONF_BASE                                                                                  \
-	"org_max_concurrent_execs = 200\nworkspace_max_detached_execs = 1000\n"                   \
+	"org_max_concurrent_execs = 200\nworkspace_max_detached_execs = 1000\n"                    \
 	"exec_retain_s = 30\npool_kill_grace_s = 2\n"
 #define MAX_CODES 64
 #define MAX_MIN   600
@@ -112,10 +112,10 @@ static void codes_add(struct codes *c, const char *code, bool explained)
 }
 
 /* One outcome that is not plain success. Unexplained ones are printed as they happen. */
-static void record(enum kind k, const char *ws, const char *code, bool explained,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void record(enum kind k, const char *ws, const char *code, bool explained,
-                   const char *fmt, ...)
+static void record(enum kind k, const char *ws, const char *code, bool explained, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+static void record(enum kind k, const char *ws, const char *code, bool explained, const char *fmt,
+                   ...)
 {
 	char detail[400] = "";
 	va_list ap;
@@ -213,8 +213,8 @@ static const char *cmd_body(enum cmd c)
 
 /* Judges an attached exec's outcome: exit code (or -1) and error code (or NULL) against
  * what the command was meant to do. */
-static void judge_attached(enum kind k, const struct ws *w, enum cmd c, long long t0,
-                           int exit_code, const char *err, size_t out_bytes, bool has_out)
+static void judge_attached(enum kind k, const struct ws *w, enum cmd c, long long t0, int exit_code,
+                           const char *err, size_t out_bytes, bool has_out)
 {
 	long long t1 = now_ms();
 
@@ -243,8 +243,8 @@ static void judge_attached(enum kind k, const struct ws *w, enum cmd c, long lon
 
 static void op_streamed(unsigned *seed)
 {
-	static const enum cmd mix[] = {C_ECHO, C_ECHO, C_ECHO, C_SEQ, C_SEQ, C_FAIL, C_FAIL,
-	                               C_TIMEOUT, C_CANCEL, C_CANCEL};
+	static const enum cmd mix[] = {C_ECHO, C_ECHO, C_ECHO,    C_SEQ,    C_SEQ,
+	                               C_FAIL, C_FAIL, C_TIMEOUT, C_CANCEL, C_CANCEL};
 	enum cmd c = mix[rnd(seed, sizeof(mix) / sizeof(mix[0]))];
 	/* Cancels on the host that is never restarted: their outcome is known exactly. */
 	const struct ws *w = c == C_CANCEL ? &wss[rnd(seed, 2)] : &wss[rnd(seed, NWS)];
@@ -317,9 +317,9 @@ static void op_streamed(unsigned *seed)
 		    json_string_value(json_object_get(json_object_get(lt, "error"), "code"));
 		json_t *ec = json_object_get(lt, "exit_code");
 
-		judge_attached(K_STREAM, w, c, t0, json_is_integer(ec) ? (int)json_integer_value(ec) : -1,
-		               err != NULL ? err : (json_is_integer(ec) ? NULL : "signaled"),
-		               f.out_len, true);
+		judge_attached(
+		    K_STREAM, w, c, t0, json_is_integer(ec) ? (int)json_integer_value(ec) : -1,
+		    err != NULL ? err : (json_is_integer(ec) ? NULL : "signaled"), f.out_len, true);
 	}
 	kit_frames_free(&f);
 	kit_resp_free(&r);
@@ -346,10 +346,10 @@ static void op_buffered(unsigned *seed)
 	if (r.status == 200 && o != NULL) {
 		json_t *ec = json_object_get(o, "exit_code");
 
-		judge_attached(K_BUFFERED, w, c, t0,
-		               json_is_integer(ec) ? (int)json_integer_value(ec) : -1,
-		               json_is_integer(ec) ? NULL : "signaled",
-		               (size_t)json_integer_value(json_object_get(o, "stdout_bytes")), true);
+		judge_attached(
+		    K_BUFFERED, w, c, t0, json_is_integer(ec) ? (int)json_integer_value(ec) : -1,
+		    json_is_integer(ec) ? NULL : "signaled",
+		    (size_t)json_integer_value(json_object_get(o, "stdout_bytes")), true);
 	} else {
 		char code[64];
 
@@ -426,9 +426,10 @@ static void op_detached(unsigned *seed)
 
 	if (m == D_SIGNAL) {
 		snprintf(path, sizeof(path), "/v1/execs/%s/signal", id);
-		kit_http(B.port,
-		         &(struct kit_req){.path = path, .token = tok, .body = "{\"signal\":\"TERM\"}"},
-		         &r);
+		kit_http(
+		    B.port,
+		    &(struct kit_req){.path = path, .token = tok, .body = "{\"signal\":\"TERM\"}"},
+		    &r);
 		if (r.status != 202) {
 			body_code(&r, code, sizeof(code));
 			record(K_DETACHED, w->id, code, false, "signal: status %d", r.status);
@@ -463,7 +464,8 @@ static void op_detached(unsigned *seed)
 	         &(struct kit_req){.method = "GET", .path = path, .token = tok, .max_time_s = 60},
 	         &r);
 	if (r.status != 200 || !r.complete) {
-		record(K_DETACHED, w->id, "replay_failed", false, "status %d %s", r.status, r.error);
+		record(K_DETACHED, w->id, "replay_failed", false, "status %d %s", r.status,
+		       r.error);
 	} else {
 		struct kit_frames f;
 
@@ -471,7 +473,8 @@ static void op_detached(unsigned *seed)
 		kit_frames_parse(&f, r.body, r.body_len);
 		if (f.terminal != 1 || f.out == NULL || strncmp(f.out, "start\n", 6) != 0 ||
 		    (m == D_WAIT && strcmp(f.out, "start\nend\n") != 0))
-			record(K_DETACHED, w->id, "replay_bad", false, "exec %s: %.200s", id, r.body);
+			record(K_DETACHED, w->id, "replay_bad", false, "exec %s: %.200s", id,
+			       r.body);
 		kit_frames_free(&f);
 	}
 	kit_resp_free(&r);
@@ -500,8 +503,7 @@ static void op_batch(unsigned *seed)
 	size_t i;
 
 	(void)seed;
-	kit_http(B.port, &(struct kit_req){.path = "/v1/batches", .token = tok, .body = body},
-	         &r);
+	kit_http(B.port, &(struct kit_req){.path = "/v1/batches", .token = tok, .body = body}, &r);
 	t1 = now_ms();
 	if (r.status != 200 || !r.complete || r.body_len < 2) {
 		char code[64];
@@ -560,7 +562,8 @@ static void op_audit(unsigned *seed)
 		snprintf(filter, sizeof(filter), "limit=20&status=exited");
 		break;
 	case 2:
-		snprintf(filter, sizeof(filter), "limit=20&workspace_id=%s", wss[rnd(seed, NWS)].id);
+		snprintf(filter, sizeof(filter), "limit=20&workspace_id=%s",
+		         wss[rnd(seed, NWS)].id);
 		break;
 	case 3:
 		snprintf(filter, sizeof(filter), "limit=10&status=cancelled");
@@ -665,8 +668,9 @@ static void take_sample(struct sample *s)
 		           kit_metric(r.body, "exec_broker_pool_sessions{state=\"busy\"}") +
 		           kit_metric(r.body, "exec_broker_pool_sessions{state=\"idle\"}"));
 	kit_resp_free(&r);
-	s->db_conns = sql_long("SELECT count(*) FROM pg_stat_activity "
-	                       "WHERE application_name = 'exec-broker' AND pid <> pg_backend_pid()");
+	s->db_conns =
+	    sql_long("SELECT count(*) FROM pg_stat_activity "
+	             "WHERE application_name = 'exec-broker' AND pid <> pg_backend_pid()");
 	s->running = sql_long("SELECT count(*) FROM exec_audit WHERE status = 'running'");
 }
 
@@ -779,8 +783,8 @@ static void print_minute(int m, const struct sample *s)
 	if (codes_min.n == 0)
 		o += (size_t)snprintf(line + o, sizeof(line) - o, " none");
 	snprintf(line + o, sizeof(line) - o,
-	         " (unexplained %ld) | rss %ld KiB fds %ld (sessions %ld) db %ld running %ld", unexp,
-	         s->rss_kib, s->fds, s->sessions, s->db_conns, s->running);
+	         " (unexplained %ld) | rss %ld KiB fds %ld (sessions %ld) db %ld running %ld",
+	         unexp, s->rss_kib, s->fds, s->sessions, s->db_conns, s->running);
 	memset(done_min, 0, sizeof(done_min));
 	memset(&codes_min, 0, sizeof(codes_min));
 	pthread_mutex_unlock(&mu);
@@ -792,8 +796,8 @@ static void print_minute(int m, const struct sample *s)
 
 static int setup(void)
 {
-	const char *targs[] = {"token", "create", "--org", "acme", "--scope",
-	                       "exec,batch,audit:read", NULL};
+	const char *targs[] = {
+	    "token", "create", "--org", "acme", "--scope", "exec,batch,audit:read", NULL};
 	char sql[400];
 
 	if (kit_db_migrated(W.db, sizeof(W.db)) != 0)
@@ -909,7 +913,8 @@ int main(void)
 		pthread_join(cl[i], NULL);
 	end = now_ms() + 120000;
 	while (now_ms() < end &&
-	       (running = sql_long("SELECT count(*) FROM exec_audit WHERE status = 'running'")) != 0)
+	       (running = sql_long("SELECT count(*) FROM exec_audit WHERE status = 'running'")) !=
+	           0)
 		idle_ms(1000);
 	end = now_ms() + 60000;
 	while (now_ms() < end &&
@@ -971,7 +976,8 @@ int main(void)
 	bench_print_failures(NULL, 0);
 	{
 		bool pass = rss_ok && fds_ok && unexplained_total == 0 && running == 0 &&
-		            not_cancelled == 0 && verify_ok && stop_ok && bench_problem_count() == 0;
+		            not_cancelled == 0 && verify_ok && stop_ok &&
+		            bench_problem_count() == 0;
 
 		printf("soak: %s\n", pass ? "PASS" : "FAIL");
 		free(verify);
