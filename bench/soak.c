@@ -81,6 +81,7 @@ static long done_min[K_NKINDS], done_all[K_NKINDS];
 static struct codes codes_min, codes_all;
 static long unexplained_total;
 static long long restart_t0[NHOSTS], restart_t1[NHOSTS]; /* ms; 0: never */
+static int last_restart = -1;
 static char **cancel_ids;
 static size_t ncancel, cancel_cap;
 
@@ -758,6 +759,7 @@ static void restart_host(int h)
 	t1 = now_ms();
 	pthread_mutex_lock(&mu);
 	restart_t1[h] = t1;
+	last_restart = h;
 	pthread_mutex_unlock(&mu);
 	if (rc != 0)
 		bench_problem("sshd of host %d did not restart", h);
@@ -783,8 +785,11 @@ static void print_minute(int m, const struct sample *s)
 	if (codes_min.n == 0)
 		o += (size_t)snprintf(line + o, sizeof(line) - o, " none");
 	snprintf(line + o, sizeof(line) - o,
-	         " (unexplained %ld) | rss %ld KiB fds %ld (sessions %ld) db %ld running %ld",
-	         unexp, s->rss_kib, s->fds, s->sessions, s->db_conns, s->running);
+	         " (unexplained %ld) | sshd h%d restarted in %lld ms | rss %ld KiB fds %ld "
+	         "(sessions %ld) db %ld running %ld",
+	         unexp, last_restart,
+	         last_restart >= 0 ? restart_t1[last_restart] - restart_t0[last_restart] : -1LL,
+	         s->rss_kib, s->fds, s->sessions, s->db_conns, s->running);
 	memset(done_min, 0, sizeof(done_min));
 	memset(&codes_min, 0, sizeof(codes_min));
 	pthread_mutex_unlock(&mu);
