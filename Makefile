@@ -56,7 +56,7 @@ say = @printf '  %-6s %s\n'
 endif
 
 .PHONY: all deps check test-run install clean format run run-fleet bench bench-audit \
-	bench-detached bench-batch bench-fleet bench-chain \
+	bench-detached bench-batch bench-fleet bench-chain soak \
 	check-systemd \
 	config-example
 # Keep the objects of test binaries: they are intermediates of a chained rule.
@@ -126,6 +126,10 @@ bench-audit: $(BENCH_AUDIT)
 # pgbench (postgresql-client) replays the broker's audit statements.
 bench-chain: $(BUILD)/bench/bench_chain $(BUILD)/exec-broker
 	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/bench_chain
+
+# The soak runs SOAK_MINUTES (10) of mixed load; see bench/README.md. Not part of `check`.
+soak: $(BUILD)/bench/soak $(BUILD)/exec-broker
+	$(Q)EB_BIN=$(abspath $(BUILD)/exec-broker) $(BUILD)/bench/soak
 
 # The generator of audit rows is a plain libpq client.
 $(BUILD)/bench/audit_gen: $(BUILD)/obj/bench/audit_gen.o

@@ -407,7 +407,8 @@ static int channel_frame(struct pool_exec *e)
 	now = (struct timeval){ts.tv_sec, ts.tv_nsec / 1000};
 	if (timercmp(&e->deadline, &now, >)) {
 		timersub(&e->deadline, &now, &left);
-		ms = (long)left.tv_sec * 1000 + left.tv_usec / 1000;
+		/* Rounded up: the host must not end the command before the broker's timer. */
+		ms = (long)left.tv_sec * 1000 + (left.tv_usec + 999) / 1000;
 	}
 	if (command_frame(e->cmd, e->cmd_len, e->s->fifo, ms, &exec, &exec_len, &prefix,
 	                  &prefix_len) != 0)

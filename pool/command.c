@@ -215,14 +215,15 @@ int command_frame(const char *body, size_t body_len, const char *fifo, long dead
 
 /* The watcher (see command.h). Entries of L are "pgid:deadline:killat" in centiseconds of
  * /proc/uptime (a monotonic clock every shell can read without a fork); killat 0 means
- * not being killed. The clock subshell stops when the watcher is gone; the forwarder when
- * its stdin ends. Nothing here forks per command: registration is a builtin's write to
- * the FIFO, and each line costs the watcher a read of /proc/uptime. The clock ticks every
- * second while anything is registered and for 10 s after, else every h seconds (up to
- * 10: an idle session costs the host a `sleep` every 10 s, not every second); switching
- * starts one clock subshell per busy spell, not per command. A watcher killed outright
- * (KILL: its EXIT trap never runs) leaves its directory; the next one on the host removes
- * every such directory of the same user whose pid file names no live process. */
+ * not being killed. A deadline is rounded up, and one centisecond more covers the reading
+ * of the clock, which lags up to one: the broker's timer must fire first (channel.c). The clock
+ * subshell stops when the watcher is gone; the forwarder when its stdin ends. Nothing here forks
+ * per command: registration is a builtin's write to the FIFO, and each line costs the watcher a
+ * read of /proc/uptime. The clock ticks every second while anything is registered and for 10 s
+ * after, else every h seconds (up to 10: an idle session costs the host a `sleep` every 10 s, not
+ * every second); switching starts one clock subshell per busy spell, not per command. A watcher
+ * killed outright (KILL: its EXIT trap never runs) leaves its directory; the next one on the host
+ * removes every such directory of the same user whose pid file names no live process. */
 static const char watcher_script[] =
     "umask 077; trap '' HUP PIPE INT QUIT\n"
     "g=%d q=%d\n"
@@ -251,7 +252,7 @@ static const char watcher_script[] =
     " now\n"
     " case $c in\n"
     " a) s=$n ;;\n"
-    " r) L=\"$L $p:$((n + (m + 9) / 10)):0\" ;;\n"
+    " r) L=\"$L $p:$((n + (m + 9) / 10 + 1)):0\" ;;\n"
     " term|d|eof) M=\n"
     "  for x in $L; do\n"
     "   y=${x%%%%:*}\n"

@@ -486,6 +486,14 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static long long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void watcher_start(struct watcher *w, const char *shell, int grace_s, int idle_exit_s)
 {
 	int fi[2], fo[2];
@@ -596,6 +604,36 @@ START_TEST(watcher_ends_a_command_at_its_deadline)
 	ck_assert_msg(st != -1, "still running after 8 s");
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %d", st);
 	ck_assert_int_ge(now_ms() - t0, 1200);
+	watcher_end(&w);
+}
+END_TEST
+
+/* Never before its deadline, counted from the moment the broker framed the command: the
+ * broker's timer must fire first, or an exit by the host's TERM reads as a signal instead of
+ * a timeout. The host's clock reads in centiseconds; ticks come here every millisecond
+ * (as a "t" line, as the clock sends them) so that the watcher acts as soon as it may. */
+START_TEST(watcher_never_ends_a_command_before_its_deadline)
+{
+	struct watcher w;
+
+	watcher_start(&w, shells[_i], 5, 60);
+	for (int i = 0; i < 20; i++) {
+		long long t0 = now_us(), end = t0 + 5000000, t;
+		pid_t c = command_run(&w, shells[_i], 100, "exec sleep 30");
+		int st;
+
+		for (;;) {
+			watcher_say(&w, "t\n");
+			t = now_us();
+			if (waitpid(c, &st, WNOHANG) == c)
+				break;
+			ck_assert_msg(t < end, "still running after 5 s");
+			usleep(500);
+		}
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %d", st);
+		ck_assert_msg(t - t0 >= 100000,
+		              "run %d ended %lld us after its framing, deadline 100 ms", i, t - t0);
+	}
 	watcher_end(&w);
 }
 END_TEST
@@ -854,6 +892,7 @@ int main(void)
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tw, 30);
 	tcase_add_loop_test(tw, watcher_ends_a_command_at_its_deadline, 0, nsh);
+	tcase_add_loop_test(tw, watcher_never_ends_a_command_before_its_deadline, 0, nsh);
 	tcase_add_loop_test(tw, watcher_kills_what_ignores_term_after_the_grace, 0, nsh);
 	tcase_add_loop_test(tw, watcher_ends_every_command_when_the_broker_is_gone, 0, nsh);
 	tcase_add_loop_test(tw, watcher_forgets_a_command_whose_channel_closed, 0, nsh);
