@@ -722,8 +722,14 @@ START_TEST(a_dead_supervisor_makes_the_exec_lost)
 		ck_assert_int_gt(pid, 1);
 		kill((pid_t)-pid, SIGKILL); /* the group this test's exec leads */
 	}
-	usleep(300000);
-	o = get_exec(B.port, sid, 0);
+	/* The host is asked on every read: lost as soon as the kills have landed. */
+	for (int k = 0;; k++) {
+		o = get_exec(B.port, sid, 0);
+		if (strcmp(sv_str(o, "status"), "running") != 0 || k == 100)
+			break;
+		json_decref(o);
+		usleep(100000);
+	}
 	ck_assert_str_eq(sv_str(o, "status"), "lost");
 	json_decref(o);
 	ck_assert_int_eq(read_output(B.port, sid, true, &p), 200);
