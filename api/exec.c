@@ -917,8 +917,6 @@ bool exec_wants_buffered(const char *accept)
 	return false;
 }
 
-/* A new job on the API's list, holding the broker open: every path from here ends in
- * job_done(). NULL when out of memory. */
 bool api_exec_known(const struct api *a, const char *exec_id)
 {
 	for (const struct exec_job *j = a->jobs; j != NULL; j = j->next)
@@ -926,6 +924,9 @@ bool api_exec_known(const struct api *a, const char *exec_id)
 			return true;
 	return false;
 }
+
+/* A new job on the API's list, holding the broker open: every path from here ends in
+ * job_done(). NULL when out of memory. */
 
 static struct exec_job *job_new(struct api *a)
 {

@@ -217,7 +217,7 @@ int http_server_listen(struct http_server *s, const char *host, int port, char *
 	                                .ai_socktype = SOCK_STREAM,
 	                                .ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICSERV};
 	struct evutil_addrinfo *res = NULL;
-	char portname[16];
+	char portname[16], cap[16];
 	int rc;
 
 	snprintf(portname, sizeof(portname), "%d", port);
@@ -238,12 +238,8 @@ int http_server_listen(struct http_server *s, const char *host, int port, char *
 		return EB_ERR_IO;
 	}
 	evconnlistener_set_error_cb(s->listener, on_accept_error);
-	{
-		char cap[16];
-
-		snprintf(cap, sizeof(cap), "%u", s->max_conns);
-		log_kv(LOG_INFO, "accepting connections", "max_connections", cap, NULL);
-	}
+	snprintf(cap, sizeof(cap), "%u", s->max_conns);
+	log_kv(LOG_INFO, "accepting connections", "max_connections", cap, NULL);
 	return 0;
 }
 
