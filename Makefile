@@ -213,7 +213,7 @@ run-fleet: deps
 
 # libFuzzer targets (fuzz/fuzz_*.c): clang with ASan + UBSan into build/fuzz, the
 # product library compiled again there with coverage. `make fuzz` runs each target
-# FUZZ_SECONDS; `make fuzz-ci` each FUZZ_CI_SECONDS (8 targets: 4 minutes), as CI will.
+# FUZZ_SECONDS; `make fuzz-ci` each FUZZ_CI_SECONDS (12 targets: 6 minutes), as CI will.
 # scripts/fuzz-run reads the seeds of fuzz/corpus/ without writing there and keeps what
 # fails in build/fuzz/crashes/.
 FUZZ := build/fuzz

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <event2/http.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,8 +276,8 @@ static int skipped_frame(struct detached_follow *d, int i, json_t *f, struct det
 	long long off;
 
 	if (!json_is_integer(n) || json_integer_value(n) < 0 ||
-	    frame_offset(f, d->next[i], &off) != 0)
-		return EB_ERR_INVAL;
+	    frame_offset(f, d->next[i], &off) != 0 || json_integer_value(n) > LLONG_MAX - off)
+		return EB_ERR_INVAL; /* an end past LLONG_MAX is no offset: a peer's lie */
 	st->kind = DFRAME_SKIPPED;
 	st->fd = i + 1;
 	if (off + json_integer_value(n) > d->next[i])
@@ -297,6 +298,10 @@ static int output_frame(struct detached_follow *d, int i, json_t *f, struct deta
 		return rc;
 	if (st->out.truncated)
 		return 0; /* a cap of an attached exec's: no bytes, no offset */
+	if (st->out.len > (unsigned long long)(LLONG_MAX - off)) {
+		client_output_free(&st->out);
+		return EB_ERR_INVAL;
+	}
 	st->kind = DFRAME_OUTPUT;
 	st->fd = i + 1;
 	end = off + (long long)st->out.len;

@@ -312,25 +312,64 @@ const char *detached_status_name(enum detached_status_kind k)
 	}
 }
 
+/* A number as sh arithmetic prints it (digits, no sign, no leading zero) and at most
+ * INT64_MAX, which a tenant's forged status line must not pass: the audit row's bigint
+ * and the API's JSON integers hold no more. Moves *s past it; 0 or EB_ERR_INVAL. */
+static int number_at(const char **s, uint64_t *out)
+{
+	const char *p = *s;
+	uint64_t v = 0;
+
+	if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
+		return EB_ERR_INVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (uint64_t)(INT64_MAX - (*p - '0')) / 10)
+			return EB_ERR_INVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*s = p;
+	*out = v;
+	return 0;
+}
+
+/* A word of 1 to cap - 1 characters up to the next space or the end, into w. */
+static int word_at(const char **s, char *w, size_t cap)
+{
+	size_t n = strcspn(*s, " ");
+
+	if (n == 0 || n >= cap)
+		return EB_ERR_INVAL;
+	memcpy(w, *s, n);
+	w[n] = '\0';
+	*s += n;
+	return 0;
+}
+
+/* " NUMBER": one space, then a number. */
+static int next_number(const char **s, uint64_t *out)
+{
+	if (**s != ' ')
+		return EB_ERR_INVAL;
+	(*s)++;
+	return number_at(s, out);
+}
+
 int detached_status_parse(const char *line, struct detached_status *st)
 {
 	char kind[16], val[16];
-	unsigned long long o, e;
-	long long dur;
-	int used = 0;
+	uint64_t o, e, dur;
+	const char *p = line;
 
 	memset(st, 0, sizeof(*st));
-	if (sscanf(line, "%15s %15s %llu %llu %lld%n", kind, val, &o, &e, &dur, &used) != 5 ||
-	    line[used] != '\0' || dur < 0)
+	if (word_at(&p, kind, sizeof(kind)) != 0 || *p++ != ' ' ||
+	    word_at(&p, val, sizeof(val)) != 0 || next_number(&p, &o) != 0 ||
+	    next_number(&p, &e) != 0 || next_number(&p, &dur) != 0 || *p != '\0')
 		return EB_ERR_INVAL;
-	st->stdout_bytes = o;
-	st->stderr_bytes = e;
-	st->duration_ms = dur;
 	if (strcmp(kind, "exited") == 0) {
-		char *end;
-		long c = strtol(val, &end, 10);
+		const char *v = val;
+		uint64_t c;
 
-		if (*end != '\0' || c < 0 || c > 255)
+		if (number_at(&v, &c) != 0 || *v != '\0' || c > 255)
 			return EB_ERR_INVAL;
 		st->kind = DST_EXITED;
 		st->exit_code = (int)c;
@@ -346,21 +385,31 @@ int detached_status_parse(const char *line, struct detached_status *st)
 	} else {
 		return EB_ERR_INVAL;
 	}
+	st->stdout_bytes = o;
+	st->stderr_bytes = e;
+	st->duration_ms = (long long)dur;
 	return 0;
 }
 
-static int stream_of(const char *s)
+/* "d S A B", "k S A B" or "l S A B" after its letter: S "o" or "e", A and B numbers. */
+static int range_line(const char *line, int *stream, uint64_t *a, uint64_t *b)
 {
-	return strcmp(s, "o") == 0 ? 1 : strcmp(s, "e") == 0 ? 2 : 0;
+	const char *p = line + 3;
+
+	if (line[1] != ' ' || (line[2] != 'o' && line[2] != 'e'))
+		return EB_ERR_INVAL;
+	if (next_number(&p, a) != 0 || next_number(&p, b) != 0 || *p != '\0')
+		return EB_ERR_INVAL;
+	*stream = line[2] == 'o' ? 1 : 2;
+	return 0;
 }
 
 /* One record line (without its newline). */
 static int parse_line(struct detached_parser *p, const char *line, detached_rec_cb cb, void *arg)
 {
 	struct detached_rec r;
-	char s[4];
-	unsigned long long a, b;
-	int used = 0;
+	uint64_t a, b;
+	int stream;
 
 	memset(&r, 0, sizeof(r));
 	if (strcmp(line, "r") == 0) {
@@ -373,10 +422,13 @@ static int parse_line(struct detached_parser *p, const char *line, detached_rec_
 		r.kind = DREC_STATUS;
 		if (detached_status_parse(line + 2, &r.status) != 0)
 			return EB_ERR_INVAL;
-	} else if ((line[0] == 'd' || line[0] == 'k' || line[0] == 'l') && line[1] == ' ' &&
-	           sscanf(line + 2, "%3s %llu %llu%n", s, &a, &b, &used) == 3 &&
-	           line[2 + used] == '\0' && stream_of(s) != 0) {
-		r.stream = stream_of(s);
+	} else if ((line[0] == 'd' || line[0] == 'k' || line[0] == 'l') &&
+	           range_line(line, &stream, &a, &b) == 0) {
+		/* A data or skipped range ends in the stream too: within INT64_MAX. A kept
+		 * range is from a to b. */
+		if (line[0] == 'l' ? b < a : b > (uint64_t)INT64_MAX - a)
+			return EB_ERR_INVAL;
+		r.stream = stream;
 		r.offset = a;
 		r.len = b;
 		if (line[0] == 'd') {
@@ -386,8 +438,6 @@ static int parse_line(struct detached_parser *p, const char *line, detached_rec_
 			return 0; /* the data follows */
 		}
 		r.kind = line[0] == 'k' ? DREC_SKIPPED : DREC_KEPT;
-		if (r.kind == DREC_KEPT && b < a)
-			return EB_ERR_INVAL;
 	} else {
 		return EB_ERR_INVAL;
 	}
@@ -416,7 +466,8 @@ int detached_parse(struct detached_parser *p, const char *buf, size_t len, detac
 			continue;
 		}
 		if (buf[i] != '\n') {
-			if (p->llen + 1 >= sizeof(p->line)) {
+			/* A NUL would end the line early: "r\0..." is no "r". */
+			if (p->llen + 1 >= sizeof(p->line) || buf[i] == '\0') {
 				p->failed = true;
 				break;
 			}

@@ -686,6 +686,10 @@ static const char *const bad_frames[] = {
     "{\"stream\":\"stdout\",\"skipped\":-9,\"offset\":0}",
     "{\"stream\":\"stdout\",\"skipped\":9,\"offset\":1.5}",
     "{\"stream\":\"stdout\",\"data\":\"abc\",\"encoding\":\"base64\",\"offset\":0}",
+    /* Ends past 2^63-1, which no offset reaches (fuzz_client_frames found these). */
+    "{\"stream\":\"stdout\",\"data\":\"x\",\"offset\":9223372036854775807}",
+    "{\"stream\":\"stdout\",\"skipped\":9223372036854775807,\"offset\":1}",
+    "{\"stream\":\"stderr\",\"skipped\":1,\"offset\":9223372036854775807}",
 };
 
 START_TEST(malformed_frames_are_errors_and_move_nothing)

@@ -639,6 +639,14 @@ START_TEST(parser_refuses_what_a_reader_never_prints)
 	    "x timeout 3 0 0 0\n", "d o 0\n", "x signaled term 0 0 0\n",
 	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
 	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+	    /* Numbers as sh arithmetic prints them: no sign, no leading zero, no blank more,
+	     * and at most 2^63-1, the end of a range too (fuzz_detached_record found these). */
+	    "d o 01 1\n", "d o +1 1\n", "k o -1 5\n", "l o 0  5\n", "d  o 0 1\n", "l o\t0 1\n",
+	    "k o 0 9223372036854775808\n", "d o 9223372036854775807 1\n",
+	    "k o 18446744073709551615 1\n", "x exited 007 0 0 0\n", "x exited +7 0 0 0\n",
+	    "x exited 0 0 0 -0\n", "x exited  0 0 0 0\n", "x exited 0000000000000005 6 7\n",
+	    "x exited 0 18446744073709551615 0 0\n", "x signaled  TERM 0 0 0\n",
+	    "x timeout - 0 0 0 \n",
 	};
 	struct got g;
 
@@ -649,6 +657,20 @@ START_TEST(parser_refuses_what_a_reader_never_prints)
 		              bad[i]);
 		got_free(&g);
 	}
+}
+END_TEST
+
+/* A line holds no NUL: "r" then a NUL is no "r". */
+START_TEST(parser_refuses_a_nul_in_a_line)
+{
+	static const char in[] = "r\0junk\n";
+	struct detached_parser p = {0};
+	struct got g;
+
+	memset(&g, 0, sizeof(g));
+	ck_assert_int_ne(detached_parse(&p, in, sizeof(in) - 1, on_rec, &g), 0);
+	ck_assert_int_eq(g.ended, 0);
+	got_free(&g);
 }
 END_TEST
 
@@ -713,6 +735,7 @@ int main(void)
 	tcase_add_test(th, a_missing_home_fails_the_start);
 	tcase_add_test(tp, parser_reads_records_in_any_pieces);
 	tcase_add_test(tp, parser_refuses_what_a_reader_never_prints);
+	tcase_add_test(tp, parser_refuses_a_nul_in_a_line);
 	tcase_add_test(tp, signal_names);
 	suite_add_tcase(s, th);
 	suite_add_tcase(s, tp);
