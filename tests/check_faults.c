@@ -34,19 +34,6 @@
 static struct kit_world W;
 static int strays; /* refusals whose row turned up after all (stray_ends) */
 
-/* The command: its pid in $0 (the marker that it started), then it waits for $0.go and
- * says "ok". */
-#define MARKED                                                                                     \
-	"echo $$ > \"$0.tmp\"; mv \"$0.tmp\" \"$0\"; while [ ! -e \"$0.go\" ]; do sleep 0.02; "    \
-	"done; echo ok"
-
-static char *marked_body(const char *marker, int timeout_s)
-{
-	const char *argv[] = {"sh", "-c", MARKED, marker, NULL};
-
-	return sv_body(argv, json_pack("{s:i}", "timeout_s", timeout_s));
-}
-
 /* What a finished exec must show: 200, the whole stream, "ok", exit 0, its row exited 0. */
 static void assert_ran(const struct kit_resp *r, const char *what)
 {
@@ -89,7 +76,7 @@ static void load_begin(struct load *l, int port, const char *tag)
 	for (int i = 0; i < NRUN + NNEW; i++) {
 		snprintf(name, sizeof(name), "%s-m%d", tag, i);
 		l->markers[i] = kit_tmp_path(name);
-		l->bodies[i] = marked_body(l->markers[i], l->timeout_s);
+		l->bodies[i] = sv_marked_body(l->markers[i], l->timeout_s);
 		if (i >= NRUN) {
 			snprintf(name, sizeof(name), "%s.go", l->markers[i]);
 			sv_touch(name);
@@ -232,20 +219,6 @@ static void load_free(struct load *l)
 	}
 }
 
-/* No row of the broker instance is left 'running'. */
-static void none_running(const char *instance)
-{
-	char sql[200], *v;
-
-	snprintf(sql, sizeof(sql),
-	         "SELECT count(*) FROM exec_audit WHERE broker_instance = '%s' AND status = "
-	         "'running'",
-	         instance);
-	v = sv_query(W.db, sql);
-	ck_assert_msg(strcmp(v, "0") == 0, "%s rows of %s left running", v, instance);
-	free(v);
-}
-
 /* A child that terminates every backend of the broker every 30 ms for ms: a storm, so
  * that statements in flight, connections being made and idle ones are all cut. */
 static pid_t terminate_storm(int ms)
@@ -300,7 +273,7 @@ START_TEST(pg_terminate_backend_of_the_brokers_connections)
 	ck_assert_int_eq(kit_wait(storm, 10000, NULL), 0);
 	load_serves_on(&l);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	none_running("eb-fault-term");
+	sv_none_running(W.db, "eb-fault-term");
 	fprintf(stderr, "faults: pg_terminate_backend: %d new execs ran, %d refused 503\n", l.ran,
 	        l.refused);
 	load_free(&l);
@@ -345,8 +318,8 @@ static void postgres_away(const char *tag, int away_ms, bool restart)
 	load_serves_on(&l);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	ck_assert_int_eq(kit_broker_stop(&other), 0);
-	none_running(inst);
-	none_running(inst2);
+	sv_none_running(W.db, inst);
+	sv_none_running(W.db, inst2);
 	fprintf(stderr, "faults: %s: %d new execs ran, %d refused 503\n", tag, l.ran, l.refused);
 	load_free(&l);
 }
@@ -432,7 +405,7 @@ START_TEST(statement_timeout_hit)
 	ck_assert_int_eq(atoi(v), NRUN + l.ran + 1);
 	free(v);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	none_running("eb-fault-lock");
+	sv_none_running(W.db, "eb-fault-lock");
 	fprintf(stderr, "faults: statement_timeout: %d new execs ran, %d refused 503\n", l.ran,
 	        l.refused);
 	load_free(&l);
@@ -464,7 +437,7 @@ START_TEST(sshd_sessions_killed_under_running_execs)
 
 		snprintf(name, sizeof(name), "fault-cut%d", i);
 		markers[i] = kit_tmp_path(name);
-		bodies[i] = marked_body(markers[i], 5);
+		bodies[i] = sv_marked_body(markers[i], 5);
 		sq.body = bodies[i];
 		ck_assert_int_eq(kit_stream_open(&run[i], b.port, &sq), 0);
 		while (!kit_file_exists(markers[i])) {
@@ -544,7 +517,7 @@ START_TEST(sshd_back_with_a_new_host_key_runs_nothing)
 	for (int i = 0; i < NNEW; i++) {
 		snprintf(name, sizeof(name), "fault-key%d", i);
 		markers[i] = kit_tmp_path(name);
-		bodies[i] = marked_body(markers[i], 10);
+		bodies[i] = sv_marked_body(markers[i], 10);
 		q[i] = (struct kit_req){.ws = "ws-c2", .token = W.tok_other, .body = bodies[i]};
 	}
 	ck_assert_int_eq(kit_http_parallel(b.port, q, NNEW, r), 0);
@@ -613,7 +586,7 @@ START_TEST(postgres_backends_go_silent)
 	load_judge(&l, 503, "audit_unavailable", NULL);
 	load_serves_on(&l);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	none_running("eb-fault-silent");
+	sv_none_running(W.db, "eb-fault-silent");
 	fprintf(stderr,
 	        "faults: %d silent backends: %d new execs ran, %d refused 503 (%d of them with a "
 	        "row inserted late, ended failed_to_start)\n",
@@ -677,7 +650,7 @@ START_TEST(sshd_listener_killed_under_running_execs)
 	ck_assert_int_eq(th_sshd_restart(h), 0);
 	load_serves_on(&l);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	none_running("eb-fault-listen");
+	sv_none_running(W.db, "eb-fault-listen");
 	fprintf(stderr,
 	        "faults: sshd listener killed: %d running and %d new execs ran on the "
 	        "sessions left, then 502 ssh_connect_failed\n",
@@ -700,6 +673,21 @@ START_TEST(broker_sigterm_with_execs_running)
 	                 0);
 	load_begin(&l, b.port, "fault-sigterm");
 	ck_assert_int_eq(kill(b.pid, SIGTERM), 0);
+	/* once the broker has taken the signal: no longer ready, or no longer listening */
+	for (long long end = kit_now_ms() + KIT_WAIT_MS;;) {
+		struct kit_resp rr;
+		int status;
+
+		sv_http(b.port,
+		        &(struct kit_req){.method = "GET", .path = "/readyz", .max_time_s = 5},
+		        &rr);
+		status = rr.status;
+		kit_resp_free(&rr);
+		if (status != 200)
+			break;
+		ck_assert_msg(kit_now_ms() < end, "still ready after SIGTERM");
+		kit_sleep_ms(20);
+	}
 	load_send(&l);
 	for (int i = 0; i < NNEW; i++) {
 		if (l.r[i].status == 0) {
@@ -716,7 +704,7 @@ START_TEST(broker_sigterm_with_execs_running)
 	load_end(&l);
 	ck_assert_int_eq(kit_broker_wait(&b, KIT_WAIT_MS), 0);
 	ck_assert(WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0);
-	none_running("eb-fault-term2");
+	sv_none_running(W.db, "eb-fault-term2");
 	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fault-term2", NULL), 0);
 	load_serves_on(&l);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
@@ -836,7 +824,7 @@ START_TEST(broker_sigkilled_with_attached_and_detached_then_restarted)
 		              "a request sent to the dead broker ran");
 	load_serves_on(&l);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	none_running("eb-fault-kill");
+	sv_none_running(W.db, "eb-fault-kill");
 	fprintf(stderr,
 	        "faults: broker SIGKILLed: %d attached rows abandoned, their commands gone; 2 "
 	        "detached exited 7 and 8 after the restart; %d requests to it refused\n",

@@ -49,19 +49,6 @@ static const char *const new_wss[] = {"ws-c2", "ws-c3", "ws-c0", "ws-c1", "ws-c2
 #define NEW_WS(i) new_wss[(i) % 6]
 #define TOK(ws)   (strcmp((ws), "ws-c2") == 0 || strcmp((ws), "ws-c3") == 0 ? W.tok_other : W.tok_org)
 
-/* The command: its pid in $0 (the marker that it started), then it waits for $0.go and
- * says "ok". */
-#define MARKED                                                                                     \
-	"echo $$ > \"$0.tmp\"; mv \"$0.tmp\" \"$0\"; while [ ! -e \"$0.go\" ]; do sleep 0.02; "    \
-	"done; echo ok"
-
-static char *marked_body(const char *marker, int timeout_s)
-{
-	const char *argv[] = {"sh", "-c", MARKED, marker, NULL};
-
-	return sv_body(argv, json_pack("{s:i}", "timeout_s", timeout_s));
-}
-
 /* What a finished exec must show: 200, the whole stream, "ok", exit 0, its row exited 0. */
 static void assert_ran(const struct kit_resp *r, const char *what)
 {
@@ -94,7 +81,7 @@ static void running_start(struct running *g, int port, const char *tag)
 
 		snprintf(name, sizeof(name), "fc-%s-%d", tag, i);
 		g->marker[i] = kit_tmp_path(name);
-		g->body[i] = marked_body(g->marker[i], 100);
+		g->body[i] = sv_marked_body(g->marker[i], 100);
 		q.body = g->body[i];
 		ck_assert_int_eq(kit_stream_open(&g->c[i], port, &q), 0);
 	}
@@ -161,19 +148,6 @@ static int burst_or_refused(int port, int n, int max_time_s, bool tolerant)
 static int burst(int port, int n, int max_time_s)
 {
 	return burst_or_refused(port, n, max_time_s, false);
-}
-
-static void assert_no_running_rows(const char *instance)
-{
-	char sql[256], *v;
-
-	snprintf(sql, sizeof(sql),
-	         "SELECT count(*) FROM exec_audit WHERE broker_instance = '%s' AND status = "
-	         "'running'",
-	         instance);
-	v = sv_query(W.db, sql);
-	ck_assert_msg(strcmp(v, "0") == 0, "%s rows of %s left running", v, instance);
-	free(v);
 }
 
 /* Open descriptors of pid, or -1. */
@@ -551,7 +525,7 @@ START_TEST(disconnect_mid_stream_while_others_run)
 	running_finish(&g);
 	burst(b.port, NNEW, 0);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	assert_no_running_rows("eb-fc-cut");
+	sv_none_running(W.db, "eb-fc-cut");
 	fprintf(stderr,
 	        "faults_clients: disconnect: %d cut mid-stream cancelled and killed, %d running "
 	        "and %d new execs ran\n",
@@ -635,7 +609,7 @@ START_TEST(half_close_after_the_request_cancels_the_exec)
 			ck_assert_msg(!kit_pid_alive(pids[0]),
 			              "a half-closed client's command runs");
 		}
-	assert_no_running_rows(inst);
+	sv_none_running(W.db, inst);
 	ck_assert_int_ge(started, NCUT - 1);
 	fprintf(stderr,
 	        "faults_clients: half-close (%s): %d cancelled (%d had started, %d had a status "
@@ -724,7 +698,7 @@ START_TEST(many_clients_that_never_read_while_others_are_served)
 		kit_resp_free(&r);
 	}
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	assert_no_running_rows("eb-fc-noread");
+	sv_none_running(W.db, "eb-fc-noread");
 	fprintf(stderr,
 	        "faults_clients: never read: %d clients not reading %d MiB each, broker RSS +%ld "
 	        "KiB; %d execs served meanwhile; then every byte read\n",
@@ -769,7 +743,7 @@ START_TEST(slowloris_connections_are_dropped_while_execs_run)
 	ck_assert_int_eq(trickle.seen.got_408 + stall.seen.got_408, NSLOW);
 	running_finish(&g);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	assert_no_running_rows("eb-fc-slow");
+	sv_none_running(W.db, "eb-fc-slow");
 	fprintf(stderr,
 	        "faults_clients: slowloris: %d trickling (%d bytes) and %d stalled dropped, %d "
 	        "with 408; %d running and %d new execs ran\n",
@@ -814,7 +788,7 @@ START_TEST(ten_thousand_idle_connections_while_execs_run)
 	m = sv_metrics(b.port);
 	free(m);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	assert_no_running_rows("eb-fc-idle");
+	sv_none_running(W.db, "eb-fc-idle");
 	fprintf(stderr,
 	        "faults_clients: idle: %d connections held, broker descriptors %d -> %d -> %d; "
 	        "%d running and %d new execs ran\n",
@@ -885,7 +859,7 @@ START_TEST(fd_limit_1024_under_an_idle_flood)
 	emfile = kit_file_contains(b.log, 0, "Too many open files");
 	/* with the default cap the broker keeps its reserve: it never ran out */
 	ck_assert_msg(_i == 1 || !emfile, "the broker ran out of descriptors (see %s)", b.log);
-	assert_no_running_rows(inst);
+	sv_none_running(W.db, inst);
 	fprintf(stderr,
 	        "faults_clients: nofile 1024 (%s): flood of %d made %d connections, %d dropped "
 	        "by the broker; broker descriptors %d -> %d -> %d%s; cpu %.1f s in %.1f s; %d "

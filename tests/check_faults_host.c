@@ -73,19 +73,6 @@ static void host_quiet(const struct th_sshd *s, const char *what)
 	}
 }
 
-static void no_row_running(const char *instance)
-{
-	char sql[256], *v;
-
-	snprintf(sql, sizeof(sql),
-	         "SELECT count(*) FROM exec_audit WHERE broker_instance = '%s' AND "
-	         "status = 'running'",
-	         instance);
-	v = sv_query(W.db, sql);
-	ck_assert_msg(strcmp(v, "0") == 0, "%s rows of %s left running", v, instance);
-	free(v);
-}
-
 /* A finished attached exec that must show exactly this output and exit code, in its stream
  * and in its row. */
 static void assert_exact(const struct kit_resp *r, const char *out, const char *err, int code,
@@ -327,7 +314,7 @@ START_TEST(max_sessions_1_runs_every_exec)
 	            kit_metric(m, "exec_broker_pool_sessions{state=\"busy\"}"));
 	free(m);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	no_row_running("eb-fh-ms1");
+	sv_none_running(W.db, "eb-fh-ms1");
 	host_quiet(&s, "MaxSessions 1");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	for (int i = 0; i < NMS1; i++)
@@ -469,7 +456,7 @@ START_TEST(a_login_that_prints_stays_out_of_the_output)
 	           "sh -l on a printing login");
 	detached_exact(b.port, "ws-login", "dout", "derr", "a detached exec on a printing login");
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	no_row_running("eb-fh-login");
+	sv_none_running(W.db, "eb-fh-login");
 	host_quiet(&s, "a login that prints");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	motd = kit_file_read("/etc/motd", NULL);
@@ -532,7 +519,7 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	sv_pid_gone(pids[0], "the command of a client that went away (~/.bashrc)");
 	sv_pid_gone(pids[1], "its child");
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	no_row_running("eb-fh-bashenv");
+	sv_none_running(W.db, "eb-fh-bashenv");
 	host_quiet(&s, "a startup file that prints");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	fprintf(stderr, "faults_host: a ~/.bashrc that prints: its lines lead stdout and stderr, "
@@ -782,7 +769,7 @@ START_TEST(no_process_slots_left_on_the_host)
 		kit_resp_free(&r[0]);
 	}
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	no_row_running("eb-fh-slots");
+	sv_none_running(W.db, "eb-fh-slots");
 	host_quiet(&s, "no process slots");
 	cg_quiet(group, "no process slots");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
@@ -950,7 +937,7 @@ START_TEST(a_full_disk_under_the_detached_exec_directory)
 	               "a detached exec after the disk had room");
 	ck_assert_msg(!kit_file_exists(mark), "a detached exec refused on a full disk ran");
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	no_row_running("eb-fh-disk");
+	sv_none_running(W.db, "eb-fh-disk");
 	keeper_finish(&k);
 	ck_assert_msg(access(home, F_OK) != 0, "%s still there", home);
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
@@ -1096,7 +1083,7 @@ START_TEST(a_watcher_harmed_on_the_host)
 		term_ran += exec_after_watcher(b.port, &q);
 	ck_assert_msg(term_ran >= 2, "%d of 3 execs ran after the watcher was killed", term_ran);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
-	no_row_running("eb-fh-watch");
+	sv_none_running(W.db, "eb-fh-watch");
 	host_quiet(&s, "a watcher harmed");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	fprintf(

@@ -486,6 +486,26 @@ char *sv_log_request(const char *log, const char *rid)
 	return line;
 }
 
+void sv_none_running(const char *db, const char *instance)
+{
+	char sql[256], *v;
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM exec_audit WHERE broker_instance = '%s' AND status = "
+	         "'running'",
+	         instance);
+	v = sv_query(db, sql);
+	ck_assert_msg(strcmp(v, "0") == 0, "%s rows of %s left running", v, instance);
+	free(v);
+}
+
+char *sv_marked_body(const char *marker, int timeout_s)
+{
+	const char *argv[] = {"sh", "-c", SV_MARKED, marker, NULL};
+
+	return sv_body(argv, json_pack("{s:i}", "timeout_s", timeout_s));
+}
+
 void sv_touch(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);

@@ -78,6 +78,15 @@ long long sv_int(json_t *o, const char *key);
 void sv_pid_gone(pid_t pid, const char *what);
 /* Waits (KIT_WAIT_MS) until file path holds a pid, and returns it. */
 pid_t sv_pid_wait(const char *path);
+/* No audit row of broker instance is left 'running' in db (fails the test naming how many). */
+void sv_none_running(const char *db, const char *instance);
+/* A command for the fault suites: its pid goes to the file $0 (the marker that it
+ * started), then it waits for $0.go and says "ok". sv_marked_body: its request body, with
+ * marker as $0 and timeout_s. */
+#define SV_MARKED                                                                                  \
+	"echo $$ > \"$0.tmp\"; mv \"$0.tmp\" \"$0\"; while [ ! -e \"$0.go\" ]; do sleep 0.02; "    \
+	"done; echo ok"
+char *sv_marked_body(const char *marker, int timeout_s);
 /* Creates an empty file (a gate a waiting command looks for). */
 void sv_touch(const char *path);
 /* Waits for SV_SLEEPER's pid file and reads both pids. */
