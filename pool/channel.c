@@ -25,10 +25,8 @@
 #define WRITE_LEN    32768
 #define PACKET_LEN   32768
 #define KILL_SLACK_S 10
-/* Output the login shell may print before the watcher says where it listens, or before a
- * command's pgid line. */
-#define WATCH_NOISE_MAX   8192
-#define CHANNEL_NOISE_MAX 8192
+/* Output the login shell may print before the watcher says where it listens. */
+#define WATCH_NOISE_MAX 8192
 
 static const char *const exec_state_names[] = {
     "waiting", "opening", "held", "starting", "running", "closing", "freeing", "done",
@@ -78,7 +76,7 @@ void channel_free(struct pool_exec *e)
 		explicit_bzero(e->in, e->in_len);
 	free(e->in);
 	free(e->cmd);
-	free(e->noise);
+	free(e->pg.noise);
 	free(e);
 }
 
@@ -465,18 +463,18 @@ static void channel_watcher_output(struct pool_exec *e, enum pool_stream st, con
 	for (size_t k = 0; k < n && !e->s->watch_ready; k++) {
 		e->out.stdout_bytes++;
 		if (buf[k] != '\n') {
-			if (e->pgid_len + 1 < sizeof(e->pgid_line))
-				e->pgid_line[e->pgid_len++] = buf[k];
+			if (e->pg.len + 1 < sizeof(e->pg.line))
+				e->pg.line[e->pg.len++] = buf[k];
 			continue;
 		}
-		e->pgid_line[e->pgid_len] = '\0';
-		if (strncmp(e->pgid_line, COMMAND_WATCH_TAG, tag) == 0 && e->pgid_len > tag &&
-		    e->pgid_len + 1 < sizeof(e->pgid_line)) {
-			snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pgid_line + tag);
+		e->pg.line[e->pg.len] = '\0';
+		if (strncmp(e->pg.line, COMMAND_WATCH_TAG, tag) == 0 && e->pg.len > tag &&
+		    e->pg.len + 1 < sizeof(e->pg.line)) {
+			snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pg.line + tag);
 			session_watcher_ready(e->s);
 			return;
 		}
-		e->pgid_len = 0;
+		e->pg.len = 0;
 		if (e->out.stdout_bytes > WATCH_NOISE_MAX) {
 			session_watcher_gone(e->s,
 			                     "it printed something else than where it listens");
@@ -497,84 +495,19 @@ static void channel_pass_output(struct pool_exec *e, enum pool_stream st, const 
 		e->cb.data(e, st, buf, n, e->arg);
 }
 
-/* Keeps n bytes of what came before the pgid line; false past CHANNEL_NOISE_MAX. */
-static bool channel_keep_noise(struct pool_exec *e, const char *p, size_t n)
-{
-	char *v;
-
-	if (n == 0)
-		return true;
-	if (e->noise_len + n > CHANNEL_NOISE_MAX ||
-	    (v = realloc(e->noise, e->noise_len + n)) == NULL)
-		return false;
-	e->noise = v;
-	memcpy(e->noise + e->noise_len, p, n);
-	e->noise_len += n;
-	return true;
-}
-
 /* The pgid line is over (found, or given up on with pgid 0): what came before it is the
  * host's output, and a cancel that came meanwhile can be sent now. */
 static void channel_pgid_known(struct pool_exec *e)
 {
 	e->pgid_done = true;
+	e->pgid = e->pg.pgid;
 	if (!e->noise_dropped)
-		channel_pass_output(e, POOL_STDOUT, e->noise, e->noise_len);
-	free(e->noise);
-	e->noise = NULL;
-	e->noise_len = 0;
+		channel_pass_output(e, POOL_STDOUT, e->pg.noise, e->pg.noise_len);
+	free(e->pg.noise);
+	e->pg.noise = NULL;
+	e->pg.noise_len = 0;
 	if (e->cancel_kind != POOL_EXITED)
 		channel_send_kill(e);
-}
-
-/* Looks for the pgid line in stdout: the command's first line of its own is its process
- * group, not output. A login shell whose startup files print (bash reads ~/.bashrc when
- * sshd runs it) puts lines, or the start of a line, before it: those are the host's output,
- * kept until the command is known to have run. Returns how much of buf it took. */
-static size_t channel_find_pgid(struct pool_exec *e, const char *buf, size_t n)
-{
-	const size_t tag = strlen(COMMAND_PGID_TAG);
-	size_t k = 0;
-
-	while (k < n && !e->pgid_done) {
-		char c = buf[k++];
-		const char *at;
-
-		if (c != '\n') {
-			e->pgid_line[e->pgid_len++] = c;
-			if (e->pgid_len + 1 < sizeof(e->pgid_line))
-				continue;
-			/* A long line without the tag yet: keep all but what could be the start
-			 * of a tag. */
-			if (!channel_keep_noise(e, e->pgid_line, e->pgid_len - tag)) {
-				e->pgid_len = 0;
-				channel_pgid_known(e); /* too much: the group stays unknown */
-				break;
-			}
-			memmove(e->pgid_line, e->pgid_line + e->pgid_len - tag, tag);
-			e->pgid_len = tag;
-			continue;
-		}
-		e->pgid_line[e->pgid_len] = '\0';
-		at = memmem(e->pgid_line, e->pgid_len, COMMAND_PGID_TAG, tag);
-		if (at != NULL) {
-			size_t before = (size_t)(at - e->pgid_line);
-
-			e->pgid = atol(at + tag);
-			if (!channel_keep_noise(e, e->pgid_line, before))
-				e->pgid = 0;
-			channel_pgid_known(e);
-			break;
-		}
-		e->pgid_line[e->pgid_len++] = '\n';
-		if (!channel_keep_noise(e, e->pgid_line, e->pgid_len)) {
-			e->pgid_len = 0;
-			channel_pgid_known(e);
-			break;
-		}
-		e->pgid_len = 0;
-	}
-	return k;
 }
 
 static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char *buf, size_t n)
@@ -584,8 +517,10 @@ static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char
 		return;
 	}
 	if (st == POOL_STDOUT && !e->pgid_done) {
-		size_t k = channel_find_pgid(e, buf, n);
+		size_t k = command_pgid_scan(&e->pg, buf, n);
 
+		if (e->pg.done)
+			channel_pgid_known(e);
 		buf += k;
 		n -= k;
 	}

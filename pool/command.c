@@ -26,6 +26,68 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 	return 0;
 }
 
+/* Keeps n bytes of what came before the pgid line; false past COMMAND_NOISE_MAX. */
+static bool pgid_keep_noise(struct command_pgid_scan *sc, const char *p, size_t n)
+{
+	char *v;
+
+	if (n == 0)
+		return true;
+	if (sc->noise_len + n > COMMAND_NOISE_MAX ||
+	    (v = realloc(sc->noise, sc->noise_len + n)) == NULL)
+		return false;
+	sc->noise = v;
+	memcpy(sc->noise + sc->noise_len, p, n);
+	sc->noise_len += n;
+	return true;
+}
+
+size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n)
+{
+	const size_t tag = strlen(COMMAND_PGID_TAG);
+	size_t k = 0;
+
+	while (k < n && !sc->done) {
+		char c = buf[k++];
+		const char *at;
+
+		if (c != '\n') {
+			sc->line[sc->len++] = c;
+			if (sc->len + 1 < sizeof(sc->line))
+				continue;
+			/* A long line without the tag yet: keep all but what could be the start
+			 * of a tag. */
+			if (!pgid_keep_noise(sc, sc->line, sc->len - tag)) {
+				sc->len = 0;
+				sc->done = true; /* too much: the group stays unknown */
+				break;
+			}
+			memmove(sc->line, sc->line + sc->len - tag, tag);
+			sc->len = tag;
+			continue;
+		}
+		sc->line[sc->len] = '\0';
+		at = memmem(sc->line, sc->len, COMMAND_PGID_TAG, tag);
+		if (at != NULL) {
+			size_t before = (size_t)(at - sc->line);
+
+			sc->pgid = atol(at + tag);
+			if (!pgid_keep_noise(sc, sc->line, before))
+				sc->pgid = 0;
+			sc->done = true;
+			break;
+		}
+		sc->line[sc->len++] = '\n';
+		if (!pgid_keep_noise(sc, sc->line, sc->len)) {
+			sc->len = 0;
+			sc->done = true;
+			break;
+		}
+		sc->len = 0;
+	}
+	return k;
+}
+
 int command_quote(char **buf, size_t *len, size_t *cap, const char *s, size_t slen)
 {
 	size_t start = 0;

@@ -40,6 +40,23 @@ struct command_spec {
 
 /* The first line the command prints on stdout: COMMAND_PGID_TAG, the group id, '\n'. */
 #define COMMAND_PGID_TAG "exec-broker-pgid "
+/* What a login shell's startup files may print before it that is kept (the host's output). */
+#define COMMAND_NOISE_MAX 8192
+
+/* The scan of a command's stdout for its pgid line. A login shell whose startup files print
+ * (bash reads ~/.bashrc when sshd runs it) puts lines, or the start of a line, before it:
+ * that is the host's output, kept in noise (malloc'd, freed by the owner of the scan). */
+struct command_pgid_scan {
+	char line[256]; /* the current line, or the end of a long one */
+	size_t len;
+	char *noise;
+	size_t noise_len;
+	long pgid; /* the group, once done; 0 when given up on */
+	bool done; /* the pgid line was found, or given up on */
+};
+
+/* Feeds sc n bytes of stdout; returns how many it took (the rest is the command's). */
+size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n);
 /* The one line the watcher prints on stdout once it listens: the tag, then the path of
  * the FIFO commands register on, '\n'. */
 #define COMMAND_WATCH_TAG "exec-broker-watch "
