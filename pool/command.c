@@ -50,20 +50,26 @@ size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n
 	while (k < n && !sc->done) {
 		char c = buf[k++];
 		const char *at;
+		size_t keep;
 
 		if (c != '\n') {
 			sc->line[sc->len++] = c;
 			if (sc->len + 1 < sizeof(sc->line))
 				continue;
-			/* A long line without the tag yet: keep all but what could be the start
-			 * of a tag. */
-			if (!pgid_keep_noise(sc, sc->line, sc->len - tag)) {
+			/* A long line: keep from the tag on if it began (not at the very start:
+			 * that line is full, so not the pgid line), else all but what could be
+			 * the start of one. */
+			at = sc->len > tag
+			         ? memmem(sc->line + 1, sc->len - 1, COMMAND_PGID_TAG, tag)
+			         : NULL;
+			keep = at != NULL ? sc->len - (size_t)(at - sc->line) : tag - 1;
+			if (!pgid_keep_noise(sc, sc->line, sc->len - keep)) {
 				sc->len = 0;
 				sc->done = true; /* too much: the group stays unknown */
 				break;
 			}
-			memmove(sc->line, sc->line + sc->len - tag, tag);
-			sc->len = tag;
+			memmove(sc->line, sc->line + sc->len - keep, keep);
+			sc->len = keep;
 			continue;
 		}
 		sc->line[sc->len] = '\0';
