@@ -495,7 +495,7 @@ static void channel_pass_output(struct pool_exec *e, enum pool_stream st, const 
 		e->cb.data(e, st, buf, n, e->arg);
 }
 
-/* The pgid line is over (found, or given up on with pgid 0): what came before it is the
+/* The pgid line came: what came before it (its first COMMAND_NOISE_MAX bytes) is the
  * host's output, and a cancel that came meanwhile can be sent now. */
 static void channel_pgid_known(struct pool_exec *e)
 {

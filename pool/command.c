@@ -26,20 +26,19 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 	return 0;
 }
 
-/* Keeps n bytes of what came before the pgid line; false past COMMAND_NOISE_MAX. */
-static bool pgid_keep_noise(struct command_pgid_scan *sc, const char *p, size_t n)
+/* Keeps what fits of n bytes that came before the pgid line: COMMAND_NOISE_MAX in all, the
+ * rest dropped (the scan goes on: the group must still be found). */
+static void pgid_keep_noise(struct command_pgid_scan *sc, const char *p, size_t n)
 {
 	char *v;
 
-	if (n == 0)
-		return true;
-	if (sc->noise_len + n > COMMAND_NOISE_MAX ||
-	    (v = realloc(sc->noise, sc->noise_len + n)) == NULL)
-		return false;
+	if (n > COMMAND_NOISE_MAX - sc->noise_len)
+		n = COMMAND_NOISE_MAX - sc->noise_len;
+	if (n == 0 || (v = realloc(sc->noise, sc->noise_len + n)) == NULL)
+		return;
 	sc->noise = v;
 	memcpy(sc->noise + sc->noise_len, p, n);
 	sc->noise_len += n;
-	return true;
 }
 
 size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n)
@@ -63,11 +62,7 @@ size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n
 			         ? memmem(sc->line + 1, sc->len - 1, COMMAND_PGID_TAG, tag)
 			         : NULL;
 			keep = at != NULL ? sc->len - (size_t)(at - sc->line) : tag - 1;
-			if (!pgid_keep_noise(sc, sc->line, sc->len - keep)) {
-				sc->len = 0;
-				sc->done = true; /* too much: the group stays unknown */
-				break;
-			}
+			pgid_keep_noise(sc, sc->line, sc->len - keep);
 			memmove(sc->line, sc->line + sc->len - keep, keep);
 			sc->len = keep;
 			continue;
@@ -78,17 +73,12 @@ size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n
 			size_t before = (size_t)(at - sc->line);
 
 			sc->pgid = atol(at + tag);
-			if (!pgid_keep_noise(sc, sc->line, before))
-				sc->pgid = 0;
+			pgid_keep_noise(sc, sc->line, before);
 			sc->done = true;
 			break;
 		}
 		sc->line[sc->len++] = '\n';
-		if (!pgid_keep_noise(sc, sc->line, sc->len)) {
-			sc->len = 0;
-			sc->done = true;
-			break;
-		}
+		pgid_keep_noise(sc, sc->line, sc->len);
 		sc->len = 0;
 	}
 	return k;

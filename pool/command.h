@@ -40,7 +40,8 @@ struct command_spec {
 
 /* The first line the command prints on stdout: COMMAND_PGID_TAG, the group id, '\n'. */
 #define COMMAND_PGID_TAG "exec-broker-pgid "
-/* What a login shell's startup files may print before it that is kept (the host's output). */
+/* How much of what a login shell's startup files print before it is kept (the host's
+ * output); the rest is dropped. */
 #define COMMAND_NOISE_MAX 8192
 
 /* The scan of a command's stdout for its pgid line. A login shell whose startup files print
@@ -51,8 +52,8 @@ struct command_pgid_scan {
 	size_t len;
 	char *noise;
 	size_t noise_len;
-	long pgid; /* the group, once done; 0 when given up on */
-	bool done; /* the pgid line was found, or given up on */
+	long pgid;
+	bool done; /* the pgid line was found */
 };
 
 /* Feeds sc n bytes of stdout; returns how many it took (the rest is the command's). */

@@ -472,6 +472,29 @@ START_TEST(pgid_line_is_found_after_any_startup_text)
 }
 END_TEST
 
+/* More startup text than is kept: the first COMMAND_NOISE_MAX bytes are, the rest dropped;
+ * the group is still found, and the pgid line is never taken for output. */
+START_TEST(pgid_line_is_found_after_too_much_startup_text)
+{
+	static const size_t lens[] = {COMMAND_NOISE_MAX - 1, COMMAND_NOISE_MAX,
+	                              COMMAND_NOISE_MAX + 1, COMMAND_NOISE_MAX + 300, 40000};
+	char *in = malloc(40000);
+
+	ck_assert_ptr_nonnull(in);
+	for (int lined = 0; lined < 2; lined++) {
+		for (size_t i = 0; i < 40000; i++)
+			in[i] = lined && i % 50 == 49 ? '\n' : (char)('a' + i % 26);
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			pgid_scan_case(in, lens[i], 0,
+			               lined ? "lines past the limit" : "one long line");
+			pgid_scan_case(in, lens[i], 1000,
+			               lined ? "lines past the limit" : "one long line");
+		}
+	}
+	free(in);
+}
+END_TEST
+
 /* The kill command ends a whole process group, children included. */
 START_TEST(kill_group_ends_every_process_of_the_group)
 {
@@ -943,6 +966,7 @@ int main(void)
 	tcase_add_test(tc, overlong_command_is_refused);
 	tcase_add_test(tc, quote_examples);
 	tcase_add_test(tc, pgid_line_is_found_after_any_startup_text);
+	tcase_add_test(tc, pgid_line_is_found_after_too_much_startup_text);
 	tcase_add_test(tc, kill_group_ends_every_process_of_the_group);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tw, 30);
