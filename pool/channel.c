@@ -68,6 +68,20 @@ static int channel_open_count(const struct session *s)
 	return open;
 }
 
+/* Whether another session of s's target lends its watcher (target one_channel). */
+static bool channel_other_lender(const struct session *s)
+{
+	const struct session *x;
+
+	if (!s->t->one_channel)
+		return false;
+	TAILQ_FOREACH(x, &s->t->sessions, link)
+	if (x != s && x->lender == NULL && x->max_slots == 0 && !x->retiring && x->watch_ready &&
+	    x->state == SESS_READY)
+		return true;
+	return false;
+}
+
 void channel_free(struct pool_exec *e)
 {
 	if (e->deadline_ev != NULL)
@@ -566,7 +580,20 @@ bool channel_step(struct pool_exec *e)
 					 * frees it a loop later), so this says nothing new of
 					 * the limit. */
 					int open = channel_open_count(s);
-					if (open == 0 && s->peak_open == 0 && s->lender == NULL) {
+					if (open == 0 && s->peak_open == 0 && s->lender == NULL &&
+					    channel_other_lender(s)) {
+						/* Sessions that came up together each started a
+						 * watcher: one lender is enough, and another would
+						 * hold a place under the per-host cap and never be
+						 * used. This one closes once idle; its execs go to
+						 * borrowers. */
+						s->retiring = true;
+						snprintf(
+						    s->detail, sizeof(s->detail),
+						    "the host allows one channel per connection, "
+						    "and another lends its watcher");
+					} else if (open == 0 && s->peak_open == 0 &&
+					           s->lender == NULL) {
 						/* Not even one beside the watcher (MaxSessions
 						 * 1): this session keeps its watcher for the
 						 * host's other connections, one exec each. */
