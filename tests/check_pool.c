@@ -1477,6 +1477,36 @@ START_TEST(max_sessions_1_two_sessions_per_host_runs_every_exec)
 }
 END_TEST
 
+/* 11a'. pool_free with a lender and its borrower still listed (no shutdown ran: the
+ * sessions are freed in list order, the lender first): nothing is used after it is freed
+ * (run under ASan). */
+START_TEST(pool_free_with_borrowers_listed)
+{
+	struct pool_config cfg;
+	struct th_sshd s;
+	struct drv d;
+	struct job *jobs[12];
+	struct pool_stats st;
+
+	ck_assert_int_eq(th_sshd_start(&s, &(struct th_sshd_opts){.max_sessions = 1}), 0);
+	default_config(&cfg);
+	cfg.max_sessions_per_host = 2;
+	drv_init(&d, &cfg, &s);
+	for (int i = 0; i < 12; i++) {
+		jobs[i] = job_new(&d, "sh", "-c", "sleep 0.2; echo ok", NULL);
+		job_start(jobs[i]);
+	}
+	drv_wait(&d, pred_all_over, NULL, WAIT_S, "12 execs");
+	for (int i = 0; i < 12; i++)
+		assert_exited(jobs[i], 0);
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.sessions_idle, 2); /* the lender and a borrower */
+	d.shutdown_started = true;              /* drv_free: straight to pool_free */
+	drv_free(&d);
+	ck_assert_int_eq(th_sshd_stop(&s), 0);
+}
+END_TEST
+
 /* Cancels j (running, its processes seen) and asserts it ends cancelled within the grace
  * with nothing of it left on the host. */
 static void cancel_ends_it(struct drv *d, struct job *j, const char *pattern)
@@ -1855,6 +1885,7 @@ int main(void)
 	ADD(s, server_max_sessions_below_pool_channels);
 	ADD(s, cancel_needs_no_spare_channel);
 	ADD(s, max_sessions_1_two_sessions_per_host_runs_every_exec);
+	ADD(s, pool_free_with_borrowers_listed);
 	ADD(s, a_session_whose_watcher_died_is_retired);
 	ADD(s, idle_sessions_close_after_their_ttl);
 	ADD(s, host_names_are_resolved_asynchronously);
