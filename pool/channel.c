@@ -459,41 +459,33 @@ static bool channel_took_ownership(struct pool_exec *e)
 	return false;
 }
 
-/* The watcher's output: a line saying where it listens (lines before it, from the login
- * shell's startup files, are skipped, up to WATCH_NOISE_MAX bytes); what it says on stderr
+/* The watcher's output: a line saying where it listens (what comes before it, from the login
+ * shell's startup files, is skipped, up to WATCH_NOISE_MAX bytes); what it says on stderr
  * (why it could not start) is kept for the log line of its end. */
 static void channel_watcher_output(struct pool_exec *e, enum pool_stream st, const char *buf,
                                    size_t n)
 {
-	size_t have = strlen(e->out.detail), tag = strlen(COMMAND_WATCH_TAG);
+	size_t have = strlen(e->out.detail), tag = strlen(COMMAND_WATCH_TAG), k;
 
 	if (st == POOL_STDERR) {
-		for (size_t k = 0; k < n && have + 1 < sizeof(e->out.detail); k++)
+		for (k = 0; k < n && have + 1 < sizeof(e->out.detail); k++)
 			if (buf[k] != '\n' || have > 0)
 				e->out.detail[have++] = buf[k] == '\n' ? ' ' : buf[k];
 		e->out.detail[have] = '\0';
 		return;
 	}
-	for (size_t k = 0; k < n && !e->s->watch_ready; k++) {
-		e->out.stdout_bytes++;
-		if (buf[k] != '\n') {
-			if (e->pg.len + 1 < sizeof(e->pg.line))
-				e->pg.line[e->pg.len++] = buf[k];
-			continue;
-		}
-		e->pg.line[e->pg.len] = '\0';
-		if (strncmp(e->pg.line, COMMAND_WATCH_TAG, tag) == 0 && e->pg.len > tag &&
-		    e->pg.len + 1 < sizeof(e->pg.line)) {
-			snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pg.line + tag);
-			session_watcher_ready(e->s);
-			return;
-		}
-		e->pg.len = 0;
-		if (e->out.stdout_bytes > WATCH_NOISE_MAX) {
-			session_watcher_gone(e->s,
-			                     "it printed something else than where it listens");
-			return;
-		}
+	if (e->s->watch_ready || e->pg.done)
+		return;
+	k = command_scan_line(&e->pg, COMMAND_WATCH_TAG, buf, n);
+	e->out.stdout_bytes += k;
+	free(e->pg.noise);
+	e->pg.noise = NULL;
+	e->pg.noise_len = 0;
+	if (e->pg.done && e->pg.len > tag) {
+		snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pg.line + tag);
+		session_watcher_ready(e->s);
+	} else if (e->pg.done || e->out.stdout_bytes > WATCH_NOISE_MAX) {
+		session_watcher_gone(e->s, "it printed something else than where it listens");
 	}
 }
 

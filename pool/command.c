@@ -41,9 +41,9 @@ static void pgid_keep_noise(struct command_pgid_scan *sc, const char *p, size_t 
 	sc->noise_len += n;
 }
 
-size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n)
+size_t command_scan_line(struct command_pgid_scan *sc, const char *tag_s, const char *buf, size_t n)
 {
-	const size_t tag = strlen(COMMAND_PGID_TAG);
+	const size_t tag = strlen(tag_s);
 	size_t k = 0;
 
 	while (k < n && !sc->done) {
@@ -56,11 +56,9 @@ size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n
 			if (sc->len + 1 < sizeof(sc->line))
 				continue;
 			/* A long line: keep from the tag on if it began (not at the very start:
-			 * that line is full, so not the pgid line), else all but what could be
+			 * that line is full, so not the one sought), else all but what could be
 			 * the start of one. */
-			at = sc->len > tag
-			         ? memmem(sc->line + 1, sc->len - 1, COMMAND_PGID_TAG, tag)
-			         : NULL;
+			at = sc->len > tag ? memmem(sc->line + 1, sc->len - 1, tag_s, tag) : NULL;
 			keep = at != NULL ? sc->len - (size_t)(at - sc->line) : tag - 1;
 			pgid_keep_noise(sc, sc->line, sc->len - keep);
 			memmove(sc->line, sc->line + sc->len - keep, keep);
@@ -68,12 +66,13 @@ size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n
 			continue;
 		}
 		sc->line[sc->len] = '\0';
-		at = memmem(sc->line, sc->len, COMMAND_PGID_TAG, tag);
+		at = memmem(sc->line, sc->len, tag_s, tag);
 		if (at != NULL) {
 			size_t before = (size_t)(at - sc->line);
 
-			sc->pgid = atol(at + tag);
 			pgid_keep_noise(sc, sc->line, before);
+			sc->len -= before;
+			memmove(sc->line, at, sc->len + 1);
 			sc->done = true;
 			break;
 		}
@@ -81,6 +80,15 @@ size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n
 		pgid_keep_noise(sc, sc->line, sc->len);
 		sc->len = 0;
 	}
+	return k;
+}
+
+size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n)
+{
+	size_t k = command_scan_line(sc, COMMAND_PGID_TAG, buf, n);
+
+	if (sc->done)
+		sc->pgid = atol(sc->line + strlen(COMMAND_PGID_TAG));
 	return k;
 }
 

@@ -495,6 +495,29 @@ START_TEST(pgid_line_is_found_after_too_much_startup_text)
 }
 END_TEST
 
+/* The watcher's line, after startup text without a newline of any length: found, and the
+ * line from its tag on is what the scan holds. */
+START_TEST(watcher_line_is_found_after_any_startup_text)
+{
+	static const char wl[] = COMMAND_WATCH_TAG "/tmp/exec-broker-watch.AbC123/fifo";
+	char buf[700 + sizeof(wl) + 1];
+
+	for (size_t len = 0; len <= 600; len++) {
+		struct command_pgid_scan sc = {0};
+		size_t n;
+
+		memset(buf, 'q', len);
+		memcpy(buf + len, wl, strlen(wl));
+		buf[len + strlen(wl)] = '\n';
+		n = command_scan_line(&sc, COMMAND_WATCH_TAG, buf, len + strlen(wl) + 1);
+		ck_assert_msg(sc.done && n == len + strlen(wl) + 1, "%zu bytes before: done %d",
+		              len, sc.done);
+		ck_assert_str_eq(sc.line, wl);
+		free(sc.noise);
+	}
+}
+END_TEST
+
 /* The kill command ends a whole process group, children included. */
 START_TEST(kill_group_ends_every_process_of_the_group)
 {
@@ -967,6 +990,7 @@ int main(void)
 	tcase_add_test(tc, quote_examples);
 	tcase_add_test(tc, pgid_line_is_found_after_any_startup_text);
 	tcase_add_test(tc, pgid_line_is_found_after_too_much_startup_text);
+	tcase_add_test(tc, watcher_line_is_found_after_any_startup_text);
 	tcase_add_test(tc, kill_group_ends_every_process_of_the_group);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tw, 30);
