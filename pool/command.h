@@ -63,6 +63,7 @@ struct command_pgid_scan {
 size_t command_scan_line(struct command_pgid_scan *sc, const char *tag, const char *buf, size_t n);
 /* command_scan_line for the pgid line, whose group it puts in sc->pgid. */
 size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n);
+
 /* The one line the watcher prints on stdout once it listens: the tag, then the path of
  * the FIFO commands register on, '\n'. */
 #define COMMAND_WATCH_TAG "exec-broker-watch "
