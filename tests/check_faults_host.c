@@ -328,6 +328,23 @@ START_TEST(max_sessions_1_runs_every_exec)
 	free(m);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	no_row_running("eb-fh-ms1");
+	/* Two sessions per host at most: the two first opened come up together, and only one
+	 * may lend its watcher, or the other holds the second place and no borrower opens. */
+	ck_assert_int_eq(
+	    kit_broker_start(&b, W.db, "eb-fh-ms1-cap2", "pool_max_sessions_per_host = 2\n"), 0);
+	ck_assert_int_eq(kit_http_parallel(b.port, q, NMS1, r), 0);
+	for (int i = 0; i < NMS1; i++) {
+		snprintf(want, sizeof(want), "ok %d\n", i);
+		assert_exact(&r[i], want, "", 0,
+		             "an exec on a MaxSessions 1 host, 2 sessions at most");
+		kit_resp_free(&r[i]);
+	}
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	no_row_running("eb-fh-ms1-cap2");
+	fprintf(stderr,
+	        "faults_host: MaxSessions 1, pool_max_sessions_per_host 2: %d of %d concurrent "
+	        "execs exited 0 with their output\n",
+	        NMS1, NMS1);
 	host_quiet(&s, "MaxSessions 1");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	for (int i = 0; i < NMS1; i++)
