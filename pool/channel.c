@@ -25,10 +25,8 @@
 #define WRITE_LEN    32768
 #define PACKET_LEN   32768
 #define KILL_SLACK_S 10
-/* Output the login shell may print before the watcher says where it listens, or before a
- * command's pgid line. */
-#define WATCH_NOISE_MAX   8192
-#define CHANNEL_NOISE_MAX 8192
+/* Output the login shell may print before the watcher says where it listens. */
+#define WATCH_NOISE_MAX 8192
 
 static const char *const exec_state_names[] = {
     "waiting", "opening", "held", "starting", "running", "closing", "freeing", "done",
@@ -70,6 +68,20 @@ static int channel_open_count(const struct session *s)
 	return open;
 }
 
+/* Whether another session of s's target lends its watcher (target one_channel). */
+static bool channel_other_lender(const struct session *s)
+{
+	const struct session *x;
+
+	if (!s->t->one_channel)
+		return false;
+	TAILQ_FOREACH(x, &s->t->sessions, link)
+	if (x != s && x->lender == NULL && x->max_slots == 0 && !x->retiring && x->watch_ready &&
+	    x->state == SESS_READY)
+		return true;
+	return false;
+}
+
 void channel_free(struct pool_exec *e)
 {
 	if (e->deadline_ev != NULL)
@@ -78,7 +90,7 @@ void channel_free(struct pool_exec *e)
 		explicit_bzero(e->in, e->in_len);
 	free(e->in);
 	free(e->cmd);
-	free(e->noise);
+	free(e->pg.noise);
 	free(e);
 }
 
@@ -447,41 +459,33 @@ static bool channel_took_ownership(struct pool_exec *e)
 	return false;
 }
 
-/* The watcher's output: a line saying where it listens (lines before it, from the login
- * shell's startup files, are skipped, up to WATCH_NOISE_MAX bytes); what it says on stderr
+/* The watcher's output: a line saying where it listens (what comes before it, from the login
+ * shell's startup files, is skipped, up to WATCH_NOISE_MAX bytes); what it says on stderr
  * (why it could not start) is kept for the log line of its end. */
 static void channel_watcher_output(struct pool_exec *e, enum pool_stream st, const char *buf,
                                    size_t n)
 {
-	size_t have = strlen(e->out.detail), tag = strlen(COMMAND_WATCH_TAG);
+	size_t have = strlen(e->out.detail), tag = strlen(COMMAND_WATCH_TAG), k;
 
 	if (st == POOL_STDERR) {
-		for (size_t k = 0; k < n && have + 1 < sizeof(e->out.detail); k++)
+		for (k = 0; k < n && have + 1 < sizeof(e->out.detail); k++)
 			if (buf[k] != '\n' || have > 0)
 				e->out.detail[have++] = buf[k] == '\n' ? ' ' : buf[k];
 		e->out.detail[have] = '\0';
 		return;
 	}
-	for (size_t k = 0; k < n && !e->s->watch_ready; k++) {
-		e->out.stdout_bytes++;
-		if (buf[k] != '\n') {
-			if (e->pgid_len + 1 < sizeof(e->pgid_line))
-				e->pgid_line[e->pgid_len++] = buf[k];
-			continue;
-		}
-		e->pgid_line[e->pgid_len] = '\0';
-		if (strncmp(e->pgid_line, COMMAND_WATCH_TAG, tag) == 0 && e->pgid_len > tag &&
-		    e->pgid_len + 1 < sizeof(e->pgid_line)) {
-			snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pgid_line + tag);
-			session_watcher_ready(e->s);
-			return;
-		}
-		e->pgid_len = 0;
-		if (e->out.stdout_bytes > WATCH_NOISE_MAX) {
-			session_watcher_gone(e->s,
-			                     "it printed something else than where it listens");
-			return;
-		}
+	if (e->s->watch_ready || e->pg.done)
+		return;
+	k = command_scan_line(&e->pg, COMMAND_WATCH_TAG, buf, n);
+	e->out.stdout_bytes += k;
+	free(e->pg.noise);
+	e->pg.noise = NULL;
+	e->pg.noise_len = 0;
+	if (e->pg.done && e->pg.len > tag) {
+		snprintf(e->s->fifo, sizeof(e->s->fifo), "%s", e->pg.line + tag);
+		session_watcher_ready(e->s);
+	} else if (e->pg.done || e->out.stdout_bytes > WATCH_NOISE_MAX) {
+		session_watcher_gone(e->s, "it printed something else than where it listens");
 	}
 }
 
@@ -497,84 +501,19 @@ static void channel_pass_output(struct pool_exec *e, enum pool_stream st, const 
 		e->cb.data(e, st, buf, n, e->arg);
 }
 
-/* Keeps n bytes of what came before the pgid line; false past CHANNEL_NOISE_MAX. */
-static bool channel_keep_noise(struct pool_exec *e, const char *p, size_t n)
-{
-	char *v;
-
-	if (n == 0)
-		return true;
-	if (e->noise_len + n > CHANNEL_NOISE_MAX ||
-	    (v = realloc(e->noise, e->noise_len + n)) == NULL)
-		return false;
-	e->noise = v;
-	memcpy(e->noise + e->noise_len, p, n);
-	e->noise_len += n;
-	return true;
-}
-
-/* The pgid line is over (found, or given up on with pgid 0): what came before it is the
+/* The pgid line came: what came before it (its first COMMAND_NOISE_MAX bytes) is the
  * host's output, and a cancel that came meanwhile can be sent now. */
 static void channel_pgid_known(struct pool_exec *e)
 {
 	e->pgid_done = true;
+	e->pgid = e->pg.pgid;
 	if (!e->noise_dropped)
-		channel_pass_output(e, POOL_STDOUT, e->noise, e->noise_len);
-	free(e->noise);
-	e->noise = NULL;
-	e->noise_len = 0;
+		channel_pass_output(e, POOL_STDOUT, e->pg.noise, e->pg.noise_len);
+	free(e->pg.noise);
+	e->pg.noise = NULL;
+	e->pg.noise_len = 0;
 	if (e->cancel_kind != POOL_EXITED)
 		channel_send_kill(e);
-}
-
-/* Looks for the pgid line in stdout: the command's first line of its own is its process
- * group, not output. A login shell whose startup files print (bash reads ~/.bashrc when
- * sshd runs it) puts lines, or the start of a line, before it: those are the host's output,
- * kept until the command is known to have run. Returns how much of buf it took. */
-static size_t channel_find_pgid(struct pool_exec *e, const char *buf, size_t n)
-{
-	const size_t tag = strlen(COMMAND_PGID_TAG);
-	size_t k = 0;
-
-	while (k < n && !e->pgid_done) {
-		char c = buf[k++];
-		const char *at;
-
-		if (c != '\n') {
-			e->pgid_line[e->pgid_len++] = c;
-			if (e->pgid_len + 1 < sizeof(e->pgid_line))
-				continue;
-			/* A long line without the tag yet: keep all but what could be the start
-			 * of a tag. */
-			if (!channel_keep_noise(e, e->pgid_line, e->pgid_len - tag)) {
-				e->pgid_len = 0;
-				channel_pgid_known(e); /* too much: the group stays unknown */
-				break;
-			}
-			memmove(e->pgid_line, e->pgid_line + e->pgid_len - tag, tag);
-			e->pgid_len = tag;
-			continue;
-		}
-		e->pgid_line[e->pgid_len] = '\0';
-		at = memmem(e->pgid_line, e->pgid_len, COMMAND_PGID_TAG, tag);
-		if (at != NULL) {
-			size_t before = (size_t)(at - e->pgid_line);
-
-			e->pgid = atol(at + tag);
-			if (!channel_keep_noise(e, e->pgid_line, before))
-				e->pgid = 0;
-			channel_pgid_known(e);
-			break;
-		}
-		e->pgid_line[e->pgid_len++] = '\n';
-		if (!channel_keep_noise(e, e->pgid_line, e->pgid_len)) {
-			e->pgid_len = 0;
-			channel_pgid_known(e);
-			break;
-		}
-		e->pgid_len = 0;
-	}
-	return k;
 }
 
 static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char *buf, size_t n)
@@ -584,8 +523,10 @@ static void channel_deliver(struct pool_exec *e, enum pool_stream st, const char
 		return;
 	}
 	if (st == POOL_STDOUT && !e->pgid_done) {
-		size_t k = channel_find_pgid(e, buf, n);
+		size_t k = command_pgid_scan(&e->pg, buf, n);
 
+		if (e->pg.done)
+			channel_pgid_known(e);
 		buf += k;
 		n -= k;
 	}
@@ -631,7 +572,20 @@ bool channel_step(struct pool_exec *e)
 					 * frees it a loop later), so this says nothing new of
 					 * the limit. */
 					int open = channel_open_count(s);
-					if (open == 0 && s->peak_open == 0 && s->lender == NULL) {
+					if (open == 0 && s->peak_open == 0 && s->lender == NULL &&
+					    channel_other_lender(s)) {
+						/* Sessions that came up together each started a
+						 * watcher: one lender is enough, and another would
+						 * hold a place under the per-host cap and never be
+						 * used. This one closes once idle; its execs go to
+						 * borrowers. */
+						s->retiring = true;
+						snprintf(
+						    s->detail, sizeof(s->detail),
+						    "the host allows one channel per connection, "
+						    "and another lends its watcher");
+					} else if (open == 0 && s->peak_open == 0 &&
+					           s->lender == NULL) {
 						/* Not even one beside the watcher (MaxSessions
 						 * 1): this session keeps its watcher for the
 						 * host's other connections, one exec each. */

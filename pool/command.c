@@ -26,6 +26,72 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 	return 0;
 }
 
+/* Keeps what fits of n bytes that came before the pgid line: COMMAND_NOISE_MAX in all, the
+ * rest dropped (the scan goes on: the group must still be found). */
+static void pgid_keep_noise(struct command_pgid_scan *sc, const char *p, size_t n)
+{
+	char *v;
+
+	if (n > COMMAND_NOISE_MAX - sc->noise_len)
+		n = COMMAND_NOISE_MAX - sc->noise_len;
+	if (n == 0 || (v = realloc(sc->noise, sc->noise_len + n)) == NULL)
+		return;
+	sc->noise = v;
+	memcpy(sc->noise + sc->noise_len, p, n);
+	sc->noise_len += n;
+}
+
+size_t command_scan_line(struct command_pgid_scan *sc, const char *tag_s, const char *buf, size_t n)
+{
+	const size_t tag = strlen(tag_s);
+	size_t k = 0;
+
+	while (k < n && !sc->done) {
+		char c = buf[k++];
+		const char *at;
+		size_t keep;
+
+		if (c != '\n') {
+			sc->line[sc->len++] = c;
+			if (sc->len + 1 < sizeof(sc->line))
+				continue;
+			/* A long line: keep from the tag on if it began (not at the very start:
+			 * that line is full, so not the one sought), else all but what could be
+			 * the start of one. */
+			at = sc->len > tag ? memmem(sc->line + 1, sc->len - 1, tag_s, tag) : NULL;
+			keep = at != NULL ? sc->len - (size_t)(at - sc->line) : tag - 1;
+			pgid_keep_noise(sc, sc->line, sc->len - keep);
+			memmove(sc->line, sc->line + sc->len - keep, keep);
+			sc->len = keep;
+			continue;
+		}
+		sc->line[sc->len] = '\0';
+		at = memmem(sc->line, sc->len, tag_s, tag);
+		if (at != NULL) {
+			size_t before = (size_t)(at - sc->line);
+
+			pgid_keep_noise(sc, sc->line, before);
+			sc->len -= before;
+			memmove(sc->line, at, sc->len + 1);
+			sc->done = true;
+			break;
+		}
+		sc->line[sc->len++] = '\n';
+		pgid_keep_noise(sc, sc->line, sc->len);
+		sc->len = 0;
+	}
+	return k;
+}
+
+size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n)
+{
+	size_t k = command_scan_line(sc, COMMAND_PGID_TAG, buf, n);
+
+	if (sc->done)
+		sc->pgid = atol(sc->line + strlen(COMMAND_PGID_TAG));
+	return k;
+}
+
 int command_quote(char **buf, size_t *len, size_t *cap, const char *s, size_t slen)
 {
 	size_t start = 0;

@@ -40,6 +40,30 @@ struct command_spec {
 
 /* The first line the command prints on stdout: COMMAND_PGID_TAG, the group id, '\n'. */
 #define COMMAND_PGID_TAG "exec-broker-pgid "
+/* How much of what a login shell's startup files print before it is kept (the host's
+ * output); the rest is dropped. */
+#define COMMAND_NOISE_MAX 8192
+
+/* The scan of a channel's stdout for the first line with a tag in it: a command's pgid line,
+ * or the watcher's. A login shell whose startup files print (bash reads ~/.bashrc when sshd
+ * runs it) puts lines, or the start of a line, before it: that is the host's output, kept
+ * in noise (malloc'd, freed by the owner of the scan). */
+struct command_pgid_scan {
+	char line[256]; /* the current line, or the end of a long one; once done, the line
+	                   from the tag on, NUL-terminated, without its newline */
+	size_t len;
+	char *noise;
+	size_t noise_len;
+	long pgid; /* command_pgid_scan's */
+	bool done; /* the line was found */
+};
+
+/* Feeds sc n bytes of stdout, looking for a line with tag in it (that fits sc->line from
+ * the tag on); returns how many it took: up to the end of that line. */
+size_t command_scan_line(struct command_pgid_scan *sc, const char *tag, const char *buf, size_t n);
+/* command_scan_line for the pgid line, whose group it puts in sc->pgid. */
+size_t command_pgid_scan(struct command_pgid_scan *sc, const char *buf, size_t n);
+
 /* The one line the watcher prints on stdout once it listens: the tag, then the path of
  * the FIFO commands register on, '\n'. */
 #define COMMAND_WATCH_TAG "exec-broker-watch "

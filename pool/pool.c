@@ -787,6 +787,13 @@ void pool_free(struct pool *p)
 
 	if (p == NULL)
 		return;
+	/* Every session goes, in list order, where a lender may come before its borrowers:
+	 * their references to it are not dropped, the lender is freed with the rest. */
+	TAILQ_FOREACH(t, &p->targets, link)
+	TAILQ_FOREACH(s, &t->sessions, link)
+	s->lender = NULL;
+	TAILQ_FOREACH(s, &p->dead_sessions, link)
+	s->lender = NULL;
 	while ((t = TAILQ_FIRST(&p->targets)) != NULL) {
 		TAILQ_REMOVE(&p->targets, t, link);
 		while ((s = TAILQ_FIRST(&t->sessions)) != NULL) {

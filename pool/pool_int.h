@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 #include <sys/time.h>
 
+#include "pool/command.h"
 #include "pool/fingerprint.h"
 #include "pool/pool.h"
 
@@ -187,13 +188,11 @@ struct pool_exec {
 	enum pool_outcome_kind cancel_kind; /* POOL_EXITED: not cancelled */
 	bool kill_sent;
 	long pgid;
-	char pgid_line[256]; /* the first line: pgid, or the watcher's FIFO */
-	size_t pgid_len;
 	bool pgid_done;
-	/* stdout before the pgid line: the login shell's startup files printed it (the host's
-	 * output), handed on once the command is known to run; at most CHANNEL_NOISE_MAX */
-	char *noise;
-	size_t noise_len;
+	/* The scan for the pgid line (the watcher's: its line saying where it listens); its
+	 * noise, the login shell's startup output, is handed on once the command is known to
+	 * run. */
+	struct command_pgid_scan pg;
 	bool noise_dropped; /* command_spec.broker_script: the noise is not output */
 	struct timeval deadline;
 	struct event *deadline_ev; /* the deadline, then the kill safety net; the watcher's beat */

@@ -418,6 +418,106 @@ START_TEST(quote_examples)
 }
 END_TEST
 
+/* Scans in + the pgid line of 12345 + "OUT" in pieces of step bytes (0: all at once) and
+ * asserts the group is found, in is the noise (its first COMMAND_NOISE_MAX bytes), and
+ * the scan took exactly up to the end of the pgid line. */
+static void pgid_scan_case(const char *in, size_t in_len, size_t step, const char *what)
+{
+	static const char pl[] = COMMAND_PGID_TAG "12345\n";
+	struct command_pgid_scan sc = {0};
+	size_t n = in_len + strlen(pl) + 3, off = 0, keep;
+	char *buf = malloc(n);
+
+	ck_assert_ptr_nonnull(buf);
+	memcpy(buf, in, in_len);
+	memcpy(buf + in_len, pl, strlen(pl));
+	memcpy(buf + in_len + strlen(pl), "OUT", 3);
+	while (off < n && !sc.done) {
+		size_t len = step == 0 || n - off < step ? n - off : step;
+		size_t k = command_pgid_scan(&sc, buf + off, len);
+
+		ck_assert_uint_le(k, len);
+		off += k;
+		if (k < len)
+			break;
+	}
+	ck_assert_msg(sc.done && sc.pgid == 12345, "%s (%zu bytes, by %zu): done %d pgid %ld", what,
+	              in_len, step, sc.done, sc.pgid);
+	ck_assert_msg(off == n - 3, "%s (%zu bytes, by %zu): took %zu of %zu", what, in_len, step,
+	              off, n);
+	keep = in_len < COMMAND_NOISE_MAX ? in_len : COMMAND_NOISE_MAX;
+	ck_assert_msg(sc.noise_len == keep && (keep == 0 || memcmp(sc.noise, in, keep) == 0),
+	              "%s (%zu bytes, by %zu): noise of %zu bytes, want %zu", what, in_len, step,
+	              sc.noise_len, keep);
+	free(sc.noise);
+	free(buf);
+}
+
+/* Startup text before the pgid line, with no newline of its own: whatever its length, and
+ * however the output is cut into reads, the group is found and the text is the noise. */
+START_TEST(pgid_line_is_found_after_any_startup_text)
+{
+	static const size_t steps[] = {0, 1, 7, 256};
+	char in[700];
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (char)('a' + i % 26);
+	for (size_t len = 0; len <= 600; len++)
+		for (size_t j = 0; j < sizeof(steps) / sizeof(steps[0]); j++)
+			pgid_scan_case(in, len, steps[j], "a prefix without newline");
+	/* After lines, the same. */
+	memcpy(in, "LINE\nLINE\n", 10);
+	for (size_t len = 10; len <= 600; len++)
+		pgid_scan_case(in, len, 0, "lines, then a prefix without newline");
+}
+END_TEST
+
+/* More startup text than is kept: the first COMMAND_NOISE_MAX bytes are, the rest dropped;
+ * the group is still found, and the pgid line is never taken for output. */
+START_TEST(pgid_line_is_found_after_too_much_startup_text)
+{
+	static const size_t lens[] = {COMMAND_NOISE_MAX - 1, COMMAND_NOISE_MAX,
+	                              COMMAND_NOISE_MAX + 1, COMMAND_NOISE_MAX + 300, 40000};
+	char *in = malloc(40000);
+
+	ck_assert_ptr_nonnull(in);
+	for (int lined = 0; lined < 2; lined++) {
+		for (size_t i = 0; i < 40000; i++)
+			in[i] = lined && i % 50 == 49 ? '\n' : (char)('a' + i % 26);
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			pgid_scan_case(in, lens[i], 0,
+			               lined ? "lines past the limit" : "one long line");
+			pgid_scan_case(in, lens[i], 1000,
+			               lined ? "lines past the limit" : "one long line");
+		}
+	}
+	free(in);
+}
+END_TEST
+
+/* The watcher's line, after startup text without a newline of any length: found, and the
+ * line from its tag on is what the scan holds. */
+START_TEST(watcher_line_is_found_after_any_startup_text)
+{
+	static const char wl[] = COMMAND_WATCH_TAG "/tmp/exec-broker-watch.AbC123/fifo";
+	char buf[700 + sizeof(wl) + 1];
+
+	for (size_t len = 0; len <= 600; len++) {
+		struct command_pgid_scan sc = {0};
+		size_t n;
+
+		memset(buf, 'q', len);
+		memcpy(buf + len, wl, strlen(wl));
+		buf[len + strlen(wl)] = '\n';
+		n = command_scan_line(&sc, COMMAND_WATCH_TAG, buf, len + strlen(wl) + 1);
+		ck_assert_msg(sc.done && n == len + strlen(wl) + 1, "%zu bytes before: done %d",
+		              len, sc.done);
+		ck_assert_str_eq(sc.line, wl);
+		free(sc.noise);
+	}
+}
+END_TEST
+
 /* The kill command ends a whole process group, children included. */
 START_TEST(kill_group_ends_every_process_of_the_group)
 {
@@ -888,6 +988,9 @@ int main(void)
 	                    sizeof(refused) / sizeof(refused[0]));
 	tcase_add_test(tc, overlong_command_is_refused);
 	tcase_add_test(tc, quote_examples);
+	tcase_add_test(tc, pgid_line_is_found_after_any_startup_text);
+	tcase_add_test(tc, pgid_line_is_found_after_too_much_startup_text);
+	tcase_add_test(tc, watcher_line_is_found_after_any_startup_text);
 	tcase_add_test(tc, kill_group_ends_every_process_of_the_group);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tw, 30);

@@ -315,6 +315,23 @@ START_TEST(max_sessions_1_runs_every_exec)
 	free(m);
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	sv_none_running(W.db, "eb-fh-ms1");
+	/* Two sessions per host at most: the two first opened come up together, and only one
+	 * may lend its watcher, or the other holds the second place and no borrower opens. */
+	ck_assert_int_eq(
+	    kit_broker_start(&b, W.db, "eb-fh-ms1-cap2", "pool_max_sessions_per_host = 2\n"), 0);
+	ck_assert_int_eq(kit_http_parallel(b.port, q, NMS1, r), 0);
+	for (int i = 0; i < NMS1; i++) {
+		snprintf(want, sizeof(want), "ok %d\n", i);
+		assert_exact(&r[i], want, "", 0,
+		             "an exec on a MaxSessions 1 host, 2 sessions at most");
+		kit_resp_free(&r[i]);
+	}
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	sv_none_running(W.db, "eb-fh-ms1-cap2");
+	fprintf(stderr,
+	        "faults_host: MaxSessions 1, pool_max_sessions_per_host 2: %d of %d concurrent "
+	        "execs exited 0 with their output\n",
+	        NMS1, NMS1);
 	host_quiet(&s, "MaxSessions 1");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
 	for (int i = 0; i < NMS1; i++)
@@ -477,6 +494,8 @@ END_TEST
  * BASH_ENV (Debian builds bash with SSH_SOURCE_BASHRC). Its text is the host's output: it comes
  * before the command's on the same streams, the frames stay whole and the exit code is the
  * command's; the broker's own channels (watcher, detached start, reads) are not fooled. */
+#define NOLF 236 /* with the tag (17) and a pid of 2 digits or more, past a 255-byte line */
+
 START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 {
 	struct kit_broker b = {0};
@@ -490,6 +509,7 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	char *sleeper = sv_body(sargv, json_pack("{s:i}", "timeout_s", 100));
 	struct kit_conn c;
 	pid_t pids[2];
+	char text[NOLF + 1], rc[NOLF + 32], want[NOLF + 8];
 
 	home_make(home);
 	keeper_start(&k, home_undo, home);
@@ -518,12 +538,29 @@ START_TEST(a_startup_file_that_prints_is_the_hosts_output)
 	free(st);
 	sv_pid_gone(pids[0], "the command of a client that went away (~/.bashrc)");
 	sv_pid_gone(pids[1], "its child");
+	/* Startup text without a newline, as long as the line the broker scans for the pgid
+	 * line would hold only part of the tag: the pgid line is found after it, on sessions
+	 * already up, and on new ones, whose watcher's line comes after it too. */
+	memset(text, 'x', NOLF);
+	text[NOLF] = '\0';
+	snprintf(rc, sizeof(rc), "printf %%s %s\n", text);
+	home_file(home, ".bashrc", rc);
+	snprintf(want, sizeof(want), "%sout", text);
+	exec_exact(b.port, "ws-bashenv", printf7, want, "err", 7,
+	           "a command under a ~/.bashrc printing no newline");
+	ck_assert_int_eq(kit_broker_stop(&b), 0);
+	ck_assert_int_eq(kit_broker_start(&b, W.db, "eb-fh-bashenv", NULL), 0);
+	exec_exact(b.port, "ws-bashenv", printf7, want, "err", 7,
+	           "a command under a ~/.bashrc printing no newline, on a new session");
 	ck_assert_int_eq(kit_broker_stop(&b), 0);
 	sv_none_running(W.db, "eb-fh-bashenv");
 	host_quiet(&s, "a startup file that prints");
 	ck_assert_int_eq(th_sshd_stop(&s), 0);
-	fprintf(stderr, "faults_host: a ~/.bashrc that prints: its lines lead stdout and stderr, "
-	                "exit codes 7, 0 and the detached 5 exact, a cancelled command killed\n");
+	fprintf(stderr,
+	        "faults_host: a ~/.bashrc that prints: its lines lead stdout and stderr, "
+	        "exit codes 7, 0 and the detached 5 exact, a cancelled command killed; "
+	        "%d bytes without a newline lead stdout, on old and new sessions\n",
+	        NOLF);
 	keeper_finish(&k);
 	ck_assert_msg(access(home, F_OK) != 0, "%s still there", home);
 	free(home);

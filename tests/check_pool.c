@@ -1448,6 +1448,65 @@ START_TEST(server_max_sessions_below_pool_channels)
 }
 END_TEST
 
+/* 11a. MaxSessions 1 with room for two sessions per host: the sessions first opened come up
+ * together and each starts its watcher before learning the host allows one channel. One
+ * lends its watcher; the other must not become a second lender (it would hold the other
+ * place under the cap and never be used): every exec runs, on borrowers. */
+START_TEST(max_sessions_1_two_sessions_per_host_runs_every_exec)
+{
+	struct pool_config cfg;
+	struct th_sshd s;
+	struct drv d;
+	struct job *jobs[12];
+
+	ck_assert_int_eq(th_sshd_start(&s, &(struct th_sshd_opts){.max_sessions = 1}), 0);
+	default_config(&cfg);
+	cfg.max_sessions_per_host = 2;
+	drv_init(&d, &cfg, &s);
+	for (int i = 0; i < 12; i++) {
+		jobs[i] = job_new(&d, "sh", "-c", "sleep 0.2; echo ok", NULL);
+		job_start(jobs[i]);
+	}
+	drv_wait(&d, pred_all_over, NULL, WAIT_S, "12 execs");
+	for (int i = 0; i < 12; i++) {
+		assert_exited(jobs[i], 0);
+		assert_out(jobs[i], "ok\n", "");
+	}
+	drv_free(&d);
+	ck_assert_int_eq(th_sshd_stop(&s), 0);
+}
+END_TEST
+
+/* 11a'. pool_free with a lender and its borrower still listed (no shutdown ran: the
+ * sessions are freed in list order, the lender first): nothing is used after it is freed
+ * (run under ASan). */
+START_TEST(pool_free_with_borrowers_listed)
+{
+	struct pool_config cfg;
+	struct th_sshd s;
+	struct drv d;
+	struct job *jobs[12];
+	struct pool_stats st;
+
+	ck_assert_int_eq(th_sshd_start(&s, &(struct th_sshd_opts){.max_sessions = 1}), 0);
+	default_config(&cfg);
+	cfg.max_sessions_per_host = 2;
+	drv_init(&d, &cfg, &s);
+	for (int i = 0; i < 12; i++) {
+		jobs[i] = job_new(&d, "sh", "-c", "sleep 0.2; echo ok", NULL);
+		job_start(jobs[i]);
+	}
+	drv_wait(&d, pred_all_over, NULL, WAIT_S, "12 execs");
+	for (int i = 0; i < 12; i++)
+		assert_exited(jobs[i], 0);
+	pool_get_stats(d.pool, &st);
+	ck_assert_uint_eq(st.sessions_idle, 2); /* the lender and a borrower */
+	d.shutdown_started = true;              /* drv_free: straight to pool_free */
+	drv_free(&d);
+	ck_assert_int_eq(th_sshd_stop(&s), 0);
+}
+END_TEST
+
 /* Cancels j (running, its processes seen) and asserts it ends cancelled within the grace
  * with nothing of it left on the host. */
 static void cancel_ends_it(struct drv *d, struct job *j, const char *pattern)
@@ -1825,6 +1884,8 @@ int main(void)
 	ADD(s, paused_exec_is_bounded_and_others_flow);
 	ADD(s, server_max_sessions_below_pool_channels);
 	ADD(s, cancel_needs_no_spare_channel);
+	ADD(s, max_sessions_1_two_sessions_per_host_runs_every_exec);
+	ADD(s, pool_free_with_borrowers_listed);
 	ADD(s, a_session_whose_watcher_died_is_retired);
 	ADD(s, idle_sessions_close_after_their_ttl);
 	ADD(s, host_names_are_resolved_asynchronously);
